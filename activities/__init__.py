@@ -1,0 +1,1 @@
+"""Temporal activities: step dispatch and model calls. Filled by the Temporal substrate."""

@@ -1,0 +1,1 @@
+"""Substrate adapters: the local durable runner and its stores (``adapters.local``)."""

@@ -1,0 +1,35 @@
+"""The local substrate: ``run_durable`` and its stores. No server needed.
+
+Stores: ``InMemoryStore`` (tests), ``FileStore`` (a directory, several
+processes), ``SqliteStore`` (the embedded default) and ``PostgresStore``.
+"""
+
+from ._context import LocalContext
+from ._file import FileStore
+from ._memory import InMemoryStore
+from ._runner import RunResult, run_durable
+from ._sqlite import SqliteStore, Synchronous
+from ._store import DurableRunStore, EmitResult, Resumed
+
+__all__ = [
+    "DurableRunStore",
+    "EmitResult",
+    "FileStore",
+    "InMemoryStore",
+    "LocalContext",
+    "PostgresStore",
+    "Resumed",
+    "RunResult",
+    "SqliteStore",
+    "Synchronous",
+    "run_durable",
+]
+
+
+def __getattr__(name: str) -> object:
+    # psycopg is only needed by PostgresStore; import it on first use.
+    if name == "PostgresStore":
+        from ._postgres import PostgresStore
+
+        return PostgresStore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

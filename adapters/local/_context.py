@@ -1,0 +1,321 @@
+"""``LocalContext``: the ``DurableContext`` of a run checkpointed in a local store.
+
+Durability in one sentence per method: before a step runs, look up what was
+recorded at its position; if it completed, return the recorded result (or raise
+the recorded failure); otherwise run it and record the outcome under the lease.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import traceback
+import uuid as _uuid
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime, timedelta
+from typing import Any, TypeVar, TypeVarTuple, Unpack
+
+from pydantic import ValidationError
+
+from durable import (
+    UNSET,
+    DurableAwaitEventTimeoutError,
+    DurableError,
+    DurableEventPayloadError,
+    DurableResultNotSerializableError,
+    DurableRunDivergenceError,
+    DurableRunLeaseLostError,
+    DurableStepFailedError,
+    DurableStepInputMismatchError,
+    ErrorCode,
+    JsonCodec,
+    Lease,
+    RunRecord,
+    StepError,
+    StepKind,
+    StepRecord,
+    as_timedelta,
+    canonical_hash,
+    error_for_code,
+    step_definition,
+)
+
+from ._store import DurableRunStore, utc_now
+
+__all__ = ["LocalContext", "step_error_from"]
+
+T = TypeVar("T")
+Ts = TypeVarTuple("Ts")
+
+_codecs: dict[Any, JsonCodec[Any]] = {}
+
+
+def _codec(annotation: Any) -> JsonCodec[Any]:
+    codec = _codecs.get(annotation)
+    if codec is None:
+        codec = _codecs[annotation] = JsonCodec(annotation)
+    return codec
+
+
+def step_error_from(exc: BaseException) -> StepError:
+    """The recorded form of an exception: class name, message, code, stack."""
+    if isinstance(exc, DurableError):
+        message, code = exc.message, exc.code.value
+    else:
+        message, code = str(exc) or repr(exc), None
+    return StepError(
+        message=message,
+        type=type(exc).__name__,
+        code=code,
+        stack="".join(traceback.format_exception(exc)),
+    )
+
+
+def _step_failed(intent: str, index: int, error: StepError, attempts: int) -> DurableStepFailedError:
+    return DurableStepFailedError(
+        f"step {index} {intent!r} failed after {attempts} attempt(s) with "
+        f"{error.type}: {error.message}; the failure is recorded and replays identically, "
+        "so catch DurableStepFailedError to handle it or fix the cause and start a new run",
+        intent=intent,
+        error_type=error.type,
+        error_code=error.code,
+        attempts=attempts,
+    )
+
+
+def _replayed_failure(record: StepRecord) -> DurableError:
+    error = record.error or StepError(message="no error was recorded", type="unknown")
+    cls = error_for_code(error.code)
+    if record.kind == "event" and cls in (DurableAwaitEventTimeoutError, DurableEventPayloadError):
+        return cls(error.message)
+    return _step_failed(record.intent, record.step_index, error, record.attempts)
+
+
+class LocalContext:
+    """Implements ``DurableContext`` over a ``DurableRunStore`` and a held lease."""
+
+    def __init__(
+        self,
+        *,
+        store: DurableRunStore,
+        lease: Lease,
+        run: RunRecord,
+        steps: Sequence[StepRecord],
+        poll_interval: timedelta,
+    ) -> None:
+        self._store = store
+        self.lease = lease
+        self._run = run
+        self._recorded = {record.step_index: record for record in steps}
+        self._next = 0
+        self._poll = poll_interval.total_seconds()
+
+    @property
+    def run_id(self) -> str:
+        return self._run.run_id
+
+    @property
+    def project_id(self) -> str:
+        return self._run.project_id
+
+    @property
+    def scenario_id(self) -> str | None:
+        return self._run.scenario_id
+
+    @property
+    def positions_used(self) -> int:
+        return self._next
+
+    def unvisited_recorded_steps(self) -> list[StepRecord]:
+        """Recorded steps at positions this execution never reached."""
+        return [r for i, r in sorted(self._recorded.items()) if i >= self._next]
+
+    def _position(
+        self, intent: str, kind: StepKind, input_hash: str
+    ) -> tuple[int, StepRecord | None]:
+        index = self._next
+        self._next += 1
+        record = self._recorded.get(index)
+        if record is None:
+            return index, None
+        if record.intent != intent or record.kind != kind:
+            raise DurableRunDivergenceError(
+                f"run {self.run_id!r} recorded step {index} as {record.kind} {record.intent!r}, "
+                f"but the code now reaches {kind} {intent!r} there; steps were added, removed or "
+                "reordered, so restore the previous order or start a new run"
+            )
+        if input_hash and record.input_hash and record.input_hash != input_hash:
+            raise DurableStepInputMismatchError(
+                f"step {index} {intent!r} of run {self.run_id!r} was recorded with input "
+                f"fingerprint {record.input_hash[:12]}…, but replay passes {input_hash[:12]}…; "
+                "the step's inputs changed, so restore them or start a new run"
+            )
+        return index, record
+
+    async def _begin(
+        self,
+        index: int,
+        intent: str,
+        kind: StepKind,
+        input_hash: str = "",
+        deadline: datetime | None = None,
+    ) -> StepRecord:
+        return await self._store.begin_step(
+            self.lease,
+            step_index=index,
+            intent=intent,
+            kind=kind,
+            input_hash=input_hash,
+            deadline=deadline,
+        )
+
+    async def step(
+        self,
+        intent: str,
+        fn: Callable[[Unpack[Ts]], Awaitable[T]],
+        *args: Unpack[Ts],
+        input_fingerprint: object = UNSET,
+        kind: StepKind = "logic",
+    ) -> T:
+        definition = step_definition(fn)
+        input_hash = "" if input_fingerprint is UNSET else canonical_hash(input_fingerprint)
+        index, record = self._position(intent, kind, input_hash)
+        label = f"step {index} {intent!r} ({definition.name})"
+        if record is not None and record.status == "completed":
+            value: T = definition.result.decode(record.result, what=label)
+            return value
+        if record is not None and record.status == "failed":
+            raise _replayed_failure(record)
+        options = definition.options
+        timeout = options.timeout.total_seconds()
+        attempt = record.attempts if record is not None else 0
+        while True:
+            attempt += 1
+            await self._begin(index, intent, kind, input_hash)
+            cause: BaseException | None = None
+            try:
+                async with asyncio.timeout(timeout) as deadline:
+                    value = await definition.fn(*args)
+                data, restored = definition.result.round_trip(value, what=label)
+            except DurableRunLeaseLostError:
+                raise
+            except TimeoutError as exc:
+                cause = exc
+                error = step_error_from(exc)
+                if deadline.expired():
+                    error = StepError(
+                        message=f"attempt {attempt} ran past the step timeout of {timeout:g}s",
+                        type="DurableStepTimeoutError",
+                        code=ErrorCode.STEP_TIMEOUT.value,
+                    )
+            except Exception as exc:
+                cause = exc
+                error = step_error_from(exc)
+            else:
+                await self._store.complete_step(self.lease, step_index=index, result=data)
+                return restored
+            retry = (
+                error.code != ErrorCode.RESULT_NOT_SERIALIZABLE
+                and options.retry.retries(error.type)
+                and options.retry.allows_attempt(attempt + 1)
+            )
+            await self._store.fail_step(self.lease, step_index=index, error=error, final=not retry)
+            if not retry:
+                if error.code == ErrorCode.RESULT_NOT_SERIALIZABLE:
+                    raise DurableResultNotSerializableError(error.message) from cause
+                raise _step_failed(intent, index, error, attempt) from cause
+            await asyncio.sleep(options.retry.delay_before(attempt + 1).total_seconds())
+
+    async def _checkpoint(self, intent: str, produce: Callable[[], str]) -> str:
+        index, record = self._position(intent, "deterministic", "")
+        if record is not None and record.status == "completed":
+            return str(record.result)
+        await self._begin(index, intent, "deterministic")
+        value = produce()
+        await self._store.complete_step(self.lease, step_index=index, result=value)
+        return value
+
+    async def now(self) -> datetime:
+        return datetime.fromisoformat(await self._checkpoint("now", lambda: utc_now().isoformat()))
+
+    async def uuid(self) -> _uuid.UUID:
+        return _uuid.UUID(await self._checkpoint("uuid", lambda: str(_uuid.uuid4())))
+
+    async def sleep(self, duration: timedelta | float) -> None:
+        delta = as_timedelta(duration, what="sleep duration")
+        index, record = self._position("sleep", "timer", "")
+        if record is not None and record.status == "completed":
+            return
+        record = await self._begin(index, "sleep", "timer", deadline=utc_now() + delta)
+        assert record.deadline is not None  # the store keeps the first deadline it was given
+        remaining = (record.deadline - utc_now()).total_seconds()
+        if remaining > 0:
+            await asyncio.sleep(remaining)
+        await self._store.complete_step(self.lease, step_index=index, result=None)
+
+    async def await_event(
+        self, key: str, *, timeout: timedelta | float | None = None, type: Any = None
+    ) -> Any:
+        intent = f"await_event:{key}"
+        wait = None if timeout is None else as_timedelta(timeout, what="await_event timeout")
+        codec = None if type is None else _codec(type)
+        index, record = self._position(intent, "event", "")
+        label = f"event {key!r} awaited by run {self.run_id!r}"
+        if record is not None and record.status == "completed":
+            return record.result if codec is None else codec.decode(record.result, what=label)
+        if record is not None and record.status == "failed":
+            raise _replayed_failure(record)
+        record = await self._begin(
+            index, intent, "event", deadline=None if wait is None else utc_now() + wait
+        )
+        # The deadline is the one recorded at the first wait: a resume continues it.
+        deadline = record.deadline
+        while True:
+            event = await self._store.load_event(self.run_id, key)
+            if event is not None:
+                return await self._accept_event(index, label, event.payload, codec)
+            now = utc_now()
+            if deadline is not None and now >= deadline:
+                error = DurableAwaitEventTimeoutError(
+                    f"{label} did not arrive by its deadline {deadline.isoformat()}; "
+                    "send the event before the deadline, or raise the timeout and start a new run"
+                )
+                await self._store.fail_step(
+                    self.lease, step_index=index, error=step_error_from(error), final=True
+                )
+                raise error
+            pause = self._poll
+            if deadline is not None:
+                pause = min(pause, (deadline - now).total_seconds())
+            await asyncio.sleep(max(pause, 0.0))
+
+    async def _accept_event(
+        self, index: int, label: str, payload: Any, codec: JsonCodec[Any] | None
+    ) -> Any:
+        if codec is None:
+            await self._store.complete_step(self.lease, step_index=index, result=payload)
+            return payload
+        try:
+            value = codec.validate(payload)
+        except ValidationError as exc:
+            error = DurableEventPayloadError(
+                f"the payload of {label} does not match {codec.annotation!r}: "
+                f"{exc.errors(include_url=False)}; the sender must send the declared type"
+            )
+            await self._store.fail_step(
+                self.lease, step_index=index, error=step_error_from(error), final=True
+            )
+            raise error from None
+        await self._store.complete_step(self.lease, step_index=index, result=payload)
+        return value
+
+    async def emit_event(self, key: str, payload: object) -> bool:
+        intent = f"emit_event:{key}"
+        index, record = self._position(intent, "event", "")
+        if record is not None and record.status == "completed":
+            return bool(record.result["accepted"])
+        await self._begin(index, intent, "event")
+        emitted = await self._store.emit_event(self.run_id, key, payload, lease=self.lease)
+        await self._store.complete_step(
+            self.lease, step_index=index, result={"accepted": emitted.accepted}
+        )
+        return emitted.accepted

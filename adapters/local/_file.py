@@ -1,0 +1,356 @@
+"""``FileStore``: one directory per run, JSONL logs, fsync, safe across processes.
+
+Layout under ``root``::
+
+    <root>/r_<quoted run id>/
+        run.json       the RunRecord, replaced atomically (write, fsync, rename)
+        steps.jsonl    append-only StepRecord log; the last line per position wins
+        events.jsonl   append-only EventRecord log; the first line per key wins
+        .lock          flock'd around every operation
+
+Every operation takes the run's exclusive ``flock``, rereads ``run.json`` (so a
+takeover by another process is seen before any write), tails the logs from
+where this process last read them, applies the ledger rules and appends the
+changed record with ``fsync``. A line torn by a crash is cut off on the next
+locked read, before anything is appended after it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import os
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+from urllib.parse import quote
+
+from pydantic import BaseModel, ValidationError
+
+from durable import (
+    DurableRunManifest,
+    DurableStoreError,
+    EventRecord,
+    Lease,
+    RunOutcome,
+    RunRecord,
+    StepError,
+    StepKind,
+    StepRecord,
+)
+
+from . import _ledger as ledger
+from ._store import EmitResult, Resumed, json_payload, run_not_found, utc_now
+
+__all__ = ["FileStore"]
+
+T = TypeVar("T")
+
+
+@dataclass
+class _Cached:
+    state: ledger.RunState
+    steps_offset: int = 0
+    events_offset: int = 0
+
+
+class FileStore:
+    """A durable-run store in a directory tree; several processes may share ``root``."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self._root = Path(root)
+        self._root.mkdir(parents=True, exist_ok=True)
+        self._cache: dict[str, _Cached] = {}
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="durable-file")
+
+    async def _call(self, fn: Callable[[], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
+
+    def _dir(self, run_id: str) -> Path:
+        # "r_" keeps "." and ".." from ever naming a run directory.
+        return self._root / ("r_" + quote(run_id, safe=""))
+
+    @contextmanager
+    def _locked(self, run_id: str, *, create: bool = False) -> Iterator[Path]:
+        directory = self._dir(run_id)
+        if create:
+            directory.mkdir(exist_ok=True)
+        elif not directory.is_dir():
+            raise run_not_found(run_id)
+        fd = os.open(directory / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield directory
+        finally:
+            os.close(fd)  # closing the descriptor releases the flock
+
+    def _refresh(self, run_id: str, directory: Path) -> ledger.RunState | None:
+        """Bring this process's view of the run up to date; caller holds the lock."""
+        run_file = directory / "run.json"
+        if not run_file.exists():
+            return None
+        run = _parse(RunRecord, run_file.read_bytes(), run_file)
+        cached = self._cache.get(run_id)
+        if cached is None or cached.state.run.created_at != run.created_at:
+            cached = _Cached(ledger.RunState(run))
+            self._cache[run_id] = cached
+        cached.state.run = run
+        cached.steps_offset = _tail(
+            directory / "steps.jsonl",
+            cached.steps_offset,
+            lambda raw, path: _keep_last_step(cached.state, _parse(StepRecord, raw, path)),
+        )
+        cached.events_offset = _tail(
+            directory / "events.jsonl",
+            cached.events_offset,
+            lambda raw, path: _keep_first_event(cached.state, _parse(EventRecord, raw, path)),
+        )
+        return cached.state
+
+    def _require(self, run_id: str, directory: Path) -> ledger.RunState:
+        state = self._refresh(run_id, directory)
+        if state is None:
+            raise run_not_found(run_id)
+        return state
+
+    def _append(self, run_id: str, directory: Path, name: str, record: BaseModel) -> None:
+        path = directory / name
+        line = record.model_dump_json(by_alias=True).encode() + b"\n"
+        with open(path, "ab") as handle:
+            handle.write(line)
+            handle.flush()
+            os.fsync(handle.fileno())
+            end = handle.tell()
+        cached = self._cache[run_id]
+        # Our own append is already applied to the state; skip rereading it.
+        if name == "steps.jsonl":
+            cached.steps_offset = end
+        else:
+            cached.events_offset = end
+
+    def _write_run(self, directory: Path, state: ledger.RunState) -> None:
+        _atomic_write(directory / "run.json", state.run.model_dump_json(by_alias=True).encode())
+
+    async def start_or_resume(
+        self,
+        *,
+        run_id: str,
+        agent: str,
+        manifest: DurableRunManifest,
+        worker_id: str,
+        lease_for: timedelta,
+    ) -> Resumed:
+        def op() -> Resumed:
+            with self._locked(run_id, create=True) as directory:
+                now = utc_now()
+                state = self._refresh(run_id, directory)
+                if state is None:
+                    state = ledger.new_run(run_id=run_id, agent=agent, manifest=manifest, now=now)
+                    self._cache[run_id] = _Cached(state)
+                    _fsync_dir(self._root)
+                lease = ledger.acquire(
+                    state, manifest=manifest, worker_id=worker_id, now=now, lease_for=lease_for
+                )
+                if lease is not None:
+                    self._write_run(directory, state)
+                steps = [state.steps[i] for i in sorted(state.steps)]
+                return Resumed(run=state.snapshot(), steps=steps, lease=lease)
+
+        return await self._call(op)
+
+    async def renew_lease(self, lease: Lease, *, lease_for: timedelta) -> Lease:
+        def op() -> Lease:
+            with self._locked(lease.run_id) as directory:
+                state = self._require(lease.run_id, directory)
+                renewed = ledger.renew(state, lease, now=utc_now(), lease_for=lease_for)
+                self._write_run(directory, state)
+                return renewed
+
+        return await self._call(op)
+
+    def _step_op(self, lease: Lease, apply: Callable[[ledger.RunState], StepRecord]) -> StepRecord:
+        with self._locked(lease.run_id) as directory:
+            state = self._require(lease.run_id, directory)
+            record = apply(state)
+            self._append(lease.run_id, directory, "steps.jsonl", record)
+            return record
+
+    async def begin_step(
+        self,
+        lease: Lease,
+        *,
+        step_index: int,
+        intent: str,
+        kind: StepKind,
+        input_hash: str,
+        deadline: datetime | None = None,
+    ) -> StepRecord:
+        return await self._call(
+            lambda: self._step_op(
+                lease,
+                lambda state: ledger.begin_step(
+                    state,
+                    lease,
+                    step_index=step_index,
+                    intent=intent,
+                    kind=kind,
+                    input_hash=input_hash,
+                    deadline=deadline,
+                    now=utc_now(),
+                ),
+            )
+        )
+
+    async def complete_step(self, lease: Lease, *, step_index: int, result: Any) -> None:
+        await self._call(
+            lambda: self._step_op(
+                lease,
+                lambda state: ledger.finish_step(
+                    state, lease, step_index=step_index, result=result, now=utc_now()
+                ),
+            )
+        )
+
+    async def fail_step(
+        self, lease: Lease, *, step_index: int, error: StepError, final: bool
+    ) -> None:
+        await self._call(
+            lambda: self._step_op(
+                lease,
+                lambda state: ledger.finish_step(
+                    state, lease, step_index=step_index, error=error, final=final, now=utc_now()
+                ),
+            )
+        )
+
+    async def end_run(
+        self,
+        lease: Lease,
+        *,
+        status: Literal["completed", "failed"],
+        result: Any = None,
+        error: StepError | None = None,
+        outcome: RunOutcome | None = None,
+    ) -> RunRecord:
+        def op() -> RunRecord:
+            with self._locked(lease.run_id) as directory:
+                state = self._require(lease.run_id, directory)
+                record = ledger.end_run(
+                    state,
+                    lease,
+                    status=status,
+                    result=result,
+                    error=error,
+                    outcome=outcome,
+                    now=utc_now(),
+                )
+                self._write_run(directory, state)
+                return record
+
+        return await self._call(op)
+
+    async def emit_event(
+        self, run_id: str, key: str, payload: Any, *, lease: Lease | None = None
+    ) -> EmitResult:
+        data = json_payload(payload, what=f"event {key!r}")
+
+        def op() -> EmitResult:
+            with self._locked(run_id) as directory:
+                state = self._require(run_id, directory)
+                accepted, record = ledger.emit_event(state, key, data, lease=lease, now=utc_now())
+                if accepted:
+                    self._append(run_id, directory, "events.jsonl", record)
+                return EmitResult(accepted=accepted, record=record)
+
+        return await self._call(op)
+
+    def _read(self, run_id: str) -> ledger.RunState | None:
+        if not self._dir(run_id).is_dir():
+            return None
+        with self._locked(run_id) as directory:
+            return self._refresh(run_id, directory)
+
+    async def load_event(self, run_id: str, key: str) -> EventRecord | None:
+        state = await self._call(lambda: self._read(run_id))
+        return None if state is None else state.events.get(key)
+
+    async def load_run(self, run_id: str) -> RunRecord | None:
+        state = await self._call(lambda: self._read(run_id))
+        return None if state is None else state.snapshot()
+
+    async def load_steps(self, run_id: str) -> list[StepRecord]:
+        state = await self._call(lambda: self._read(run_id))
+        return [] if state is None else [state.steps[i] for i in sorted(state.steps)]
+
+    async def close(self) -> None:
+        self._executor.shutdown(wait=True)
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def _parse(model: type[M], raw: bytes, path: Path) -> M:
+    try:
+        return model.model_validate_json(raw)
+    except ValidationError as exc:
+        raise DurableStoreError(
+            f"{path} holds a record that is not a valid {model.__name__} "
+            f"({exc.error_count()} errors); restore the file from a backup or remove the run"
+        ) from None
+
+
+def _keep_last_step(state: ledger.RunState, record: StepRecord) -> None:
+    state.steps[record.step_index] = record
+
+
+def _keep_first_event(state: ledger.RunState, record: EventRecord) -> None:
+    state.events.setdefault(record.key, record)
+
+
+def _tail(path: Path, offset: int, apply: Callable[[bytes, Path], None]) -> int:
+    """Apply every complete line after ``offset``; cut off a torn last line."""
+    try:
+        handle = open(path, "r+b")
+    except FileNotFoundError:
+        return 0
+    with handle:
+        size = os.fstat(handle.fileno()).st_size
+        if size < offset:
+            raise DurableStoreError(
+                f"{path} shrank from {offset} to {size} bytes while in use; "
+                "another program modified it, so restore it from a backup"
+            )
+        handle.seek(offset)
+        data = handle.read()
+        complete = data.rfind(b"\n") + 1
+        if complete < len(data):
+            # A crash mid-append left a partial line; it was never acknowledged.
+            handle.truncate(offset + complete)
+            handle.flush()
+            os.fsync(handle.fileno())
+        for line in data[:complete].splitlines():
+            if line:
+                apply(line, path)
+        return offset + complete
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

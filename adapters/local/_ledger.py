@@ -1,0 +1,253 @@
+"""The rules of a run's state, kept once for the memory and file stores.
+
+A ``RunState`` is one run's record, steps and events. The functions below apply
+one store operation to it and return what changed, so the memory store can keep
+states in a dict and the file store can persist exactly the changed records.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from durable import (
+    DurableRunInputMismatchError,
+    DurableRunLeaseHeldError,
+    DurableRunLeaseLostError,
+    DurableRunManifest,
+    DurableStoreError,
+    EventRecord,
+    Lease,
+    RunOutcome,
+    RunRecord,
+    StepError,
+    StepKind,
+    StepRecord,
+    manifest_hash,
+)
+
+__all__ = [
+    "RunState",
+    "acquire",
+    "begin_step",
+    "check_fence",
+    "emit_event",
+    "end_run",
+    "finish_step",
+    "new_run",
+    "renew",
+]
+
+
+@dataclass
+class RunState:
+    run: RunRecord
+    steps: dict[int, StepRecord] = field(default_factory=dict)
+    events: dict[str, EventRecord] = field(default_factory=dict)
+
+    def snapshot(self) -> RunRecord:
+        return self.run.model_copy(update={"step_count": len(self.steps)})
+
+
+def new_run(
+    *, run_id: str, agent: str, manifest: DurableRunManifest, now: datetime
+) -> RunState:
+    return RunState(
+        RunRecord(
+            run_id=run_id,
+            agent=agent,
+            manifest_hash=manifest_hash(manifest),
+            project_id=manifest.project_id,
+            scenario_id=manifest.scenario_id,
+            status="running",
+            created_at=now,
+            updated_at=now,
+        )
+    )
+
+
+def lease_held_error(run: RunRecord, now: datetime) -> DurableRunLeaseHeldError:
+    remaining = (run.lease_expires_at or now) - now
+    return DurableRunLeaseHeldError(
+        f"run {run.run_id!r} is held by worker {run.lease_holder!r} for another "
+        f"{remaining.total_seconds():.1f}s; retry after the lease expires, or stop that worker"
+    )
+
+
+def mismatch_error(run: RunRecord, manifest: DurableRunManifest) -> DurableRunInputMismatchError:
+    return DurableRunInputMismatchError(
+        f"run {run.run_id!r} already exists with manifest hash {run.manifest_hash[:12]}…, "
+        f"but this start has {manifest_hash(manifest)[:12]}…; use a new run id for new input, "
+        "or resume with the original manifest"
+    )
+
+
+def lease_lost_error(run_id: str, lease: Lease) -> DurableRunLeaseLostError:
+    return DurableRunLeaseLostError(
+        f"worker {lease.holder!r} lost the lease on run {run_id!r} (generation "
+        f"{lease.generation}) to another worker; stop this attempt, the new holder continues the run"
+    )
+
+
+def acquire(
+    state: RunState,
+    *,
+    manifest: DurableRunManifest,
+    worker_id: str,
+    now: datetime,
+    lease_for: timedelta,
+) -> Lease | None:
+    """Take the lease if it is free, expired or already ours; ``None`` if the run ended."""
+    run = state.run
+    if run.manifest_hash != manifest_hash(manifest):
+        raise mismatch_error(run, manifest)
+    if run.status != "running":
+        return None
+    live = run.lease_expires_at is not None and run.lease_expires_at > now
+    if live and run.lease_holder not in (None, worker_id):
+        raise lease_held_error(run, now)
+    lease = Lease(
+        run_id=run.run_id,
+        holder=worker_id,
+        generation=run.lease_generation + 1,
+        expires_at=now + lease_for,
+    )
+    state.run = run.model_copy(
+        update={
+            "lease_holder": lease.holder,
+            "lease_generation": lease.generation,
+            "lease_expires_at": lease.expires_at,
+            "updated_at": now,
+        }
+    )
+    return lease
+
+
+def check_fence(state: RunState, lease: Lease) -> None:
+    run = state.run
+    if (
+        run.status != "running"
+        or run.lease_holder != lease.holder
+        or run.lease_generation != lease.generation
+    ):
+        raise lease_lost_error(run.run_id, lease)
+
+
+def renew(state: RunState, lease: Lease, *, now: datetime, lease_for: timedelta) -> Lease:
+    check_fence(state, lease)
+    renewed = lease.model_copy(update={"expires_at": now + lease_for})
+    state.run = state.run.model_copy(
+        update={"lease_expires_at": renewed.expires_at, "updated_at": now}
+    )
+    return renewed
+
+
+def begin_step(
+    state: RunState,
+    lease: Lease,
+    *,
+    step_index: int,
+    intent: str,
+    kind: StepKind,
+    input_hash: str,
+    deadline: datetime | None,
+    now: datetime,
+) -> StepRecord:
+    check_fence(state, lease)
+    previous = state.steps.get(step_index)
+    if previous is None:
+        record = StepRecord(
+            run_id=state.run.run_id,
+            step_index=step_index,
+            intent=intent,
+            kind=kind,
+            input_hash=input_hash,
+            status="running",
+            attempts=1,
+            started_at=now,
+            deadline=deadline,
+        )
+    else:
+        record = previous.model_copy(
+            update={
+                "status": "running",
+                "attempts": previous.attempts + 1,
+                "deadline": previous.deadline or deadline,
+            }
+        )
+    state.steps[step_index] = record
+    return record
+
+
+def finish_step(
+    state: RunState,
+    lease: Lease,
+    *,
+    step_index: int,
+    now: datetime,
+    result: Any = None,
+    error: StepError | None = None,
+    final: bool = True,
+) -> StepRecord:
+    """Complete the step (``error is None``) or record a failed attempt."""
+    check_fence(state, lease)
+    previous = state.steps.get(step_index)
+    if previous is None:
+        raise DurableStoreError(
+            f"step {step_index} of run {state.run.run_id!r} was never begun; "
+            "call begin_step before completing or failing it"
+        )
+    if error is None:
+        update: dict[str, Any] = {
+            "status": "completed",
+            "result": result,
+            "error": None,
+            "completed_at": now,
+        }
+    else:
+        update = {"status": "failed" if final else "running", "error": error}
+        if final:
+            update["completed_at"] = now
+    record = previous.model_copy(update=update)
+    state.steps[step_index] = record
+    return record
+
+
+def end_run(
+    state: RunState,
+    lease: Lease,
+    *,
+    status: Literal["completed", "failed"],
+    result: Any,
+    error: StepError | None,
+    outcome: RunOutcome | None,
+    now: datetime,
+) -> RunRecord:
+    check_fence(state, lease)
+    state.run = state.run.model_copy(
+        update={
+            "status": status,
+            "result": result,
+            "error": error,
+            "outcome": outcome,
+            "completed_at": now,
+            "updated_at": now,
+            "lease_holder": None,
+            "lease_expires_at": None,
+        }
+    )
+    return state.snapshot()
+
+
+def emit_event(
+    state: RunState, key: str, payload: Any, *, lease: Lease | None, now: datetime
+) -> tuple[bool, EventRecord]:
+    if lease is not None:
+        check_fence(state, lease)
+    existing = state.events.get(key)
+    if existing is not None:
+        return False, existing
+    record = EventRecord(run_id=state.run.run_id, key=key, payload=payload, emitted_at=now)
+    state.events[key] = record
+    return True, record

@@ -1,0 +1,139 @@
+"""``InMemoryStore``: the durable-run store for tests and single-process development."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from durable import (
+    DurableRunManifest,
+    EventRecord,
+    Lease,
+    RunOutcome,
+    RunRecord,
+    StepError,
+    StepKind,
+    StepRecord,
+)
+
+from . import _ledger as ledger
+from ._store import EmitResult, Resumed, json_payload, run_not_found, utc_now
+
+__all__ = ["InMemoryStore"]
+
+
+class InMemoryStore:
+    """Keeps runs in dictionaries; leases and fences are enforced exactly as on disk."""
+
+    def __init__(self) -> None:
+        self._runs: dict[str, ledger.RunState] = {}
+
+    def _state(self, run_id: str) -> ledger.RunState:
+        state = self._runs.get(run_id)
+        if state is None:
+            raise run_not_found(run_id)
+        return state
+
+    async def start_or_resume(
+        self,
+        *,
+        run_id: str,
+        agent: str,
+        manifest: DurableRunManifest,
+        worker_id: str,
+        lease_for: timedelta,
+    ) -> Resumed:
+        now = utc_now()
+        state = self._runs.get(run_id)
+        if state is None:
+            state = ledger.new_run(run_id=run_id, agent=agent, manifest=manifest, now=now)
+            self._runs[run_id] = state
+        lease = ledger.acquire(
+            state, manifest=manifest, worker_id=worker_id, now=now, lease_for=lease_for
+        )
+        steps = [state.steps[i] for i in sorted(state.steps)]
+        return Resumed(run=state.snapshot(), steps=steps, lease=lease)
+
+    async def renew_lease(self, lease: Lease, *, lease_for: timedelta) -> Lease:
+        return ledger.renew(self._state(lease.run_id), lease, now=utc_now(), lease_for=lease_for)
+
+    async def begin_step(
+        self,
+        lease: Lease,
+        *,
+        step_index: int,
+        intent: str,
+        kind: StepKind,
+        input_hash: str,
+        deadline: datetime | None = None,
+    ) -> StepRecord:
+        return ledger.begin_step(
+            self._state(lease.run_id),
+            lease,
+            step_index=step_index,
+            intent=intent,
+            kind=kind,
+            input_hash=input_hash,
+            deadline=deadline,
+            now=utc_now(),
+        )
+
+    async def complete_step(self, lease: Lease, *, step_index: int, result: Any) -> None:
+        ledger.finish_step(
+            self._state(lease.run_id), lease, step_index=step_index, result=result, now=utc_now()
+        )
+
+    async def fail_step(
+        self, lease: Lease, *, step_index: int, error: StepError, final: bool
+    ) -> None:
+        ledger.finish_step(
+            self._state(lease.run_id),
+            lease,
+            step_index=step_index,
+            error=error,
+            final=final,
+            now=utc_now(),
+        )
+
+    async def end_run(
+        self,
+        lease: Lease,
+        *,
+        status: Literal["completed", "failed"],
+        result: Any = None,
+        error: StepError | None = None,
+        outcome: RunOutcome | None = None,
+    ) -> RunRecord:
+        return ledger.end_run(
+            self._state(lease.run_id),
+            lease,
+            status=status,
+            result=result,
+            error=error,
+            outcome=outcome,
+            now=utc_now(),
+        )
+
+    async def emit_event(
+        self, run_id: str, key: str, payload: Any, *, lease: Lease | None = None
+    ) -> EmitResult:
+        data = json_payload(payload, what=f"event {key!r}")
+        accepted, record = ledger.emit_event(
+            self._state(run_id), key, data, lease=lease, now=utc_now()
+        )
+        return EmitResult(accepted=accepted, record=record)
+
+    async def load_event(self, run_id: str, key: str) -> EventRecord | None:
+        state = self._runs.get(run_id)
+        return None if state is None else state.events.get(key)
+
+    async def load_run(self, run_id: str) -> RunRecord | None:
+        state = self._runs.get(run_id)
+        return None if state is None else state.snapshot()
+
+    async def load_steps(self, run_id: str) -> list[StepRecord]:
+        state = self._runs.get(run_id)
+        return [] if state is None else [state.steps[i] for i in sorted(state.steps)]
+
+    async def close(self) -> None:
+        return None

@@ -1,0 +1,74 @@
+"""``PostgresStore``: the SQL schema on PostgreSQL through psycopg 3."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+import psycopg
+
+from durable import DurableStoreError
+
+from ._sql import SCHEMA_VERSION, Row, SqlStore, schema_statements
+
+__all__ = ["PostgresStore"]
+
+
+def _pg(sql: str) -> str:
+    return sql.replace("?", "%s")
+
+
+class PostgresStore(SqlStore):
+    """A durable-run store on a PostgreSQL server; open it with ``await PostgresStore.connect``."""
+
+    def __init__(self, connection: psycopg.AsyncConnection[Any]) -> None:
+        self._conn = connection
+        # One connection serves one statement at a time.
+        self._lock = asyncio.Lock()
+
+    @classmethod
+    async def connect(cls, dsn: str) -> PostgresStore:
+        """Connect to ``dsn`` and create or check the schema."""
+        try:
+            conn = await psycopg.AsyncConnection.connect(dsn, autocommit=True)
+        except psycopg.Error as exc:
+            raise DurableStoreError(
+                f"cannot connect to PostgreSQL ({exc}); check the connection string "
+                "and that the server is running"
+            ) from None
+        store = cls(conn)
+        try:
+            await store._migrate()
+        except BaseException:
+            await conn.close()
+            raise
+        return store
+
+    async def _migrate(self) -> None:
+        async with self._conn.transaction():
+            # Serialize schema creation between workers starting at the same time.
+            await self._conn.execute("SELECT pg_advisory_xact_lock(hashtext('durable_schema'))")
+            for statement in schema_statements("BIGINT"):
+                await self._conn.execute(statement)
+            cursor = await self._conn.execute("SELECT MAX(version) FROM durable_schema")
+            row = await cursor.fetchone()
+            found = None if row is None else row[0]
+            self.check_schema_version(found, "the PostgreSQL database")
+            if found is None:
+                await self._conn.execute(
+                    "INSERT INTO durable_schema (version) VALUES (%s)", (SCHEMA_VERSION,)
+                )
+
+    async def _fetch(self, sql: str, params: Sequence[Any]) -> list[Row]:
+        async with self._lock:
+            cursor = await self._conn.execute(_pg(sql), params)
+            return list(await cursor.fetchall())
+
+    async def _execute(self, sql: str, params: Sequence[Any]) -> int:
+        async with self._lock:
+            cursor = await self._conn.execute(_pg(sql), params)
+            return cursor.rowcount
+
+    async def close(self) -> None:
+        await self._conn.close()

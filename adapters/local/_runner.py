@@ -1,0 +1,168 @@
+"""``run_durable``: run an agent against a local store, resuming whatever was recorded."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, Generic, TypeVar
+
+from durable import (
+    DurableContext,
+    DurableRegistrationError,
+    DurableRunDivergenceError,
+    DurableRunFailedError,
+    DurableRunLeaseLostError,
+    DurableRunManifest,
+    RunOutcome,
+    RunRecord,
+    StepRecord,
+    TaskSpec,
+    agent_definition,
+    as_timedelta,
+    derive_worker_id,
+)
+
+from ._context import LocalContext, step_error_from
+from ._store import DurableRunStore
+
+__all__ = ["RunResult", "run_durable"]
+
+I = TypeVar("I")
+O = TypeVar("O")
+
+log = logging.getLogger("durable.local")
+
+
+@dataclass(frozen=True)
+class RunResult(Generic[O]):
+    result: O
+    run: RunRecord
+    steps: list[StepRecord]
+    """Every step of the run, replayed and freshly executed."""
+
+
+async def run_durable(
+    agent: Callable[[DurableContext, I], Awaitable[O]],
+    input: I,
+    *,
+    store: DurableRunStore,
+    run_id: str,
+    project_id: str = "default",
+    scenario_id: str | None = None,
+    task: TaskSpec | None = None,
+    tags: Mapping[str, str] | None = None,
+    worker_id: str | None = None,
+    lease: timedelta | float = timedelta(seconds=30),
+    poll_interval: timedelta | float = timedelta(milliseconds=100),
+    outcome: RunOutcome | None = None,
+) -> RunResult[O]:
+    """Run ``agent`` as run ``run_id``, or resume it where it stopped.
+
+    Completed steps replay from ``store`` without running again. The lease is
+    renewed every ``lease``/3; if another worker takes the run over, the agent
+    is cancelled and ``DurableRunLeaseLostError`` is raised with nothing more
+    written. A run that already ended returns its recorded result, or raises
+    ``DurableRunFailedError`` with its recorded error.
+    """
+    definition = agent_definition(agent)
+    lease_for = as_timedelta(lease, what="lease")
+    if lease_for <= timedelta(0):
+        raise ValueError("lease must be positive; pass a duration such as 30 seconds")
+    poll = as_timedelta(poll_interval, what="poll_interval")
+    label = f"agent {definition.name!r}"
+    encoded = definition.input.encode(input, what=f"the input of {label}")
+    if not isinstance(encoded, dict):
+        raise DurableRegistrationError(
+            f"the input of {label} serializes to a {type(encoded).__name__}, but a run's input "
+            "must be a JSON object; make the input a pydantic model, dataclass or dict"
+        )
+    manifest = DurableRunManifest(
+        project_id=project_id,
+        scenario_id=scenario_id,
+        # The default task is derived from the name only, so editing docs never changes identity.
+        task=task or TaskSpec(id=definition.name, intent=definition.name, domain="agent"),
+        input=encoded,
+        tags=dict(tags) if tags is not None else None,
+    )
+    resumed = await store.start_or_resume(
+        run_id=run_id,
+        agent=definition.name,
+        manifest=manifest,
+        worker_id=worker_id or derive_worker_id(),
+        lease_for=lease_for,
+    )
+    if resumed.lease is None:
+        return _ended(resumed.run, resumed.steps, definition.output.decode, label)
+
+    ctx = LocalContext(
+        store=store, lease=resumed.lease, run=resumed.run, steps=resumed.steps, poll_interval=poll
+    )
+    agent_input = definition.input.decode(encoded, what=f"the input of {label}")
+    work = asyncio.create_task(definition.fn(ctx, agent_input), name=f"durable:{run_id}")
+    lost: list[DurableRunLeaseLostError] = []
+
+    async def heartbeat() -> None:
+        while True:
+            await asyncio.sleep(lease_for.total_seconds() / 3)
+            try:
+                ctx.lease = await store.renew_lease(ctx.lease, lease_for=lease_for)
+            except DurableRunLeaseLostError as exc:
+                lost.append(exc)
+                work.cancel()
+                return
+            except Exception:
+                # A store hiccup is not a lost lease; fencing protects every write meanwhile.
+                log.warning("renewing the lease of run %r failed; retrying", run_id, exc_info=True)
+
+    beat = asyncio.create_task(heartbeat(), name=f"durable-heartbeat:{run_id}")
+    try:
+        try:
+            value = await work
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if lost and (current is None or not current.cancelling()):
+                raise lost[0] from None
+            raise
+        except DurableRunLeaseLostError:
+            raise
+        except Exception as exc:
+            await store.end_run(ctx.lease, status="failed", error=step_error_from(exc))
+            raise
+        unvisited = ctx.unvisited_recorded_steps()
+        if unvisited:
+            error = DurableRunDivergenceError(
+                f"run {run_id!r} recorded {len(unvisited)} step(s) from position "
+                f"{unvisited[0].step_index} ({unvisited[0].intent!r}) on, but the code now "
+                f"finishes after {ctx.positions_used}; restore the removed steps or start a new run"
+            )
+            await store.end_run(ctx.lease, status="failed", error=step_error_from(error))
+            raise error
+        data, result = definition.output.round_trip(value, what=f"{label} run {run_id!r}")
+        record = await store.end_run(ctx.lease, status="completed", result=data, outcome=outcome)
+    finally:
+        beat.cancel()
+        work.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await beat
+    return RunResult(result=result, run=record, steps=await store.load_steps(run_id))
+
+
+def _ended(
+    run: RunRecord,
+    steps: list[StepRecord],
+    decode: Callable[..., Any],
+    label: str,
+) -> RunResult[Any]:
+    if run.status == "completed":
+        result = decode(run.result, what=f"the recorded result of {label} run {run.run_id!r}")
+        return RunResult(result=result, run=run, steps=steps)
+    error = run.error
+    detail = f"{error.type}: {error.message}" if error is not None else "no error recorded"
+    raise DurableRunFailedError(
+        f"run {run.run_id!r} already failed with {detail}; fix the cause and start it again "
+        "under a new run id"
+    )

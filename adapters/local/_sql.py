@@ -1,0 +1,432 @@
+"""The SQL store shared by SQLite and PostgreSQL: one schema, one set of statements.
+
+Every write made under a lease is a single statement whose ``WHERE`` clause
+includes the fence (holder, generation, run still running), so a worker that
+was taken over changes nothing and learns it from the row count. Takeover is
+one conditional ``UPDATE``. A run's steps load in one query.
+
+Times are stored as integer milliseconds since the epoch (UTC) so leases and
+deadlines compare numerically in both databases; JSON is stored as text.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from durable import (
+    DurableRunManifest,
+    DurableStoreError,
+    EventRecord,
+    Lease,
+    RunOutcome,
+    RunRecord,
+    StepError,
+    StepKind,
+    StepRecord,
+    manifest_hash,
+)
+from durable._codec import dumps
+
+from ._ledger import lease_held_error, lease_lost_error, mismatch_error
+from ._store import EmitResult, Resumed, json_payload, run_not_found, utc_now
+
+__all__ = ["SCHEMA_VERSION", "SqlStore", "schema_statements"]
+
+SCHEMA_VERSION = 1
+
+Row = Sequence[Any]
+
+
+def schema_statements(bigint: str) -> list[str]:
+    """DDL of schema version 1; ``bigint`` is the dialect's 64-bit integer type."""
+    return [
+        "CREATE TABLE IF NOT EXISTS durable_schema (version INTEGER NOT NULL)",
+        f"""CREATE TABLE IF NOT EXISTS durable_runs (
+            run_id TEXT PRIMARY KEY,
+            agent TEXT NOT NULL,
+            manifest_hash TEXT NOT NULL,
+            manifest TEXT NOT NULL,
+            project_id TEXT NOT NULL,
+            scenario_id TEXT,
+            status TEXT NOT NULL,
+            created_at {bigint} NOT NULL,
+            updated_at {bigint} NOT NULL,
+            completed_at {bigint},
+            lease_holder TEXT,
+            lease_generation {bigint} NOT NULL DEFAULT 0,
+            lease_expires_at {bigint},
+            outcome TEXT,
+            result TEXT,
+            error TEXT
+        )""",
+        f"""CREATE TABLE IF NOT EXISTS durable_steps (
+            run_id TEXT NOT NULL,
+            step_index INTEGER NOT NULL,
+            intent TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            input_hash TEXT NOT NULL,
+            status TEXT NOT NULL,
+            attempts INTEGER NOT NULL,
+            result TEXT,
+            error TEXT,
+            started_at {bigint},
+            completed_at {bigint},
+            deadline {bigint},
+            PRIMARY KEY (run_id, step_index)
+        )""",
+        f"""CREATE TABLE IF NOT EXISTS durable_events (
+            run_id TEXT NOT NULL,
+            key TEXT NOT NULL,
+            payload TEXT NOT NULL,
+            emitted_at {bigint} NOT NULL,
+            PRIMARY KEY (run_id, key)
+        )""",
+    ]
+
+
+_FENCE = (
+    "EXISTS (SELECT 1 FROM durable_runs WHERE run_id = ? AND lease_holder = ? "
+    "AND lease_generation = ? AND status = 'running')"
+)
+_RUN_COLUMNS = (
+    "run_id, agent, manifest_hash, project_id, scenario_id, status, created_at, updated_at, "
+    "completed_at, lease_holder, lease_generation, lease_expires_at, outcome, result, error, "
+    "(SELECT COUNT(*) FROM durable_steps s WHERE s.run_id = durable_runs.run_id)"
+)
+_STEP_COLUMNS = (
+    "run_id, step_index, intent, kind, input_hash, status, attempts, result, error, "
+    "started_at, completed_at, deadline"
+)
+
+
+def _ms(value: datetime) -> int:
+    return int(value.timestamp() * 1000)
+
+
+def _time(value: int | None) -> datetime | None:
+    return None if value is None else datetime.fromtimestamp(value / 1000, UTC)
+
+
+def _json(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
+def _fence(lease: Lease) -> tuple[str, str, int]:
+    return (lease.run_id, lease.holder, lease.generation)
+
+
+def _run_record(row: Row) -> RunRecord:
+    return RunRecord(
+        run_id=row[0],
+        agent=row[1],
+        manifest_hash=row[2],
+        project_id=row[3],
+        scenario_id=row[4],
+        status=row[5],
+        created_at=_time(row[6]),
+        updated_at=_time(row[7]),
+        completed_at=_time(row[8]),
+        lease_holder=row[9],
+        lease_generation=row[10],
+        lease_expires_at=_time(row[11]),
+        outcome=None if row[12] is None else RunOutcome.model_validate_json(row[12]),
+        result=_json(row[13]),
+        error=None if row[14] is None else StepError.model_validate_json(row[14]),
+        step_count=row[15],
+    )
+
+
+def _step_record(row: Row) -> StepRecord:
+    return StepRecord(
+        run_id=row[0],
+        step_index=row[1],
+        intent=row[2],
+        kind=row[3],
+        input_hash=row[4],
+        status=row[5],
+        attempts=row[6],
+        result=_json(row[7]),
+        error=None if row[8] is None else StepError.model_validate_json(row[8]),
+        started_at=_time(row[9]),
+        completed_at=_time(row[10]),
+        deadline=_time(row[11]),
+    )
+
+
+class SqlStore(ABC):
+    """Store logic over two primitives a dialect provides: ``_fetch`` and ``_execute``.
+
+    Statements are written with ``?`` placeholders; a dialect that uses another
+    style rewrites them in ``_fetch`` / ``_execute``.
+    """
+
+    @abstractmethod
+    async def _fetch(self, sql: str, params: Sequence[Any]) -> list[Row]:
+        """Run one statement and return its rows."""
+
+    @abstractmethod
+    async def _execute(self, sql: str, params: Sequence[Any]) -> int:
+        """Run one statement and return the number of rows it changed."""
+
+    @abstractmethod
+    async def close(self) -> None: ...
+
+    @staticmethod
+    def check_schema_version(found: int | None, location: str) -> None:
+        if found is not None and found > SCHEMA_VERSION:
+            raise DurableStoreError(
+                f"{location} has durable schema version {found}, but this version of the "
+                f"library supports up to {SCHEMA_VERSION}; upgrade the library to use it"
+            )
+
+    async def _explain(self, lease: Lease, *, step_index: int | None = None) -> Exception:
+        """Why a fenced write changed no row: no run, a lost lease, or a step never begun."""
+        run = await self.load_run(lease.run_id)
+        if run is None:
+            return run_not_found(lease.run_id)
+        if (
+            run.status != "running"
+            or run.lease_holder != lease.holder
+            or run.lease_generation != lease.generation
+        ):
+            return lease_lost_error(lease.run_id, lease)
+        return DurableStoreError(
+            f"step {step_index} of run {lease.run_id!r} was never begun; "
+            "call begin_step before completing or failing it"
+        )
+
+    async def start_or_resume(
+        self,
+        *,
+        run_id: str,
+        agent: str,
+        manifest: DurableRunManifest,
+        worker_id: str,
+        lease_for: timedelta,
+    ) -> Resumed:
+        now = utc_now()
+        expires = now + lease_for
+        digest = manifest_hash(manifest)
+        created = await self._execute(
+            "INSERT INTO durable_runs (run_id, agent, manifest_hash, manifest, project_id, "
+            "scenario_id, status, created_at, updated_at, lease_holder, lease_generation, "
+            "lease_expires_at) VALUES (?, ?, ?, ?, ?, ?, 'running', ?, ?, ?, 1, ?) "
+            "ON CONFLICT (run_id) DO NOTHING",
+            (
+                run_id,
+                agent,
+                digest,
+                manifest.model_dump_json(),
+                manifest.project_id,
+                manifest.scenario_id,
+                _ms(now),
+                _ms(now),
+                worker_id,
+                _ms(expires),
+            ),
+        )
+        run = await self.load_run(run_id)
+        if run is None:
+            raise DurableStoreError(
+                f"run {run_id!r} vanished right after it was created; "
+                "check that nothing else deletes rows from durable_runs"
+            )
+        if not created:
+            if run.manifest_hash != digest:
+                raise mismatch_error(run, manifest)
+            if run.status != "running":
+                return Resumed(run=run, steps=await self.load_steps(run_id), lease=None)
+            # Takeover is this one conditional UPDATE: free, expired, or ours already.
+            rows = await self._fetch(
+                "UPDATE durable_runs SET lease_holder = ?, lease_generation = lease_generation + 1, "
+                "lease_expires_at = ?, updated_at = ? WHERE run_id = ? AND status = 'running' "
+                "AND (lease_holder IS NULL OR lease_expires_at <= ? OR lease_holder = ?) "
+                "RETURNING lease_generation",
+                (worker_id, _ms(expires), _ms(now), run_id, _ms(now), worker_id),
+            )
+            if not rows:
+                latest = await self.load_run(run_id)
+                if latest is not None and latest.status != "running":
+                    return Resumed(run=latest, steps=await self.load_steps(run_id), lease=None)
+                raise lease_held_error(latest or run, now)
+            run = run.model_copy(
+                update={
+                    "lease_holder": worker_id,
+                    "lease_generation": rows[0][0],
+                    "lease_expires_at": _time(_ms(expires)),
+                }
+            )
+        lease = Lease(
+            run_id=run_id,
+            holder=worker_id,
+            generation=run.lease_generation,
+            expires_at=run.lease_expires_at or expires,
+        )
+        return Resumed(run=run, steps=await self.load_steps(run_id), lease=lease)
+
+    async def renew_lease(self, lease: Lease, *, lease_for: timedelta) -> Lease:
+        now = utc_now()
+        expires = now + lease_for
+        changed = await self._execute(
+            "UPDATE durable_runs SET lease_expires_at = ?, updated_at = ? WHERE run_id = ? "
+            "AND lease_holder = ? AND lease_generation = ? AND status = 'running'",
+            (_ms(expires), _ms(now), *_fence(lease)),
+        )
+        if not changed:
+            raise await self._explain(lease)
+        return lease.model_copy(update={"expires_at": _time(_ms(expires))})
+
+    async def begin_step(
+        self,
+        lease: Lease,
+        *,
+        step_index: int,
+        intent: str,
+        kind: StepKind,
+        input_hash: str,
+        deadline: datetime | None = None,
+    ) -> StepRecord:
+        now = _ms(utc_now())
+        rows = await self._fetch(
+            f"INSERT INTO durable_steps (run_id, step_index, intent, kind, input_hash, status, "
+            f"attempts, started_at, deadline) SELECT CAST(? AS TEXT), CAST(? AS INTEGER), "
+            f"CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS TEXT), 'running', 1, "
+            f"CAST(? AS BIGINT), CAST(? AS BIGINT) "
+            f"WHERE {_FENCE} ON CONFLICT (run_id, step_index) DO UPDATE SET "
+            f"attempts = durable_steps.attempts + 1, status = 'running', "
+            f"deadline = COALESCE(durable_steps.deadline, excluded.deadline) "
+            f"RETURNING {_STEP_COLUMNS}",
+            (
+                lease.run_id,
+                step_index,
+                intent,
+                kind,
+                input_hash,
+                now,
+                None if deadline is None else _ms(deadline),
+                *_fence(lease),
+            ),
+        )
+        if not rows:
+            raise await self._explain(lease)
+        return _step_record(rows[0])
+
+    async def _finish_step(
+        self, lease: Lease, step_index: int, assignments: str, params: Sequence[Any]
+    ) -> None:
+        changed = await self._execute(
+            f"UPDATE durable_steps SET {assignments} WHERE run_id = ? AND step_index = ? "
+            f"AND {_FENCE}",
+            (*params, lease.run_id, step_index, *_fence(lease)),
+        )
+        if not changed:
+            raise await self._explain(lease, step_index=step_index)
+
+    async def complete_step(self, lease: Lease, *, step_index: int, result: Any) -> None:
+        await self._finish_step(
+            lease,
+            step_index,
+            "status = 'completed', result = ?, error = NULL, completed_at = ?",
+            (dumps(result), _ms(utc_now())),
+        )
+
+    async def fail_step(
+        self, lease: Lease, *, step_index: int, error: StepError, final: bool
+    ) -> None:
+        await self._finish_step(
+            lease,
+            step_index,
+            "status = ?, error = ?, completed_at = ?",
+            (
+                "failed" if final else "running",
+                error.model_dump_json(),
+                _ms(utc_now()) if final else None,
+            ),
+        )
+
+    async def end_run(
+        self,
+        lease: Lease,
+        *,
+        status: Literal["completed", "failed"],
+        result: Any = None,
+        error: StepError | None = None,
+        outcome: RunOutcome | None = None,
+    ) -> RunRecord:
+        now = _ms(utc_now())
+        rows = await self._fetch(
+            f"UPDATE durable_runs SET status = ?, result = ?, error = ?, outcome = ?, "
+            f"completed_at = ?, updated_at = ?, lease_holder = NULL, lease_expires_at = NULL "
+            f"WHERE run_id = ? AND lease_holder = ? AND lease_generation = ? "
+            f"AND status = 'running' RETURNING {_RUN_COLUMNS}",
+            (
+                status,
+                None if result is None else dumps(result),
+                None if error is None else error.model_dump_json(),
+                None if outcome is None else outcome.model_dump_json(by_alias=True),
+                now,
+                now,
+                *_fence(lease),
+            ),
+        )
+        if not rows:
+            raise await self._explain(lease)
+        return _run_record(rows[0])
+
+    async def emit_event(
+        self, run_id: str, key: str, payload: Any, *, lease: Lease | None = None
+    ) -> EmitResult:
+        data = json_payload(payload, what=f"event {key!r}")
+        now = utc_now()
+        if lease is None:
+            guard, guard_params = "EXISTS (SELECT 1 FROM durable_runs WHERE run_id = ?)", (run_id,)
+        else:
+            guard, guard_params = _FENCE, _fence(lease)
+        inserted = await self._execute(
+            f"INSERT INTO durable_events (run_id, key, payload, emitted_at) "
+            f"SELECT CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS BIGINT) "
+            f"WHERE {guard} ON CONFLICT (run_id, key) DO NOTHING",
+            (run_id, key, dumps(data), _ms(now), *guard_params),
+        )
+        if inserted:
+            record = EventRecord(run_id=run_id, key=key, payload=data, emitted_at=_time(_ms(now)))
+            return EmitResult(accepted=True, record=record)
+        if lease is not None:
+            # A fenced emit from a worker that lost its lease fails even if the key exists.
+            run = await self.load_run(run_id)
+            if run is None or run.lease_generation != lease.generation or run.lease_holder != lease.holder:
+                raise await self._explain(lease)
+        existing = await self.load_event(run_id, key)
+        if existing is None:
+            raise run_not_found(run_id)
+        return EmitResult(accepted=False, record=existing)
+
+    async def load_event(self, run_id: str, key: str) -> EventRecord | None:
+        rows = await self._fetch(
+            "SELECT run_id, key, payload, emitted_at FROM durable_events "
+            "WHERE run_id = ? AND key = ?",
+            (run_id, key),
+        )
+        if not rows:
+            return None
+        row = rows[0]
+        return EventRecord(
+            run_id=row[0], key=row[1], payload=json.loads(row[2]), emitted_at=_time(row[3])
+        )
+
+    async def load_run(self, run_id: str) -> RunRecord | None:
+        rows = await self._fetch(
+            f"SELECT {_RUN_COLUMNS} FROM durable_runs WHERE run_id = ?", (run_id,)
+        )
+        return _run_record(rows[0]) if rows else None
+
+    async def load_steps(self, run_id: str) -> list[StepRecord]:
+        rows = await self._fetch(
+            f"SELECT {_STEP_COLUMNS} FROM durable_steps WHERE run_id = ? ORDER BY step_index",
+            (run_id,),
+        )
+        return [_step_record(row) for row in rows]

@@ -1,0 +1,150 @@
+"""The store protocol every local store implements, and the lease fence it enforces."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal, Protocol
+
+from durable import (
+    DurableRunManifest,
+    DurableRunNotFoundError,
+    EventRecord,
+    Lease,
+    RunOutcome,
+    RunRecord,
+    StepError,
+    StepKind,
+    StepRecord,
+)
+
+__all__ = ["DurableRunStore", "EmitResult", "Resumed", "utc_now"]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Resumed:
+    """What ``start_or_resume`` hands the runner.
+
+    ``lease`` is ``None`` when the run had already ended: nothing may be written.
+    ``steps`` holds every step begun so far, in position order.
+    """
+
+    run: RunRecord
+    steps: list[StepRecord]
+    lease: Lease | None
+
+
+@dataclass(frozen=True, slots=True)
+class EmitResult:
+    accepted: bool
+    """``False`` when the key had already been emitted: the first emit wins."""
+    record: EventRecord
+
+
+class DurableRunStore(Protocol):
+    """Durable state of local runs.
+
+    At most one worker holds a run's lease. Every write made under a lease
+    (begin, complete, fail, emit, end) is fenced by the lease's holder and
+    generation: once another worker takes over, the old holder's writes raise
+    ``DurableRunLeaseLostError`` and change nothing.
+    """
+
+    async def start_or_resume(
+        self,
+        *,
+        run_id: str,
+        agent: str,
+        manifest: DurableRunManifest,
+        worker_id: str,
+        lease_for: timedelta,
+    ) -> Resumed:
+        """Create the run or take it over, and load all its steps in one read.
+
+        Raises ``DurableRunInputMismatchError`` if the run exists with another
+        manifest, ``DurableRunLeaseHeldError`` if another worker holds a live lease.
+        """
+        ...
+
+    async def renew_lease(self, lease: Lease, *, lease_for: timedelta) -> Lease:
+        """Extend the lease; raises ``DurableRunLeaseLostError`` if it was taken over."""
+        ...
+
+    async def begin_step(
+        self,
+        lease: Lease,
+        *,
+        step_index: int,
+        intent: str,
+        kind: StepKind,
+        input_hash: str,
+        deadline: datetime | None = None,
+    ) -> StepRecord:
+        """Record an attempt; the first recorded ``deadline`` of a step is kept."""
+        ...
+
+    async def complete_step(self, lease: Lease, *, step_index: int, result: Any) -> None: ...
+
+    async def fail_step(
+        self, lease: Lease, *, step_index: int, error: StepError, final: bool
+    ) -> None:
+        """Record a failed attempt; ``final`` marks the step failed for good."""
+        ...
+
+    async def end_run(
+        self,
+        lease: Lease,
+        *,
+        status: Literal["completed", "failed"],
+        result: Any = None,
+        error: StepError | None = None,
+        outcome: RunOutcome | None = None,
+    ) -> RunRecord:
+        """Finish the run and release the lease."""
+        ...
+
+    async def emit_event(
+        self, run_id: str, key: str, payload: Any, *, lease: Lease | None = None
+    ) -> EmitResult:
+        """Store an event once; fenced when emitted by the run itself under ``lease``.
+
+        Raises ``DurableRunNotFoundError`` when no run has this id.
+        """
+        ...
+
+    async def load_event(self, run_id: str, key: str) -> EventRecord | None: ...
+
+    async def load_run(self, run_id: str) -> RunRecord | None: ...
+
+    async def load_steps(self, run_id: str) -> list[StepRecord]: ...
+
+    async def close(self) -> None:
+        """Release connections and threads. Idempotent."""
+        ...
+
+
+def run_not_found(run_id: str) -> DurableRunNotFoundError:
+    return DurableRunNotFoundError(
+        f"no run {run_id!r} exists in this store; start it with run_durable first, "
+        "or check the run id and the store location"
+    )
+
+
+def json_payload(payload: Any, *, what: str) -> Any:
+    """A private JSON copy of ``payload``; refuses values with no JSON form."""
+    import json
+
+    from durable import DurableEventPayloadError
+    from durable._codec import dumps
+
+    try:
+        return json.loads(dumps(payload))
+    except (TypeError, ValueError) as exc:
+        raise DurableEventPayloadError(
+            f"{what} payload is not JSON ({exc}); send dicts, lists, strings, numbers, "
+            "booleans or None (for pydantic models use model_dump(mode='json'))"
+        ) from None

@@ -1,0 +1,110 @@
+"""The ``DurableContext`` protocol: the only API an agent is written against.
+
+Every substrate implements it with the same observable behaviour, which the
+conformance suite checks:
+
+- ``step`` is identified by position plus intent. A completed step returns its
+  recorded result, restored to the step function's return type, without calling
+  the function; a recorded failure is raised again.
+- ``now`` and ``uuid`` return the same values on replay.
+- ``sleep`` and ``await_event`` use durable deadlines, fixed when first reached
+  and never restarted by a resume.
+- ``emit_event`` is first-emit-wins and returns whether this emit was accepted.
+"""
+
+from __future__ import annotations
+
+import uuid as _uuid
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
+from typing import Any, Protocol, TypeVar, TypeVarTuple, Unpack, overload, runtime_checkable
+
+from ._records import StepKind
+
+__all__ = ["DurableContext", "UNSET", "Unset"]
+
+T = TypeVar("T")
+Ts = TypeVarTuple("Ts")
+
+
+class Unset:
+    """Marker for "no input fingerprint given", distinct from a fingerprint of ``None``."""
+
+    _instance: Unset | None = None
+
+    def __new__(cls) -> Unset:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "UNSET"
+
+
+UNSET = Unset()
+
+
+@runtime_checkable
+class DurableContext(Protocol):
+    @property
+    def run_id(self) -> str:
+        """The run's id; on Temporal, the workflow id."""
+        ...
+
+    @property
+    def project_id(self) -> str: ...
+
+    @property
+    def scenario_id(self) -> str | None: ...
+
+    async def step(
+        self,
+        intent: str,
+        fn: Callable[[Unpack[Ts]], Awaitable[T]],
+        *args: Unpack[Ts],
+        input_fingerprint: object = UNSET,
+        kind: StepKind = "logic",
+    ) -> T:
+        """Run the registered step ``fn(*args)`` once; replay its result afterwards.
+
+        ``intent`` labels the step for people and must stay stable across code
+        changes. ``input_fingerprint``, when given, is hashed and compared on
+        replay to catch a step whose inputs changed.
+        """
+        ...
+
+    async def now(self) -> datetime:
+        """The current UTC time, checkpointed so replay returns the same value."""
+        ...
+
+    async def uuid(self) -> _uuid.UUID:
+        """A random UUID, checkpointed so replay returns the same value."""
+        ...
+
+    async def sleep(self, duration: timedelta | float) -> None:
+        """A durable timer: a resume waits only for what is left of ``duration``."""
+        ...
+
+    @overload
+    async def await_event(
+        self, key: str, *, timeout: timedelta | float | None = None
+    ) -> Any: ...
+    @overload
+    async def await_event(
+        self, key: str, *, timeout: timedelta | float | None = None, type: type[T]
+    ) -> T: ...
+    async def await_event(
+        self, key: str, *, timeout: timedelta | float | None = None, type: Any = None
+    ) -> Any:
+        """Wait for the event ``key``; events sent before the wait are kept.
+
+        The deadline is measured from the first wait, so a resumed run waits
+        only for the remainder. Raises ``DurableAwaitEventTimeoutError`` when it
+        passes, and ``DurableEventPayloadError`` when the payload does not
+        validate as ``type``.
+        """
+        ...
+
+    async def emit_event(self, key: str, payload: object) -> bool:
+        """Emit ``key`` into this run; ``True`` if accepted, ``False`` if already emitted."""
+        ...

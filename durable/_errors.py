@@ -1,0 +1,234 @@
+"""One error hierarchy for every substrate; each error carries a stable ``code``.
+
+    DurableError                              (code: ErrorCode)
+     ├── DurableRunError                      a run cannot proceed as asked
+     │    ├── DurableRunLeaseHeldError          lease_held
+     │    ├── DurableRunLeaseLostError          lease_lost
+     │    ├── DurableRunInputMismatchError      manifest_mismatch
+     │    ├── DurableRunDivergenceError         step_divergence
+     │    ├── DurableStepInputMismatchError     step_input_mismatch
+     │    ├── DurableRunFailedError             run_failed
+     │    └── DurableRunNotFoundError           run_not_found
+     ├── DurableStepError                     a step did not produce a result
+     │    ├── DurableStepFailedError            step_failed
+     │    ├── DurableStepTimeoutError           step_timeout
+     │    └── DurableResultNotSerializableError result_not_serializable
+     ├── DurableEventError                    an event wait or payload went wrong
+     │    ├── DurableAwaitEventTimeoutError     await_event_timeout
+     │    └── DurableEventPayloadError          event_payload_invalid
+     ├── DurableNonCanonicalValueError        non_canonical_value
+     ├── DurableRegistrationError             registration
+     └── DurableStoreError                    store_error
+
+Codes are a stored contract: they are written into step and run records and
+compared across substrates, so they never change once released. Every message
+says what was wrong and what to do about it.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+__all__ = [
+    "DurableAwaitEventTimeoutError",
+    "DurableError",
+    "DurableEventError",
+    "DurableEventPayloadError",
+    "DurableNonCanonicalValueError",
+    "DurableRegistrationError",
+    "DurableResultNotSerializableError",
+    "DurableRunDivergenceError",
+    "DurableRunError",
+    "DurableRunFailedError",
+    "DurableRunInputMismatchError",
+    "DurableRunLeaseHeldError",
+    "DurableRunLeaseLostError",
+    "DurableRunNotFoundError",
+    "DurableStepError",
+    "DurableStepFailedError",
+    "DurableStepInputMismatchError",
+    "DurableStepTimeoutError",
+    "DurableStoreError",
+    "ErrorCode",
+    "error_for_code",
+]
+
+
+class ErrorCode(StrEnum):
+    LEASE_HELD = "lease_held"
+    LEASE_LOST = "lease_lost"
+    MANIFEST_MISMATCH = "manifest_mismatch"
+    STEP_DIVERGENCE = "step_divergence"
+    STEP_INPUT_MISMATCH = "step_input_mismatch"
+    RUN_FAILED = "run_failed"
+    RUN_NOT_FOUND = "run_not_found"
+    STEP_FAILED = "step_failed"
+    STEP_TIMEOUT = "step_timeout"
+    RESULT_NOT_SERIALIZABLE = "result_not_serializable"
+    AWAIT_EVENT_TIMEOUT = "await_event_timeout"
+    EVENT_PAYLOAD_INVALID = "event_payload_invalid"
+    NON_CANONICAL_VALUE = "non_canonical_value"
+    REGISTRATION = "registration"
+    STORE_ERROR = "store_error"
+
+
+class DurableError(Exception):
+    """Base of every error this project raises on purpose."""
+
+    code: ErrorCode = ErrorCode.STORE_ERROR
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return f"[{self.code}] {self.message}"
+
+
+class DurableRunError(DurableError):
+    """The run as a whole cannot proceed as asked."""
+
+
+class DurableRunLeaseHeldError(DurableRunError):
+    """Another live worker holds the run's lease."""
+
+    code = ErrorCode.LEASE_HELD
+
+
+class DurableRunLeaseLostError(DurableRunError):
+    """This worker's lease was taken over; it must stop and write nothing more."""
+
+    code = ErrorCode.LEASE_LOST
+
+
+class DurableRunInputMismatchError(DurableRunError):
+    """The run id is already used by a run with a different manifest."""
+
+    code = ErrorCode.MANIFEST_MISMATCH
+
+
+class DurableRunDivergenceError(DurableRunError):
+    """A recorded step position now carries a different intent or kind."""
+
+    code = ErrorCode.STEP_DIVERGENCE
+
+
+class DurableStepInputMismatchError(DurableRunError):
+    """A recorded step was given a different input fingerprint on replay."""
+
+    code = ErrorCode.STEP_INPUT_MISMATCH
+
+
+class DurableRunFailedError(DurableRunError):
+    """The run already ended in failure; its recorded error is kept."""
+
+    code = ErrorCode.RUN_FAILED
+
+
+class DurableRunNotFoundError(DurableRunError):
+    """No run with this id exists in the store."""
+
+    code = ErrorCode.RUN_NOT_FOUND
+
+
+class DurableStepError(DurableError):
+    """A step did not produce a result."""
+
+
+class DurableStepFailedError(DurableStepError):
+    """A step failed for good: retries exhausted or the error was not retryable.
+
+    ``error_type`` is the class name of the original error, ``error_code`` its
+    code when it was a ``DurableError``; both survive replay.
+    """
+
+    code = ErrorCode.STEP_FAILED
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        intent: str,
+        error_type: str,
+        error_code: str | None = None,
+        attempts: int = 1,
+    ) -> None:
+        super().__init__(message)
+        self.intent = intent
+        self.error_type = error_type
+        self.error_code = error_code
+        self.attempts = attempts
+
+
+class DurableStepTimeoutError(DurableStepError):
+    """One attempt of a step ran past its timeout."""
+
+    code = ErrorCode.STEP_TIMEOUT
+
+
+class DurableResultNotSerializableError(DurableStepError):
+    """A step or agent returned a value that cannot be recorded as JSON."""
+
+    code = ErrorCode.RESULT_NOT_SERIALIZABLE
+
+
+class DurableEventError(DurableError):
+    """An event wait or an event payload went wrong."""
+
+
+class DurableAwaitEventTimeoutError(DurableEventError):
+    """``await_event`` reached its durable deadline without the event."""
+
+    code = ErrorCode.AWAIT_EVENT_TIMEOUT
+
+
+class DurableEventPayloadError(DurableEventError):
+    """An event payload does not match the type its waiter declared."""
+
+    code = ErrorCode.EVENT_PAYLOAD_INVALID
+
+
+class DurableNonCanonicalValueError(DurableError, ValueError):
+    """A value has no canonical JSON form (NaN, infinity, non-plain objects)."""
+
+    code = ErrorCode.NON_CANONICAL_VALUE
+
+
+class DurableRegistrationError(DurableError, TypeError):
+    """A step or agent is not registered, or is registered wrongly."""
+
+    code = ErrorCode.REGISTRATION
+
+
+class DurableStoreError(DurableError):
+    """The store is unusable: corrupt data or an unsupported schema version."""
+
+    code = ErrorCode.STORE_ERROR
+
+
+_BY_CODE: dict[str, type[DurableError]] = {
+    cls.code.value: cls
+    for cls in (
+        DurableRunLeaseHeldError,
+        DurableRunLeaseLostError,
+        DurableRunInputMismatchError,
+        DurableRunDivergenceError,
+        DurableStepInputMismatchError,
+        DurableRunFailedError,
+        DurableRunNotFoundError,
+        DurableStepTimeoutError,
+        DurableResultNotSerializableError,
+        DurableAwaitEventTimeoutError,
+        DurableEventPayloadError,
+        DurableNonCanonicalValueError,
+        DurableRegistrationError,
+        DurableStoreError,
+    )
+}
+
+
+def error_for_code(code: str | None) -> type[DurableError] | None:
+    """The error class recorded under ``code``, used to re-raise on replay."""
+    if code is None:
+        return None
+    return _BY_CODE.get(code)

@@ -1,0 +1,220 @@
+"""The ``@step`` and ``@agent`` registries.
+
+Steps are registered module-level async functions called by reference with
+arguments, never closures: that is what lets Temporal run each one as an
+activity whose type is the step's name. Names are a stored contract with runs
+in flight, so they are derived once and checked for collisions.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, TypeVar, cast, get_type_hints, overload
+
+from ._codec import JsonCodec
+from ._errors import DurableRegistrationError
+from ._retry import DEFAULT_STEP_TIMEOUT, RetryPolicy, StepOptions, as_timedelta
+
+__all__ = [
+    "AgentDefinition",
+    "StepDefinition",
+    "agent",
+    "agent_definition",
+    "registered_agents",
+    "registered_steps",
+    "step",
+    "step_definition",
+]
+
+F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
+
+_STEP_ATTR = "__durable_step__"
+_AGENT_ATTR = "__durable_agent__"
+
+
+@dataclass(frozen=True)
+class StepDefinition:
+    name: str
+    fn: Callable[..., Awaitable[Any]]
+    options: StepOptions
+    result: JsonCodec[Any]
+
+
+@dataclass(frozen=True)
+class AgentDefinition:
+    name: str
+    fn: Callable[..., Awaitable[Any]]
+    input: JsonCodec[Any]
+    output: JsonCodec[Any]
+    description: str
+
+
+_steps: dict[str, StepDefinition] = {}
+_agents: dict[str, AgentDefinition] = {}
+
+
+def _check_function(fn: object, what: str) -> Callable[..., Awaitable[Any]]:
+    if not inspect.iscoroutinefunction(fn):
+        raise DurableRegistrationError(
+            f"@{what} needs an 'async def' function, got {fn!r}; make it a coroutine function"
+        )
+    func = cast(Callable[..., Awaitable[Any]], fn)
+    if "<locals>" in func.__qualname__:
+        raise DurableRegistrationError(
+            f"@{what} {func.__qualname__!r} is defined inside another function; "
+            f"define it at module level so every worker can import it by name"
+        )
+    return func
+
+
+def _hints(fn: Callable[..., Any]) -> dict[str, Any]:
+    try:
+        return get_type_hints(fn)
+    except Exception as exc:
+        raise DurableRegistrationError(
+            f"cannot resolve the annotations of {fn.__qualname__!r} ({exc}); "
+            "import every type it names at module level"
+        ) from None
+
+
+def _same_function(a: Callable[..., Any], b: Callable[..., Any]) -> bool:
+    # A reloaded module re-registers the same function under the same name.
+    return (a.__module__, a.__qualname__) == (b.__module__, b.__qualname__)
+
+
+@overload
+def step(fn: F, /) -> F: ...
+@overload
+def step(
+    *,
+    name: str | None = None,
+    timeout: timedelta | float = DEFAULT_STEP_TIMEOUT,
+    retry: RetryPolicy | None = None,
+) -> Callable[[F], F]: ...
+def step(
+    fn: F | None = None,
+    /,
+    *,
+    name: str | None = None,
+    timeout: timedelta | float = DEFAULT_STEP_TIMEOUT,
+    retry: RetryPolicy | None = None,
+) -> F | Callable[[F], F]:
+    """Register an async function as a durable step.
+
+    ``name`` defaults to the function's name and becomes the activity type on
+    Temporal; ``timeout`` bounds one attempt; ``retry`` defaults to Temporal's
+    default policy.
+    """
+    attempt_timeout = as_timedelta(timeout, what="step timeout")
+    if attempt_timeout == timedelta(0):
+        raise DurableRegistrationError("a step timeout must be positive; pass seconds > 0")
+
+    def register(func: F) -> F:
+        checked = _check_function(func, "step")
+        step_name = name or checked.__name__
+        existing = _steps.get(step_name)
+        if existing is not None and not _same_function(existing.fn, checked):
+            raise DurableRegistrationError(
+                f"step name {step_name!r} is already used by "
+                f"{existing.fn.__module__}.{existing.fn.__qualname__}; pass @step(name=...) "
+                "to give one of them a unique name"
+            )
+        definition = StepDefinition(
+            name=step_name,
+            fn=checked,
+            options=StepOptions(timeout=attempt_timeout, retry=retry or RetryPolicy()),
+            result=JsonCodec(_hints(checked).get("return", Any)),
+        )
+        _steps[step_name] = definition
+        setattr(func, _STEP_ATTR, definition)
+        return func
+
+    return register(fn) if fn is not None else register
+
+
+def step_definition(fn: object) -> StepDefinition:
+    """The registration of a step function; explains how to register it if missing."""
+    definition = getattr(fn, _STEP_ATTR, None)
+    if not isinstance(definition, StepDefinition):
+        label = getattr(fn, "__qualname__", repr(fn))
+        raise DurableRegistrationError(
+            f"{label} is not a registered step; decorate it with @step at module level "
+            "and pass the function itself (not a lambda or closure) to ctx.step"
+        )
+    return definition
+
+
+@overload
+def agent(fn: F, /) -> F: ...
+@overload
+def agent(*, name: str | None = None, description: str | None = None) -> Callable[[F], F]: ...
+def agent(
+    fn: F | None = None, /, *, name: str | None = None, description: str | None = None
+) -> F | Callable[[F], F]:
+    """Register ``async def f(ctx, input) -> output`` as an agent named ``name``.
+
+    The name is the workflow type on Temporal. The input annotation types the
+    run's input; the return annotation types its result.
+    """
+
+    def register(func: F) -> F:
+        checked = _check_function(func, "agent")
+        params = list(inspect.signature(checked).parameters.values())
+        if len(params) != 2 or any(
+            p.kind not in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in params
+        ):
+            raise DurableRegistrationError(
+                f"agent {checked.__qualname__!r} must take exactly (ctx, input); "
+                "put every argument into one typed input model"
+            )
+        agent_name = name or checked.__name__
+        existing = _agents.get(agent_name)
+        if existing is not None and not _same_function(existing.fn, checked):
+            raise DurableRegistrationError(
+                f"agent name {agent_name!r} is already used by "
+                f"{existing.fn.__module__}.{existing.fn.__qualname__}; pass @agent(name=...)"
+            )
+        hints = _hints(checked)
+        definition = AgentDefinition(
+            name=agent_name,
+            fn=checked,
+            input=JsonCodec(hints.get(params[1].name, Any)),
+            output=JsonCodec(hints.get("return", Any)),
+            description=description or inspect.getdoc(checked) or agent_name,
+        )
+        _agents[agent_name] = definition
+        setattr(func, _AGENT_ATTR, definition)
+        return func
+
+    return register(fn) if fn is not None else register
+
+
+def agent_definition(fn_or_name: object) -> AgentDefinition:
+    """The registration of an agent, by function or by name."""
+    if isinstance(fn_or_name, str):
+        found = _agents.get(fn_or_name)
+        if found is None:
+            known = ", ".join(sorted(_agents)) or "none"
+            raise DurableRegistrationError(
+                f"no agent named {fn_or_name!r} is registered (known: {known}); "
+                "import the module that defines it"
+            )
+        return found
+    definition = getattr(fn_or_name, _AGENT_ATTR, None)
+    if not isinstance(definition, AgentDefinition):
+        label = getattr(fn_or_name, "__qualname__", repr(fn_or_name))
+        raise DurableRegistrationError(
+            f"{label} is not a registered agent; decorate it with @agent"
+        )
+    return definition
+
+
+def registered_steps() -> dict[str, StepDefinition]:
+    return dict(_steps)
+
+
+def registered_agents() -> dict[str, AgentDefinition]:
+    return dict(_agents)

@@ -1,0 +1,82 @@
+"""Retry policy and step options, mirroring Temporal's ``RetryPolicy`` field for field."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+__all__ = ["DEFAULT_STEP_TIMEOUT", "RetryPolicy", "StepOptions", "as_timedelta"]
+
+DEFAULT_STEP_TIMEOUT = timedelta(minutes=5)
+"""Per-attempt timeout of a step that names none (Temporal's start-to-close timeout)."""
+
+
+def as_timedelta(value: timedelta | float, *, what: str) -> timedelta:
+    """Accept seconds or a ``timedelta``; refuse negative or non-finite values."""
+    delta = value if isinstance(value, timedelta) else timedelta(seconds=value)
+    if delta < timedelta(0):
+        raise ValueError(f"{what} must not be negative, got {delta}; pass a duration >= 0")
+    return delta
+
+
+@dataclass(frozen=True, kw_only=True)
+class RetryPolicy:
+    """How a failing step is retried; maps 1:1 onto ``temporalio.common.RetryPolicy``."""
+
+    initial_interval: timedelta = timedelta(seconds=1)
+    """Delay before the first retry."""
+    backoff_coefficient: float = 2.0
+    """Each delay is the previous one times this factor."""
+    maximum_interval: timedelta | None = None
+    """Cap on the delay; ``None`` means 100 times ``initial_interval``, as on Temporal."""
+    maximum_attempts: int = 0
+    """Total attempts including the first; 0 means unlimited, as on Temporal."""
+    non_retryable_error_types: Sequence[str] = field(default=())
+    """Error class names (``type(exc).__name__``) that fail the step at once."""
+
+    def __post_init__(self) -> None:
+        if self.initial_interval <= timedelta(0):
+            raise ValueError(
+                f"initial_interval must be positive, got {self.initial_interval}"
+            )
+        if self.backoff_coefficient < 1:
+            raise ValueError(
+                f"backoff_coefficient must be >= 1, got {self.backoff_coefficient}"
+            )
+        if self.maximum_interval is not None and self.maximum_interval < self.initial_interval:
+            raise ValueError(
+                f"maximum_interval ({self.maximum_interval}) must be >= "
+                f"initial_interval ({self.initial_interval})"
+            )
+        if self.maximum_attempts < 0:
+            raise ValueError(
+                f"maximum_attempts must be >= 0 (0 means unlimited), got {self.maximum_attempts}"
+            )
+        if isinstance(self.non_retryable_error_types, str):
+            raise ValueError(
+                "non_retryable_error_types must be a sequence of class names, not one string; "
+                f"write ({self.non_retryable_error_types!r},)"
+            )
+        object.__setattr__(self, "non_retryable_error_types", tuple(self.non_retryable_error_types))
+
+    def delay_before(self, attempt: int) -> timedelta:
+        """Delay before ``attempt`` (2 for the first retry)."""
+        cap = self.maximum_interval or self.initial_interval * 100
+        delay = self.initial_interval * (self.backoff_coefficient ** max(attempt - 2, 0))
+        return min(delay, cap)
+
+    def allows_attempt(self, attempt: int) -> bool:
+        return self.maximum_attempts == 0 or attempt <= self.maximum_attempts
+
+    def retries(self, error_type: str) -> bool:
+        return error_type not in self.non_retryable_error_types
+
+
+@dataclass(frozen=True, kw_only=True)
+class StepOptions:
+    """Per-attempt timeout and retry policy of a step."""
+
+    timeout: timedelta = DEFAULT_STEP_TIMEOUT
+    """Start-to-close timeout of one attempt."""
+    retry: RetryPolicy = field(default_factory=RetryPolicy)

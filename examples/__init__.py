@@ -1,0 +1,1 @@
+"""Runnable example agents used by the README and the demo."""
