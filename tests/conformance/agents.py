@@ -1,0 +1,240 @@
+"""Agents and steps the conformance scenarios run on every substrate.
+
+They live at module level because steps must be importable by name on every
+worker. ``CALLS`` counts real executions of each step; ``KNOBS`` lets a
+scenario change the code's behaviour between a crash and a resume, the way a
+deploy would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from durable import DurableAwaitEventTimeoutError, DurableContext, RetryPolicy, agent, step
+
+CALLS: Counter[str] = Counter()
+KNOBS: dict[str, Any] = {}
+OBSERVED: list[Any] = []
+
+FAST_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=10), maximum_attempts=5)
+
+
+def reset() -> None:
+    CALLS.clear()
+    KNOBS.clear()
+    OBSERVED.clear()
+
+
+class Job(BaseModel):
+    n: int = 1
+    key: str = "go"
+    timeout: float | None = None
+    seconds: float = 0.0
+    marker: str = ""
+
+
+class Report(BaseModel):
+    total: int
+    label: str
+    made_at: datetime
+
+
+class Approval(BaseModel):
+    approved: bool
+    by: str
+
+
+@step
+async def add_one(n: int) -> int:
+    CALLS["add_one"] += 1
+    return n + 1
+
+
+@step
+async def make_report(total: int) -> Report:
+    CALLS["make_report"] += 1
+    return Report(total=total, label=f"total={total}", made_at=datetime(2026, 1, 2, 3, 4, 5))
+
+
+@step
+async def pair(n: int) -> tuple[int, str]:
+    CALLS["pair"] += 1
+    return (n, str(n))
+
+
+@step
+async def observe(value: Any) -> None:
+    CALLS["observe"] += 1
+    OBSERVED.append(value)
+
+
+@step(retry=FAST_RETRY)
+async def flaky(failures: int) -> str:
+    CALLS["flaky"] += 1
+    if CALLS["flaky"] <= failures:
+        raise ConnectionError(f"upstream refused attempt {CALLS['flaky']}")
+    return "ok"
+
+
+@step(
+    retry=RetryPolicy(
+        initial_interval=timedelta(milliseconds=10),
+        maximum_attempts=5,
+        non_retryable_error_types=("ValueError",),
+    )
+)
+async def reject(value: int) -> int:
+    CALLS["reject"] += 1
+    raise ValueError(f"value {value} is out of range")
+
+
+@step(retry=FAST_RETRY)
+async def opaque() -> Any:
+    CALLS["opaque"] += 1
+    return object()
+
+
+@step(timeout=0.1, retry=RetryPolicy(initial_interval=timedelta(milliseconds=10), maximum_attempts=2))
+async def stall() -> None:
+    CALLS["stall"] += 1
+    await asyncio.sleep(10)
+
+
+@step
+async def mark(path: str, name: str) -> str:
+    """Append ``name`` to a file: counts executions across processes."""
+    with open(path, "a") as handle:
+        handle.write(name + "\n")
+    return name
+
+
+@agent(name="conformance.pipeline")
+async def pipeline(ctx: DurableContext, job: Job) -> dict[str, Any]:
+    total = await ctx.step("add one", add_one, job.n)
+    report = await ctx.step("make the report", make_report, total)
+    return {"total": total, "label": report.label}
+
+
+@agent(name="conformance.two_phase")
+async def two_phase(ctx: DurableContext, job: Job) -> int:
+    first = await ctx.step("first", add_one, job.n)
+    second = await ctx.step("second", add_one, first)
+    await ctx.await_event(job.key)
+    return await ctx.step("third", add_one, second)
+
+
+@agent(name="conformance.versioned")
+async def versioned(ctx: DurableContext, job: Job) -> int:
+    intent = KNOBS.get("intent", "first")
+    fingerprint = KNOBS.get("fingerprint", {"n": job.n})
+    first = await ctx.step(intent, add_one, job.n, input_fingerprint=fingerprint)
+    for i in range(KNOBS.get("extra_steps", 0)):
+        first = await ctx.step(f"extra {i}", add_one, first)
+    if KNOBS.get("wait", True):
+        await ctx.await_event(job.key)
+    return first
+
+
+@agent(name="conformance.clock")
+async def clock(ctx: DurableContext, job: Job) -> dict[str, str]:
+    now = await ctx.now()
+    ident = await ctx.uuid()
+    await ctx.step("observe clock", observe, {"now": now.isoformat(), "uuid": str(ident)})
+    await ctx.await_event(job.key)
+    return {"now": now.isoformat(), "uuid": str(ident)}
+
+
+@agent(name="conformance.typed")
+async def typed(ctx: DurableContext, job: Job) -> dict[str, str]:
+    report = await ctx.step("make the report", make_report, job.n)
+    numbers = await ctx.step("pair", pair, job.n)
+    kinds = {
+        "report": type(report).__name__,
+        "made_at": type(report.made_at).__name__,
+        "pair": type(numbers).__name__,
+    }
+    await ctx.step("observe kinds", observe, kinds)
+    await ctx.await_event(job.key)
+    return kinds
+
+
+@agent(name="conformance.waiter")
+async def waiter(ctx: DurableContext, job: Job) -> Any:
+    return await ctx.await_event(job.key, timeout=job.timeout)
+
+
+@agent(name="conformance.approval_waiter")
+async def approval_waiter(ctx: DurableContext, job: Job) -> Approval:
+    return await ctx.await_event(job.key, timeout=job.timeout, type=Approval)
+
+
+@agent(name="conformance.two_waits")
+async def two_waits(ctx: DurableContext, job: Job) -> list[Any]:
+    first = await ctx.await_event("first")
+    second = await ctx.await_event("second")
+    return [first, second]
+
+
+@agent(name="conformance.emitter")
+async def emitter(ctx: DurableContext, job: Job) -> dict[str, Any]:
+    accepted = await ctx.emit_event(job.key, {"from": "agent"})
+    payload = await ctx.await_event(job.key)
+    return {"accepted": accepted, "payload": payload}
+
+
+@agent(name="conformance.timeout_handler")
+async def timeout_handler(ctx: DurableContext, job: Job) -> str:
+    try:
+        await ctx.await_event(job.key, timeout=job.timeout)
+    except DurableAwaitEventTimeoutError:
+        return "timed out"
+    return "arrived"
+
+
+@agent(name="conformance.retrying")
+async def retrying(ctx: DurableContext, job: Job) -> str:
+    return await ctx.step("call a flaky upstream", flaky, job.n)
+
+
+@agent(name="conformance.rejecting")
+async def rejecting(ctx: DurableContext, job: Job) -> int:
+    return await ctx.step("validate", reject, job.n)
+
+
+@agent(name="conformance.unserializable")
+async def unserializable(ctx: DurableContext, job: Job) -> Any:
+    return await ctx.step("return an opaque object", opaque)
+
+
+@agent(name="conformance.stalling")
+async def stalling(ctx: DurableContext, job: Job) -> None:
+    await ctx.step("stall", stall)
+
+
+@agent(name="conformance.sleeper")
+async def sleeper(ctx: DurableContext, job: Job) -> str:
+    before = await ctx.now()
+    await ctx.sleep(job.seconds)
+    after = await ctx.now()
+    return f"{(after - before).total_seconds():.3f}"
+
+
+@agent(name="conformance.marked")
+async def marked(ctx: DurableContext, job: Job) -> list[str]:
+    """Steps that leave a trace in a file, so a killed process can be audited."""
+    done = [await ctx.step("first", mark, job.marker, "first")]
+    done.append(await ctx.step("second", mark, job.marker, "second"))
+    await ctx.await_event(job.key)
+    done.append(await ctx.step("third", mark, job.marker, "third"))
+    return done
+
+
+def marks(path: str) -> list[str]:
+    file = Path(path)
+    return file.read_text().split() if file.exists() else []

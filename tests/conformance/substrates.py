@@ -1,0 +1,128 @@
+"""The substrates the conformance scenarios run on, behind one small interface.
+
+A scenario starts runs, sends events, crashes and resumes workers, and reads
+back the recorded steps only through ``Substrate``, so a new substrate joins the
+suite by implementing it and adding one fixture parameter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import Any
+
+from durable import DurableContext, StepRecord, derive_worker_id
+from adapters.local import DurableRunStore, run_durable
+
+Agent = Callable[[DurableContext, Any], Awaitable[Any]]
+
+
+class Substrate(ABC):
+    name: str
+    local: bool
+    """True when the substrate is a local store, whose leases scenarios may race."""
+
+    @abstractmethod
+    async def start(self, agent: Agent, job: Any, *, run_id: str) -> None:
+        """Begin the run in the background."""
+
+    @abstractmethod
+    async def result(self, run_id: str, *, timeout: float = 20) -> Any:
+        """Wait for the run and return its result, or raise its error."""
+
+    async def run(self, agent: Agent, job: Any, *, run_id: str) -> Any:
+        await self.start(agent, job, run_id=run_id)
+        return await self.result(run_id)
+
+    @abstractmethod
+    async def send_event(self, run_id: str, key: str, payload: Any) -> bool:
+        """Send an event from outside the run; ``True`` if this send was accepted."""
+
+    @abstractmethod
+    async def crash(self, run_id: str) -> None:
+        """Stop executing the run abruptly, recording nothing more."""
+
+    @abstractmethod
+    async def resume(self, agent: Agent, job: Any, *, run_id: str) -> None:
+        """Continue a crashed run on a fresh worker."""
+
+    @abstractmethod
+    async def steps(self, run_id: str) -> list[StepRecord]: ...
+
+    async def wait_for_step(self, run_id: str, intent: str, *, timeout: float = 10) -> StepRecord:
+        """Wait until the run has begun the step ``intent`` (for example, is waiting)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for record in await self.steps(run_id):
+                if record.intent == intent:
+                    return record
+            await asyncio.sleep(0.02)
+        raise AssertionError(f"run {run_id!r} never reached step {intent!r}")
+
+    async def close(self) -> None:
+        return None
+
+
+class LocalSubstrate(Substrate):
+    """``run_durable`` over one local store, with short leases so takeovers are quick."""
+
+    local = True
+
+    def __init__(
+        self, name: str, store: DurableRunStore, *, location: str = "", lease: float = 0.6
+    ) -> None:
+        self.name = name
+        self.store = store
+        self.location = location
+        """Where another process finds the same store: a path or a DSN; empty for memory."""
+        self.lease = timedelta(seconds=lease)
+        self._tasks: dict[str, asyncio.Task[Any]] = {}
+
+    async def start(
+        self, agent: Agent, job: Any, *, run_id: str, worker_id: str | None = None
+    ) -> None:
+        self._tasks[run_id] = asyncio.create_task(
+            run_durable(
+                agent,
+                job,
+                store=self.store,
+                run_id=run_id,
+                worker_id=worker_id or derive_worker_id(),
+                lease=self.lease,
+                poll_interval=0.01,
+            )
+        )
+        await asyncio.sleep(0)
+
+    async def result(self, run_id: str, *, timeout: float = 20) -> Any:
+        outcome = await asyncio.wait_for(self._tasks[run_id], timeout)
+        return outcome.result
+
+    async def send_event(self, run_id: str, key: str, payload: Any) -> bool:
+        return (await self.store.emit_event(run_id, key, payload)).accepted
+
+    async def crash(self, run_id: str) -> None:
+        task = self._tasks.pop(run_id)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    async def resume(self, agent: Agent, job: Any, *, run_id: str) -> None:
+        # The crashed worker's lease is still live; a new worker takes over once it expires.
+        await asyncio.sleep(self.lease.total_seconds() + 0.1)
+        await self.start(agent, job, run_id=run_id)
+
+    async def steps(self, run_id: str) -> list[StepRecord]:
+        return await self.store.load_steps(run_id)
+
+    async def close(self) -> None:
+        for task in self._tasks.values():
+            task.cancel()
+            # Outcomes were already asserted by the scenario; teardown only collects them.
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await self.store.close()

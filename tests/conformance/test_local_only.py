@@ -1,0 +1,240 @@
+"""Scenarios of the local stores' own machinery: leases, fencing, killed processes.
+
+Temporal schedules runs itself, so these are local-only; each says why.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from durable import (
+    DurableRunLeaseHeldError,
+    DurableRunLeaseLostError,
+    DurableRunManifest,
+    ErrorCode,
+    StepError,
+    TaskSpec,
+)
+from adapters.local import DurableRunStore, run_durable
+from tests.conformance import agents
+from tests.conformance.agents import Job
+from tests.conformance.substrates import LocalSubstrate
+
+ROOT = Path(__file__).resolve().parents[2]
+LEASES = "leases are how local workers share runs; Temporal assigns workflow tasks itself"
+MANIFEST = DurableRunManifest(
+    project_id="default",
+    task=TaskSpec(id="conformance.two_phase", intent="conformance.two_phase", domain="agent"),
+    input=Job().model_dump(mode="json"),
+)
+
+
+async def acquire(store: DurableRunStore, run_id: str, worker: str, seconds: float) -> Any:
+    resumed = await store.start_or_resume(
+        run_id=run_id,
+        agent="conformance.two_phase",
+        manifest=MANIFEST,
+        worker_id=worker,
+        lease_for=timedelta(seconds=seconds),
+    )
+    assert resumed.lease is not None
+    return resumed.lease
+
+
+@pytest.mark.local_only(reason=LEASES)
+async def test_lease_held_by_another_worker(substrate: LocalSubstrate, run_id: str) -> None:
+    await substrate.start(agents.two_phase, Job(), run_id=run_id, worker_id="worker-a")
+    await substrate.wait_for_step(run_id, "await_event:go")
+
+    with pytest.raises(DurableRunLeaseHeldError) as caught:
+        await run_durable(
+            agents.two_phase, Job(), store=substrate.store, run_id=run_id, worker_id="worker-b"
+        )
+
+    assert caught.value.code == ErrorCode.LEASE_HELD
+    assert "'worker-a'" in str(caught.value)
+    # The holder is unharmed and finishes the run.
+    await substrate.send_event(run_id, "go", None)
+    assert await substrate.result(run_id) == 4
+
+
+@pytest.mark.local_only(reason=LEASES)
+async def test_takeover_after_expiry(substrate: LocalSubstrate, run_id: str) -> None:
+    store = substrate.store
+    dead = await acquire(store, run_id, "worker-a", 0.3)  # acquires, then never heartbeats
+    await store.begin_step(dead, step_index=0, intent="first", kind="logic", input_hash="")
+    with pytest.raises(DurableRunLeaseHeldError):
+        await acquire(store, run_id, "worker-b", 5)
+
+    await asyncio.sleep(0.4)
+    await substrate.start(agents.two_phase, Job(), run_id=run_id, worker_id="worker-b")
+    await substrate.wait_for_step(run_id, "await_event:go")
+    await substrate.send_event(run_id, "go", None)
+
+    assert await substrate.result(run_id) == 4
+    run = await store.load_run(run_id)
+    assert run is not None and run.status == "completed" and run.lease_generation == 2
+    first = (await store.load_steps(run_id))[0]
+    assert (first.status, first.attempts) == ("completed", 2)
+
+
+@pytest.mark.local_only(reason=LEASES)
+async def test_fenced_writes_after_the_lease_was_lost(
+    substrate: LocalSubstrate, run_id: str
+) -> None:
+    store = substrate.store
+    old = await acquire(store, run_id, "worker-a", 0.2)
+    await store.begin_step(old, step_index=0, intent="first", kind="logic", input_hash="")
+    await asyncio.sleep(0.3)
+    new = await acquire(store, run_id, "worker-b", 30)
+    assert new.generation == old.generation + 1
+    before = await store.load_steps(run_id)
+
+    writes = {
+        "renew": store.renew_lease(old, lease_for=timedelta(seconds=30)),
+        "begin": store.begin_step(old, step_index=1, intent="x", kind="logic", input_hash=""),
+        "complete": store.complete_step(old, step_index=0, result=1),
+        "fail": store.fail_step(
+            old, step_index=0, error=StepError(message="m", type="E"), final=True
+        ),
+        "emit": store.emit_event(run_id, "k", {"from": "old"}, lease=old),
+        "end": store.end_run(old, status="completed", result=1),
+    }
+    for name, write in writes.items():
+        with pytest.raises(DurableRunLeaseLostError) as caught:
+            await write
+        assert caught.value.code == ErrorCode.LEASE_LOST, name
+        assert "'worker-a'" in str(caught.value) and "lost the lease" in str(caught.value)
+
+    assert await store.load_steps(run_id) == before
+    assert await store.load_event(run_id, "k") is None
+    run = await store.load_run(run_id)
+    assert run is not None and (run.status, run.lease_holder) == ("running", "worker-b")
+    # The new holder writes normally.
+    await store.complete_step(new, step_index=0, result=2)
+    assert (await store.load_steps(run_id))[0].result == 2
+
+
+class _StalledRenewals:
+    """A store whose lease renewals hang until released: a worker paused mid-run."""
+
+    def __init__(self, store: DurableRunStore) -> None:
+        self._store = store
+        self.release = asyncio.Event()
+
+    async def renew_lease(self, lease: Any, *, lease_for: timedelta) -> Any:
+        await self.release.wait()
+        return await self._store.renew_lease(lease, lease_for=lease_for)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+
+@pytest.mark.local_only(reason=LEASES)
+async def test_runner_stops_when_its_lease_is_taken_over(
+    substrate: LocalSubstrate, run_id: str
+) -> None:
+    stalled = _StalledRenewals(substrate.store)
+    paused = asyncio.create_task(
+        run_durable(
+            agents.two_phase,
+            Job(),
+            store=stalled,  # type: ignore[arg-type]
+            run_id=run_id,
+            worker_id="worker-a",
+            lease=0.3,
+            poll_interval=0.01,
+        )
+    )
+    await substrate.wait_for_step(run_id, "await_event:go")
+    await asyncio.sleep(0.4)
+    await acquire(substrate.store, run_id, "worker-b", 30)
+
+    stalled.release.set()  # the paused worker's next renewal learns it lost the run
+
+    with pytest.raises(DurableRunLeaseLostError):
+        await asyncio.wait_for(paused, 5)
+    steps = await substrate.store.load_steps(run_id)
+    assert [s.status for s in steps] == ["completed", "completed", "running"]
+
+
+@pytest.mark.local_only(reason=LEASES)
+async def test_paused_worker_cannot_record_a_step(substrate: LocalSubstrate, run_id: str) -> None:
+    stalled = _StalledRenewals(substrate.store)
+    paused = asyncio.create_task(
+        run_durable(
+            agents.two_phase,
+            Job(),
+            store=stalled,  # type: ignore[arg-type]
+            run_id=run_id,
+            worker_id="worker-a",
+            lease=0.3,
+            poll_interval=0.01,
+        )
+    )
+    await substrate.wait_for_step(run_id, "await_event:go")
+    await asyncio.sleep(0.4)
+    await acquire(substrate.store, run_id, "worker-b", 30)
+
+    # The event arrives while the paused worker still waits: completing the wait is fenced.
+    await substrate.store.emit_event(run_id, "go", None)
+
+    with pytest.raises(DurableRunLeaseLostError):
+        await asyncio.wait_for(paused, 5)
+    steps = await substrate.store.load_steps(run_id)
+    assert [s.status for s in steps] == ["completed", "completed", "running"]
+    stalled.release.set()
+
+
+def _child(*args: str, capture: bool = False) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "tests.conformance.child", *args],
+        cwd=ROOT,
+        stdout=subprocess.PIPE if capture else None,
+        text=True,
+    )
+
+
+@pytest.mark.local_only(reason="kills a real worker process holding a local store")
+async def test_sigkill_between_steps_then_resume(
+    substrate: LocalSubstrate, run_id: str, tmp_path: Path
+) -> None:
+    if substrate.name == "memory":
+        pytest.skip("an in-memory store does not outlive the process it is killed with")
+    marker = str(tmp_path / "marks.txt")
+    child = _child("run", substrate.name, substrate.location, run_id, marker)
+    try:
+        await substrate.wait_for_step(run_id, "await_event:go", timeout=30)
+    finally:
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait()
+    assert child.returncode == -signal.SIGKILL
+    assert agents.marks(marker) == ["first", "second"]
+
+    await substrate.resume(agents.marked, Job(marker=marker), run_id=run_id)
+    await substrate.send_event(run_id, "go", None)
+
+    assert await substrate.result(run_id) == ["first", "second", "third"]
+    assert agents.marks(marker) == ["first", "second", "third"]
+
+
+@pytest.mark.local_only(reason=LEASES)
+async def test_lease_race_between_processes(substrate: LocalSubstrate, run_id: str) -> None:
+    if substrate.name == "memory":
+        pytest.skip("an in-memory store is not shared between processes")
+    children = [
+        _child("acquire", substrate.name, substrate.location, run_id, f"worker-{i}", capture=True)
+        for i in range(4)
+    ]
+    outputs = sorted(child.communicate(timeout=60)[0].strip() for child in children)
+
+    assert outputs == ["acquired 1", "lease_held", "lease_held", "lease_held"]
