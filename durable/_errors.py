@@ -28,6 +28,7 @@ says what was wrong and what to do about it.
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import ClassVar
 
 __all__ = [
     "DurableAwaitEventTimeoutError",
@@ -75,7 +76,8 @@ class ErrorCode(StrEnum):
 class DurableError(Exception):
     """Base of every error this project raises on purpose."""
 
-    code: ErrorCode = ErrorCode.STORE_ERROR
+    code: ClassVar[ErrorCode]
+    """Set on every concrete error; the bases only group them."""
 
     def __init__(self, message: str) -> None:
         super().__init__(message)

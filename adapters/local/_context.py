@@ -26,6 +26,7 @@ from durable import (
     DurableRunLeaseLostError,
     DurableStepFailedError,
     DurableStepInputMismatchError,
+    DurableStepTimeoutError,
     ErrorCode,
     JsonCodec,
     Lease,
@@ -200,13 +201,12 @@ class LocalContext:
                 raise
             except TimeoutError as exc:
                 cause = exc
-                error = step_error_from(exc)
                 if deadline.expired():
-                    error = StepError(
-                        message=f"attempt {attempt} ran past the step timeout of {timeout:g}s",
-                        type="DurableStepTimeoutError",
-                        code=ErrorCode.STEP_TIMEOUT.value,
+                    cause = DurableStepTimeoutError(
+                        f"attempt {attempt} of {label} ran past the step timeout of {timeout:g}s; "
+                        "raise the step's timeout or make the step faster"
                     )
+                error = step_error_from(cause)
             except Exception as exc:
                 cause = exc
                 error = step_error_from(exc)

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 from urllib.parse import quote
 
-from pydantic import BaseModel, ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from durable import (
     DurableRunManifest,
@@ -44,7 +44,7 @@ from durable import (
 )
 
 from . import _ledger as ledger
-from ._store import EmitResult, Resumed, json_payload, run_not_found, utc_now
+from ._store import EmitResult, Resumed, gc_paused, json_payload, run_not_found, utc_now
 
 __all__ = ["FileStore"]
 
@@ -99,11 +99,12 @@ class FileStore:
             cached = _Cached(ledger.RunState(run))
             self._cache[run_id] = cached
         cached.state.run = run
-        cached.steps_offset = _tail(
-            directory / "steps.jsonl",
-            cached.steps_offset,
-            lambda raw, path: _keep_last_step(cached.state, _parse(StepRecord, raw, path)),
-        )
+        with gc_paused():
+            cached.steps_offset = _tail(
+                directory / "steps.jsonl",
+                cached.steps_offset,
+                lambda raw, path: _keep_last_step(cached.state, _parse(StepRecord, raw, path)),
+            )
         cached.events_offset = _tail(
             directory / "events.jsonl",
             cached.events_offset,
@@ -117,9 +118,11 @@ class FileStore:
             raise run_not_found(run_id)
         return state
 
-    def _append(self, run_id: str, directory: Path, name: str, record: BaseModel) -> None:
+    def _append(
+        self, run_id: str, directory: Path, name: str, record: StepRecord | EventRecord
+    ) -> None:
         path = directory / name
-        line = record.model_dump_json(by_alias=True).encode() + b"\n"
+        line = _adapter(type(record)).dump_json(record, by_alias=True) + b"\n"
         with open(path, "ab") as handle:
             handle.write(line)
             handle.flush()
@@ -133,7 +136,7 @@ class FileStore:
             cached.events_offset = end
 
     def _write_run(self, directory: Path, state: ledger.RunState) -> None:
-        _atomic_write(directory / "run.json", state.run.model_dump_json(by_alias=True).encode())
+        _atomic_write(directory / "run.json", _adapter(RunRecord).dump_json(state.run, by_alias=True))
 
     async def start_or_resume(
         self,
@@ -290,12 +293,19 @@ class FileStore:
         self._executor.shutdown(wait=True)
 
 
-M = TypeVar("M", bound=BaseModel)
+_adapters: dict[type[Any], TypeAdapter[Any]] = {}
 
 
-def _parse(model: type[M], raw: bytes, path: Path) -> M:
+def _adapter(record_type: type[T]) -> TypeAdapter[T]:
+    adapter = _adapters.get(record_type)
+    if adapter is None:
+        adapter = _adapters[record_type] = TypeAdapter(record_type)
+    return adapter
+
+
+def _parse(model: type[T], raw: bytes, path: Path) -> T:
     try:
-        return model.model_validate_json(raw)
+        return _adapter(model).validate_json(raw)
     except ValidationError as exc:
         raise DurableStoreError(
             f"{path} holds a record that is not a valid {model.__name__} "

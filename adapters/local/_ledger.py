@@ -7,7 +7,7 @@ states in a dict and the file store can persist exactly the changed records.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
@@ -169,12 +169,11 @@ def begin_step(
             deadline=deadline,
         )
     else:
-        record = previous.model_copy(
-            update={
-                "status": "running",
-                "attempts": previous.attempts + 1,
-                "deadline": previous.deadline or deadline,
-            }
+        record = replace(
+            previous,
+            status="running",
+            attempts=previous.attempts + 1,
+            deadline=previous.deadline or deadline,
         )
     state.steps[step_index] = record
     return record
@@ -209,7 +208,7 @@ def finish_step(
         update = {"status": "failed" if final else "running", "error": error}
         if final:
             update["completed_at"] = now
-    record = previous.model_copy(update=update)
+    record = replace(previous, **update)
     state.steps[step_index] = record
     return record
 

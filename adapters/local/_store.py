@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import gc
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, Protocol
@@ -18,7 +21,25 @@ from durable import (
     StepRecord,
 )
 
-__all__ = ["DurableRunStore", "EmitResult", "Resumed", "utc_now"]
+__all__ = ["DurableRunStore", "EmitResult", "Resumed", "gc_paused", "utc_now"]
+
+
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """Pause the cyclic GC while bulk-building acyclic records.
+
+    Loading a long run creates thousands of records at once; the collector
+    would rescan them again and again as they are created, which makes loading
+    grow faster than the number of steps.
+    """
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 def utc_now() -> datetime:

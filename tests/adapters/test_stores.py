@@ -1,0 +1,198 @@
+"""What each store guarantees beyond the shared conformance scenarios."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from durable import (
+    DurableEventPayloadError,
+    DurableRunManifest,
+    DurableStoreError,
+    ErrorCode,
+    Lease,
+    TaskSpec,
+)
+from adapters.local import FileStore, InMemoryStore, PostgresStore, SqliteStore
+
+MANIFEST = DurableRunManifest(
+    project_id="p", task=TaskSpec(id="t", intent="i", domain="d"), input={}
+)
+
+
+async def _hold(store: Any, run_id: str = "r") -> Lease:
+    resumed = await store.start_or_resume(
+        run_id=run_id, agent="a", manifest=MANIFEST, worker_id="w", lease_for=timedelta(30)
+    )
+    assert resumed.lease is not None
+    return resumed.lease
+
+
+async def _steps(store: Any, lease: Lease, count: int) -> None:
+    for i in range(count):
+        await store.begin_step(lease, step_index=i, intent=f"s{i}", kind="logic", input_hash="")
+        await store.complete_step(lease, step_index=i, result={"i": i})
+
+
+# FileStore
+
+
+async def test_file_store_cuts_off_a_line_torn_by_a_crash(tmp_path: Path) -> None:
+    store = FileStore(tmp_path)
+    lease = await _hold(store)
+    await _steps(store, lease, 2)
+    await store.close()
+    log = next(tmp_path.glob("r_*")) / "steps.jsonl"
+    intact = log.read_bytes()
+    log.write_bytes(intact + b'{"run_id":"r","step_ind')  # a write cut short by SIGKILL
+
+    reopened = FileStore(tmp_path)
+    steps = await reopened.load_steps("r")
+
+    assert [s.result for s in steps] == [{"i": 0}, {"i": 1}]
+    assert log.read_bytes() == intact
+    lease = await _hold(reopened)
+    await _steps(reopened, lease, 3)  # appends after the cut land on a clean line
+    assert len(await FileStore(tmp_path).load_steps("r")) == 3
+
+
+async def test_file_store_reports_a_corrupt_record(tmp_path: Path) -> None:
+    store = FileStore(tmp_path)
+    lease = await _hold(store)
+    await _steps(store, lease, 1)
+    log = next(tmp_path.glob("r_*")) / "steps.jsonl"
+    log.write_bytes(log.read_bytes() + b'{"not": "a step"}\n')
+
+    with pytest.raises(DurableStoreError) as caught:
+        await FileStore(tmp_path).load_steps("r")
+
+    assert caught.value.code == ErrorCode.STORE_ERROR
+    assert "steps.jsonl" in str(caught.value) and "restore the file" in str(caught.value)
+
+
+async def test_file_store_detects_a_log_rewritten_under_it(tmp_path: Path) -> None:
+    store = FileStore(tmp_path)
+    lease = await _hold(store)
+    await _steps(store, lease, 2)
+    log = next(tmp_path.glob("r_*")) / "steps.jsonl"
+    log.write_bytes(b"")
+
+    with pytest.raises(DurableStoreError, match="shrank"):
+        await store.load_steps("r")
+
+
+async def test_file_store_keeps_odd_run_ids_inside_its_root(tmp_path: Path) -> None:
+    store = FileStore(tmp_path / "root")
+    for run_id in ("..", "a/b", "../escape", "ü 😀"):
+        await _hold(store, run_id)
+    runs = [p.parent.parent for p in (tmp_path / "root").rglob("run.json")]
+    assert runs == [tmp_path / "root"] * 4
+    assert not (tmp_path / "escape").exists()
+
+
+# SqliteStore
+
+
+async def test_sqlite_store_uses_wal_and_the_chosen_synchronous_level(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "db", synchronous="NORMAL")
+    assert store._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert store._db.execute("PRAGMA synchronous").fetchone()[0] == 1
+    await store.close()
+    with pytest.raises(ValueError, match="synchronous must be"):
+        SqliteStore(tmp_path / "db", synchronous="SOMETIMES")  # type: ignore[arg-type]
+
+
+async def test_sqlite_resume_loads_steps_in_one_query(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "db")
+    lease = await _hold(store)
+    await _steps(store, lease, 50)
+    statements: list[str] = []
+    store._db.set_trace_callback(statements.append)
+
+    resumed = await store.start_or_resume(
+        run_id="r", agent="a", manifest=MANIFEST, worker_id="w", lease_for=timedelta(30)
+    )
+
+    assert len(resumed.steps) == 50
+    step_reads = [s for s in statements if "FROM durable_steps" in s and "COUNT" not in s]
+    assert len(step_reads) == 1
+    await store.close()
+
+
+async def test_sqlite_store_refuses_a_path_it_cannot_open(tmp_path: Path) -> None:
+    with pytest.raises(DurableStoreError, match="directory exists and is writable"):
+        SqliteStore(tmp_path / "missing" / "db")
+
+
+async def test_sqlite_schema_is_versioned(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "db")
+    assert store._db.execute("SELECT version FROM durable_schema").fetchall() == [(1,)]
+    await store.close()
+    SqliteStore(tmp_path / "db")  # reopening keeps a single version row
+    reopened = SqliteStore(tmp_path / "db")
+    assert reopened._db.execute("SELECT version FROM durable_schema").fetchall() == [(1,)]
+    await reopened.close()
+
+
+# PostgresStore
+
+
+async def test_postgres_store_refuses_a_newer_schema(postgres_dsn: str) -> None:
+    with psycopg.connect(postgres_dsn, autocommit=True) as admin:
+        admin.execute("DROP DATABASE IF EXISTS schema_check")
+        admin.execute("CREATE DATABASE schema_check")
+    dsn = postgres_dsn.rsplit("/", 1)[0] + "/schema_check"
+    store = await PostgresStore.connect(dsn)
+    await store.close()
+    with psycopg.connect(dsn, autocommit=True) as db:
+        db.execute("UPDATE durable_schema SET version = 7")
+
+    with pytest.raises(DurableStoreError, match="schema version 7.*upgrade the library"):
+        await PostgresStore.connect(dsn)
+
+
+async def test_postgres_store_explains_a_failed_connection() -> None:
+    with pytest.raises(DurableStoreError, match="server is running"):
+        await PostgresStore.connect("postgresql://nobody@127.0.0.1:1/none?connect_timeout=2")
+
+
+# Every store
+
+
+@pytest.mark.parametrize("kind", ["memory", "file", "sqlite"])
+async def test_emit_refuses_a_payload_that_is_not_json(kind: str, tmp_path: Path) -> None:
+    store: Any = {
+        "memory": InMemoryStore,
+        "file": lambda: FileStore(tmp_path / "f"),
+        "sqlite": lambda: SqliteStore(tmp_path / "db"),
+    }[kind]()
+    await _hold(store)
+
+    with pytest.raises(DurableEventPayloadError, match="not JSON.*model_dump"):
+        await store.emit_event("r", "k", {"when": object()})
+    assert await store.load_event("r", "k") is None
+    await store.close()
+
+
+@pytest.mark.parametrize("kind", ["memory", "file", "sqlite"])
+async def test_completing_a_step_never_begun_is_a_store_error(kind: str, tmp_path: Path) -> None:
+    store: Any = {
+        "memory": InMemoryStore,
+        "file": lambda: FileStore(tmp_path / "f"),
+        "sqlite": lambda: SqliteStore(tmp_path / "db"),
+    }[kind]()
+    lease = await _hold(store)
+
+    with pytest.raises(DurableStoreError, match="never begun"):
+        await store.complete_step(lease, step_index=3, result=1)
+    await store.close()
+
+
+def test_records_round_trip_through_json() -> None:
+    record = json.loads(MANIFEST.model_dump_json())
+    assert DurableRunManifest.model_validate(record) == MANIFEST

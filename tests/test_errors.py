@@ -1,0 +1,243 @@
+"""Every error in the hierarchy, provoked through its real path: code and message checked.
+
+``TRIGGERS`` maps each ``ErrorCode`` to a coroutine that causes it and to words
+its message must contain; a meta-test keeps the table complete.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import sqlite3
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import BaseModel
+
+from durable import (
+    DurableContext,
+    DurableError,
+    DurableRunManifest,
+    DurableStepFailedError,
+    ErrorCode,
+    RetryPolicy,
+    TaskSpec,
+    agent,
+    canonical_json,
+    step,
+    step_definition,
+)
+from durable import _errors
+from adapters.local import FileStore, InMemoryStore, PostgresStore, SqliteStore, run_durable
+
+
+class Box(BaseModel):
+    value: int = 0
+
+
+@step(name="errors.double")
+async def double(value: int) -> int:
+    return value * 2
+
+
+@step(name="errors.stuck", timeout=0.05, retry=RetryPolicy(maximum_attempts=1))
+async def stuck() -> None:
+    await asyncio.sleep(5)
+
+
+@agent(name="errors.waits")
+async def waits(ctx: DurableContext, box: Box) -> Any:
+    await ctx.step("double", double, box.value, input_fingerprint=box.value)
+    return await ctx.await_event("go", timeout=0.05, type=Box)
+
+
+@agent(name="errors.stalls")
+async def stalls(ctx: DurableContext, box: Box) -> None:
+    await ctx.step("stuck", stuck)
+
+
+@agent(name="errors.opaque_result")
+async def opaque_result(ctx: DurableContext, box: Box) -> Any:
+    return object()
+
+
+MANIFEST = DurableRunManifest(
+    project_id="default",
+    task=TaskSpec(id="errors.waits", intent="errors.waits", domain="agent"),
+    input={"value": 0},
+)
+
+
+async def lease_held(tmp: Path) -> None:
+    store = InMemoryStore()
+    await store.start_or_resume(
+        run_id="r", agent="errors.waits", manifest=MANIFEST, worker_id="a", lease_for=timedelta(30)
+    )
+    await run_durable(waits, Box(), store=store, run_id="r", worker_id="b")
+
+
+async def lease_lost(tmp: Path) -> None:
+    store = SqliteStore(tmp / "db")
+    first = await store.start_or_resume(
+        run_id="r", agent="x", manifest=MANIFEST, worker_id="a", lease_for=timedelta(0)
+    )
+    await store.start_or_resume(
+        run_id="r", agent="x", manifest=MANIFEST, worker_id="b", lease_for=timedelta(30)
+    )
+    assert first.lease is not None
+    await store.renew_lease(first.lease, lease_for=timedelta(30))
+
+
+async def manifest_mismatch(tmp: Path) -> None:
+    store = InMemoryStore()
+    await _interrupted(store, Box(value=1))
+    await run_durable(waits, Box(value=2), store=store, run_id="r")
+
+
+async def _interrupted(store: Any, box: Box) -> None:
+    with pytest.raises(DurableError):
+        await run_durable(waits, box, store=store, run_id="r", lease=0.1, worker_id="w")
+
+
+async def run_failed(tmp: Path) -> None:
+    store = InMemoryStore()
+    await _interrupted(store, Box())
+    await run_durable(waits, Box(), store=store, run_id="r", worker_id="w")
+
+
+async def run_not_found(tmp: Path) -> None:
+    await FileStore(tmp / "files").emit_event("missing-run", "k", {})
+
+
+async def step_failed(tmp: Path) -> None:
+    await run_durable(stalls, Box(), store=InMemoryStore(), run_id="r")
+
+
+async def step_timeout(tmp: Path) -> None:
+    try:
+        await step_failed(tmp)
+    except DurableStepFailedError as exc:
+        assert exc.error_code == ErrorCode.STEP_TIMEOUT
+        raise exc.__cause__ from None  # type: ignore[misc]
+
+
+async def result_not_serializable(tmp: Path) -> None:
+    await run_durable(opaque_result, Box(), store=InMemoryStore(), run_id="r")
+
+
+async def await_event_timeout(tmp: Path) -> None:
+    await run_durable(waits, Box(), store=InMemoryStore(), run_id="r")
+
+
+async def event_payload_invalid(tmp: Path) -> None:
+    store = InMemoryStore()
+    await store.start_or_resume(
+        run_id="r", agent="x", manifest=MANIFEST, worker_id="w", lease_for=timedelta(30)
+    )
+    await store.emit_event("r", "go", {"value": "not a number"})
+    await run_durable(waits, Box(), store=store, run_id="r", worker_id="w")
+
+
+async def non_canonical_value(tmp: Path) -> None:
+    canonical_json({"score": float("nan")})
+
+
+async def registration(tmp: Path) -> None:
+    step_definition(print)
+
+
+async def store_error(tmp: Path) -> None:
+    path = tmp / "db"
+    SqliteStore(path)
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE durable_schema SET version = 99")
+    SqliteStore(path)
+
+
+async def step_divergence(tmp: Path) -> None:
+    store = InMemoryStore()
+    await _interrupted(store, Box())
+    state = store._runs["r"]
+    state.run = state.run.model_copy(update={"status": "running"})
+    state.steps[0] = dataclasses.replace(state.steps[0], intent="an older intent")
+    await run_durable(waits, Box(), store=store, run_id="r", worker_id="w")
+
+
+async def step_input_mismatch(tmp: Path) -> None:
+    store = InMemoryStore()
+    await _interrupted(store, Box())
+    state = store._runs["r"]
+    state.run = state.run.model_copy(update={"status": "running"})
+    state.steps[0] = dataclasses.replace(state.steps[0], input_hash="0" * 64)
+    await run_durable(waits, Box(), store=store, run_id="r", worker_id="w")
+
+
+Trigger = Callable[[Path], Awaitable[None]]
+
+TRIGGERS: dict[ErrorCode, tuple[Trigger, list[str]]] = {
+    ErrorCode.LEASE_HELD: (lease_held, ["held by worker 'a'", "retry after the lease expires"]),
+    ErrorCode.LEASE_LOST: (lease_lost, ["worker 'a' lost the lease", "stop this attempt"]),
+    ErrorCode.MANIFEST_MISMATCH: (
+        manifest_mismatch,
+        ["already exists with manifest hash", "use a new run id for new input"],
+    ),
+    ErrorCode.STEP_DIVERGENCE: (
+        step_divergence,
+        ["'an older intent'", "restore the previous order or start a new run"],
+    ),
+    ErrorCode.STEP_INPUT_MISMATCH: (
+        step_input_mismatch,
+        ["input fingerprint 000000000000", "restore them or start a new run"],
+    ),
+    ErrorCode.RUN_FAILED: (run_failed, ["already failed", "under a new run id"]),
+    ErrorCode.RUN_NOT_FOUND: (run_not_found, ["no run 'missing-run'", "start it with run_durable"]),
+    ErrorCode.STEP_FAILED: (step_failed, ["'stuck' failed after 1 attempt(s)", "catch"]),
+    ErrorCode.STEP_TIMEOUT: (step_timeout, ["step timeout of 0.05s", "raise the step's timeout"]),
+    ErrorCode.RESULT_NOT_SERIALIZABLE: (
+        result_not_serializable,
+        ["cannot be recorded as JSON", "annotate the return type"],
+    ),
+    ErrorCode.AWAIT_EVENT_TIMEOUT: (
+        await_event_timeout,
+        ["event 'go'", "did not arrive by its deadline", "send the event before the deadline"],
+    ),
+    ErrorCode.EVENT_PAYLOAD_INVALID: (
+        event_payload_invalid,
+        ["does not match", "Box", "the sender must send the declared type"],
+    ),
+    ErrorCode.NON_CANONICAL_VALUE: (non_canonical_value, ["$.score", "finite number"]),
+    ErrorCode.REGISTRATION: (registration, ["not a registered step", "decorate it with @step"]),
+    ErrorCode.STORE_ERROR: (store_error, ["schema version 99", "upgrade the library"]),
+}
+
+
+def test_every_code_has_a_trigger() -> None:
+    assert set(TRIGGERS) == set(ErrorCode)
+
+
+def test_every_concrete_error_has_its_own_code() -> None:
+    concrete = [
+        getattr(_errors, name)
+        for name in _errors.__all__
+        if isinstance(getattr(_errors, name), type) and "code" in vars(getattr(_errors, name))
+    ]
+    codes = [cls.code for cls in concrete]
+    assert sorted(codes) == sorted(ErrorCode)
+
+
+@pytest.mark.parametrize("code", list(ErrorCode), ids=str)
+async def test_error(code: ErrorCode, tmp_path: Path) -> None:
+    trigger, fragments = TRIGGERS[code]
+
+    with pytest.raises(DurableError) as caught:
+        await trigger(tmp_path)
+
+    error = caught.value
+    assert error.code == code
+    assert str(error).startswith(f"[{code}] ")
+    for fragment in fragments:
+        assert fragment in str(error), (fragment, str(error))
+

@@ -1,0 +1,37 @@
+"""Each package's ``__all__`` is sorted, complete and importable."""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+
+
+@pytest.mark.parametrize("module_name", ["durable", "adapters.local"])
+def test_all_is_sorted_and_importable(module_name: str) -> None:
+    module = importlib.import_module(module_name)
+    names = list(module.__all__)
+    assert names == sorted(names, key=lambda n: (not n.isupper(), n))
+    for name in names:
+        assert getattr(module, name) is not None, name
+
+
+def test_durable_exports_every_public_error() -> None:
+    import durable
+    from durable import _errors
+
+    assert set(_errors.__all__) <= set(durable.__all__)
+
+
+def test_durable_imports_only_stdlib_and_pydantic() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, durable; "
+        "bad = [m for m in sys.modules if m.split('.')[0] in "
+        "('temporalio', 'httpx', 'psycopg', 'adapters', 'opentelemetry')]; "
+        "print(bad)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
