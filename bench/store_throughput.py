@@ -24,7 +24,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from adapters.local import (  # noqa: E402
+from pydantic import BaseModel
+
+from adapters.local import (
     DurableRunStore,
     FileStore,
     InMemoryStore,
@@ -33,8 +35,7 @@ from adapters.local import (  # noqa: E402
     Synchronous,
     run_durable,
 )
-from durable import DurableContext, agent, step  # noqa: E402
-from pydantic import BaseModel  # noqa: E402
+from durable import DurableContext, agent, step
 
 
 class Plan(BaseModel):
@@ -148,7 +149,11 @@ async def main() -> None:
             baseline,
         )
         if sync == "FULL":
-            report("FileStore (fsync)", await durable_rate(FileStore(tmp / "files"), args.steps), baseline)
+            report(
+                "FileStore (fsync)",
+                await durable_rate(FileStore(tmp / "files"), args.steps),
+                baseline,
+            )
             report("InMemoryStore", await durable_rate(InMemoryStore(), args.steps), baseline)
             if not args.no_postgres:
                 await _postgres(args.steps, baseline)

@@ -117,4 +117,5 @@ __all__ = [
     "registered_steps",
     "step",
     "step_definition",
+    "step_id",
 ]

@@ -21,7 +21,7 @@ from typing import Any, Protocol, TypeVar, TypeVarTuple, Unpack, overload, runti
 
 from ._records import StepKind
 
-__all__ = ["DurableContext", "UNSET", "Unset"]
+__all__ = ["UNSET", "DurableContext", "Unset"]
 
 T = TypeVar("T")
 Ts = TypeVarTuple("Ts")
@@ -61,7 +61,7 @@ class DurableContext(Protocol):
         self,
         intent: str,
         fn: Callable[[Unpack[Ts]], Awaitable[T]],
-        *args: Unpack[Ts],
+        *args: *Ts,
         input_fingerprint: object = UNSET,
         kind: StepKind = "logic",
     ) -> T:
@@ -86,9 +86,7 @@ class DurableContext(Protocol):
         ...
 
     @overload
-    async def await_event(
-        self, key: str, *, timeout: timedelta | float | None = None
-    ) -> Any: ...
+    async def await_event(self, key: str, *, timeout: timedelta | float | None = None) -> Any: ...
     @overload
     async def await_event(
         self, key: str, *, timeout: timedelta | float | None = None, type: type[T]

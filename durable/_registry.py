@@ -9,10 +9,10 @@ in flight, so they are derived once and checked for collisions.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, TypeVar, cast, get_type_hints, overload
+from typing import Any, TypeVar, get_type_hints, overload
 
 from ._codec import JsonCodec
 from ._errors import DurableRegistrationError
@@ -35,10 +35,13 @@ _STEP_ATTR = "__durable_step__"
 _AGENT_ATTR = "__durable_agent__"
 
 
+AsyncFunction = Callable[..., Coroutine[Any, Any, Any]]
+
+
 @dataclass(frozen=True)
 class StepDefinition:
     name: str
-    fn: Callable[..., Awaitable[Any]]
+    fn: AsyncFunction
     options: StepOptions
     result: JsonCodec[Any]
 
@@ -46,7 +49,7 @@ class StepDefinition:
 @dataclass(frozen=True)
 class AgentDefinition:
     name: str
-    fn: Callable[..., Awaitable[Any]]
+    fn: AsyncFunction
     input: JsonCodec[Any]
     output: JsonCodec[Any]
     description: str
@@ -56,12 +59,12 @@ _steps: dict[str, StepDefinition] = {}
 _agents: dict[str, AgentDefinition] = {}
 
 
-def _check_function(fn: object, what: str) -> Callable[..., Awaitable[Any]]:
+def _check_function(fn: object, what: str) -> AsyncFunction:
     if not inspect.iscoroutinefunction(fn):
         raise DurableRegistrationError(
             f"@{what} needs an 'async def' function, got {fn!r}; make it a coroutine function"
         )
-    func = cast(Callable[..., Awaitable[Any]], fn)
+    func: AsyncFunction = fn  # narrowed by iscoroutinefunction
     if "<locals>" in func.__qualname__:
         raise DurableRegistrationError(
             f"@{what} {func.__qualname__!r} is defined inside another function; "

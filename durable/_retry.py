@@ -37,13 +37,9 @@ class RetryPolicy:
 
     def __post_init__(self) -> None:
         if self.initial_interval <= timedelta(0):
-            raise ValueError(
-                f"initial_interval must be positive, got {self.initial_interval}"
-            )
+            raise ValueError(f"initial_interval must be positive, got {self.initial_interval}")
         if self.backoff_coefficient < 1:
-            raise ValueError(
-                f"backoff_coefficient must be >= 1, got {self.backoff_coefficient}"
-            )
+            raise ValueError(f"backoff_coefficient must be >= 1, got {self.backoff_coefficient}")
         if self.maximum_interval is not None and self.maximum_interval < self.initial_interval:
             raise ValueError(
                 f"maximum_interval ({self.maximum_interval}) must be >= "

@@ -26,9 +26,7 @@ GOLDEN_PATH = Path(__file__).resolve().parents[2] / "shared" / "golden" / "canon
 GOLDEN: dict[str, Any] = json.loads(GOLDEN_PATH.read_text(encoding="utf-8"))
 
 
-@pytest.mark.parametrize(
-    "vector", GOLDEN["canonical"], ids=lambda v: v["canonical_json"][:40]
-)
+@pytest.mark.parametrize("vector", GOLDEN["canonical"], ids=lambda v: v["canonical_json"][:40])
 def test_canonical_vectors(vector: dict[str, Any]) -> None:
     assert canonical_json(vector["value"]) == vector["canonical_json"]
     assert canonical_hash(vector["value"]) == vector["sha256"]
@@ -75,7 +73,7 @@ def test_rejected_values(name: str) -> None:
 
 
 def test_rejected_non_string_key() -> None:
-    with pytest.raises(DurableNonCanonicalValueError, match="non-string key 1.*str\\(\\)"):
+    with pytest.raises(DurableNonCanonicalValueError, match=r"non-string key 1.*str\(\)"):
         canonical_json({1: "x"})
 
 

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
+from adapters.local import FileStore, InMemoryStore, SqliteStore, run_durable
 from durable import (
     DurableContext,
     DurableError,
@@ -25,13 +26,12 @@ from durable import (
     ErrorCode,
     RetryPolicy,
     TaskSpec,
+    _errors,
     agent,
     canonical_json,
     step,
     step_definition,
 )
-from durable import _errors
-from adapters.local import FileStore, InMemoryStore, PostgresStore, SqliteStore, run_durable
 
 
 class Box(BaseModel):
@@ -117,11 +117,12 @@ async def step_failed(tmp: Path) -> None:
 
 
 async def step_timeout(tmp: Path) -> None:
-    try:
+    with pytest.raises(DurableStepFailedError) as caught:
         await step_failed(tmp)
-    except DurableStepFailedError as exc:
-        assert exc.error_code == ErrorCode.STEP_TIMEOUT
-        raise exc.__cause__ from None  # type: ignore[misc]
+    assert caught.value.error_code == ErrorCode.STEP_TIMEOUT
+    cause = caught.value.__cause__
+    assert isinstance(cause, DurableError)
+    raise cause
 
 
 async def result_not_serializable(tmp: Path) -> None:
@@ -240,4 +241,3 @@ async def test_error(code: ErrorCode, tmp_path: Path) -> None:
     assert str(error).startswith(f"[{code}] ")
     for fragment in fragments:
         assert fragment in str(error), (fragment, str(error))
-

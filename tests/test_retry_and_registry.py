@@ -30,7 +30,9 @@ def test_retry_policy_fields_mirror_temporal() -> None:
 
 
 def test_retry_delays_back_off_to_the_cap() -> None:
-    policy = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=5))
+    policy = RetryPolicy(
+        initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=5)
+    )
     assert [policy.delay_before(a).total_seconds() for a in range(2, 7)] == [1, 2, 4, 5, 5]
     assert RetryPolicy().delay_before(30) == timedelta(seconds=100)  # 100 x initial, as Temporal
 
@@ -38,7 +40,8 @@ def test_retry_delays_back_off_to_the_cap() -> None:
 def test_retry_attempt_limits() -> None:
     assert RetryPolicy().allows_attempt(10_000)
     limited = RetryPolicy(maximum_attempts=3)
-    assert limited.allows_attempt(3) and not limited.allows_attempt(4)
+    assert limited.allows_attempt(3)
+    assert not limited.allows_attempt(4)
     assert not RetryPolicy(non_retryable_error_types=["KeyError"]).retries("KeyError")
 
 

@@ -12,7 +12,7 @@ import traceback
 import uuid as _uuid
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
-from typing import Any, TypeVar, TypeVarTuple, Unpack
+from typing import Any, TypeVar, TypeVarTuple, Unpack, cast
 
 from pydantic import ValidationError
 
@@ -71,7 +71,9 @@ def step_error_from(exc: BaseException) -> StepError:
     )
 
 
-def _step_failed(intent: str, index: int, error: StepError, attempts: int) -> DurableStepFailedError:
+def _step_failed(
+    intent: str, index: int, error: StepError, attempts: int
+) -> DurableStepFailedError:
     return DurableStepFailedError(
         f"step {index} {intent!r} failed after {attempts} attempt(s) with "
         f"{error.type}: {error.message}; the failure is recorded and replays identically, "
@@ -173,7 +175,7 @@ class LocalContext:
         self,
         intent: str,
         fn: Callable[[Unpack[Ts]], Awaitable[T]],
-        *args: Unpack[Ts],
+        *args: *Ts,
         input_fingerprint: object = UNSET,
         kind: StepKind = "logic",
     ) -> T:
@@ -212,7 +214,7 @@ class LocalContext:
                 error = step_error_from(exc)
             else:
                 await self._store.complete_step(self.lease, step_index=index, result=data)
-                return restored
+                return cast(T, restored)
             retry = (
                 error.code != ErrorCode.RESULT_NOT_SERIALIZABLE
                 and options.retry.retries(error.type)

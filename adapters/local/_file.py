@@ -17,11 +17,9 @@ locked read, before anything is appended after it.
 
 from __future__ import annotations
 
-import asyncio
 import fcntl
 import os
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -44,6 +42,7 @@ from durable import (
 )
 
 from . import _ledger as ledger
+from ._offload import Offloader, WouldBlock
 from ._store import EmitResult, Resumed, gc_paused, json_payload, run_not_found, utc_now
 
 __all__ = ["FileStore"]
@@ -65,17 +64,14 @@ class FileStore:
         self._root = Path(root)
         self._root.mkdir(parents=True, exist_ok=True)
         self._cache: dict[str, _Cached] = {}
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="durable-file")
-
-    async def _call(self, fn: Callable[[], T]) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
+        self._offload = Offloader("durable-file")
 
     def _dir(self, run_id: str) -> Path:
         # "r_" keeps "." and ".." from ever naming a run directory.
         return self._root / ("r_" + quote(run_id, safe=""))
 
     @contextmanager
-    def _locked(self, run_id: str, *, create: bool = False) -> Iterator[Path]:
+    def _locked(self, run_id: str, may_wait: bool, *, create: bool = False) -> Iterator[Path]:
         directory = self._dir(run_id)
         if create:
             directory.mkdir(exist_ok=True)
@@ -83,7 +79,10 @@ class FileStore:
             raise run_not_found(run_id)
         fd = os.open(directory / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | (0 if may_wait else fcntl.LOCK_NB))
+            except BlockingIOError:
+                raise WouldBlock from None
             yield directory
         finally:
             os.close(fd)  # closing the descriptor releases the flock
@@ -136,7 +135,9 @@ class FileStore:
             cached.events_offset = end
 
     def _write_run(self, directory: Path, state: ledger.RunState) -> None:
-        _atomic_write(directory / "run.json", _adapter(RunRecord).dump_json(state.run, by_alias=True))
+        _atomic_write(
+            directory / "run.json", _adapter(RunRecord).dump_json(state.run, by_alias=True)
+        )
 
     async def start_or_resume(
         self,
@@ -147,8 +148,8 @@ class FileStore:
         worker_id: str,
         lease_for: timedelta,
     ) -> Resumed:
-        def op() -> Resumed:
-            with self._locked(run_id, create=True) as directory:
+        def op(wait: bool) -> Resumed:
+            with self._locked(run_id, wait, create=True) as directory:
                 now = utc_now()
                 state = self._refresh(run_id, directory)
                 if state is None:
@@ -163,20 +164,27 @@ class FileStore:
                 steps = [state.steps[i] for i in sorted(state.steps)]
                 return Resumed(run=state.snapshot(), steps=steps, lease=lease)
 
-        return await self._call(op)
+        return await self._offload.call(op)
 
     async def renew_lease(self, lease: Lease, *, lease_for: timedelta) -> Lease:
-        def op() -> Lease:
-            with self._locked(lease.run_id) as directory:
+        def op(wait: bool) -> Lease:
+            with self._locked(lease.run_id, wait) as directory:
                 state = self._require(lease.run_id, directory)
                 renewed = ledger.renew(state, lease, now=utc_now(), lease_for=lease_for)
                 self._write_run(directory, state)
                 return renewed
 
-        return await self._call(op)
+        return await self._offload.call(op)
 
-    def _step_op(self, lease: Lease, apply: Callable[[ledger.RunState], StepRecord]) -> StepRecord:
-        with self._locked(lease.run_id) as directory:
+    async def _step_op(
+        self, lease: Lease, apply: Callable[[ledger.RunState], StepRecord]
+    ) -> StepRecord:
+        return await self._offload.call(lambda wait: self._apply_step(lease, apply, wait))
+
+    def _apply_step(
+        self, lease: Lease, apply: Callable[[ledger.RunState], StepRecord], wait: bool
+    ) -> StepRecord:
+        with self._locked(lease.run_id, wait) as directory:
             state = self._require(lease.run_id, directory)
             record = apply(state)
             self._append(lease.run_id, directory, "steps.jsonl", record)
@@ -192,42 +200,36 @@ class FileStore:
         input_hash: str,
         deadline: datetime | None = None,
     ) -> StepRecord:
-        return await self._call(
-            lambda: self._step_op(
+        return await self._step_op(
+            lease,
+            lambda state: ledger.begin_step(
+                state,
                 lease,
-                lambda state: ledger.begin_step(
-                    state,
-                    lease,
-                    step_index=step_index,
-                    intent=intent,
-                    kind=kind,
-                    input_hash=input_hash,
-                    deadline=deadline,
-                    now=utc_now(),
-                ),
-            )
+                step_index=step_index,
+                intent=intent,
+                kind=kind,
+                input_hash=input_hash,
+                deadline=deadline,
+                now=utc_now(),
+            ),
         )
 
     async def complete_step(self, lease: Lease, *, step_index: int, result: Any) -> None:
-        await self._call(
-            lambda: self._step_op(
-                lease,
-                lambda state: ledger.finish_step(
-                    state, lease, step_index=step_index, result=result, now=utc_now()
-                ),
-            )
+        await self._step_op(
+            lease,
+            lambda state: ledger.finish_step(
+                state, lease, step_index=step_index, result=result, now=utc_now()
+            ),
         )
 
     async def fail_step(
         self, lease: Lease, *, step_index: int, error: StepError, final: bool
     ) -> None:
-        await self._call(
-            lambda: self._step_op(
-                lease,
-                lambda state: ledger.finish_step(
-                    state, lease, step_index=step_index, error=error, final=final, now=utc_now()
-                ),
-            )
+        await self._step_op(
+            lease,
+            lambda state: ledger.finish_step(
+                state, lease, step_index=step_index, error=error, final=final, now=utc_now()
+            ),
         )
 
     async def end_run(
@@ -239,8 +241,8 @@ class FileStore:
         error: StepError | None = None,
         outcome: RunOutcome | None = None,
     ) -> RunRecord:
-        def op() -> RunRecord:
-            with self._locked(lease.run_id) as directory:
+        def op(wait: bool) -> RunRecord:
+            with self._locked(lease.run_id, wait) as directory:
                 state = self._require(lease.run_id, directory)
                 record = ledger.end_run(
                     state,
@@ -254,43 +256,43 @@ class FileStore:
                 self._write_run(directory, state)
                 return record
 
-        return await self._call(op)
+        return await self._offload.call(op)
 
     async def emit_event(
         self, run_id: str, key: str, payload: Any, *, lease: Lease | None = None
     ) -> EmitResult:
         data = json_payload(payload, what=f"event {key!r}")
 
-        def op() -> EmitResult:
-            with self._locked(run_id) as directory:
+        def op(wait: bool) -> EmitResult:
+            with self._locked(run_id, wait) as directory:
                 state = self._require(run_id, directory)
                 accepted, record = ledger.emit_event(state, key, data, lease=lease, now=utc_now())
                 if accepted:
                     self._append(run_id, directory, "events.jsonl", record)
                 return EmitResult(accepted=accepted, record=record)
 
-        return await self._call(op)
+        return await self._offload.call(op)
 
-    def _read(self, run_id: str) -> ledger.RunState | None:
+    def _read(self, run_id: str, wait: bool) -> ledger.RunState | None:
         if not self._dir(run_id).is_dir():
             return None
-        with self._locked(run_id) as directory:
+        with self._locked(run_id, wait) as directory:
             return self._refresh(run_id, directory)
 
     async def load_event(self, run_id: str, key: str) -> EventRecord | None:
-        state = await self._call(lambda: self._read(run_id))
+        state = await self._offload.call(lambda wait: self._read(run_id, wait))
         return None if state is None else state.events.get(key)
 
     async def load_run(self, run_id: str) -> RunRecord | None:
-        state = await self._call(lambda: self._read(run_id))
+        state = await self._offload.call(lambda wait: self._read(run_id, wait))
         return None if state is None else state.snapshot()
 
     async def load_steps(self, run_id: str) -> list[StepRecord]:
-        state = await self._call(lambda: self._read(run_id))
+        state = await self._offload.call(lambda wait: self._read(run_id, wait))
         return [] if state is None else [state.steps[i] for i in sorted(state.steps)]
 
     async def close(self) -> None:
-        self._executor.shutdown(wait=True)
+        self._offload.close()
 
 
 _adapters: dict[type[Any], TypeAdapter[Any]] = {}
@@ -323,11 +325,10 @@ def _keep_first_event(state: ledger.RunState, record: EventRecord) -> None:
 
 def _tail(path: Path, offset: int, apply: Callable[[bytes, Path], None]) -> int:
     """Apply every complete line after ``offset``; cut off a torn last line."""
-    try:
-        handle = open(path, "r+b")
-    except FileNotFoundError:
+    # Logs are only created by appends under the run's lock, which the caller holds.
+    if not path.exists():
         return 0
-    with handle:
+    with open(path, "r+b") as handle:
         size = os.fstat(handle.fileno()).st_size
         if size < offset:
             raise DurableStoreError(

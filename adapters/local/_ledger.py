@@ -50,9 +50,7 @@ class RunState:
         return self.run.model_copy(update={"step_count": len(self.steps)})
 
 
-def new_run(
-    *, run_id: str, agent: str, manifest: DurableRunManifest, now: datetime
-) -> RunState:
+def new_run(*, run_id: str, agent: str, manifest: DurableRunManifest, now: datetime) -> RunState:
     return RunState(
         RunRecord(
             run_id=run_id,
@@ -86,7 +84,8 @@ def mismatch_error(run: RunRecord, manifest: DurableRunManifest) -> DurableRunIn
 def lease_lost_error(run_id: str, lease: Lease) -> DurableRunLeaseLostError:
     return DurableRunLeaseLostError(
         f"worker {lease.holder!r} lost the lease on run {run_id!r} (generation "
-        f"{lease.generation}) to another worker; stop this attempt, the new holder continues the run"
+        f"{lease.generation}) to another worker; stop this attempt, "
+        "the new holder continues the run"
     )
 
 

@@ -31,23 +31,23 @@ from ._store import DurableRunStore
 
 __all__ = ["RunResult", "run_durable"]
 
-I = TypeVar("I")
-O = TypeVar("O")
+InputT = TypeVar("InputT")
+OutputT = TypeVar("OutputT")
 
 log = logging.getLogger("durable.local")
 
 
 @dataclass(frozen=True)
-class RunResult(Generic[O]):
-    result: O
+class RunResult(Generic[OutputT]):
+    result: OutputT
     run: RunRecord
     steps: list[StepRecord]
     """Every step of the run, replayed and freshly executed."""
 
 
 async def run_durable(
-    agent: Callable[[DurableContext, I], Awaitable[O]],
-    input: I,
+    agent: Callable[[DurableContext, InputT], Awaitable[OutputT]],
+    input: InputT,
     *,
     store: DurableRunStore,
     run_id: str,
@@ -59,7 +59,7 @@ async def run_durable(
     lease: timedelta | float = timedelta(seconds=30),
     poll_interval: timedelta | float = timedelta(milliseconds=100),
     outcome: RunOutcome | None = None,
-) -> RunResult[O]:
+) -> RunResult[OutputT]:
     """Run ``agent`` as run ``run_id``, or resume it where it stopped.
 
     Completed steps replay from ``store`` without running again. The lease is

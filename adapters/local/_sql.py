@@ -16,6 +16,8 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
+from pydantic_core import from_json
+
 from durable import (
     DurableRunManifest,
     DurableStoreError,
@@ -29,7 +31,6 @@ from durable import (
     manifest_hash,
 )
 from durable._codec import dumps
-from pydantic_core import from_json
 
 from ._ledger import lease_held_error, lease_lost_error, mismatch_error
 from ._store import EmitResult, Resumed, gc_paused, json_payload, run_not_found, utc_now
@@ -112,8 +113,12 @@ def _ms(value: datetime) -> int:
     return int(value.timestamp() * 1000)
 
 
+def _at(value: int) -> datetime:
+    return datetime.fromtimestamp(value / 1000, UTC)
+
+
 def _time(value: int | None) -> datetime | None:
-    return None if value is None else datetime.fromtimestamp(value / 1000, UTC)
+    return None if value is None else _at(value)
 
 
 def _json(text: str | None) -> Any:
@@ -133,8 +138,8 @@ def _run_record(row: Row) -> RunRecord:
         project_id=row[3],
         scenario_id=row[4],
         status=row[5],
-        created_at=_time(row[6]),
-        updated_at=_time(row[7]),
+        created_at=_at(row[6]),
+        updated_at=_at(row[7]),
         completed_at=_time(row[8]),
         lease_holder=row[9],
         lease_generation=row[10],
@@ -248,8 +253,9 @@ class SqlStore(ABC):
                 return Resumed(run=run, steps=await self.load_steps(run_id), lease=None)
             # Takeover is this one conditional UPDATE: free, expired, or ours already.
             rows = await self._fetch(
-                "UPDATE durable_runs SET lease_holder = ?, lease_generation = lease_generation + 1, "
-                "lease_expires_at = ?, updated_at = ? WHERE run_id = ? AND status = 'running' "
+                "UPDATE durable_runs SET lease_holder = ?, "
+                "lease_generation = lease_generation + 1, lease_expires_at = ?, updated_at = ? "
+                "WHERE run_id = ? AND status = 'running' "
                 "AND (lease_holder IS NULL OR lease_expires_at <= ? OR lease_holder = ?) "
                 "RETURNING lease_generation",
                 (worker_id, _ms(expires), _ms(now), run_id, _ms(now), worker_id),
@@ -388,6 +394,7 @@ class SqlStore(ABC):
     ) -> EmitResult:
         data = json_payload(payload, what=f"event {key!r}")
         now = utc_now()
+        guard_params: tuple[Any, ...]
         if lease is None:
             guard, guard_params = "EXISTS (SELECT 1 FROM durable_runs WHERE run_id = ?)", (run_id,)
         else:
@@ -399,12 +406,16 @@ class SqlStore(ABC):
             (run_id, key, dumps(data), _ms(now), *guard_params),
         )
         if inserted:
-            record = EventRecord(run_id=run_id, key=key, payload=data, emitted_at=_time(_ms(now)))
+            record = EventRecord(run_id=run_id, key=key, payload=data, emitted_at=_at(_ms(now)))
             return EmitResult(accepted=True, record=record)
         if lease is not None:
             # A fenced emit from a worker that lost its lease fails even if the key exists.
             run = await self.load_run(run_id)
-            if run is None or run.lease_generation != lease.generation or run.lease_holder != lease.holder:
+            if (
+                run is None
+                or run.lease_generation != lease.generation
+                or run.lease_holder != lease.holder
+            ):
                 raise await self._explain(lease)
         existing = await self.load_event(run_id, key)
         if existing is None:
@@ -421,7 +432,7 @@ class SqlStore(ABC):
             return None
         row = rows[0]
         return EventRecord(
-            run_id=row[0], key=row[1], payload=from_json(row[2]), emitted_at=_time(row[3])
+            run_id=row[0], key=row[1], payload=from_json(row[2]), emitted_at=_at(row[3])
         )
 
     async def load_run(self, run_id: str) -> RunRecord | None:

@@ -36,9 +36,7 @@ class SqliteStore(SqlStore):
         busy_timeout: float = 10.0,
     ) -> None:
         if synchronous not in ("OFF", "NORMAL", "FULL", "EXTRA"):
-            raise ValueError(
-                f"synchronous must be OFF, NORMAL, FULL or EXTRA, got {synchronous!r}"
-            )
+            raise ValueError(f"synchronous must be OFF, NORMAL, FULL or EXTRA, got {synchronous!r}")
         self.path = os.fspath(path)
         self._busy_ms = int(busy_timeout * 1000)
         self._offload = Offloader("durable-sqlite")

@@ -10,6 +10,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from adapters.local import FileStore, InMemoryStore, PostgresStore, SqliteStore
 from durable import (
     DurableEventPayloadError,
     DurableRunManifest,
@@ -18,7 +19,6 @@ from durable import (
     Lease,
     TaskSpec,
 )
-from adapters.local import FileStore, InMemoryStore, PostgresStore, SqliteStore
 
 MANIFEST = DurableRunManifest(
     project_id="p", task=TaskSpec(id="t", intent="i", domain="d"), input={}
@@ -72,7 +72,8 @@ async def test_file_store_reports_a_corrupt_record(tmp_path: Path) -> None:
         await FileStore(tmp_path).load_steps("r")
 
     assert caught.value.code == ErrorCode.STORE_ERROR
-    assert "steps.jsonl" in str(caught.value) and "restore the file" in str(caught.value)
+    assert "steps.jsonl" in str(caught.value)
+    assert "restore the file" in str(caught.value)
 
 
 async def test_file_store_detects_a_log_rewritten_under_it(tmp_path: Path) -> None:
@@ -152,7 +153,7 @@ async def test_postgres_store_refuses_a_newer_schema(postgres_dsn: str) -> None:
     with psycopg.connect(dsn, autocommit=True) as db:
         db.execute("UPDATE durable_schema SET version = 7")
 
-    with pytest.raises(DurableStoreError, match="schema version 7.*upgrade the library"):
+    with pytest.raises(DurableStoreError, match=r"schema version 7.*upgrade the library"):
         await PostgresStore.connect(dsn)
 
 
@@ -173,7 +174,7 @@ async def test_emit_refuses_a_payload_that_is_not_json(kind: str, tmp_path: Path
     }[kind]()
     await _hold(store)
 
-    with pytest.raises(DurableEventPayloadError, match="not JSON.*model_dump"):
+    with pytest.raises(DurableEventPayloadError, match=r"not JSON.*model_dump"):
         await store.emit_event("r", "k", {"when": object()})
     assert await store.load_event("r", "k") is None
     await store.close()

@@ -100,7 +100,9 @@ async def opaque() -> Any:
     return object()
 
 
-@step(timeout=0.1, retry=RetryPolicy(initial_interval=timedelta(milliseconds=10), maximum_attempts=2))
+@step(
+    timeout=0.1, retry=RetryPolicy(initial_interval=timedelta(milliseconds=10), maximum_attempts=2)
+)
 async def stall() -> None:
     CALLS["stall"] += 1
     await asyncio.sleep(10)

@@ -1,9 +1,9 @@
 """A worker in its own process, for scenarios that kill or race real processes.
 
-    python -m tests.conformance.child run KIND LOCATION RUN_ID MARKER
-        run the ``marked`` agent until it finishes (or is killed)
-    python -m tests.conformance.child acquire KIND LOCATION RUN_ID WORKER
-        try once to take the run's lease; print "acquired" or the error code
+python -m tests.conformance.child run KIND LOCATION RUN_ID MARKER
+    run the ``marked`` agent until it finishes (or is killed)
+python -m tests.conformance.child acquire KIND LOCATION RUN_ID WORKER
+    try once to take the run's lease; print "acquired" or the error code
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from __future__ import annotations
 import asyncio
 import sys
 
-from durable import DurableError, DurableRunManifest, TaskSpec
 from adapters.local import run_durable
+from durable import DurableError, DurableRunManifest, TaskSpec
 from tests.conformance import agents
 from tests.conformance.conftest import open_store
 

