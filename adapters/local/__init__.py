@@ -7,9 +7,10 @@ processes), ``SqliteStore`` (the embedded default) and ``PostgresStore``.
 from ._context import LocalContext
 from ._file import FileStore
 from ._memory import InMemoryStore
-from ._runner import RunResult, run_durable
+from ._runner import RunResult, resume_run, run_durable
 from ._sqlite import SqliteStore, Synchronous
 from ._store import DurableRunStore, EmitResult, Resumed
+from ._worker import LocalWorker
 
 __all__ = [
     "DurableRunStore",
@@ -17,11 +18,13 @@ __all__ = [
     "FileStore",
     "InMemoryStore",
     "LocalContext",
+    "LocalWorker",
     "PostgresStore",
     "Resumed",
     "RunResult",
     "SqliteStore",
     "Synchronous",
+    "resume_run",
     "run_durable",
 ]
 

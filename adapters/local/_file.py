@@ -4,6 +4,7 @@ Layout under ``root``::
 
     <root>/r_<quoted run id>/
         run.json       the RunRecord, replaced atomically (write, fsync, rename)
+        manifest.json  the manifest the run was started with, written once
         steps.jsonl    append-only StepRecord log; the last line per position wins
         events.jsonl   append-only EventRecord log; the first line per key wins
         .lock          flock'd around every operation
@@ -36,6 +37,7 @@ from durable import (
     Lease,
     RunOutcome,
     RunRecord,
+    RunStatus,
     StepError,
     StepKind,
     StepRecord,
@@ -155,6 +157,7 @@ class FileStore:
                 if state is None:
                     state = ledger.new_run(run_id=run_id, agent=agent, manifest=manifest, now=now)
                     self._cache[run_id] = _Cached(state)
+                    _atomic_write(directory / "manifest.json", manifest.model_dump_json().encode())
                     _fsync_dir(self._root)
                 lease = ledger.acquire(
                     state, manifest=manifest, worker_id=worker_id, now=now, lease_for=lease_for
@@ -290,6 +293,27 @@ class FileStore:
     async def load_steps(self, run_id: str) -> list[StepRecord]:
         state = await self._offload.call(lambda wait: self._read(run_id, wait))
         return [] if state is None else [state.steps[i] for i in sorted(state.steps)]
+
+    async def load_manifest(self, run_id: str) -> DurableRunManifest | None:
+        path = self._dir(run_id) / "manifest.json"
+        if not path.exists():
+            return None
+        return _parse(DurableRunManifest, path.read_bytes(), path)
+
+    async def list_runs(
+        self, *, status: RunStatus | None = None, limit: int = 100
+    ) -> list[RunRecord]:
+        runs = []
+        for run_file in self._root.glob("r_*/run.json"):
+            run = _parse(RunRecord, run_file.read_bytes(), run_file)
+            if status in (None, run.status):
+                runs.append(run)
+        runs.sort(key=lambda run: run.created_at)
+        return [
+            snapshot
+            for run in runs[:limit]
+            if (snapshot := await self.load_run(run.run_id)) is not None
+        ]
 
     async def close(self) -> None:
         self._offload.close()

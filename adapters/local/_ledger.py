@@ -43,6 +43,7 @@ __all__ = [
 @dataclass
 class RunState:
     run: RunRecord
+    manifest: DurableRunManifest | None = None
     steps: dict[int, StepRecord] = field(default_factory=dict)
     events: dict[str, EventRecord] = field(default_factory=dict)
 
@@ -61,7 +62,8 @@ def new_run(*, run_id: str, agent: str, manifest: DurableRunManifest, now: datet
             status="running",
             created_at=now,
             updated_at=now,
-        )
+        ),
+        manifest=manifest,
     )
 
 

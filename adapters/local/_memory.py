@@ -11,6 +11,7 @@ from durable import (
     Lease,
     RunOutcome,
     RunRecord,
+    RunStatus,
     StepError,
     StepKind,
     StepRecord,
@@ -134,6 +135,16 @@ class InMemoryStore:
     async def load_steps(self, run_id: str) -> list[StepRecord]:
         state = self._runs.get(run_id)
         return [] if state is None else [state.steps[i] for i in sorted(state.steps)]
+
+    async def load_manifest(self, run_id: str) -> DurableRunManifest | None:
+        state = self._runs.get(run_id)
+        return None if state is None else state.manifest
+
+    async def list_runs(
+        self, *, status: RunStatus | None = None, limit: int = 100
+    ) -> list[RunRecord]:
+        runs = [s.snapshot() for s in self._runs.values() if status in (None, s.run.status)]
+        return sorted(runs, key=lambda run: run.created_at)[:limit]
 
     async def close(self) -> None:
         return None

@@ -11,6 +11,7 @@ from datetime import timedelta
 from typing import Any, Generic, TypeVar
 
 from durable import (
+    AgentDefinition,
     DurableContext,
     DurableRegistrationError,
     DurableRunDivergenceError,
@@ -27,9 +28,9 @@ from durable import (
 )
 
 from ._context import LocalContext, step_error_from
-from ._store import DurableRunStore
+from ._store import DurableRunStore, run_not_found
 
-__all__ = ["RunResult", "run_durable"]
+__all__ = ["RunResult", "resume_run", "run_durable"]
 
 InputT = TypeVar("InputT")
 OutputT = TypeVar("OutputT")
@@ -69,9 +70,7 @@ async def run_durable(
     ``DurableRunFailedError`` with its recorded error.
     """
     definition = agent_definition(agent)
-    lease_for = as_timedelta(lease, what="lease")
-    if lease_for <= timedelta(0):
-        raise ValueError("lease must be positive; pass a duration such as 30 seconds")
+    lease_for = _positive_lease(lease)
     poll = as_timedelta(poll_interval, what="poll_interval")
     label = f"agent {definition.name!r}"
     encoded = definition.input.encode(input, what=f"the input of {label}")
@@ -88,6 +87,67 @@ async def run_durable(
         input=encoded,
         tags=dict(tags) if tags is not None else None,
     )
+    return await _execute(
+        definition,
+        manifest,
+        store=store,
+        run_id=run_id,
+        worker_id=worker_id,
+        lease_for=lease_for,
+        poll=poll,
+        outcome=outcome,
+    )
+
+
+async def resume_run(
+    store: DurableRunStore,
+    run_id: str,
+    *,
+    worker_id: str | None = None,
+    lease: timedelta | float = timedelta(seconds=30),
+    poll_interval: timedelta | float = timedelta(milliseconds=100),
+) -> RunResult[Any]:
+    """Continue run ``run_id`` from what ``store`` recorded: its agent, input and steps.
+
+    This is how a worker picks up a run whose previous worker died without
+    knowing how it was started. The agent's module must be imported, so that
+    its ``@agent`` registration is known.
+    """
+    run = await store.load_run(run_id)
+    manifest = await store.load_manifest(run_id)
+    if run is None or manifest is None:
+        raise run_not_found(run_id)
+    return await _execute(
+        agent_definition(run.agent),
+        manifest,
+        store=store,
+        run_id=run_id,
+        worker_id=worker_id,
+        lease_for=_positive_lease(lease),
+        poll=as_timedelta(poll_interval, what="poll_interval"),
+        outcome=None,
+    )
+
+
+def _positive_lease(lease: timedelta | float) -> timedelta:
+    lease_for = as_timedelta(lease, what="lease")
+    if lease_for <= timedelta(0):
+        raise ValueError("lease must be positive; pass a duration such as 30 seconds")
+    return lease_for
+
+
+async def _execute(
+    definition: AgentDefinition,
+    manifest: DurableRunManifest,
+    *,
+    store: DurableRunStore,
+    run_id: str,
+    worker_id: str | None,
+    lease_for: timedelta,
+    poll: timedelta,
+    outcome: RunOutcome | None,
+) -> RunResult[Any]:
+    label = f"agent {definition.name!r}"
     resumed = await store.start_or_resume(
         run_id=run_id,
         agent=definition.name,
@@ -101,7 +161,7 @@ async def run_durable(
     ctx = LocalContext(
         store=store, lease=resumed.lease, run=resumed.run, steps=resumed.steps, poll_interval=poll
     )
-    agent_input = definition.input.decode(encoded, what=f"the input of {label}")
+    agent_input = definition.input.decode(manifest.input, what=f"the input of {label}")
     work = asyncio.create_task(definition.fn(ctx, agent_input), name=f"durable:{run_id}")
     lost: list[DurableRunLeaseLostError] = []
 

@@ -25,6 +25,7 @@ from durable import (
     Lease,
     RunOutcome,
     RunRecord,
+    RunStatus,
     StepError,
     StepKind,
     StepRecord,
@@ -440,6 +441,20 @@ class SqlStore(ABC):
             f"SELECT {_RUN_COLUMNS} FROM durable_runs WHERE run_id = ?", (run_id,)
         )
         return _run_record(rows[0]) if rows else None
+
+    async def load_manifest(self, run_id: str) -> DurableRunManifest | None:
+        rows = await self._fetch("SELECT manifest FROM durable_runs WHERE run_id = ?", (run_id,))
+        return DurableRunManifest.model_validate_json(rows[0][0]) if rows else None
+
+    async def list_runs(
+        self, *, status: RunStatus | None = None, limit: int = 100
+    ) -> list[RunRecord]:
+        where, params = ("WHERE status = ? ", (status,)) if status is not None else ("", ())
+        rows = await self._fetch(
+            f"SELECT {_RUN_COLUMNS} FROM durable_runs {where}ORDER BY created_at LIMIT ?",
+            (*params, limit),
+        )
+        return [_run_record(row) for row in rows]
 
     async def load_steps(self, run_id: str) -> list[StepRecord]:
         with gc_paused():

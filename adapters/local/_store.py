@@ -16,6 +16,7 @@ from durable import (
     Lease,
     RunOutcome,
     RunRecord,
+    RunStatus,
     StepError,
     StepKind,
     StepRecord,
@@ -142,6 +143,16 @@ class DurableRunStore(Protocol):
     async def load_run(self, run_id: str) -> RunRecord | None: ...
 
     async def load_steps(self, run_id: str) -> list[StepRecord]: ...
+
+    async def load_manifest(self, run_id: str) -> DurableRunManifest | None:
+        """The manifest the run was started with, to resume it by id alone."""
+        ...
+
+    async def list_runs(
+        self, *, status: RunStatus | None = None, limit: int = 100
+    ) -> list[RunRecord]:
+        """Runs in creation order, optionally only those in ``status``."""
+        ...
 
     async def close(self) -> None:
         """Release connections and threads. Idempotent."""

@@ -16,11 +16,12 @@ from typing import Any
 
 import pytest
 
-from adapters.local import DurableRunStore, run_durable
+from adapters.local import DurableRunStore, resume_run, run_durable
 from durable import (
     DurableRunLeaseHeldError,
     DurableRunLeaseLostError,
     DurableRunManifest,
+    DurableRunNotFoundError,
     ErrorCode,
     StepError,
     TaskSpec,
@@ -242,3 +243,31 @@ async def test_lease_race_between_processes(substrate: LocalSubstrate, run_id: s
     outputs = sorted(child.communicate(timeout=60)[0].strip() for child in children)
 
     assert outputs == ["acquired 1", "lease_held", "lease_held", "lease_held"]
+
+
+@pytest.mark.local_only(reason="resuming by id is the local worker's recovery path")
+async def test_resume_by_run_id_alone(substrate: LocalSubstrate, run_id: str) -> None:
+    store = substrate.store
+    await substrate.start(agents.two_phase, Job(n=5), run_id=run_id)
+    await substrate.wait_for_step(run_id, "await_event:go")
+    await substrate.crash(run_id)
+    assert run_id in [r.run_id for r in await store.list_runs(status="running")]
+    manifest = await store.load_manifest(run_id)
+    assert manifest is not None
+    assert manifest.input == {**Job(n=5).model_dump(), "n": 5}
+
+    await asyncio.sleep(substrate.lease.total_seconds() + 0.1)
+    await store.emit_event(run_id, "go", None)
+    resumed = await resume_run(store, run_id, worker_id="recovery")
+
+    assert resumed.result == 8
+    assert agents.CALLS["add_one"] == 3
+    assert run_id not in [r.run_id for r in await store.list_runs(status="running")]
+    assert run_id in [r.run_id for r in await store.list_runs(status="completed", limit=1000)]
+
+
+@pytest.mark.local_only(reason="resuming by id is the local worker's recovery path")
+async def test_resume_of_an_unknown_run(substrate: LocalSubstrate) -> None:
+    with pytest.raises(DurableRunNotFoundError, match="no run 'nope'"):
+        await resume_run(substrate.store, "nope")
+    assert await substrate.store.load_manifest("nope") is None

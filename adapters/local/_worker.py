@@ -1,0 +1,103 @@
+"""``LocalWorker``: picks up local runs whose worker died, and finishes them.
+
+A run whose lease expired while it was still running lost its worker (a crash,
+a kill, a deploy). The worker scans the store, resumes each such run with
+``resume_run`` and keeps it going under its own lease, the way DBOS recovers
+pending workflows when a process starts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+from datetime import timedelta
+
+from durable import DurableRunLeaseHeldError, derive_worker_id
+
+from ._runner import RunResult, resume_run
+from ._store import DurableRunStore, utc_now
+
+__all__ = ["LocalWorker"]
+
+log = logging.getLogger("durable.local.worker")
+
+
+class LocalWorker:
+    """Resume abandoned runs in ``store``; stop with ``stop()``.
+
+    Runs are cancelled on stop without recording anything, so their leases
+    expire and another worker (or this one, restarted) continues them.
+    """
+
+    def __init__(
+        self,
+        store: DurableRunStore,
+        *,
+        worker_id: str | None = None,
+        lease: timedelta = timedelta(seconds=30),
+        scan_interval: timedelta = timedelta(seconds=2),
+        max_runs: int = 100,
+    ) -> None:
+        if max_runs < 1:
+            raise ValueError(f"max_runs must be at least 1, got {max_runs}")
+        self.store = store
+        self.worker_id = worker_id or derive_worker_id()
+        self.lease = lease
+        self.scan_interval = scan_interval.total_seconds()
+        self.max_runs = max_runs
+        self.finished: dict[str, RunResult[object] | BaseException] = {}
+        self._tasks: dict[str, asyncio.Task[RunResult[object]]] = {}
+        self._stopping = asyncio.Event()
+
+    async def scan(self) -> list[str]:
+        """Resume every running run whose lease expired; return the ids started."""
+        started: list[str] = []
+        now = utc_now()
+        for run in await self.store.list_runs(status="running", limit=10 * self.max_runs):
+            if len(self._tasks) >= self.max_runs:
+                break
+            if run.run_id in self._tasks:
+                continue
+            if run.lease_expires_at is not None and run.lease_expires_at > now:
+                continue
+            task = asyncio.create_task(
+                resume_run(self.store, run.run_id, worker_id=self.worker_id, lease=self.lease),
+                name=f"durable-resume:{run.run_id}",
+            )
+            task.add_done_callback(functools.partial(self._done, run.run_id))
+            self._tasks[run.run_id] = task
+            started.append(run.run_id)
+            log.info("resuming run %r of agent %r", run.run_id, run.agent)
+        return started
+
+    def _done(self, run_id: str, task: asyncio.Task[RunResult[object]]) -> None:
+        self._tasks.pop(run_id, None)
+        if task.cancelled():
+            return
+        error = task.exception()
+        if isinstance(error, DurableRunLeaseHeldError):
+            log.info("run %r was taken by another worker first", run_id)
+            return
+        self.finished[run_id] = error if error is not None else task.result()
+        if error is not None:
+            log.warning("run %r ended with %s", run_id, error)
+        else:
+            log.info("run %r completed", run_id)
+
+    async def run(self) -> None:
+        """Scan until ``stop()``; then cancel the runs in flight and return."""
+        try:
+            while not self._stopping.is_set():
+                await self.scan()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), self.scan_interval)
+        finally:
+            tasks = list(self._tasks.values())
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    def stop(self) -> None:
+        self._stopping.set()

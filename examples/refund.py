@@ -1,0 +1,134 @@
+"""A refund review agent: look up the order, draft a decision, wait for a human, pay out.
+
+The order catalogue and payout ledger are stand-ins for real services; what is
+real is the durability. Every step is checkpointed, the approval wait has a
+durable four-hour deadline, and the payout uses a checkpointed reference, so
+it is recorded once even if the worker dies and another one finishes the run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from durable import DurableAwaitEventTimeoutError, DurableContext, RetryPolicy, agent, step
+
+LEDGER_ENV = "REFUND_LEDGER"
+"""Environment variable naming the JSONL file payouts are appended to."""
+
+
+class RefundRequest(BaseModel):
+    order_id: str
+    amount_cents: int = Field(gt=0)
+    reason: str
+
+
+class Order(BaseModel):
+    order_id: str
+    customer: str
+    total_cents: int
+    days_since_delivery: int
+
+
+class Decision(BaseModel):
+    recommend: bool
+    amount_cents: int
+    rationale: str
+
+
+class Approval(BaseModel):
+    approved: bool
+    reviewer: str
+    note: str = ""
+
+
+class RefundOutcome(BaseModel):
+    status: Literal["refunded", "declined", "expired"]
+    amount_cents: int
+    reviewer: str | None
+    reference: str
+    decided_at: datetime
+
+
+_ORDERS = {
+    "A-1001": Order(
+        order_id="A-1001", customer="ada@example.com", total_cents=4_999, days_since_delivery=3
+    ),
+    "A-1002": Order(
+        order_id="A-1002", customer="alan@example.com", total_cents=12_000, days_since_delivery=45
+    ),
+}
+
+
+@step(timeout=10, retry=RetryPolicy(maximum_attempts=3))
+async def look_up_order(order_id: str) -> Order:
+    order = _ORDERS.get(order_id)
+    if order is None:
+        raise LookupError(f"no order {order_id!r}")
+    return order
+
+
+@step(timeout=10)
+async def draft_decision(order: Order, request: RefundRequest) -> Decision:
+    if request.amount_cents > order.total_cents:
+        return Decision(recommend=False, amount_cents=0, rationale="more than the order total")
+    if order.days_since_delivery > 30:
+        return Decision(
+            recommend=False, amount_cents=0, rationale="outside the 30-day refund window"
+        )
+    return Decision(recommend=True, amount_cents=request.amount_cents, rationale="within policy")
+
+
+@step(timeout=30, retry=RetryPolicy(maximum_attempts=5))
+async def issue_payout(order_id: str, amount_cents: int, reference: str) -> str:
+    """Append the payout to the ledger once per reference (an idempotency key)."""
+    ledger = Path(os.environ.get(LEDGER_ENV, "data/refunds.jsonl"))
+    ledger.parent.mkdir(parents=True, exist_ok=True)
+    if ledger.exists() and any(
+        json.loads(line)["reference"] == reference for line in ledger.read_text().splitlines()
+    ):
+        return reference
+    with ledger.open("a") as handle:
+        entry = {"reference": reference, "order_id": order_id, "amount_cents": amount_cents}
+        handle.write(json.dumps(entry) + "\n")
+    return reference
+
+
+@agent(name="refund_review")
+async def refund_review(ctx: DurableContext, request: RefundRequest) -> RefundOutcome:
+    """Review a refund request with a human in the loop."""
+    order = await ctx.step("look up the order", look_up_order, request.order_id)
+    decision = await ctx.step("draft a decision", draft_decision, order, request)
+    reference = str(await ctx.uuid())
+    try:
+        approval = await ctx.await_event("approval", timeout=timedelta(hours=4), type=Approval)
+    except DurableAwaitEventTimeoutError:
+        return RefundOutcome(
+            status="expired",
+            amount_cents=0,
+            reviewer=None,
+            reference=reference,
+            decided_at=await ctx.now(),
+        )
+    if not approval.approved:
+        return RefundOutcome(
+            status="declined",
+            amount_cents=0,
+            reviewer=approval.reviewer,
+            reference=reference,
+            decided_at=await ctx.now(),
+        )
+    amount = decision.amount_cents or request.amount_cents
+    await ctx.step("issue the payout", issue_payout, order.order_id, amount, reference)
+    return RefundOutcome(
+        status="refunded",
+        amount_cents=amount,
+        reviewer=approval.reviewer,
+        reference=reference,
+        decided_at=await ctx.now(),
+    )

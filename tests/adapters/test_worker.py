@@ -1,0 +1,111 @@
+"""The local worker resumes abandoned runs; worker.py validates its settings."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from adapters.local import InMemoryStore, LocalWorker, run_durable
+from tests.conformance import agents
+from tests.conformance.agents import Job
+from worker import WorkerSettings
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+async def _abandon(store: InMemoryStore, run_id: str, lease: float) -> None:
+    """Start a run and crash its worker while it waits for 'go'."""
+    task = asyncio.create_task(
+        run_durable(agents.two_phase, Job(), store=store, run_id=run_id, lease=lease)
+    )
+    while not any(s.intent == "await_event:go" for s in await store.load_steps(run_id)):
+        await asyncio.sleep(0.01)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+async def test_worker_resumes_only_runs_whose_lease_expired() -> None:
+    agents.reset()
+    store = InMemoryStore()
+    await _abandon(store, "abandoned", lease=0.2)
+    await _abandon(store, "still-held", lease=30)
+    await store.emit_event("abandoned", "go", None)
+    await asyncio.sleep(0.25)
+    worker = LocalWorker(store, scan_interval=timedelta(milliseconds=20))
+
+    assert await worker.scan() == ["abandoned"]
+    assert await worker.scan() == []  # already in hand
+
+    running = asyncio.create_task(worker.run())
+    while "abandoned" not in worker.finished:
+        await asyncio.sleep(0.01)
+    worker.stop()
+    await running
+    result = worker.finished["abandoned"]
+    assert not isinstance(result, BaseException) and result.result == 4
+    run = await store.load_run("still-held")
+    assert run is not None and run.status == "running"
+
+
+def test_worker_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DURABLE_STORE", "/tmp/x.db")
+    monkeypatch.setenv("DURABLE_AGENT_MODULES", "a.b, c")
+    monkeypatch.setenv("DURABLE_LEASE_SECONDS", "4.5")
+    settings = WorkerSettings.from_env()
+    assert settings.store_path == Path("/tmp/x.db")
+    assert settings.agent_modules == ("a.b", "c")
+    assert settings.lease == timedelta(seconds=4.5)
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("DURABLE_LEASE_SECONDS", "soon", "must be a number of seconds"),
+        ("DURABLE_LEASE_SECONDS", "0", "positive number of seconds"),
+        ("DURABLE_AGENT_MODULES", " , ", "name at least one module"),
+    ],
+)
+def test_worker_settings_refuse_bad_values(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str, message: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ValueError, match=message):
+        WorkerSettings.from_env()
+
+
+def test_worker_reports_an_agent_module_it_cannot_import(tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "DURABLE_AGENT_MODULES": "no.such.module",
+        "DURABLE_STORE": str(tmp_path / "db"),
+    }
+    out = subprocess.run(
+        [sys.executable, "worker.py"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode != 0
+    assert "cannot import agent module 'no.such.module'" in out.stderr
+
+
+@pytest.mark.slow
+def test_the_demo_survives_a_killed_worker(tmp_path: Path) -> None:
+    env = {**os.environ, "DURABLE_DEMO_DATA": str(tmp_path)}
+    out = subprocess.run(
+        [sys.executable, "-m", "examples.demo"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "worker A exited with -9" in out.stdout
+    assert "is completed" in out.stdout and "'status': 'refunded'" in out.stdout
+    ledger = (tmp_path / "refunds.jsonl").read_text().splitlines()
+    assert len(ledger) == 1  # paid out exactly once
