@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import subprocess
 import sys
 import time
 import uuid
@@ -62,14 +61,13 @@ async def wait_for(store: SqliteStore, run_id: str, intent: str, seen: set[int])
 
 
 async def demo() -> None:
-    DATA.mkdir(parents=True, exist_ok=True)
     store = SqliteStore(STORE)
     run_id = f"refund-{uuid.uuid4().hex[:8]}"
     print(f"Local demo: run {run_id} of agent 'refund_review' on the SQLite store {STORE}\n")
 
     print("1. Worker A starts the run.")
-    worker_a = subprocess.Popen(
-        [sys.executable, "-m", "examples.demo", "start", run_id], cwd=ROOT, env=_env()
+    worker_a = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "examples.demo", "start", run_id, cwd=ROOT, env=_env()
     )
     seen: set[int] = set()
     await wait_for(store, run_id, "await_event:approval", seen)
@@ -77,7 +75,7 @@ async def demo() -> None:
 
     print("2. Worker A is killed with SIGKILL.")
     worker_a.send_signal(signal.SIGKILL)
-    worker_a.wait()
+    await worker_a.wait()
     print(f"   worker A exited with {worker_a.returncode}; the run stays recorded as running\n")
 
     print("3. A reviewer approves from another service:")
@@ -89,7 +87,9 @@ async def demo() -> None:
     print(
         f"4. worker.py starts; once worker A's {LEASE_SECONDS:g}s lease expires it resumes the run."
     )
-    worker_b = subprocess.Popen([sys.executable, "worker.py"], cwd=ROOT, env=_env())
+    worker_b = await asyncio.create_subprocess_exec(
+        sys.executable, "worker.py", cwd=ROOT, env=_env()
+    )
     try:
         deadline = time.monotonic() + 60
         while (run := await store.load_run(run_id)) is None or run.status == "running":
@@ -98,7 +98,7 @@ async def demo() -> None:
             await asyncio.sleep(0.1)
     finally:
         worker_b.send_signal(signal.SIGTERM)
-        worker_b.wait(timeout=30)
+        await asyncio.wait_for(worker_b.wait(), 30)
 
     print(f"\nRun {run_id} is {run.status}. Result:")
     print(f"   {run.result}\n")
@@ -119,6 +119,7 @@ def main() -> None:
     if sys.argv[1:2] == ["start"]:
         asyncio.run(start_run(sys.argv[2]))
     else:
+        DATA.mkdir(parents=True, exist_ok=True)
         asyncio.run(demo())
 
 

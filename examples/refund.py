@@ -8,6 +8,7 @@ it is recorded once even if the worker dies and another one finishes the run.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 from datetime import datetime, timedelta
@@ -84,18 +85,23 @@ async def draft_decision(order: Order, request: RefundRequest) -> Decision:
     return Decision(recommend=True, amount_cents=request.amount_cents, rationale="within policy")
 
 
+def _append_once(ledger: Path, entry: dict[str, object]) -> None:
+    ledger.parent.mkdir(parents=True, exist_ok=True)
+    if ledger.exists() and any(
+        json.loads(line)["reference"] == entry["reference"]
+        for line in ledger.read_text().splitlines()
+    ):
+        return
+    with ledger.open("a") as handle:
+        handle.write(json.dumps(entry) + "\n")
+
+
 @step(timeout=30, retry=RetryPolicy(maximum_attempts=5))
 async def issue_payout(order_id: str, amount_cents: int, reference: str) -> str:
     """Append the payout to the ledger once per reference (an idempotency key)."""
     ledger = Path(os.environ.get(LEDGER_ENV, "data/refunds.jsonl"))
-    ledger.parent.mkdir(parents=True, exist_ok=True)
-    if ledger.exists() and any(
-        json.loads(line)["reference"] == reference for line in ledger.read_text().splitlines()
-    ):
-        return reference
-    with ledger.open("a") as handle:
-        entry = {"reference": reference, "order_id": order_id, "amount_cents": amount_cents}
-        handle.write(json.dumps(entry) + "\n")
+    entry = {"reference": reference, "order_id": order_id, "amount_cents": amount_cents}
+    await asyncio.to_thread(_append_once, ledger, entry)
     return reference
 
 

@@ -49,9 +49,11 @@ async def test_worker_resumes_only_runs_whose_lease_expired() -> None:
     worker.stop()
     await running
     result = worker.finished["abandoned"]
-    assert not isinstance(result, BaseException) and result.result == 4
+    assert not isinstance(result, BaseException)
+    assert result.result == 4
     run = await store.load_run("still-held")
-    assert run is not None and run.status == "running"
+    assert run is not None
+    assert run.status == "running"
 
 
 def test_worker_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -106,6 +108,7 @@ def test_the_demo_survives_a_killed_worker(tmp_path: Path) -> None:
     )
     assert out.returncode == 0, out.stdout + out.stderr
     assert "worker A exited with -9" in out.stdout
-    assert "is completed" in out.stdout and "'status': 'refunded'" in out.stdout
+    assert "is completed" in out.stdout
+    assert "'status': 'refunded'" in out.stdout
     ledger = (tmp_path / "refunds.jsonl").read_text().splitlines()
     assert len(ledger) == 1  # paid out exactly once
