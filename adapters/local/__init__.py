@@ -4,6 +4,8 @@ Stores: ``InMemoryStore`` (tests), ``FileStore`` (a directory, several
 processes), ``SqliteStore`` (the embedded default) and ``PostgresStore``.
 """
 
+from typing import TYPE_CHECKING
+
 from ._context import LocalContext
 from ._file import FileStore
 from ._memory import InMemoryStore
@@ -27,6 +29,10 @@ __all__ = [
     "resume_run",
     "run_durable",
 ]
+
+
+if TYPE_CHECKING:
+    from ._postgres import PostgresStore
 
 
 def __getattr__(name: str) -> object:

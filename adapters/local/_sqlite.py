@@ -77,7 +77,8 @@ class SqliteStore(SqlStore):
             try:
                 return self._db.execute(sql, params)
             except sqlite3.OperationalError as exc:
-                if exc.sqlite_errorcode in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+                # Extended codes (SQLITE_BUSY_SNAPSHOT, ...) share the primary code's low byte.
+                if exc.sqlite_errorcode & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
                     raise WouldBlock from exc
                 raise
         # Autocommit: the busy statement left no transaction behind, so rerun it waiting.

@@ -17,6 +17,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 
 def _candidates() -> list[Path]:
@@ -46,7 +47,7 @@ def _free_port() -> int:
 def postgres_server() -> Iterator[str]:
     """Yield the DSN of a fresh server; stop it and delete its data afterwards."""
     user: pwd.struct_passwd | None = pwd.getpwnam("nobody") if os.geteuid() == 0 else None
-    run_as = {} if user is None else {"user": user.pw_uid, "group": user.pw_gid}
+    run_as: dict[str, Any] = {} if user is None else {"user": user.pw_uid, "group": user.pw_gid}
     problems: list[str] = []
     for bin_dir in _candidates():
         probe = (
