@@ -10,9 +10,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from adapters.local import FileStore, InMemoryStore, PostgresStore, SqliteStore
+from adapters.local import FileStore, PostgresStore, SqliteStore
 from durable import (
-    DurableEventPayloadError,
     DurableRunManifest,
     DurableStoreError,
     ErrorCode,
@@ -160,38 +159,6 @@ async def test_postgres_store_refuses_a_newer_schema(postgres_dsn: str) -> None:
 async def test_postgres_store_explains_a_failed_connection() -> None:
     with pytest.raises(DurableStoreError, match="server is running"):
         await PostgresStore.connect("postgresql://nobody@127.0.0.1:1/none?connect_timeout=2")
-
-
-# Every store
-
-
-@pytest.mark.parametrize("kind", ["memory", "file", "sqlite"])
-async def test_emit_refuses_a_payload_that_is_not_json(kind: str, tmp_path: Path) -> None:
-    store: Any = {
-        "memory": InMemoryStore,
-        "file": lambda: FileStore(tmp_path / "f"),
-        "sqlite": lambda: SqliteStore(tmp_path / "db"),
-    }[kind]()
-    await _hold(store)
-
-    with pytest.raises(DurableEventPayloadError, match=r"not JSON.*model_dump"):
-        await store.emit_event("r", "k", {"when": object()})
-    assert await store.load_event("r", "k") is None
-    await store.close()
-
-
-@pytest.mark.parametrize("kind", ["memory", "file", "sqlite"])
-async def test_completing_a_step_never_begun_is_a_store_error(kind: str, tmp_path: Path) -> None:
-    store: Any = {
-        "memory": InMemoryStore,
-        "file": lambda: FileStore(tmp_path / "f"),
-        "sqlite": lambda: SqliteStore(tmp_path / "db"),
-    }[kind]()
-    lease = await _hold(store)
-
-    with pytest.raises(DurableStoreError, match="never begun"):
-        await store.complete_step(lease, step_index=3, result=1)
-    await store.close()
 
 
 def test_records_round_trip_through_json() -> None:

@@ -18,10 +18,12 @@ import pytest
 
 from adapters.local import DurableRunStore, resume_run, run_durable
 from durable import (
+    DurableEventPayloadError,
     DurableRunLeaseHeldError,
     DurableRunLeaseLostError,
     DurableRunManifest,
     DurableRunNotFoundError,
+    DurableStoreError,
     ErrorCode,
     StepError,
     TaskSpec,
@@ -144,10 +146,10 @@ class _StalledRenewals:
         return getattr(self._store, name)
 
 
-@pytest.mark.local_only(reason=LEASES)
-async def test_runner_stops_when_its_lease_is_taken_over(
+async def _paused_then_taken_over(
     substrate: LocalSubstrate, run_id: str
-) -> None:
+) -> tuple[_StalledRenewals, asyncio.Task[Any]]:
+    """Worker A waits for 'go' with its renewals stalled until worker B takes the run."""
     stalled = _StalledRenewals(substrate.store)
     paused = asyncio.create_task(
         run_durable(
@@ -163,6 +165,14 @@ async def test_runner_stops_when_its_lease_is_taken_over(
     await substrate.wait_for_step(run_id, "await_event:go")
     await asyncio.sleep(0.4)
     await acquire(substrate.store, run_id, "worker-b", 30)
+    return stalled, paused
+
+
+@pytest.mark.local_only(reason=LEASES)
+async def test_runner_stops_when_its_lease_is_taken_over(
+    substrate: LocalSubstrate, run_id: str
+) -> None:
+    stalled, paused = await _paused_then_taken_over(substrate, run_id)
 
     stalled.release.set()  # the paused worker's next renewal learns it lost the run
 
@@ -174,21 +184,7 @@ async def test_runner_stops_when_its_lease_is_taken_over(
 
 @pytest.mark.local_only(reason=LEASES)
 async def test_paused_worker_cannot_record_a_step(substrate: LocalSubstrate, run_id: str) -> None:
-    stalled = _StalledRenewals(substrate.store)
-    paused = asyncio.create_task(
-        run_durable(
-            agents.two_phase,
-            Job(),
-            store=stalled,  # type: ignore[arg-type]
-            run_id=run_id,
-            worker_id="worker-a",
-            lease=0.3,
-            poll_interval=0.01,
-        )
-    )
-    await substrate.wait_for_step(run_id, "await_event:go")
-    await asyncio.sleep(0.4)
-    await acquire(substrate.store, run_id, "worker-b", 30)
+    stalled, paused = await _paused_then_taken_over(substrate, run_id)
 
     # The event arrives while the paused worker still waits: completing the wait is fenced.
     await substrate.store.emit_event(run_id, "go", None)
@@ -198,6 +194,27 @@ async def test_paused_worker_cannot_record_a_step(substrate: LocalSubstrate, run
     steps = await substrate.store.load_steps(run_id)
     assert [s.status for s in steps] == ["completed", "completed", "running"]
     stalled.release.set()
+
+
+@pytest.mark.local_only(reason="the store contract itself")
+async def test_emit_refuses_a_payload_that_is_not_json(
+    substrate: LocalSubstrate, run_id: str
+) -> None:
+    await acquire(substrate.store, run_id, "worker-a", 30)
+
+    with pytest.raises(DurableEventPayloadError, match=r"not JSON.*model_dump"):
+        await substrate.store.emit_event(run_id, "k", {"when": object()})
+    assert await substrate.store.load_event(run_id, "k") is None
+
+
+@pytest.mark.local_only(reason="the store contract itself")
+async def test_completing_a_step_never_begun_is_a_store_error(
+    substrate: LocalSubstrate, run_id: str
+) -> None:
+    lease = await acquire(substrate.store, run_id, "worker-a", 30)
+
+    with pytest.raises(DurableStoreError, match="never begun"):
+        await substrate.store.complete_step(lease, step_index=3, result=1)
 
 
 def _child(*args: str, capture: bool = False) -> subprocess.Popen[str]:
