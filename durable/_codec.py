@@ -52,9 +52,9 @@ class JsonCodec(Generic[T]):
             return self._adapter.validate_python(data)
         except ValidationError as exc:
             raise DurableResultNotSerializableError(
-                f"the recorded result of {what} no longer matches its annotation "
-                f"{self.annotation!r}: {exc.errors(include_url=False)}; the return type "
-                "changed after the value was recorded, so keep the old type or start a new run"
+                f"the recorded value of {what} no longer matches its annotation "
+                f"{self.annotation!r}: {exc.errors(include_url=False)}; the type changed "
+                "after the value was recorded, so keep the old type or start a new run"
             ) from None
 
     def round_trip(self, value: T, *, what: str) -> tuple[Any, T]:

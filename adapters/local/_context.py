@@ -86,8 +86,11 @@ def _step_failed(
 
 
 def _replayed_failure(record: StepRecord) -> DurableError:
+    """The error the fresh execution raised for this recorded failure, raised again."""
     error = record.error or StepError(message="no error was recorded", type="unknown")
     cls = error_for_code(error.code)
+    if cls is DurableResultNotSerializableError:
+        return cls(error.message)
     if record.kind == "event" and cls in (DurableAwaitEventTimeoutError, DurableEventPayloadError):
         return cls(error.message)
     return _step_failed(record.intent, record.step_index, error, record.attempts)

@@ -218,7 +218,7 @@ def _ended(
     label: str,
 ) -> RunResult[Any]:
     if run.status == "completed":
-        result = decode(run.result, what=f"the recorded result of {label} run {run.run_id!r}")
+        result = decode(run.result, what=f"the result of {label} run {run.run_id!r}")
         return RunResult(result=result, run=run, steps=steps)
     error = run.error
     detail = f"{error.type}: {error.message}" if error is not None else "no error recorded"

@@ -16,7 +16,15 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from durable import DurableAwaitEventTimeoutError, DurableContext, RetryPolicy, agent, step
+from durable import (
+    DurableAwaitEventTimeoutError,
+    DurableContext,
+    DurableResultNotSerializableError,
+    DurableStepFailedError,
+    RetryPolicy,
+    agent,
+    step,
+)
 
 CALLS: Counter[str] = Counter()
 KNOBS: dict[str, Any] = {}
@@ -225,6 +233,23 @@ async def sleeper(ctx: DurableContext, job: Job) -> str:
     await ctx.sleep(job.seconds)
     after = await ctx.now()
     return f"{(after - before).total_seconds():.3f}"
+
+
+@agent(name="conformance.survivor")
+async def survivor(ctx: DurableContext, job: Job) -> list[str]:
+    """Catches failed steps and goes on: replay must raise the same errors again."""
+    caught = []
+    try:
+        await ctx.step("validate", reject, job.n)
+    except DurableStepFailedError as exc:
+        caught.append(f"{exc.code}:{exc.error_type}:{exc.message}")
+    try:
+        await ctx.step("return an opaque object", opaque)
+    except DurableResultNotSerializableError as exc:
+        caught.append(f"{exc.code}:{exc.message}")
+    await ctx.step("observe", observe, caught)
+    await ctx.await_event(job.key)
+    return caught
 
 
 @agent(name="conformance.marked")

@@ -241,6 +241,23 @@ async def test_non_serializable_result(substrate: Substrate, run_id: str) -> Non
     assert (record.status, record.result) == ("failed", None)
 
 
+async def test_recorded_failures_replay_identically(substrate: Substrate, run_id: str) -> None:
+    await substrate.start(agents.survivor, Job(n=3), run_id=run_id)
+    await substrate.wait_for_step(run_id, "await_event:go")
+    await substrate.crash(run_id)
+
+    await substrate.resume(agents.survivor, Job(n=3), run_id=run_id)
+    await substrate.send_event(run_id, "go", None)
+
+    replayed = await substrate.result(run_id)
+    assert replayed == agents.OBSERVED[0]
+    assert [entry.split(":")[0] for entry in replayed] == [
+        "step_failed",
+        "result_not_serializable",
+    ]
+    assert (agents.CALLS["reject"], agents.CALLS["opaque"]) == (1, 1)
+
+
 async def test_sleep(substrate: Substrate, run_id: str) -> None:
     started = time.monotonic()
 

@@ -1,0 +1,37 @@
+from __future__ import annotations
+
+import math
+from datetime import datetime
+
+import pytest
+from pydantic import BaseModel
+
+from durable import DurableResultNotSerializableError, ErrorCode, JsonCodec
+
+
+class Point(BaseModel):
+    x: int
+    y: int
+
+
+def test_round_trip_restores_the_annotated_type() -> None:
+    data, value = JsonCodec(tuple[Point, datetime]).round_trip(
+        (Point(x=1, y=2), datetime(2026, 1, 1)), what="step 0"
+    )
+    assert data == [{"x": 1, "y": 2}, "2026-01-01T00:00:00"]
+    assert value == (Point(x=1, y=2), datetime(2026, 1, 1))
+
+
+def test_values_without_a_json_form_are_refused() -> None:
+    with pytest.raises(DurableResultNotSerializableError) as caught:
+        JsonCodec(float).encode(math.nan, what="step 2 'score'")
+    assert caught.value.code == ErrorCode.RESULT_NOT_SERIALIZABLE
+    assert "step 2 'score'" in str(caught.value)
+
+
+def test_a_recorded_value_that_no_longer_fits_its_type_is_explained() -> None:
+    with pytest.raises(DurableResultNotSerializableError) as caught:
+        JsonCodec(Point).decode({"x": "one"}, what="step 1 'locate'")
+    message = str(caught.value)
+    assert "the recorded value of step 1 'locate'" in message
+    assert "keep the old type or start a new run" in message
