@@ -36,7 +36,8 @@ class JsonCodec(Generic[T]):
             dumps(data)
         except (PydanticSerializationError, ValueError, TypeError) as exc:
             raise DurableResultNotSerializableError(
-                f"{what} returned a {type(value).__name__} that cannot be recorded as JSON "
+                f"{what} returned a value of type {type(value).__name__} that cannot be recorded "
+                "as JSON "
                 f"({exc}); return JSON-compatible data or a pydantic model, and annotate "
                 "the return type so replay can restore it"
             ) from None

@@ -4,7 +4,7 @@ Stores: ``InMemoryStore`` (tests), ``FileStore`` (a directory, several
 processes), ``SqliteStore`` (the embedded default) and ``PostgresStore``.
 """
 
-from typing import TYPE_CHECKING
+import typing
 
 from ._context import LocalContext
 from ._file import FileStore
@@ -31,7 +31,7 @@ __all__ = [
 ]
 
 
-if TYPE_CHECKING:
+if typing.TYPE_CHECKING:
     from ._postgres import PostgresStore
 
 

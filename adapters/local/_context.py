@@ -12,13 +12,14 @@ import traceback
 import uuid as _uuid
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
-from typing import Any, TypeVar, TypeVarTuple, Unpack, cast
+from typing import TYPE_CHECKING, Any, TypeVar, TypeVarTuple, Unpack, cast
 
 from pydantic import ValidationError
 
 from durable import (
     UNSET,
     DurableAwaitEventTimeoutError,
+    DurableContext,
     DurableError,
     DurableEventPayloadError,
     DurableResultNotSerializableError,
@@ -324,3 +325,9 @@ class LocalContext:
             self.lease, step_index=index, result={"accepted": emitted.accepted}
         )
         return emitted.accepted
+
+
+if TYPE_CHECKING:
+    # mypy proves the local context satisfies the protocol agents are written against.
+    def _conforms(ctx: LocalContext) -> DurableContext:
+        return ctx

@@ -456,10 +456,14 @@ class SqlStore(ABC):
         )
         return [_run_record(row) for row in rows]
 
+    async def _fetch_bulk(self, sql: str, params: Sequence[Any]) -> list[Row]:
+        """``_fetch`` for queries returning thousands of rows; a dialect may speed it up."""
+        return await self._fetch(sql, params)
+
     async def load_steps(self, run_id: str) -> list[StepRecord]:
+        rows = await self._fetch_bulk(
+            f"SELECT {_STEP_COLUMNS} FROM durable_steps WHERE run_id = ? ORDER BY step_index",
+            (run_id,),
+        )
         with gc_paused():
-            rows = await self._fetch(
-                f"SELECT {_STEP_COLUMNS} FROM durable_steps WHERE run_id = ? ORDER BY step_index",
-                (run_id,),
-            )
             return [_step_record(row) for row in rows]

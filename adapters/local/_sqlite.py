@@ -11,6 +11,7 @@ from durable import DurableStoreError
 
 from ._offload import Offloader, WouldBlock
 from ._sql import SCHEMA_VERSION, Row, SqlStore, schema_statements
+from ._store import gc_paused
 
 __all__ = ["SqliteStore", "Synchronous"]
 
@@ -90,6 +91,14 @@ class SqliteStore(SqlStore):
 
     async def _fetch(self, sql: str, params: Sequence[Any]) -> list[Row]:
         return await self._offload.call(lambda wait: self._run(sql, params, wait).fetchall())
+
+    async def _fetch_bulk(self, sql: str, params: Sequence[Any]) -> list[Row]:
+        def fetch(wait: bool) -> list[Row]:
+            # Thousands of row tuples at once: see gc_paused.
+            with gc_paused():
+                return self._run(sql, params, wait).fetchall()
+
+        return await self._offload.call(fetch)
 
     async def _execute(self, sql: str, params: Sequence[Any]) -> int:
         return await self._offload.call(lambda wait: self._run(sql, params, wait).rowcount)
