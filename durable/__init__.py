@@ -38,6 +38,7 @@ from ._errors import (
     ErrorCode,
     error_for_code,
 )
+from ._names import MAX_NAME_LENGTH, check_name
 from ._records import (
     DurableRunManifest,
     EventRecord,
@@ -65,6 +66,7 @@ from ._retry import DEFAULT_STEP_TIMEOUT, RetryPolicy, StepOptions, as_timedelta
 
 __all__ = [
     "DEFAULT_STEP_TIMEOUT",
+    "MAX_NAME_LENGTH",
     "UNSET",
     "AgentDefinition",
     "DurableAwaitEventTimeoutError",
@@ -109,6 +111,7 @@ __all__ = [
     "as_timedelta",
     "canonical_hash",
     "canonical_json",
+    "check_name",
     "derive_worker_id",
     "error_for_code",
     "js_number",

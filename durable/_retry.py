@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -14,6 +15,8 @@ DEFAULT_STEP_TIMEOUT = timedelta(minutes=5)
 
 def as_timedelta(value: timedelta | float, *, what: str) -> timedelta:
     """Accept seconds or a ``timedelta``; refuse negative or non-finite values."""
+    if not isinstance(value, timedelta) and not math.isfinite(value):
+        raise ValueError(f"{what} must be a finite number of seconds, got {value!r}")
     delta = value if isinstance(value, timedelta) else timedelta(seconds=value)
     if delta < timedelta(0):
         raise ValueError(f"{what} must not be negative, got {delta}; pass a duration >= 0")

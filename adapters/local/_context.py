@@ -37,6 +37,7 @@ from durable import (
     StepRecord,
     as_timedelta,
     canonical_hash,
+    check_name,
     error_for_code,
     step_definition,
 )
@@ -139,6 +140,7 @@ class LocalContext:
     def _position(
         self, intent: str, kind: StepKind, input_hash: str
     ) -> tuple[int, StepRecord | None]:
+        check_name(intent, what="step intent")
         index = self._next
         self._next += 1
         record = self._recorded.get(index)
@@ -261,7 +263,7 @@ class LocalContext:
     async def await_event(
         self, key: str, *, timeout: timedelta | float | None = None, type: Any = None
     ) -> Any:
-        intent = f"await_event:{key}"
+        intent = f"await_event:{check_name(key, what='event key')}"
         wait = None if timeout is None else as_timedelta(timeout, what="await_event timeout")
         codec = None if type is None else _codec(type)
         index, record = self._position(intent, "event", "")
@@ -315,7 +317,7 @@ class LocalContext:
         return value
 
     async def emit_event(self, key: str, payload: object) -> bool:
-        intent = f"emit_event:{key}"
+        intent = f"emit_event:{check_name(key, what='event key')}"
         index, record = self._position(intent, "event", "")
         if record is not None and record.status == "completed":
             return bool(record.result["accepted"])

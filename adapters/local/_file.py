@@ -45,7 +45,7 @@ from durable import (
 
 from . import _ledger as ledger
 from ._offload import Offloader, WouldBlock
-from ._store import EmitResult, Resumed, gc_paused, json_payload, run_not_found, utc_now
+from ._store import EmitResult, Resumed, checked_event, gc_paused, run_not_found, utc_now
 
 __all__ = ["FileStore"]
 
@@ -264,7 +264,7 @@ class FileStore:
     async def emit_event(
         self, run_id: str, key: str, payload: Any, *, lease: Lease | None = None
     ) -> EmitResult:
-        data = json_payload(payload, what=f"event {key!r}")
+        data = checked_event(run_id, key, payload)
 
         def op(wait: bool) -> EmitResult:
             with self._locked(run_id, wait) as directory:

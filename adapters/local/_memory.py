@@ -18,7 +18,7 @@ from durable import (
 )
 
 from . import _ledger as ledger
-from ._store import EmitResult, Resumed, json_payload, run_not_found, utc_now
+from ._store import EmitResult, Resumed, checked_event, run_not_found, utc_now
 
 __all__ = ["InMemoryStore"]
 
@@ -118,7 +118,7 @@ class InMemoryStore:
     async def emit_event(
         self, run_id: str, key: str, payload: Any, *, lease: Lease | None = None
     ) -> EmitResult:
-        data = json_payload(payload, what=f"event {key!r}")
+        data = checked_event(run_id, key, payload)
         accepted, record = ledger.emit_event(
             self._state(run_id), key, data, lease=lease, now=utc_now()
         )

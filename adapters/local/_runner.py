@@ -24,6 +24,7 @@ from durable import (
     TaskSpec,
     agent_definition,
     as_timedelta,
+    check_name,
     derive_worker_id,
 )
 
@@ -70,6 +71,7 @@ async def run_durable(
     ``DurableRunFailedError`` with its recorded error.
     """
     definition = agent_definition(agent)
+    check_name(run_id, what="run_id")
     lease_for = _positive_lease(lease)
     poll = as_timedelta(poll_interval, what="poll_interval")
     label = f"agent {definition.name!r}"
@@ -113,6 +115,7 @@ async def resume_run(
     knowing how it was started. The agent's module must be imported, so that
     its ``@agent`` registration is known.
     """
+    check_name(run_id, what="run_id")
     run = await store.load_run(run_id)
     manifest = await store.load_manifest(run_id)
     if run is None or manifest is None:

@@ -34,7 +34,7 @@ from durable import (
 from durable._codec import dumps
 
 from ._ledger import lease_held_error, lease_lost_error, mismatch_error
-from ._store import EmitResult, Resumed, gc_paused, json_payload, run_not_found, utc_now
+from ._store import EmitResult, Resumed, checked_event, gc_paused, run_not_found, utc_now
 
 __all__ = ["SCHEMA_VERSION", "SqlStore", "schema_statements"]
 
@@ -393,7 +393,7 @@ class SqlStore(ABC):
     async def emit_event(
         self, run_id: str, key: str, payload: Any, *, lease: Lease | None = None
     ) -> EmitResult:
-        data = json_payload(payload, what=f"event {key!r}")
+        data = checked_event(run_id, key, payload)
         now = utc_now()
         guard_params: tuple[Any, ...]
         if lease is None:

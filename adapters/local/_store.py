@@ -20,6 +20,7 @@ from durable import (
     StepError,
     StepKind,
     StepRecord,
+    check_name,
 )
 
 __all__ = ["DurableRunStore", "EmitResult", "Resumed", "gc_paused", "utc_now"]
@@ -164,6 +165,13 @@ def run_not_found(run_id: str) -> DurableRunNotFoundError:
         f"no run {run_id!r} exists in this store; start it with run_durable first, "
         "or check the run id and the store location"
     )
+
+
+def checked_event(run_id: str, key: str, payload: Any) -> Any:
+    """Validate an event at the store boundary; return a private JSON copy of its payload."""
+    check_name(run_id, what="run_id")
+    check_name(key, what="event key")
+    return json_payload(payload, what=f"event {key!r}")
 
 
 def json_payload(payload: Any, *, what: str) -> Any:

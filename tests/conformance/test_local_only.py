@@ -288,3 +288,13 @@ async def test_resume_of_an_unknown_run(substrate: LocalSubstrate) -> None:
     with pytest.raises(DurableRunNotFoundError, match="no run 'nope'"):
         await resume_run(substrate.store, "nope")
     assert await substrate.store.load_manifest("nope") is None
+
+
+@pytest.mark.local_only(reason="the store contract itself")
+async def test_emit_refuses_a_bad_key(substrate: LocalSubstrate, run_id: str) -> None:
+    await acquire(substrate.store, run_id, "worker-a", 30)
+
+    with pytest.raises(ValueError, match="event key must not be empty"):
+        await substrate.store.emit_event(run_id, "", {})
+    with pytest.raises(ValueError, match="control character"):
+        await substrate.store.emit_event(run_id, "approval\x00", {})
