@@ -9,13 +9,14 @@ in flight, so they are derived once and checked for collisions.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, TypeVar, get_type_hints, overload
 
 from ._codec import JsonCodec
 from ._errors import DurableRegistrationError
+from ._records import DurableRunManifest, TaskSpec
 from ._retry import DEFAULT_STEP_TIMEOUT, RetryPolicy, StepOptions, as_timedelta
 
 __all__ = [
@@ -44,6 +45,8 @@ class StepDefinition:
     fn: AsyncFunction
     options: StepOptions
     result: JsonCodec[Any]
+    params: tuple[Any, ...]
+    """Annotations of the positional parameters, to rebuild arguments sent over the wire."""
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,32 @@ class AgentDefinition:
     input: JsonCodec[Any]
     output: JsonCodec[Any]
     description: str
+
+    def manifest(
+        self,
+        input: Any,
+        *,
+        project_id: str = "default",
+        scenario_id: str | None = None,
+        task: TaskSpec | None = None,
+        tags: Mapping[str, str] | None = None,
+    ) -> DurableRunManifest:
+        """The manifest of a run of this agent on ``input``: what identifies the run."""
+        label = f"agent {self.name!r}"
+        encoded = self.input.encode(input, what=f"the input of {label}")
+        if not isinstance(encoded, dict):
+            raise DurableRegistrationError(
+                f"the input of {label} serializes to a {type(encoded).__name__}, but a run's "
+                "input must be a JSON object; make the input a pydantic model, dataclass or dict"
+            )
+        return DurableRunManifest(
+            project_id=project_id,
+            scenario_id=scenario_id,
+            # The default task comes from the name only: editing docs never changes identity.
+            task=task or TaskSpec(id=self.name, intent=self.name, domain="agent"),
+            input=encoded,
+            tags=dict(tags) if tags is not None else None,
+        )
 
 
 _steps: dict[str, StepDefinition] = {}
@@ -81,6 +110,18 @@ def _hints(fn: Callable[..., Any]) -> dict[str, Any]:
             f"cannot resolve the annotations of {fn.__qualname__!r} ({exc}); "
             "import every type it names at module level"
         ) from None
+
+
+def _positional_params(fn: AsyncFunction) -> list[inspect.Parameter]:
+    params = list(inspect.signature(fn).parameters.values())
+    for p in params:
+        required_keyword = p.kind is p.KEYWORD_ONLY and p.default is p.empty
+        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) or required_keyword:
+            raise DurableRegistrationError(
+                f"step {fn.__qualname__!r} takes {p}; ctx.step passes arguments by position, "
+                "so give the step fixed positional parameters"
+            )
+    return [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
 
 
 def _same_function(a: Callable[..., Any], b: Callable[..., Any]) -> bool:
@@ -125,11 +166,13 @@ def step(
                 f"{existing.fn.__module__}.{existing.fn.__qualname__}; pass @step(name=...) "
                 "to give one of them a unique name"
             )
+        hints = _hints(checked)
         definition = StepDefinition(
             name=step_name,
             fn=checked,
             options=StepOptions(timeout=attempt_timeout, retry=retry or RetryPolicy()),
-            result=JsonCodec(_hints(checked).get("return", Any)),
+            result=JsonCodec(hints.get("return", Any)),
+            params=tuple(hints.get(p.name, Any) for p in _positional_params(checked)),
         )
         _steps[step_name] = definition
         setattr(func, _STEP_ATTR, definition)

@@ -109,6 +109,15 @@ def test_duplicate_step_names_are_refused() -> None:
     assert "unique name" in str(error)
 
 
+async def _varargs(*values: int) -> int:
+    return len(values)
+
+
+def test_steps_take_fixed_positional_parameters() -> None:
+    assert "fixed positional parameters" in str(_registration_error(lambda: step(_varargs)))
+    assert step_definition(echo).params == (str,)
+
+
 def test_zero_step_timeout_is_refused() -> None:
     assert "positive" in str(_registration_error(lambda: step(timeout=0)))
 

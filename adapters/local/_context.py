@@ -8,7 +8,6 @@ the recorded failure); otherwise run it and record the outcome under the lease.
 from __future__ import annotations
 
 import asyncio
-import traceback
 import uuid as _uuid
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
@@ -18,33 +17,36 @@ from pydantic import ValidationError
 
 from durable import (
     UNSET,
-    DurableAwaitEventTimeoutError,
     DurableContext,
-    DurableError,
-    DurableEventPayloadError,
     DurableResultNotSerializableError,
-    DurableRunDivergenceError,
     DurableRunLeaseLostError,
-    DurableStepFailedError,
-    DurableStepInputMismatchError,
-    DurableStepTimeoutError,
     ErrorCode,
     JsonCodec,
     Lease,
     RunRecord,
-    StepError,
     StepKind,
     StepRecord,
     as_timedelta,
     canonical_hash,
     check_name,
-    error_for_code,
     step_definition,
+)
+from durable._failures import (
+    await_timeout_error,
+    divergence_error,
+    event_label,
+    event_payload_error,
+    input_mismatch_error,
+    replayed_failure,
+    step_error_from,
+    step_failed_error,
+    step_label,
+    step_timeout_error,
 )
 
 from ._store import DurableRunStore, utc_now
 
-__all__ = ["LocalContext", "step_error_from"]
+__all__ = ["LocalContext"]
 
 T = TypeVar("T")
 Ts = TypeVarTuple("Ts")
@@ -57,45 +59,6 @@ def _codec(annotation: Any) -> JsonCodec[Any]:
     if codec is None:
         codec = _codecs[annotation] = JsonCodec(annotation)
     return codec
-
-
-def step_error_from(exc: BaseException) -> StepError:
-    """The recorded form of an exception: class name, message, code, stack."""
-    if isinstance(exc, DurableError):
-        message, code = exc.message, exc.code.value
-    else:
-        message, code = str(exc) or repr(exc), None
-    return StepError(
-        message=message,
-        type=type(exc).__name__,
-        code=code,
-        stack="".join(traceback.format_exception(exc)),
-    )
-
-
-def _step_failed(
-    intent: str, index: int, error: StepError, attempts: int
-) -> DurableStepFailedError:
-    return DurableStepFailedError(
-        f"step {index} {intent!r} failed after {attempts} attempt(s) with "
-        f"{error.type}: {error.message}; the failure is recorded and replays identically, "
-        "so catch DurableStepFailedError to handle it or fix the cause and start a new run",
-        intent=intent,
-        error_type=error.type,
-        error_code=error.code,
-        attempts=attempts,
-    )
-
-
-def _replayed_failure(record: StepRecord) -> DurableError:
-    """The error the fresh execution raised for this recorded failure, raised again."""
-    error = record.error or StepError(message="no error was recorded", type="unknown")
-    cls = error_for_code(error.code)
-    if cls is DurableResultNotSerializableError:
-        return cls(error.message)
-    if record.kind == "event" and cls in (DurableAwaitEventTimeoutError, DurableEventPayloadError):
-        return cls(error.message)
-    return _step_failed(record.intent, record.step_index, error, record.attempts)
 
 
 class LocalContext:
@@ -147,17 +110,9 @@ class LocalContext:
         if record is None:
             return index, None
         if record.intent != intent or record.kind != kind:
-            raise DurableRunDivergenceError(
-                f"run {self.run_id!r} recorded step {index} as {record.kind} {record.intent!r}, "
-                f"but the code now reaches {kind} {intent!r} there; steps were added, removed or "
-                "reordered, so restore the previous order or start a new run"
-            )
+            raise divergence_error(self.run_id, index, (record.kind, record.intent), (kind, intent))
         if input_hash and record.input_hash and record.input_hash != input_hash:
-            raise DurableStepInputMismatchError(
-                f"step {index} {intent!r} of run {self.run_id!r} was recorded with input "
-                f"fingerprint {record.input_hash[:12]}…, but replay passes {input_hash[:12]}…; "
-                "the step's inputs changed, so restore them or start a new run"
-            )
+            raise input_mismatch_error(self.run_id, index, intent, record.input_hash, input_hash)
         return index, record
 
     async def _begin(
@@ -188,12 +143,12 @@ class LocalContext:
         definition = step_definition(fn)
         input_hash = "" if input_fingerprint is UNSET else canonical_hash(input_fingerprint)
         index, record = self._position(intent, kind, input_hash)
-        label = f"step {index} {intent!r} ({definition.name})"
+        label = step_label(index, intent, definition.name)
         if record is not None and record.status == "completed":
             value: T = definition.result.decode(record.result, what=label)
             return value
         if record is not None and record.status == "failed":
-            raise _replayed_failure(record)
+            raise replayed_failure(record)
         options = definition.options
         timeout = options.timeout.total_seconds()
         attempt = record.attempts if record is not None else 0
@@ -210,10 +165,7 @@ class LocalContext:
             except TimeoutError as exc:
                 cause = exc
                 if deadline.expired():
-                    cause = DurableStepTimeoutError(
-                        f"attempt {attempt} of {label} ran past the step timeout of {timeout:g}s; "
-                        "raise the step's timeout or make the step faster"
-                    )
+                    cause = step_timeout_error(attempt, label, timeout)
                 error = step_error_from(cause)
             except Exception as exc:
                 cause = exc
@@ -230,7 +182,7 @@ class LocalContext:
             if not retry:
                 if error.code == ErrorCode.RESULT_NOT_SERIALIZABLE:
                     raise DurableResultNotSerializableError(error.message) from cause
-                raise _step_failed(intent, index, error, attempt) from cause
+                raise step_failed_error(intent, index, error, attempt) from cause
             await asyncio.sleep(options.retry.delay_before(attempt + 1).total_seconds())
 
     async def _checkpoint(self, intent: str, produce: Callable[[], str]) -> str:
@@ -267,11 +219,11 @@ class LocalContext:
         wait = None if timeout is None else as_timedelta(timeout, what="await_event timeout")
         codec = None if type is None else _codec(type)
         index, record = self._position(intent, "event", "")
-        label = f"event {key!r} awaited by run {self.run_id!r}"
+        label = event_label(key, self.run_id)
         if record is not None and record.status == "completed":
             return record.result if codec is None else codec.decode(record.result, what=label)
         if record is not None and record.status == "failed":
-            raise _replayed_failure(record)
+            raise replayed_failure(record)
         record = await self._begin(
             index, intent, "event", deadline=None if wait is None else utc_now() + wait
         )
@@ -283,10 +235,7 @@ class LocalContext:
                 return await self._accept_event(index, label, event.payload, codec)
             now = utc_now()
             if deadline is not None and now >= deadline:
-                error = DurableAwaitEventTimeoutError(
-                    f"{label} did not arrive by its deadline {deadline.isoformat()}; "
-                    "send the event before the deadline, or raise the timeout and start a new run"
-                )
+                error = await_timeout_error(label, deadline)
                 await self._store.fail_step(
                     self.lease, step_index=index, error=step_error_from(error), final=True
                 )
@@ -305,10 +254,7 @@ class LocalContext:
         try:
             value = codec.validate(payload)
         except ValidationError as exc:
-            error = DurableEventPayloadError(
-                f"the payload of {label} does not match {codec.annotation!r}: "
-                f"{exc.errors(include_url=False)}; the sender must send the declared type"
-            )
+            error = event_payload_error(label, codec.annotation, exc.errors(include_url=False))
             await self._store.fail_step(
                 self.lease, step_index=index, error=step_error_from(error), final=True
             )

@@ -13,7 +13,6 @@ from typing import Any, Generic, TypeVar
 from durable import (
     AgentDefinition,
     DurableContext,
-    DurableRegistrationError,
     DurableRunDivergenceError,
     DurableRunFailedError,
     DurableRunLeaseLostError,
@@ -27,8 +26,9 @@ from durable import (
     check_name,
     derive_worker_id,
 )
+from durable._failures import step_error_from
 
-from ._context import LocalContext, step_error_from
+from ._context import LocalContext
 from ._store import DurableRunStore, run_not_found
 
 __all__ = ["RunResult", "resume_run", "run_durable"]
@@ -74,20 +74,8 @@ async def run_durable(
     check_name(run_id, what="run_id")
     lease_for = _positive_lease(lease)
     poll = as_timedelta(poll_interval, what="poll_interval")
-    label = f"agent {definition.name!r}"
-    encoded = definition.input.encode(input, what=f"the input of {label}")
-    if not isinstance(encoded, dict):
-        raise DurableRegistrationError(
-            f"the input of {label} serializes to a {type(encoded).__name__}, but a run's input "
-            "must be a JSON object; make the input a pydantic model, dataclass or dict"
-        )
-    manifest = DurableRunManifest(
-        project_id=project_id,
-        scenario_id=scenario_id,
-        # The default task is derived from the name only, so editing docs never changes identity.
-        task=task or TaskSpec(id=definition.name, intent=definition.name, domain="agent"),
-        input=encoded,
-        tags=dict(tags) if tags is not None else None,
+    manifest = definition.manifest(
+        input, project_id=project_id, scenario_id=scenario_id, task=task, tags=tags
     )
     return await _execute(
         definition,

@@ -1,0 +1,126 @@
+"""How failures are recorded and worded, shared by every substrate.
+
+Both substrates build their errors here, so a scenario sees the same code and
+the same message whether it ran on a local store or on Temporal, and a recorded
+failure replays as the very error the fresh execution raised.
+"""
+
+from __future__ import annotations
+
+import traceback
+from datetime import datetime
+from typing import Any
+
+from ._errors import (
+    DurableAwaitEventTimeoutError,
+    DurableError,
+    DurableEventPayloadError,
+    DurableResultNotSerializableError,
+    DurableRunDivergenceError,
+    DurableStepFailedError,
+    DurableStepInputMismatchError,
+    DurableStepTimeoutError,
+    error_for_code,
+)
+from ._records import StepError, StepKind, StepRecord
+
+__all__ = [
+    "await_timeout_error",
+    "divergence_error",
+    "event_label",
+    "event_payload_error",
+    "input_mismatch_error",
+    "replayed_failure",
+    "step_error_from",
+    "step_failed_error",
+    "step_label",
+    "step_timeout_error",
+]
+
+
+def step_label(index: int, intent: str, name: str) -> str:
+    return f"step {index} {intent!r} ({name})"
+
+
+def event_label(key: str, run_id: str) -> str:
+    return f"event {key!r} awaited by run {run_id!r}"
+
+
+def step_error_from(exc: BaseException) -> StepError:
+    """The recorded form of an exception: class name, message, code, stack."""
+    if isinstance(exc, DurableError):
+        message, code = exc.message, exc.code.value
+    else:
+        message, code = str(exc) or repr(exc), None
+    return StepError(
+        message=message,
+        type=type(exc).__name__,
+        code=code,
+        stack="".join(traceback.format_exception(exc)),
+    )
+
+
+def step_failed_error(
+    intent: str, index: int, error: StepError, attempts: int
+) -> DurableStepFailedError:
+    return DurableStepFailedError(
+        f"step {index} {intent!r} failed after {attempts} attempt(s) with "
+        f"{error.type}: {error.message}; the failure is recorded and replays identically, "
+        "so catch DurableStepFailedError to handle it or fix the cause and start a new run",
+        intent=intent,
+        error_type=error.type,
+        error_code=error.code,
+        attempts=attempts,
+    )
+
+
+def step_timeout_error(attempt: int, label: str, timeout: float) -> DurableStepTimeoutError:
+    return DurableStepTimeoutError(
+        f"attempt {attempt} of {label} ran past the step timeout of {timeout:g}s; "
+        "raise the step's timeout or make the step faster"
+    )
+
+
+def divergence_error(
+    run_id: str, index: int, recorded: tuple[StepKind, str], now: tuple[StepKind, str]
+) -> DurableRunDivergenceError:
+    return DurableRunDivergenceError(
+        f"run {run_id!r} recorded step {index} as {recorded[0]} {recorded[1]!r}, "
+        f"but the code now reaches {now[0]} {now[1]!r} there; steps were added, removed or "
+        "reordered, so restore the previous order or start a new run"
+    )
+
+
+def input_mismatch_error(
+    run_id: str, index: int, intent: str, recorded: str, now: str
+) -> DurableStepInputMismatchError:
+    return DurableStepInputMismatchError(
+        f"step {index} {intent!r} of run {run_id!r} was recorded with input "
+        f"fingerprint {recorded[:12]}…, but replay passes {now[:12]}…; "
+        "the step's inputs changed, so restore them or start a new run"
+    )
+
+
+def await_timeout_error(label: str, deadline: datetime) -> DurableAwaitEventTimeoutError:
+    return DurableAwaitEventTimeoutError(
+        f"{label} did not arrive by its deadline {deadline.isoformat()}; "
+        "send the event before the deadline, or raise the timeout and start a new run"
+    )
+
+
+def event_payload_error(label: str, annotation: Any, errors: Any) -> DurableEventPayloadError:
+    return DurableEventPayloadError(
+        f"the payload of {label} does not match {annotation!r}: {errors}; "
+        "the sender must send the declared type"
+    )
+
+
+def replayed_failure(record: StepRecord) -> DurableError:
+    """The error the fresh execution raised for this recorded failure, raised again."""
+    error = record.error or StepError(message="no error was recorded", type="unknown")
+    cls = error_for_code(error.code)
+    if cls is DurableResultNotSerializableError:
+        return cls(error.message)
+    if record.kind == "event" and cls in (DurableAwaitEventTimeoutError, DurableEventPayloadError):
+        return cls(error.message)
+    return step_failed_error(record.intent, record.step_index, error, record.attempts)
