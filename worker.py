@@ -19,7 +19,14 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
+from temporalio.client import Client
+from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
+from temporalio.workflow import NondeterminismError
+
+from activities.steps import run_step
 from adapters.local import LocalWorker, SqliteStore
+from workflows.agent import AgentWorkflow
 
 ROOT = Path(__file__).resolve().parent
 
@@ -66,6 +73,29 @@ class WorkerSettings:
             ),
             lease=timedelta(seconds=seconds) if seconds is not None else defaults.lease,
         )
+
+
+def temporal_worker(
+    client: Client, *, task_queue: str, agent_modules: tuple[str, ...] = ()
+) -> Worker:
+    """A Temporal worker hosting every registered agent and step.
+
+    The agent modules and this project's packages pass through the workflow
+    sandbox, so workflows see the same ``@agent`` / ``@step`` registries as the
+    worker. A nondeterminism error fails the workflow instead of retrying its
+    task forever; the client reports it as a divergence.
+    """
+    restrictions = SandboxRestrictions.default.with_passthrough_modules(
+        "durable", "adapters", *agent_modules
+    )
+    return Worker(
+        client,
+        task_queue=task_queue,
+        workflows=[AgentWorkflow],
+        activities=[run_step],
+        workflow_runner=SandboxedWorkflowRunner(restrictions=restrictions),
+        workflow_failure_exception_types=[NondeterminismError],
+    )
 
 
 def import_agents(modules: tuple[str, ...]) -> None:

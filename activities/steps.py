@@ -1,0 +1,72 @@
+"""The step activity: every ``@step`` function runs as an activity named after the step.
+
+One dynamic activity serves every registered step: it finds the step by the
+activity type, rebuilds the arguments from the step's annotations, and returns
+the result as JSON. Failures keep the original class name as the error type, so
+a ``RetryPolicy``'s non-retryable types match exactly as they do locally.
+Temporal owns retries; nothing here retries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from temporalio import activity
+from temporalio.common import RawValue
+from temporalio.exceptions import ApplicationError
+
+from adapters.temporal import StepOutcome
+from durable import DurableError, DurableResultNotSerializableError, registered_steps
+
+__all__ = ["run_step"]
+
+
+@activity.defn(dynamic=True)
+async def run_step(args: Sequence[RawValue]) -> StepOutcome:
+    info = activity.info()
+    definition = registered_steps().get(info.activity_type)
+    if definition is None:
+        raise ApplicationError(
+            f"no step named {info.activity_type!r} is registered in this worker; add the module "
+            "that defines it to DURABLE_AGENT_MODULES",
+            {"code": "registration", "attempt": info.attempt},
+            type="DurableRegistrationError",
+            non_retryable=True,
+        )
+    converter = activity.payload_converter()
+    input_hash: str = converter.from_payload(args[0].payload, str)
+    details: dict[str, Any] = {"attempt": info.attempt, "input_hash": input_hash}
+    if len(args) - 1 != len(definition.params):
+        raise ApplicationError(
+            f"step {definition.name!r} takes {len(definition.params)} argument(s) but was "
+            f"scheduled with {len(args) - 1}; the workflow and the worker run different code",
+            {**details, "code": "registration"},
+            type="DurableRegistrationError",
+            non_retryable=True,
+        )
+    values = [
+        converter.from_payload(raw.payload, hint)
+        for raw, hint in zip(args[1:], definition.params, strict=True)
+    ]
+    try:
+        value = await definition.fn(*values)
+    except ApplicationError:
+        raise
+    except Exception as exc:
+        if isinstance(exc, DurableError):
+            message, code = exc.message, exc.code.value
+        else:
+            message, code = str(exc) or repr(exc), None
+        raise ApplicationError(message, {**details, "code": code}, type=type(exc).__name__) from exc
+    try:
+        data = definition.result.encode(value, what=f"step {definition.name!r}")
+    except DurableResultNotSerializableError as exc:
+        # Deterministic: another attempt would return the same value.
+        raise ApplicationError(
+            exc.message,
+            {**details, "code": exc.code.value},
+            type=type(exc).__name__,
+            non_retryable=True,
+        ) from None
+    return StepOutcome(result=data, attempt=info.attempt, input_hash=input_hash)

@@ -1,0 +1,140 @@
+"""``AgentClient``: start agent runs on Temporal, send them events, read their state.
+
+A run's id is its workflow id. The manifest hash rides in the memo, so starting
+a run id again with other input raises ``DurableRunInputMismatchError`` and
+starting it with the same input attaches to the existing run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from temporalio.client import (
+    Client,
+    WorkflowExecutionStatus,
+    WorkflowFailureError,
+    WorkflowHandle,
+    WorkflowUpdateFailedError,
+)
+from temporalio.common import WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
+
+from durable import (
+    DurableContext,
+    DurableEventPayloadError,
+    DurableRunFailedError,
+    DurableRunInputMismatchError,
+    StepRecord,
+    TaskSpec,
+    agent_definition,
+    check_name,
+    manifest_hash,
+)
+
+from ._convert import durable_error_from
+from ._messages import EVENT_UPDATE, STATUS_QUERY, STEPS_QUERY, EventMessage
+
+__all__ = ["AgentClient"]
+
+MANIFEST_MEMO = "manifest_hash"
+
+
+class AgentClient:
+    """Starts and drives agent runs on one task queue."""
+
+    def __init__(self, client: Client, *, task_queue: str) -> None:
+        self.client = client
+        self.task_queue = task_queue
+
+    async def start(
+        self,
+        agent: Callable[[DurableContext, Any], Awaitable[Any]] | str,
+        input: Any,
+        *,
+        run_id: str,
+        project_id: str = "default",
+        scenario_id: str | None = None,
+        task: TaskSpec | None = None,
+        tags: Mapping[str, str] | None = None,
+    ) -> WorkflowHandle[Any, Any]:
+        """Start run ``run_id`` of ``agent``, or attach to it if it exists with this input.
+
+        Raises ``DurableRunInputMismatchError`` if the run exists with other input
+        and ``DurableRunFailedError`` if it exists and already failed.
+        """
+        definition = agent_definition(agent)
+        check_name(run_id, what="run_id")
+        manifest = definition.manifest(
+            input, project_id=project_id, scenario_id=scenario_id, task=task, tags=tags
+        )
+        digest = manifest_hash(manifest)
+        try:
+            return await self.client.start_workflow(
+                definition.name,
+                manifest,
+                id=run_id,
+                task_queue=self.task_queue,
+                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                memo={MANIFEST_MEMO: digest},
+                static_summary=f"{definition.name}: {definition.description}"[:200],
+                static_details=f"project `{project_id}`, manifest {digest[:12]}",
+            )
+        except WorkflowAlreadyStartedError:
+            handle = self.client.get_workflow_handle(run_id)
+            described = await handle.describe()
+            recorded = await described.memo_value(MANIFEST_MEMO, None)
+            if recorded != digest:
+                raise DurableRunInputMismatchError(
+                    f"run {run_id!r} already exists with manifest hash {str(recorded)[:12]}…, "
+                    f"but this start has {digest[:12]}…; use a new run id for new input, "
+                    "or resume with the original manifest"
+                ) from None
+            if described.status == WorkflowExecutionStatus.FAILED:
+                raise DurableRunFailedError(
+                    f"run {run_id!r} already failed; fix the cause and start it again "
+                    "under a new run id"
+                ) from None
+            return handle
+
+    async def result(self, run_id: str) -> Any:
+        """Wait for the run and return its result, typed by the agent's return annotation."""
+        handle = self.client.get_workflow_handle(run_id)
+        try:
+            data = await handle.result()
+        except WorkflowFailureError as failure:
+            error = durable_error_from(failure.cause)
+            if error is not None:
+                raise error from None
+            raise DurableRunFailedError(
+                f"run {run_id!r} failed: {failure.cause}; see the run in the Temporal UI"
+            ) from None
+        described = await handle.describe()
+        definition = agent_definition(described.workflow_type)
+        return definition.output.decode(data, what=f"the result of run {run_id!r}")
+
+    async def send_event(self, run_id: str, key: str, payload: Any) -> bool:
+        """Send an event; ``True`` if accepted, ``False`` if the key was already emitted.
+
+        A malformed event is refused with ``DurableEventPayloadError`` and leaves the
+        run unharmed.
+        """
+        message = EventMessage(key=check_name(key, what="event key"), payload=payload)
+        handle = self.client.get_workflow_handle(run_id)
+        try:
+            accepted: bool = await handle.execute_update(EVENT_UPDATE, message, result_type=bool)
+        except WorkflowUpdateFailedError as failure:
+            raise DurableEventPayloadError(
+                f"run {run_id!r} refused event {key!r}: {failure.cause}"
+            ) from None
+        return accepted
+
+    async def steps(self, run_id: str) -> list[StepRecord]:
+        handle = self.client.get_workflow_handle(run_id)
+        steps: list[StepRecord] = await handle.query(STEPS_QUERY, result_type=list[StepRecord])
+        return steps
+
+    async def status(self, run_id: str) -> dict[str, Any]:
+        handle = self.client.get_workflow_handle(run_id)
+        status: dict[str, Any] = await handle.query(STATUS_QUERY, result_type=dict[str, Any])
+        return status

@@ -1,0 +1,233 @@
+"""``TemporalContext``: the ``DurableContext`` of an agent running as a Temporal workflow.
+
+Pattern B: Temporal's history is the only store. A step is an activity whose
+type is the step's name, whose id is position plus intent (so Temporal's replay
+check catches a changed intent), and whose summary is the intent. ``now`` and
+``uuid`` are Temporal's deterministic values, ``sleep`` a timer, and
+``await_event`` a condition with a durable timeout. This module does no I/O.
+"""
+
+from __future__ import annotations
+
+import uuid as _uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, TypeVar, TypeVarTuple, Unpack
+
+from pydantic import ValidationError
+from temporalio import workflow
+from temporalio.exceptions import ActivityError, ApplicationError, RetryState
+from temporalio.exceptions import TimeoutError as TemporalTimeoutError
+
+from durable import (
+    UNSET,
+    DurableContext,
+    DurableResultNotSerializableError,
+    ErrorCode,
+    JsonCodec,
+    StepDefinition,
+    StepError,
+    StepKind,
+    StepRecord,
+    as_timedelta,
+    canonical_hash,
+    check_name,
+    step_definition,
+)
+from durable._failures import (
+    await_timeout_error,
+    event_label,
+    event_payload_error,
+    input_mismatch_error,
+    step_error_from,
+    step_failed_error,
+    step_label,
+    step_timeout_error,
+)
+
+from ._convert import activity_id, temporal_retry_policy
+from ._messages import StepOutcome
+
+__all__ = ["TemporalContext"]
+
+T = TypeVar("T")
+Ts = TypeVarTuple("Ts")
+
+
+class TemporalContext:
+    """Implements ``DurableContext`` inside a workflow; ``events`` is the run's event map."""
+
+    def __init__(self, *, project_id: str, scenario_id: str | None, events: dict[str, Any]) -> None:
+        self._run_id = workflow.info().workflow_id
+        self._project_id = project_id
+        self._scenario_id = scenario_id
+        self.events = events
+        self.steps: list[StepRecord] = []
+        self.waiting: dict[str, datetime | None] = {}
+        self._codecs: dict[Any, JsonCodec[Any]] = {}
+
+    @property
+    def run_id(self) -> str:
+        return self._run_id
+
+    @property
+    def project_id(self) -> str:
+        return self._project_id
+
+    @property
+    def scenario_id(self) -> str | None:
+        return self._scenario_id
+
+    def _begin(
+        self, intent: str, kind: StepKind, input_hash: str = "", deadline: datetime | None = None
+    ) -> int:
+        check_name(intent, what="step intent")
+        index = len(self.steps)
+        self.steps.append(
+            StepRecord(
+                run_id=self._run_id,
+                step_index=index,
+                intent=intent,
+                kind=kind,
+                input_hash=input_hash,
+                status="running",
+                attempts=1,
+                started_at=workflow.now(),
+                deadline=deadline,
+            )
+        )
+        return index
+
+    def _finish(self, index: int, **changes: Any) -> None:
+        changes.setdefault("completed_at", workflow.now())
+        self.steps[index] = replace(self.steps[index], **changes)
+
+    def _check_fingerprint(self, index: int, intent: str, recorded: str, now: str) -> None:
+        if recorded and now and recorded != now:
+            raise input_mismatch_error(self._run_id, index, intent, recorded, now)
+
+    async def step(
+        self,
+        intent: str,
+        fn: Callable[[Unpack[Ts]], Awaitable[T]],
+        *args: *Ts,
+        input_fingerprint: object = UNSET,
+        kind: StepKind = "logic",
+    ) -> T:
+        definition = step_definition(fn)
+        input_hash = "" if input_fingerprint is UNSET else canonical_hash(input_fingerprint)
+        index = self._begin(intent, kind, input_hash)
+        label = step_label(index, intent, definition.name)
+        options = definition.options
+        try:
+            outcome = await workflow.execute_activity(
+                definition.name,
+                args=[input_hash, *args],
+                activity_id=activity_id(index, intent),
+                start_to_close_timeout=options.timeout,
+                retry_policy=temporal_retry_policy(options.retry),
+                summary=intent,
+                result_type=StepOutcome,
+            )
+        except ActivityError as failure:
+            error, attempts, recorded_hash = _activity_failure(failure, label, definition)
+            self._check_fingerprint(index, intent, recorded_hash, input_hash)
+            self._finish(index, status="failed", error=error, attempts=attempts)
+            if error.code == ErrorCode.RESULT_NOT_SERIALIZABLE:
+                raise DurableResultNotSerializableError(error.message) from None
+            raise step_failed_error(intent, index, error, attempts) from None
+        self._check_fingerprint(index, intent, outcome.input_hash, input_hash)
+        value: T = definition.result.decode(outcome.result, what=label)
+        self._finish(index, status="completed", result=outcome.result, attempts=outcome.attempt)
+        return value
+
+    async def now(self) -> datetime:
+        index = self._begin("now", "deterministic")
+        value = workflow.now()
+        self._finish(index, status="completed", result=value.isoformat())
+        return value
+
+    async def uuid(self) -> _uuid.UUID:
+        index = self._begin("uuid", "deterministic")
+        value = workflow.uuid4()
+        self._finish(index, status="completed", result=str(value))
+        return value
+
+    async def sleep(self, duration: timedelta | float) -> None:
+        delta = as_timedelta(duration, what="sleep duration")
+        index = self._begin("sleep", "timer", deadline=workflow.now() + delta)
+        await workflow.sleep(delta, summary=f"sleep {delta}")
+        self._finish(index, status="completed")
+
+    async def await_event(
+        self, key: str, *, timeout: timedelta | float | None = None, type: Any = None
+    ) -> Any:
+        check_name(key, what="event key")
+        wait = None if timeout is None else as_timedelta(timeout, what="await_event timeout")
+        deadline = None if wait is None else workflow.now() + wait
+        index = self._begin(f"await_event:{key}", "event", deadline=deadline)
+        label = event_label(key, self._run_id)
+        self.waiting[key] = deadline
+        until = f" until {deadline.isoformat()}" if deadline is not None else ""
+        workflow.set_current_details(f"waiting for event `{key}`{until}")
+        try:
+            await workflow.wait_condition(
+                lambda: key in self.events, timeout=wait, timeout_summary=f"deadline of `{key}`"
+            )
+        except TimeoutError:
+            assert deadline is not None
+            timed_out = await_timeout_error(label, deadline)
+            self._finish(index, status="failed", error=step_error_from(timed_out))
+            raise timed_out from None
+        finally:
+            del self.waiting[key]
+            workflow.set_current_details("")
+        payload = self.events[key]
+        if type is None:
+            self._finish(index, status="completed", result=payload)
+            return payload
+        codec = self._codecs.get(type) or self._codecs.setdefault(type, JsonCodec(type))
+        try:
+            value = codec.validate(payload)
+        except ValidationError as exc:
+            error = event_payload_error(label, type, exc.errors(include_url=False))
+            self._finish(index, status="failed", error=step_error_from(error))
+            raise error from None
+        self._finish(index, status="completed", result=payload)
+        return value
+
+    async def emit_event(self, key: str, payload: object) -> bool:
+        check_name(key, what="event key")
+        index = self._begin(f"emit_event:{key}", "event")
+        accepted = key not in self.events
+        if accepted:
+            self.events[key] = JsonCodec[Any](Any).encode(payload, what=f"event {key!r}")
+        self._finish(index, status="completed", result={"accepted": accepted})
+        return accepted
+
+
+def _activity_failure(
+    failure: ActivityError, label: str, definition: StepDefinition
+) -> tuple[StepError, int, str]:
+    """The recorded error, the number of attempts and the echoed input hash of a failed step."""
+    cause = failure.cause
+    retry = definition.options.retry
+    exhausted = failure.retry_state == RetryState.MAXIMUM_ATTEMPTS_REACHED
+    attempts = retry.maximum_attempts if exhausted and retry.maximum_attempts else 1
+    if isinstance(cause, ApplicationError):
+        details = cause.details[0] if cause.details and isinstance(cause.details[0], dict) else {}
+        error = StepError(
+            message=cause.message, type=cause.type or "ApplicationError", code=details.get("code")
+        )
+        return error, int(details.get("attempt", attempts)), str(details.get("input_hash", ""))
+    if isinstance(cause, TemporalTimeoutError):
+        timeout = definition.options.timeout.total_seconds()
+        return step_error_from(step_timeout_error(attempts, label, timeout)), attempts, ""
+    return step_error_from(cause or failure), attempts, ""
+
+
+if TYPE_CHECKING:
+    # mypy proves the workflow context satisfies the protocol agents are written against.
+    def _conforms(ctx: TemporalContext) -> DurableContext:
+        return ctx

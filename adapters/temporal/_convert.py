@@ -1,0 +1,85 @@
+"""Translations between the durable contract and Temporal's types.
+
+Errors cross the workflow boundary as ``ApplicationError``s whose ``type`` is the
+durable error's class name and whose first detail carries its code and fields,
+so the client rebuilds exactly the error the workflow raised.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import temporalio.common
+from temporalio.exceptions import ApplicationError
+
+from durable import (
+    DurableError,
+    DurableRunDivergenceError,
+    DurableStepFailedError,
+    RetryPolicy,
+    error_for_code,
+)
+
+__all__ = [
+    "activity_id",
+    "durable_error_from",
+    "temporal_retry_policy",
+    "to_application_error",
+]
+
+NONDETERMINISM = "NondeterminismError"
+
+
+def temporal_retry_policy(policy: RetryPolicy) -> temporalio.common.RetryPolicy:
+    """The same policy in Temporal's terms: the fields map one to one."""
+    return temporalio.common.RetryPolicy(
+        initial_interval=policy.initial_interval,
+        backoff_coefficient=policy.backoff_coefficient,
+        maximum_interval=policy.maximum_interval,
+        maximum_attempts=policy.maximum_attempts,
+        non_retryable_error_types=list(policy.non_retryable_error_types) or None,
+    )
+
+
+def activity_id(index: int, intent: str) -> str:
+    """Position plus intent: Temporal compares it on replay, so a changed intent is caught."""
+    return f"{index}:{intent}"
+
+
+def to_application_error(error: DurableError) -> ApplicationError:
+    details: dict[str, Any] = {"code": error.code.value}
+    if isinstance(error, DurableStepFailedError):
+        details.update(
+            intent=error.intent,
+            error_type=error.error_type,
+            error_code=error.error_code,
+            attempts=error.attempts,
+        )
+    return ApplicationError(error.message, details, type=type(error).__name__, non_retryable=True)
+
+
+def durable_error_from(failure: BaseException | None) -> DurableError | None:
+    """The durable error a Temporal failure chain carries, if any."""
+    while failure is not None:
+        if isinstance(failure, ApplicationError):
+            if failure.type == NONDETERMINISM or NONDETERMINISM in str(failure):
+                return DurableRunDivergenceError(
+                    f"the run's recorded history no longer matches the code ({failure.message}); "
+                    "steps were added, removed, renamed or reordered, so restore the previous "
+                    "order or start a new run"
+                )
+            details = failure.details[0] if failure.details else None
+            if isinstance(details, dict) and isinstance(details.get("code"), str):
+                if failure.type == DurableStepFailedError.__name__:
+                    return DurableStepFailedError(
+                        failure.message,
+                        intent=details.get("intent", ""),
+                        error_type=details.get("error_type", ""),
+                        error_code=details.get("error_code"),
+                        attempts=details.get("attempts", 1),
+                    )
+                cls = error_for_code(details["code"])
+                if cls is not None:
+                    return cls(failure.message)
+        failure = failure.__cause__
+    return None

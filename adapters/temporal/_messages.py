@@ -1,0 +1,41 @@
+"""The typed messages exchanged with Temporal: a stored contract, so change them with care."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+__all__ = [
+    "EVENT_SIGNAL",
+    "EVENT_UPDATE",
+    "STATUS_QUERY",
+    "STEPS_QUERY",
+    "EventMessage",
+    "StepOutcome",
+]
+
+EVENT_SIGNAL = "event"
+"""Signal carrying one ``EventMessage``: ``{"key": ..., "payload": ...}``."""
+EVENT_UPDATE = "send_event"
+"""Update carrying one ``EventMessage``; returns whether it was accepted (first emit wins)."""
+STEPS_QUERY = "steps"
+STATUS_QUERY = "status"
+
+
+class EventMessage(BaseModel):
+    """An event sent to a run from outside."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    key: str
+    payload: Any = None
+
+
+class StepOutcome(BaseModel):
+    """What the step activity returns: the result as JSON, and what replay must compare."""
+
+    result: Any
+    attempt: int
+    input_hash: str
+    """The fingerprint hash the step was called with, echoed so replay can compare it."""

@@ -1,0 +1,127 @@
+"""The agent workflow: every ``@agent`` runs as a workflow whose type is the agent's name.
+
+One dynamic workflow serves every registered agent. Its input is the run's
+``DurableRunManifest``; events arrive by the ``event`` signal or the
+``send_event`` update, first emit wins; queries report status and steps. A
+failure of the agent fails the workflow (never only the workflow task); the
+worker lists nondeterminism as a workflow failure too, which the client reports
+as a divergence.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from pydantic import ValidationError
+from temporalio import workflow
+from temporalio.common import RawValue
+from temporalio.exceptions import ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    # Passed through: the registries must be the worker's own, not sandbox copies.
+    from adapters.temporal import (
+        EVENT_SIGNAL,
+        EVENT_UPDATE,
+        STATUS_QUERY,
+        STEPS_QUERY,
+        EventMessage,
+        TemporalContext,
+        to_application_error,
+    )
+    from durable import (
+        DurableError,
+        DurableRunManifest,
+        StepRecord,
+        agent_definition,
+        check_name,
+    )
+
+__all__ = ["AgentWorkflow"]
+
+
+@workflow.defn(dynamic=True)
+class AgentWorkflow:
+    def __init__(self) -> None:
+        self._events: dict[str, Any] = {}
+        self._context: TemporalContext | None = None
+        self._status = "running"
+
+    @workflow.run
+    async def run(self, args: Sequence[RawValue]) -> Any:
+        info = workflow.info()
+        manifest = workflow.payload_converter().from_payload(args[0].payload, DurableRunManifest)
+        try:
+            definition = agent_definition(info.workflow_type)
+            context = TemporalContext(
+                project_id=manifest.project_id,
+                scenario_id=manifest.scenario_id,
+                events=self._events,
+            )
+            self._context = context
+            label = f"agent {definition.name!r}"
+            agent_input = definition.input.decode(manifest.input, what=f"the input of {label}")
+            value = await definition.fn(context, agent_input)
+            data = definition.output.encode(value, what=f"{label} run {info.workflow_id!r}")
+        except DurableError as error:
+            self._status = "failed"
+            await workflow.wait_condition(workflow.all_handlers_finished)
+            raise to_application_error(error) from None
+        except Exception as exc:
+            # An agent's own error fails the run, as it does on the local store.
+            self._status = "failed"
+            await workflow.wait_condition(workflow.all_handlers_finished)
+            raise ApplicationError(
+                str(exc) or repr(exc), {"code": None}, type=type(exc).__name__, non_retryable=True
+            ) from exc
+        self._status = "completed"
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return data
+
+    @workflow.signal(name=EVENT_SIGNAL)
+    def event(self, message: Any) -> None:
+        try:
+            event = _parse_event(message)
+        except ValueError as exc:
+            # A signal cannot be refused; a malformed one is logged and never harms the run.
+            workflow.logger.warning("ignored a malformed event signal: %s", exc)
+            return
+        self._events.setdefault(event.key, event.payload)
+
+    @workflow.update(name=EVENT_UPDATE)
+    def send_event(self, message: Any) -> bool:
+        event = _parse_event(message)
+        if event.key in self._events:
+            return False
+        self._events[event.key] = event.payload
+        return True
+
+    @send_event.validator
+    def _validate_event(self, message: Any) -> None:
+        _parse_event(message)
+
+    @workflow.query(name=STEPS_QUERY)
+    def steps(self) -> list[StepRecord]:
+        return [] if self._context is None else list(self._context.steps)
+
+    @workflow.query(name=STATUS_QUERY)
+    def status(self) -> dict[str, Any]:
+        context = self._context
+        return {
+            "status": self._status,
+            "steps": 0 if context is None else len(context.steps),
+            "waiting_for": [] if context is None else sorted(context.waiting),
+        }
+
+
+def _parse_event(message: Any) -> EventMessage:
+    """A well-formed event, or ``ValueError`` with the reason to give the sender."""
+    try:
+        event = EventMessage.model_validate(message)
+    except ValidationError as exc:
+        raise ValueError(
+            'an event must be one JSON object {"key": "<name>", "payload": <any JSON>}; '
+            f"this one failed with {exc.errors(include_url=False)}"
+        ) from None
+    check_name(event.key, what="event key")
+    return event
