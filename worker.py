@@ -18,6 +18,7 @@ import signal
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from temporalio.client import Client
 from temporalio.worker import Worker
@@ -76,7 +77,7 @@ class WorkerSettings:
 
 
 def temporal_worker(
-    client: Client, *, task_queue: str, agent_modules: tuple[str, ...] = ()
+    client: Client, *, task_queue: str, agent_modules: tuple[str, ...] = (), **options: Any
 ) -> Worker:
     """A Temporal worker hosting every registered agent and step.
 
@@ -95,6 +96,7 @@ def temporal_worker(
         activities=[run_step],
         workflow_runner=SandboxedWorkflowRunner(restrictions=restrictions),
         workflow_failure_exception_types=[NondeterminismError],
+        **options,
     )
 
 

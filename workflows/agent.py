@@ -79,18 +79,20 @@ class AgentWorkflow:
         return data
 
     @workflow.signal(name=EVENT_SIGNAL)
-    def event(self, message: Any) -> None:
+    async def event(self, message: Any) -> None:
         try:
             event = _parse_event(message)
         except ValueError as exc:
             # A signal cannot be refused; a malformed one is logged and never harms the run.
             workflow.logger.warning("ignored a malformed event signal: %s", exc)
             return
+        await self._after_the_agent_settles()
         self._events.setdefault(event.key, event.payload)
 
     @workflow.update(name=EVENT_UPDATE)
-    def send_event(self, message: Any) -> bool:
+    async def send_event(self, message: Any) -> bool:
         event = _parse_event(message)
+        await self._after_the_agent_settles()
         if event.key in self._events:
             return False
         self._events[event.key] = event.payload
@@ -99,6 +101,19 @@ class AgentWorkflow:
     @send_event.validator
     def _validate_event(self, message: Any) -> None:
         _parse_event(message)
+
+    async def _after_the_agent_settles(self) -> None:
+        """Apply an external event only once the agent has caught up and blocked.
+
+        A replay from scratch can deliver a handler in the same activation as the
+        history before it, ahead of the agent re-running its own emits; waiting for
+        the agent to settle keeps first-emit-wins identical on every replay.
+        """
+        await workflow.wait_condition(
+            lambda: (
+                self._status != "running" or (self._context is not None and self._context.settled())
+            )
+        )
 
     @workflow.query(name=STEPS_QUERY)
     def steps(self) -> list[StepRecord]:

@@ -14,7 +14,6 @@ from durable import (
     AgentDefinition,
     DurableContext,
     DurableRunDivergenceError,
-    DurableRunFailedError,
     DurableRunLeaseLostError,
     DurableRunManifest,
     RunOutcome,
@@ -26,7 +25,7 @@ from durable import (
     check_name,
     derive_worker_id,
 )
-from durable._failures import step_error_from
+from durable._failures import run_failed_error, step_error_from
 
 from ._context import LocalContext
 from ._store import DurableRunStore, run_not_found
@@ -212,8 +211,6 @@ def _ended(
         result = decode(run.result, what=f"the result of {label} run {run.run_id!r}")
         return RunResult(result=result, run=run, steps=steps)
     error = run.error
-    detail = f"{error.type}: {error.message}" if error is not None else "no error recorded"
-    raise DurableRunFailedError(
-        f"run {run.run_id!r} already failed with {detail}; fix the cause and start it again "
-        "under a new run id"
-    )
+    if error is None:
+        raise run_failed_error(run.run_id, "an unknown error", "none was recorded")
+    raise run_failed_error(run.run_id, error.type, error.message)

@@ -18,7 +18,7 @@ from temporalio.client import (
     WorkflowUpdateFailedError,
 )
 from temporalio.common import WorkflowIDReusePolicy
-from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 
 from durable import (
     DurableContext,
@@ -31,6 +31,7 @@ from durable import (
     check_name,
     manifest_hash,
 )
+from durable._failures import run_failed_error
 
 from ._convert import durable_error_from
 from ._messages import EVENT_UPDATE, STATUS_QUERY, STEPS_QUERY, EventMessage
@@ -38,6 +39,17 @@ from ._messages import EVENT_UPDATE, STATUS_QUERY, STEPS_QUERY, EventMessage
 __all__ = ["AgentClient"]
 
 MANIFEST_MEMO = "manifest_hash"
+
+
+async def _recorded_failure(handle: WorkflowHandle[Any, Any], run_id: str) -> DurableRunFailedError:
+    try:
+        await handle.result()
+    except WorkflowFailureError as failure:
+        cause = failure.cause
+        if isinstance(cause, ApplicationError):
+            return run_failed_error(run_id, cause.type or "ApplicationError", cause.message)
+        return run_failed_error(run_id, type(cause).__name__, str(cause))
+    return run_failed_error(run_id, "an unknown error", "the run has no recorded failure")
 
 
 class AgentClient:
@@ -91,10 +103,7 @@ class AgentClient:
                     "or resume with the original manifest"
                 ) from None
             if described.status == WorkflowExecutionStatus.FAILED:
-                raise DurableRunFailedError(
-                    f"run {run_id!r} already failed; fix the cause and start it again "
-                    "under a new run id"
-                ) from None
+                raise await _recorded_failure(handle, run_id) from None
             return handle
 
     async def result(self, run_id: str) -> Any:

@@ -66,6 +66,17 @@ class TemporalContext:
         self.steps: list[StepRecord] = []
         self.waiting: dict[str, datetime | None] = {}
         self._codecs: dict[Any, JsonCodec[Any]] = {}
+        self._wakes_on: Callable[[], bool] | None = None
+
+    def settled(self) -> bool:
+        """True when the agent is blocked on something that has not happened yet.
+
+        Temporal evaluates conditions only once no coroutine can run, so at that
+        moment the agent waits either on an unresolved activity or timer, or on an
+        event still missing. Event handlers wait for this state, so they apply
+        external events at the same point of the agent's progress on every replay.
+        """
+        return self._wakes_on is None or not self._wakes_on()
 
     @property
     def run_id(self) -> str:
@@ -171,9 +182,10 @@ class TemporalContext:
         self.waiting[key] = deadline
         until = f" until {deadline.isoformat()}" if deadline is not None else ""
         workflow.set_current_details(f"waiting for event `{key}`{until}")
+        self._wakes_on = lambda: key in self.events
         try:
             await workflow.wait_condition(
-                lambda: key in self.events, timeout=wait, timeout_summary=f"deadline of `{key}`"
+                self._wakes_on, timeout=wait, timeout_summary=f"deadline of `{key}`"
             )
         except TimeoutError:
             assert deadline is not None
@@ -181,6 +193,7 @@ class TemporalContext:
             self._finish(index, status="failed", error=step_error_from(timed_out))
             raise timed_out from None
         finally:
+            self._wakes_on = None
             del self.waiting[key]
             workflow.set_current_details("")
         payload = self.events[key]

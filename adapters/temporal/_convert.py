@@ -61,13 +61,14 @@ def to_application_error(error: DurableError) -> ApplicationError:
 def durable_error_from(failure: BaseException | None) -> DurableError | None:
     """The durable error a Temporal failure chain carries, if any."""
     while failure is not None:
+        # Temporal reports nondeterminism with its own failure type; its code is TMPRL1100.
+        if "TMPRL1100" in str(failure) or getattr(failure, "type", None) == NONDETERMINISM:
+            return DurableRunDivergenceError(
+                f"the run's recorded history no longer matches the code ({failure}); "
+                "steps were added, removed, renamed or reordered, so restore the previous "
+                "order or start a new run"
+            )
         if isinstance(failure, ApplicationError):
-            if failure.type == NONDETERMINISM or NONDETERMINISM in str(failure):
-                return DurableRunDivergenceError(
-                    f"the run's recorded history no longer matches the code ({failure.message}); "
-                    "steps were added, removed, renamed or reordered, so restore the previous "
-                    "order or start a new run"
-                )
             details = failure.details[0] if failure.details else None
             if isinstance(details, dict) and isinstance(details.get("code"), str):
                 if failure.type == DurableStepFailedError.__name__:

@@ -195,6 +195,7 @@ async def two_waits(ctx: DurableContext, job: Job) -> list[Any]:
 async def emitter(ctx: DurableContext, job: Job) -> dict[str, Any]:
     accepted = await ctx.emit_event(job.key, {"from": "agent"})
     payload = await ctx.await_event(job.key)
+    await ctx.await_event("finish")
     return {"accepted": accepted, "payload": payload}
 
 

@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
 
 from adapters.local import (
     DurableRunStore,
@@ -12,11 +15,12 @@ from adapters.local import (
     PostgresStore,
     SqliteStore,
 )
+from adapters.temporal import DevServer
 from tests.conformance import agents
-from tests.conformance.substrates import LocalSubstrate, Substrate
+from tests.conformance.substrates import LocalSubstrate, Substrate, TemporalSubstrate
 
 LOCAL_SUBSTRATES = ["memory", "file", "sqlite", "postgres"]
-SUBSTRATES = [*LOCAL_SUBSTRATES]
+SUBSTRATES = [*LOCAL_SUBSTRATES, "temporal"]
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -57,6 +61,14 @@ async def substrate(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIter
     marker = request.node.get_closest_marker("local_only")
     if marker is not None and kind not in LOCAL_SUBSTRATES:
         pytest.skip(f"local-only: {marker.kwargs.get('reason', '')}")
+    if kind == "temporal":
+        server: DevServer = request.getfixturevalue("temporal_server")
+        client = await Client.connect(server.address, data_converter=pydantic_data_converter)
+        temporal = TemporalSubstrate(client, task_queue=f"conformance-{uuid.uuid4().hex[:8]}")
+        await temporal.start_worker()
+        yield temporal
+        await temporal.close()
+        return
     store = await open_store(kind, location := store_location(request, kind, tmp_path))
     sub = LocalSubstrate(kind, store, location=location)
     yield sub

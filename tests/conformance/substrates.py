@@ -15,8 +15,13 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
+from temporalio.client import Client
+from temporalio.worker import Worker
+
 from adapters.local import DurableRunStore, run_durable
-from durable import DurableContext, StepRecord, derive_worker_id
+from adapters.temporal import EVENT_SIGNAL, AgentClient
+from durable import DurableContext, DurableError, StepRecord, derive_worker_id
+from worker import temporal_worker
 
 Agent = Callable[[DurableContext, Any], Awaitable[Any]]
 
@@ -41,6 +46,10 @@ class Substrate(ABC):
     @abstractmethod
     async def send_event(self, run_id: str, key: str, payload: Any) -> bool:
         """Send an event from outside the run; ``True`` if this send was accepted."""
+
+    @abstractmethod
+    async def signal_event(self, run_id: str, key: str, payload: Any) -> None:
+        """Send an event without waiting for an answer (it may wake the run)."""
 
     @abstractmethod
     async def crash(self, run_id: str) -> None:
@@ -105,6 +114,9 @@ class LocalSubstrate(Substrate):
     async def send_event(self, run_id: str, key: str, payload: Any) -> bool:
         return (await self.store.emit_event(run_id, key, payload)).accepted
 
+    async def signal_event(self, run_id: str, key: str, payload: Any) -> None:
+        await self.store.emit_event(run_id, key, payload)
+
     async def crash(self, run_id: str) -> None:
         task = self._tasks.pop(run_id)
         task.cancel()
@@ -126,3 +138,70 @@ class LocalSubstrate(Substrate):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         await self.store.close()
+
+
+class TemporalSubstrate(Substrate):
+    """Runs as Temporal workflows on a real dev server, through ``AgentClient``.
+
+    The worker keeps no workflow cache, so every workflow task replays the run's
+    history: the strictest test of the workflow code's determinism. A crash shuts
+    the worker down; a resume starts a fresh one.
+    """
+
+    local = False
+    name = "temporal"
+
+    def __init__(self, client: Client, *, task_queue: str) -> None:
+        self.client = AgentClient(client, task_queue=task_queue)
+        self.task_queue = task_queue
+        self._worker: Worker | None = None
+        self._worker_task: asyncio.Task[None] | None = None
+        self._start_errors: dict[str, BaseException] = {}
+
+    async def start_worker(self) -> None:
+        self._worker = temporal_worker(
+            self.client.client,
+            task_queue=self.task_queue,
+            agent_modules=("tests.conformance.agents",),
+            max_cached_workflows=0,
+        )
+        self._worker_task = asyncio.create_task(self._worker.run())
+
+    async def stop_worker(self) -> None:
+        worker, task = self._worker, self._worker_task
+        self._worker, self._worker_task = None, None
+        if worker is not None and task is not None:
+            await worker.shutdown()
+            await task
+
+    async def start(self, agent: Agent, job: Any, *, run_id: str) -> None:
+        self._start_errors.pop(run_id, None)
+        try:
+            await self.client.start(agent, job, run_id=run_id)
+        except DurableError as exc:
+            # run_durable reports these when awaited; so does this substrate.
+            self._start_errors[run_id] = exc
+
+    async def result(self, run_id: str, *, timeout: float = 20) -> Any:
+        if run_id in self._start_errors:
+            raise self._start_errors.pop(run_id)
+        return await asyncio.wait_for(self.client.result(run_id), timeout)
+
+    async def send_event(self, run_id: str, key: str, payload: Any) -> bool:
+        return await self.client.send_event(run_id, key, payload)
+
+    async def signal_event(self, run_id: str, key: str, payload: Any) -> None:
+        handle = self.client.client.get_workflow_handle(run_id)
+        await handle.signal(EVENT_SIGNAL, {"key": key, "payload": payload})
+
+    async def crash(self, run_id: str) -> None:
+        await self.stop_worker()
+
+    async def resume(self, agent: Agent, job: Any, *, run_id: str) -> None:
+        await self.start_worker()
+
+    async def steps(self, run_id: str) -> list[StepRecord]:
+        return await self.client.steps(run_id)
+
+    async def close(self) -> None:
+        await self.stop_worker()
