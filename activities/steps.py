@@ -35,19 +35,18 @@ async def run_step(args: Sequence[RawValue]) -> StepOutcome:
             non_retryable=True,
         )
     converter = activity.payload_converter()
-    input_hash: str = converter.from_payload(args[0].payload, str)
-    details: dict[str, Any] = {"attempt": info.attempt, "input_hash": input_hash}
-    if len(args) - 1 != len(definition.params):
+    details: dict[str, Any] = {"attempt": info.attempt}
+    if len(args) != len(definition.params):
         raise ApplicationError(
             f"step {definition.name!r} takes {len(definition.params)} argument(s) but was "
-            f"scheduled with {len(args) - 1}; the workflow and the worker run different code",
+            f"scheduled with {len(args)}; the workflow and the worker run different code",
             {**details, "code": "registration"},
             type="DurableRegistrationError",
             non_retryable=True,
         )
     values = [
         converter.from_payload(raw.payload, hint)
-        for raw, hint in zip(args[1:], definition.params, strict=True)
+        for raw, hint in zip(args, definition.params, strict=True)
     ]
     try:
         value = await definition.fn(*values)
@@ -69,4 +68,4 @@ async def run_step(args: Sequence[RawValue]) -> StepOutcome:
             type=type(exc).__name__,
             non_retryable=True,
         ) from None
-    return StepOutcome(result=data, attempt=info.attempt, input_hash=input_hash)
+    return StepOutcome(result=data, attempt=info.attempt)

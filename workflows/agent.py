@@ -23,6 +23,7 @@ with workflow.unsafe.imports_passed_through():
     from adapters.temporal import (
         EVENT_SIGNAL,
         EVENT_UPDATE,
+        SEARCH_ATTRIBUTES_MEMO,
         STATUS_QUERY,
         STEPS_QUERY,
         EventMessage,
@@ -57,6 +58,7 @@ class AgentWorkflow:
                 project_id=manifest.project_id,
                 scenario_id=manifest.scenario_id,
                 events=self._events,
+                search_attributes=bool(workflow.memo_value(SEARCH_ATTRIBUTES_MEMO, False)),
             )
             self._context = context
             label = f"agent {definition.name!r}"

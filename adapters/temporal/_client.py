@@ -17,7 +17,7 @@ from temporalio.client import (
     WorkflowHandle,
     WorkflowUpdateFailedError,
 )
-from temporalio.common import WorkflowIDReusePolicy
+from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 
 from durable import (
@@ -35,10 +35,13 @@ from durable._failures import run_failed_error
 
 from ._convert import durable_error_from
 from ._messages import EVENT_UPDATE, STATUS_QUERY, STEPS_QUERY, EventMessage
+from ._search import AGENT_NAME, PROJECT_ID
 
 __all__ = ["AgentClient"]
 
 MANIFEST_MEMO = "manifest_hash"
+SEARCH_ATTRIBUTES_MEMO = "search_attributes"
+"""Memo flag: the run carries the custom search attributes, so it may update them."""
 
 
 async def _recorded_failure(handle: WorkflowHandle[Any, Any], run_id: str) -> DurableRunFailedError:
@@ -55,9 +58,13 @@ async def _recorded_failure(handle: WorkflowHandle[Any, Any], run_id: str) -> Du
 class AgentClient:
     """Starts and drives agent runs on one task queue."""
 
-    def __init__(self, client: Client, *, task_queue: str) -> None:
+    def __init__(self, client: Client, *, task_queue: str, search_attributes: bool = True) -> None:
+        """``search_attributes`` needs ``AgentName``, ``ProjectId`` and ``WaitingFor``
+        registered on the namespace (the embedded dev server does it; on a cluster run
+        ``deploy/register_search_attributes.sh``); without them, pass ``False``."""
         self.client = client
         self.task_queue = task_queue
+        self.search_attributes = search_attributes
 
     async def start(
         self,
@@ -88,7 +95,17 @@ class AgentClient:
                 id=run_id,
                 task_queue=self.task_queue,
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-                memo={MANIFEST_MEMO: digest},
+                memo={MANIFEST_MEMO: digest, SEARCH_ATTRIBUTES_MEMO: self.search_attributes},
+                search_attributes=(
+                    TypedSearchAttributes(
+                        [
+                            SearchAttributePair(AGENT_NAME, definition.name),
+                            SearchAttributePair(PROJECT_ID, project_id),
+                        ]
+                    )
+                    if self.search_attributes
+                    else TypedSearchAttributes.empty
+                ),
                 static_summary=f"{definition.name}: {definition.description}"[:200],
                 static_details=f"project `{project_id}`, manifest {digest[:12]}",
             )
@@ -112,7 +129,7 @@ class AgentClient:
         try:
             data = await handle.result()
         except WorkflowFailureError as failure:
-            error = durable_error_from(failure.cause)
+            error = durable_error_from(failure.cause, run_id)
             if error is not None:
                 raise error from None
             raise DurableRunFailedError(

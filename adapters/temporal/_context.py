@@ -39,7 +39,6 @@ from durable._failures import (
     await_timeout_error,
     event_label,
     event_payload_error,
-    input_mismatch_error,
     step_error_from,
     step_failed_error,
     step_label,
@@ -48,6 +47,7 @@ from durable._failures import (
 
 from ._convert import activity_id, temporal_retry_policy
 from ._messages import StepOutcome
+from ._search import WAITING_FOR
 
 __all__ = ["TemporalContext"]
 
@@ -58,7 +58,14 @@ Ts = TypeVarTuple("Ts")
 class TemporalContext:
     """Implements ``DurableContext`` inside a workflow; ``events`` is the run's event map."""
 
-    def __init__(self, *, project_id: str, scenario_id: str | None, events: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        *,
+        project_id: str,
+        scenario_id: str | None,
+        events: dict[str, Any],
+        search_attributes: bool = False,
+    ) -> None:
         self._run_id = workflow.info().workflow_id
         self._project_id = project_id
         self._scenario_id = scenario_id
@@ -67,6 +74,7 @@ class TemporalContext:
         self.waiting: dict[str, datetime | None] = {}
         self._codecs: dict[Any, JsonCodec[Any]] = {}
         self._wakes_on: Callable[[], bool] | None = None
+        self._search_attributes = search_attributes
 
     def settled(self) -> bool:
         """True when the agent is blocked on something that has not happened yet.
@@ -114,10 +122,6 @@ class TemporalContext:
         changes.setdefault("completed_at", workflow.now())
         self.steps[index] = replace(self.steps[index], **changes)
 
-    def _check_fingerprint(self, index: int, intent: str, recorded: str, now: str) -> None:
-        if recorded and now and recorded != now:
-            raise input_mismatch_error(self._run_id, index, intent, recorded, now)
-
     async def step(
         self,
         intent: str,
@@ -134,21 +138,19 @@ class TemporalContext:
         try:
             outcome = await workflow.execute_activity(
                 definition.name,
-                args=[input_hash, *args],
-                activity_id=activity_id(index, intent),
+                args=args,
+                activity_id=activity_id(index, intent, input_hash),
                 start_to_close_timeout=options.timeout,
                 retry_policy=temporal_retry_policy(options.retry),
                 summary=intent,
                 result_type=StepOutcome,
             )
         except ActivityError as failure:
-            error, attempts, recorded_hash = _activity_failure(failure, label, definition)
-            self._check_fingerprint(index, intent, recorded_hash, input_hash)
+            error, attempts = _activity_failure(failure, label, definition)
             self._finish(index, status="failed", error=error, attempts=attempts)
             if error.code == ErrorCode.RESULT_NOT_SERIALIZABLE:
                 raise DurableResultNotSerializableError(error.message) from None
             raise step_failed_error(intent, index, error, attempts) from None
-        self._check_fingerprint(index, intent, outcome.input_hash, input_hash)
         value: T = definition.result.decode(outcome.result, what=label)
         self._finish(index, status="completed", result=outcome.result, attempts=outcome.attempt)
         return value
@@ -182,6 +184,7 @@ class TemporalContext:
         self.waiting[key] = deadline
         until = f" until {deadline.isoformat()}" if deadline is not None else ""
         workflow.set_current_details(f"waiting for event `{key}`{until}")
+        self._show_waiting(key)
         self._wakes_on = lambda: key in self.events
         try:
             await workflow.wait_condition(
@@ -196,6 +199,7 @@ class TemporalContext:
             self._wakes_on = None
             del self.waiting[key]
             workflow.set_current_details("")
+            self._show_waiting(None)
         payload = self.events[key]
         if type is None:
             self._finish(index, status="completed", result=payload)
@@ -210,6 +214,11 @@ class TemporalContext:
         self._finish(index, status="completed", result=payload)
         return value
 
+    def _show_waiting(self, key: str | None) -> None:
+        if self._search_attributes:
+            update = WAITING_FOR.value_set(key) if key else WAITING_FOR.value_unset()
+            workflow.upsert_search_attributes([update])
+
     async def emit_event(self, key: str, payload: object) -> bool:
         check_name(key, what="event key")
         index = self._begin(f"emit_event:{key}", "event")
@@ -222,8 +231,8 @@ class TemporalContext:
 
 def _activity_failure(
     failure: ActivityError, label: str, definition: StepDefinition
-) -> tuple[StepError, int, str]:
-    """The recorded error, the number of attempts and the echoed input hash of a failed step."""
+) -> tuple[StepError, int]:
+    """The recorded error and the number of attempts of a failed step."""
     cause = failure.cause
     retry = definition.options.retry
     exhausted = failure.retry_state == RetryState.MAXIMUM_ATTEMPTS_REACHED
@@ -233,11 +242,11 @@ def _activity_failure(
         error = StepError(
             message=cause.message, type=cause.type or "ApplicationError", code=details.get("code")
         )
-        return error, int(details.get("attempt", attempts)), str(details.get("input_hash", ""))
+        return error, int(details.get("attempt", attempts))
     if isinstance(cause, TemporalTimeoutError):
         timeout = definition.options.timeout.total_seconds()
-        return step_error_from(step_timeout_error(attempts, label, timeout)), attempts, ""
-    return step_error_from(cause or failure), attempts, ""
+        return step_error_from(step_timeout_error(attempts, label, timeout)), attempts
+    return step_error_from(cause or failure), attempts
 
 
 if TYPE_CHECKING:

@@ -7,6 +7,7 @@ so the client rebuilds exactly the error the workflow raised.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import temporalio.common
@@ -19,6 +20,7 @@ from durable import (
     RetryPolicy,
     error_for_code,
 )
+from durable._failures import input_mismatch_error
 
 __all__ = [
     "activity_id",
@@ -41,9 +43,25 @@ def temporal_retry_policy(policy: RetryPolicy) -> temporalio.common.RetryPolicy:
     )
 
 
-def activity_id(index: int, intent: str) -> str:
-    """Position plus intent: Temporal compares it on replay, so a changed intent is caught."""
-    return f"{index}:{intent}"
+_FINGERPRINT = re.compile(r" \[([0-9a-f]{16})\]$")
+_ACTIVITY_ID_MISMATCH = re.compile(
+    r"Activity id of scheduled event '(.*)' does not match activity id of activity command '(.*)'"
+)
+
+
+def activity_id(index: int, intent: str, input_hash: str = "") -> str:
+    """Position, intent and input fingerprint: Temporal compares ids on replay.
+
+    So a renamed or moved step and a step whose inputs changed are both caught
+    the moment replay reaches them, before any later command could mask them.
+    """
+    suffix = f" [{input_hash[:16]}]" if input_hash else ""
+    return f"{index}:{intent}{suffix}"
+
+
+def _split_activity_id(value: str) -> tuple[str, str]:
+    match = _FINGERPRINT.search(value)
+    return (value[: match.start()], match.group(1)) if match else (value, "")
 
 
 def to_application_error(error: DurableError) -> ApplicationError:
@@ -58,16 +76,26 @@ def to_application_error(error: DurableError) -> ApplicationError:
     return ApplicationError(error.message, details, type=type(error).__name__, non_retryable=True)
 
 
-def durable_error_from(failure: BaseException | None) -> DurableError | None:
+def _nondeterminism(failure: BaseException, run_id: str) -> DurableError:
+    ids = _ACTIVITY_ID_MISMATCH.search(str(failure))
+    if ids is not None:
+        (recorded, recorded_hash), (now, now_hash) = map(_split_activity_id, ids.groups())
+        if recorded == now and recorded_hash != now_hash:
+            index, _, intent = recorded.partition(":")
+            return input_mismatch_error(run_id, int(index), intent, recorded_hash, now_hash)
+    return DurableRunDivergenceError(
+        f"the recorded history of run {run_id!r} no longer matches the code ({failure}); "
+        "steps were added, removed, renamed or reordered, so restore the previous "
+        "order or start a new run"
+    )
+
+
+def durable_error_from(failure: BaseException | None, run_id: str = "") -> DurableError | None:
     """The durable error a Temporal failure chain carries, if any."""
     while failure is not None:
         # Temporal reports nondeterminism with its own failure type; its code is TMPRL1100.
         if "TMPRL1100" in str(failure) or getattr(failure, "type", None) == NONDETERMINISM:
-            return DurableRunDivergenceError(
-                f"the run's recorded history no longer matches the code ({failure}); "
-                "steps were added, removed, renamed or reordered, so restore the previous "
-                "order or start a new run"
-            )
+            return _nondeterminism(failure, run_id)
         if isinstance(failure, ApplicationError):
             details = failure.details[0] if failure.details else None
             if isinstance(details, dict) and isinstance(details.get("code"), str):

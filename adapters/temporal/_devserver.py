@@ -18,14 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
-__all__ = ["SEARCH_ATTRIBUTES", "DevServer", "find_temporal_binary"]
+from ._search import SEARCH_ATTRIBUTES
 
-SEARCH_ATTRIBUTES: Mapping[str, str] = {
-    "AgentName": "Keyword",
-    "ProjectId": "Keyword",
-    "WaitingFor": "Keyword",
-}
-"""Custom search attributes every agent run carries, with their Temporal types."""
+__all__ = ["DevServer", "find_temporal_binary"]
 
 
 def find_temporal_binary() -> str:

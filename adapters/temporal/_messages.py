@@ -33,9 +33,7 @@ class EventMessage(BaseModel):
 
 
 class StepOutcome(BaseModel):
-    """What the step activity returns: the result as JSON, and what replay must compare."""
+    """What the step activity returns: the result as JSON, and the attempt that produced it."""
 
     result: Any
     attempt: int
-    input_hash: str
-    """The fingerprint hash the step was called with, echoed so replay can compare it."""
