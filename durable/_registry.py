@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, TypeVar, get_type_hints, overload
 
+from pydantic import ValidationError
+
 from ._codec import JsonCodec
 from ._errors import DurableRegistrationError
 from ._records import DurableRunManifest, TaskSpec
@@ -68,7 +70,15 @@ class AgentDefinition:
     ) -> DurableRunManifest:
         """The manifest of a run of this agent on ``input``: what identifies the run."""
         label = f"agent {self.name!r}"
-        encoded = self.input.encode(input, what=f"the input of {label}")
+        try:
+            # Validating first turns JSON from a command line or HTTP body into the typed input.
+            value = self.input.validate(input)
+        except ValidationError as exc:
+            raise ValueError(
+                f"the input of {label} does not match {self.input.annotation!r}: "
+                f"{exc.errors(include_url=False)}; send an input of that type"
+            ) from None
+        encoded = self.input.encode(value, what=f"the input of {label}")
         if not isinstance(encoded, dict):
             raise DurableRegistrationError(
                 f"the input of {label} serializes to a {type(encoded).__name__}, but a run's "

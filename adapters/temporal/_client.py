@@ -23,6 +23,7 @@ from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from durable import (
     DurableContext,
     DurableEventPayloadError,
+    DurableRegistrationError,
     DurableRunFailedError,
     DurableRunInputMismatchError,
     StepRecord,
@@ -136,7 +137,10 @@ class AgentClient:
                 f"run {run_id!r} failed: {failure.cause}; see the run in the Temporal UI"
             ) from None
         described = await handle.describe()
-        definition = agent_definition(described.workflow_type)
+        try:
+            definition = agent_definition(described.workflow_type)
+        except DurableRegistrationError:
+            return data  # the agent is not importable here: its result as plain JSON
         return definition.output.decode(data, what=f"the result of run {run_id!r}")
 
     async def send_event(self, run_id: str, key: str, payload: Any) -> bool:

@@ -56,14 +56,31 @@ async def test_worker_resumes_only_runs_whose_lease_expired() -> None:
     assert run.status == "running"
 
 
-def test_worker_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("DURABLE_STORE", "/tmp/x.db")
-    monkeypatch.setenv("DURABLE_AGENT_MODULES", "a.b, c")
-    monkeypatch.setenv("DURABLE_LEASE_SECONDS", "4.5")
-    settings = WorkerSettings.from_env()
-    assert settings.store_path == Path("/tmp/x.db")
+def test_worker_settings_from_the_environment() -> None:
+    settings = WorkerSettings.from_env(
+        {
+            "TEMPORAL_ADDRESS": "temporal.internal:7233",
+            "TEMPORAL_NAMESPACE": "agents",
+            "TASK_QUEUE": "refunds",
+            "DURABLE_STORE": "/tmp/x.db",
+            "DURABLE_AGENT_MODULES": "a.b, c",
+            "DURABLE_LEASE_SECONDS": "4.5",
+        }
+    )
+    assert settings.address == "temporal.internal:7233"
+    assert (settings.namespace, settings.task_queue) == ("agents", "refunds")
+    assert settings.local_store == Path("/tmp/x.db")
     assert settings.agent_modules == ("a.b", "c")
     assert settings.lease == timedelta(seconds=4.5)
+    assert settings.ui_link("r") is None  # an external server's UI is not ours to name
+
+
+def test_worker_defaults_to_the_embedded_server() -> None:
+    settings = WorkerSettings.from_env({})
+    assert settings.address == "127.0.0.1:7233"
+    assert settings.ui_link("refund-1") == (
+        "http://localhost:8233/namespaces/default/workflows/refund-1"
+    )
 
 
 @pytest.mark.parametrize(
@@ -72,14 +89,14 @@ def test_worker_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -
         ("DURABLE_LEASE_SECONDS", "soon", "must be a number of seconds"),
         ("DURABLE_LEASE_SECONDS", "0", "positive number of seconds"),
         ("DURABLE_AGENT_MODULES", " , ", "name at least one module"),
+        ("TEMPORAL_UI_PORT", "eighty", "must be a whole number"),
+        ("TEMPORAL_DEV_PORT", "70000", "port number from 1 to 65535"),
+        ("TASK_QUEUE", " ", "TASK_QUEUE must not be empty"),
     ],
 )
-def test_worker_settings_refuse_bad_values(
-    monkeypatch: pytest.MonkeyPatch, name: str, value: str, message: str
-) -> None:
-    monkeypatch.setenv(name, value)
+def test_worker_settings_refuse_bad_values(name: str, value: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):
-        WorkerSettings.from_env()
+        WorkerSettings.from_env({name: value})
 
 
 def test_worker_reports_an_agent_module_it_cannot_import(tmp_path: Path) -> None:
@@ -99,7 +116,7 @@ def test_worker_reports_an_agent_module_it_cannot_import(tmp_path: Path) -> None
 def test_the_demo_survives_a_killed_worker(tmp_path: Path) -> None:
     env = {**os.environ, "DURABLE_DEMO_DATA": str(tmp_path)}
     out = subprocess.run(
-        [sys.executable, "-m", "examples.demo"],
+        [sys.executable, "-m", "examples.local_demo"],
         cwd=ROOT,
         env=env,
         capture_output=True,

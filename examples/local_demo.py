@@ -1,6 +1,6 @@
 """The local demo: an agent run survives its worker being killed.
 
-    python -m examples.demo
+    python -m examples.local_demo
 
 1. worker A starts a ``refund_review`` run on the SQLite store and stops at the
    human-approval wait;
@@ -67,7 +67,7 @@ async def demo() -> None:
 
     print("1. Worker A starts the run.")
     worker_a = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "examples.demo", "start", run_id, cwd=ROOT, env=_env()
+        sys.executable, "-m", "examples.local_demo", "start", run_id, cwd=ROOT, env=_env()
     )
     seen: set[int] = set()
     await wait_for(store, run_id, "await_event:approval", seen)
@@ -85,10 +85,11 @@ async def demo() -> None:
     print(f"   accepted={sent.accepted}\n")
 
     print(
-        f"4. worker.py starts; once worker A's {LEASE_SECONDS:g}s lease expires it resumes the run."
+        f"4. worker.py --local starts; once worker A's {LEASE_SECONDS:g}s lease expires, "
+        "it resumes the run."
     )
     worker_b = await asyncio.create_subprocess_exec(
-        sys.executable, "worker.py", cwd=ROOT, env=_env()
+        sys.executable, "worker.py", "--local", cwd=ROOT, env=_env()
     )
     try:
         deadline = time.monotonic() + 60

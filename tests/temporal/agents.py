@@ -1,0 +1,30 @@
+"""Agents used only by the Temporal integration tests."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from pydantic import BaseModel
+
+from durable import DurableContext, agent
+
+
+class Wait(BaseModel):
+    seconds: float
+
+
+@agent(name="temporal.long_wait")
+async def long_wait(ctx: DurableContext, wait: Wait) -> str:
+    """Waits hours for an approval; on the time-skipping server that takes no time."""
+    try:
+        await ctx.await_event("approval", timeout=timedelta(seconds=wait.seconds))
+    except Exception as exc:
+        return type(exc).__name__
+    return "approved"
+
+
+@agent(name="temporal.long_sleep")
+async def long_sleep(ctx: DurableContext, wait: Wait) -> float:
+    before = await ctx.now()
+    await ctx.sleep(wait.seconds)
+    return (await ctx.now() - before).total_seconds()

@@ -1,0 +1,128 @@
+"""The ``durable`` command and the ``temporal`` CLI against a real dev server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from adapters.temporal import AgentClient, DevServer, find_temporal_binary
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def durable(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    script = Path(sys.executable).parent / "durable"
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "cli"]
+    return subprocess.run(
+        [*command, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+
+
+@pytest.fixture
+def env(temporal_server: DevServer, task_queue: str, tmp_path: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "TEMPORAL_ADDRESS": temporal_server.address,
+        "TASK_QUEUE": task_queue,
+        "DURABLE_AGENT_MODULES": "examples.refund",
+        "DURABLE_DATA": str(tmp_path),
+        "REFUND_LEDGER": str(tmp_path / "ledger.jsonl"),
+    }
+
+
+async def _waiting(client: AgentClient, run_id: str) -> None:
+    for _ in range(200):
+        status = await client.status(run_id)
+        if status["waiting_for"] == ["approval"]:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"run {run_id} never waited for approval")
+
+
+async def test_run_status_event_result_list(
+    agents_client: AgentClient, env: dict[str, str], temporal_server: DevServer
+) -> None:
+    request = '{"order_id": "A-1001", "amount_cents": 2500, "reason": "damaged"}'
+    started = await asyncio.to_thread(
+        durable, "run", "refund_review", "--input", request, "--run-id", "refund-cli", env=env
+    )
+    assert started.returncode == 0, started.stderr
+    assert "started run refund-cli of refund_review" in started.stdout
+    await _waiting(agents_client, "refund-cli")
+
+    status = await asyncio.to_thread(durable, "status", "refund-cli", env=env)
+    assert "waiting for approval" in status.stdout
+    assert "look up the order" in status.stdout
+
+    # The approval arrives from another shell through the temporal CLI's signal.
+    signal = await asyncio.to_thread(
+        subprocess.run,
+        [
+            find_temporal_binary(), "workflow", "signal",
+            "--address", temporal_server.address,
+            "--workflow-id", "refund-cli",
+            "--name", "event",
+            "--input", '{"key": "approval", "payload": {"approved": true, "reviewer": "dana"}}',
+        ],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert signal.returncode == 0, signal.stderr
+
+    result = await asyncio.to_thread(durable, "result", "refund-cli", env=env)
+    assert result.returncode == 0, result.stderr
+    outcome = json.loads(result.stdout)
+    assert (outcome["status"], outcome["reviewer"]) == ("refunded", "dana")
+
+    listing = await asyncio.to_thread(durable, "list", env=env)
+    assert "refund-cli" in listing.stdout
+    assert "completed" in listing.stdout
+
+    late = await asyncio.to_thread(
+        durable, "event", "refund-cli", "approval", "--payload", "{}", env=env
+    )
+    assert late.returncode == 2
+    assert "has already finished" in late.stderr
+
+
+async def test_durable_event_is_first_emit_wins(
+    agents_client: AgentClient, env: dict[str, str]
+) -> None:
+    await agents_client.start(
+        "refund_review",
+        {"order_id": "A-1001", "amount_cents": 100, "reason": "late"},
+        run_id="refund-events",
+    )
+    await _waiting(agents_client, "refund-events")
+    approve = '{"approved": false, "reviewer": "sam"}'
+
+    first = await asyncio.to_thread(
+        durable, "event", "refund-events", "approval", "--payload", approve, env=env
+    )
+
+    assert (first.returncode, first.stdout.strip()) == (0, "accepted")
+    outcome = await agents_client.result("refund-events")
+    assert outcome.status == "declined"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("run", "refund_review", "--input", "{bad"), "--input is not valid JSON"),
+        (("run", "no_such_agent", "--input", "{}"), "no agent named 'no_such_agent'"),
+        (("run", "refund_review", "--input", '{"order_id": 1}'), "does not match"),
+        (("event", "missing-run", "approval"), "no run 'missing-run'"),
+    ],
+)
+def test_bad_input_is_refused_with_the_fix(
+    env: dict[str, str], args: tuple[str, ...], message: str
+) -> None:
+    refused = durable(*args, env=env)
+
+    assert refused.returncode in (1, 2), refused
+    assert message in refused.stderr
