@@ -29,7 +29,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError, RPCStatusCode
 
 import worker
-from adapters.local import SqliteStore, run_durable
+from adapters.local import SqliteStore, run_durable, send_event
 from adapters.temporal import AgentClient
 from durable import DurableError, JsonCodec, StepRecord, agent_definition, check_name
 
@@ -111,11 +111,12 @@ async def cmd_run(args: argparse.Namespace, settings: worker.WorkerSettings) -> 
 
 
 async def cmd_event(args: argparse.Namespace, settings: worker.WorkerSettings) -> int:
+    worker.import_agents(settings.agent_modules)
     payload = _json_argument(args.payload, "--payload")
     if args.local:
         store = SqliteStore(settings.local_store)
         try:
-            accepted = (await store.emit_event(args.run, args.key, payload)).accepted
+            accepted = await send_event(store, args.run, args.key, payload)
         finally:
             await store.close()
     else:

@@ -17,7 +17,8 @@ from typing import Any, TypeVar, get_type_hints, overload
 from pydantic import ValidationError
 
 from ._codec import JsonCodec
-from ._errors import DurableRegistrationError
+from ._errors import DurableEventPayloadError, DurableRegistrationError
+from ._names import check_name
 from ._records import DurableRunManifest, TaskSpec
 from ._retry import DEFAULT_STEP_TIMEOUT, RetryPolicy, StepOptions, as_timedelta
 
@@ -58,6 +59,21 @@ class AgentDefinition:
     input: JsonCodec[Any]
     output: JsonCodec[Any]
     description: str
+    events: Mapping[str, JsonCodec[Any]]
+    """Declared payload types of event keys."""
+
+    def check_event(self, key: str, payload: Any) -> None:
+        """Refuse a payload that does not match its key's declared type, saying why."""
+        codec = self.events.get(key)
+        if codec is None:
+            return
+        try:
+            codec.validate(payload)
+        except ValidationError as exc:
+            raise DurableEventPayloadError(
+                f"event {key!r} of agent {self.name!r} must be {codec.annotation!r}, but "
+                f"{exc.errors(include_url=False)}; fix the payload and send it again"
+            ) from None
 
     def manifest(
         self,
@@ -206,15 +222,31 @@ def step_definition(fn: object) -> StepDefinition:
 @overload
 def agent(fn: F, /) -> F: ...
 @overload
-def agent(*, name: str | None = None, description: str | None = None) -> Callable[[F], F]: ...
 def agent(
-    fn: F | None = None, /, *, name: str | None = None, description: str | None = None
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    events: Mapping[str, Any] | None = None,
+) -> Callable[[F], F]: ...
+def agent(
+    fn: F | None = None,
+    /,
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    events: Mapping[str, Any] | None = None,
 ) -> F | Callable[[F], F]:
     """Register ``async def f(ctx, input) -> output`` as an agent named ``name``.
 
     The name is the workflow type on Temporal. The input annotation types the
-    run's input; the return annotation types its result.
+    run's input; the return annotation types its result. ``events`` declares the
+    payload type of event keys, so a payload of the wrong type is refused to its
+    sender before it reaches the run, and ``await_event`` returns that type.
     """
+    declared: dict[str, JsonCodec[Any]] = {
+        check_name(key, what="event key"): JsonCodec(annotation)
+        for key, annotation in (events or {}).items()
+    }
 
     def register(func: F) -> F:
         checked = _check_function(func, "agent")
@@ -240,6 +272,7 @@ def agent(
             input=JsonCodec(hints.get(params[1].name, Any)),
             output=JsonCodec(hints.get("return", Any)),
             description=description or inspect.getdoc(checked) or agent_name,
+            events=declared,
         )
         _agents[agent_name] = definition
         setattr(func, _AGENT_ATTR, definition)

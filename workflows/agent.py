@@ -58,6 +58,7 @@ class AgentWorkflow:
                 project_id=manifest.project_id,
                 scenario_id=manifest.scenario_id,
                 events=self._events,
+                declared=definition.events,
                 search_attributes=bool(workflow.memo_value(SEARCH_ATTRIBUTES_MEMO, False)),
             )
             self._context = context
@@ -84,7 +85,7 @@ class AgentWorkflow:
     async def event(self, message: Any) -> None:
         try:
             event = _parse_event(message)
-        except ValueError as exc:
+        except (ValueError, DurableError) as exc:
             # A signal cannot be refused; a malformed one is logged and never harms the run.
             workflow.logger.warning("ignored a malformed event signal: %s", exc)
             return
@@ -132,7 +133,7 @@ class AgentWorkflow:
 
 
 def _parse_event(message: Any) -> EventMessage:
-    """A well-formed event, or ``ValueError`` with the reason to give the sender."""
+    """A well-formed event of the declared type, or an error with the reason for the sender."""
     try:
         event = EventMessage.model_validate(message)
     except ValidationError as exc:
@@ -141,4 +142,10 @@ def _parse_event(message: Any) -> EventMessage:
             f"this one failed with {exc.errors(include_url=False)}"
         ) from None
     check_name(event.key, what="event key")
+    try:
+        # Looked up by type, not from run(): a handler can run before the agent starts.
+        definition = agent_definition(workflow.info().workflow_type)
+    except DurableError:
+        return event  # an unknown agent fails the run itself; nothing to check against
+    definition.check_event(event.key, event.payload)
     return event

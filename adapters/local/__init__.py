@@ -9,7 +9,7 @@ import typing
 from ._context import LocalContext
 from ._file import FileStore
 from ._memory import InMemoryStore
-from ._runner import RunResult, resume_run, run_durable
+from ._runner import RunResult, resume_run, run_durable, send_event
 from ._sqlite import SqliteStore, Synchronous
 from ._store import DurableRunStore, EmitResult, Resumed
 from ._worker import LocalWorker
@@ -28,6 +28,7 @@ __all__ = [
     "Synchronous",
     "resume_run",
     "run_durable",
+    "send_event",
 ]
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid as _uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar, TypeVarTuple, Unpack, cast
 
@@ -72,6 +72,7 @@ class LocalContext:
         run: RunRecord,
         steps: Sequence[StepRecord],
         poll_interval: timedelta,
+        declared: Mapping[str, JsonCodec[Any]] | None = None,
     ) -> None:
         self._store = store
         self.lease = lease
@@ -79,6 +80,7 @@ class LocalContext:
         self._recorded = {record.step_index: record for record in steps}
         self._next = 0
         self._poll = poll_interval.total_seconds()
+        self._declared = dict(declared or {})
 
     @property
     def run_id(self) -> str:
@@ -217,7 +219,7 @@ class LocalContext:
     ) -> Any:
         intent = f"await_event:{check_name(key, what='event key')}"
         wait = None if timeout is None else as_timedelta(timeout, what="await_event timeout")
-        codec = None if type is None else _codec(type)
+        codec = self._declared.get(key) if type is None else _codec(type)
         index, record = self._position(intent, "event", "")
         label = event_label(key, self.run_id)
         if record is not None and record.status == "completed":

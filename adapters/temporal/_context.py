@@ -10,7 +10,7 @@ check catches a changed intent), and whose summary is the intent. ``now`` and
 from __future__ import annotations
 
 import uuid as _uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar, TypeVarTuple, Unpack
@@ -64,6 +64,7 @@ class TemporalContext:
         project_id: str,
         scenario_id: str | None,
         events: dict[str, Any],
+        declared: Mapping[str, JsonCodec[Any]] | None = None,
         search_attributes: bool = False,
     ) -> None:
         self._run_id = workflow.info().workflow_id
@@ -73,6 +74,7 @@ class TemporalContext:
         self.steps: list[StepRecord] = []
         self.waiting: dict[str, datetime | None] = {}
         self._codecs: dict[Any, JsonCodec[Any]] = {}
+        self._declared = dict(declared or {})
         self._wakes_on: Callable[[], bool] | None = None
         self._search_attributes = search_attributes
 
@@ -201,14 +203,16 @@ class TemporalContext:
             workflow.set_current_details("")
             self._show_waiting(None)
         payload = self.events[key]
-        if type is None:
+        codec = self._declared.get(key) if type is None else self._codecs.get(type)
+        if codec is None and type is not None:
+            codec = self._codecs.setdefault(type, JsonCodec(type))
+        if codec is None:
             self._finish(index, status="completed", result=payload)
             return payload
-        codec = self._codecs.get(type) or self._codecs.setdefault(type, JsonCodec(type))
         try:
             value = codec.validate(payload)
         except ValidationError as exc:
-            error = event_payload_error(label, type, exc.errors(include_url=False))
+            error = event_payload_error(label, codec.annotation, exc.errors(include_url=False))
             self._finish(index, status="failed", error=step_error_from(error))
             raise error from None
         self._finish(index, status="completed", result=payload)

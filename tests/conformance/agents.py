@@ -184,6 +184,12 @@ async def approval_waiter(ctx: DurableContext, job: Job) -> Approval:
     return await ctx.await_event(job.key, timeout=job.timeout, type=Approval)
 
 
+@agent(name="conformance.gate", events={"approval": Approval})
+async def gate(ctx: DurableContext, job: Job) -> str:
+    approval = await ctx.await_event("approval")  # typed by the declaration
+    return f"{type(approval).__name__}:{approval.by}"
+
+
 @agent(name="conformance.two_waits")
 async def two_waits(ctx: DurableContext, job: Job) -> list[Any]:
     first = await ctx.await_event("first")

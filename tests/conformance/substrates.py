@@ -18,7 +18,7 @@ from typing import Any
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from adapters.local import DurableRunStore, run_durable
+from adapters.local import DurableRunStore, run_durable, send_event
 from adapters.temporal import EVENT_SIGNAL, AgentClient
 from durable import DurableContext, DurableError, StepRecord, derive_worker_id
 from worker import temporal_worker
@@ -112,7 +112,7 @@ class LocalSubstrate(Substrate):
         return outcome.result
 
     async def send_event(self, run_id: str, key: str, payload: Any) -> bool:
-        return (await self.store.emit_event(run_id, key, payload)).accepted
+        return await send_event(self.store, run_id, key, payload)
 
     async def signal_event(self, run_id: str, key: str, payload: Any) -> None:
         await self.store.emit_event(run_id, key, payload)

@@ -322,6 +322,20 @@ async def test_event_payload_of_the_wrong_type(substrate: Substrate, run_id: str
     assert "approved" in str(error)
 
 
+async def test_declared_event_type_refuses_a_bad_payload(substrate: Substrate, run_id: str) -> None:
+    await substrate.start(agents.gate, Job(), run_id=run_id)
+    await substrate.wait_for_step(run_id, "await_event:approval")
+
+    with pytest.raises(DurableError) as refused:
+        await substrate.send_event(run_id, "approval", {"approved": "maybe"})
+    assert refused.value.code == ErrorCode.EVENT_PAYLOAD_INVALID
+    assert "'approved'" in str(refused.value)
+
+    # The run is unharmed: a good payload still completes it.
+    assert await substrate.send_event(run_id, "approval", {"approved": True, "by": "ops"})
+    assert await substrate.result(run_id) == "Approval:ops"
+
+
 async def test_typed_event_payload(substrate: Substrate, run_id: str) -> None:
     await substrate.start(agents.approval_waiter, Job(key="approval"), run_id=run_id)
     await substrate.wait_for_step(run_id, "await_event:approval")
