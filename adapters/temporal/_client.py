@@ -62,7 +62,7 @@ class AgentClient:
     def __init__(self, client: Client, *, task_queue: str, search_attributes: bool = True) -> None:
         """``search_attributes`` needs ``AgentName``, ``ProjectId`` and ``WaitingFor``
         registered on the namespace (the embedded dev server does it; on a cluster run
-        ``deploy/register_search_attributes.sh``); without them, pass ``False``."""
+        ``deploy/register_search_attributes.py``); without them, pass ``False``."""
         self.client = client
         self.task_queue = task_queue
         self.search_attributes = search_attributes
