@@ -28,3 +28,22 @@ async def long_sleep(ctx: DurableContext, wait: Wait) -> float:
     before = await ctx.now()
     await ctx.sleep(wait.seconds)
     return (await ctx.now() - before).total_seconds()
+
+
+class Nothing(BaseModel):
+    pass
+
+
+@agent(name="temporal.misuse")
+async def misuse(ctx: DurableContext, _: Nothing) -> str:
+    """Reads the wall clock inside the workflow: the sandbox refuses it."""
+    import datetime as real_datetime
+
+    return real_datetime.datetime.now().isoformat()
+
+
+@agent(name="temporal.file_misuse")
+async def file_misuse(ctx: DurableContext, _: Nothing) -> str:
+    """Does I/O inside the workflow: the sandbox refuses it."""
+    with open("/etc/hostname") as handle:
+        return handle.read()
