@@ -7,6 +7,7 @@ starting it with the same input attaches to the existing run.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -40,6 +41,7 @@ from ._search import AGENT_NAME, PROJECT_ID
 
 __all__ = ["AgentClient"]
 
+_RECENT_HANDLES = 1024
 MANIFEST_MEMO = "manifest_hash"
 SEARCH_ATTRIBUTES_MEMO = "search_attributes"
 """Memo flag: the run carries the custom search attributes, so it may update them."""
@@ -66,6 +68,13 @@ class AgentClient:
         self.client = client
         self.task_queue = task_queue
         self.search_attributes = search_attributes
+        # Handles of runs this client started wait on the exact run; the time-skipping
+        # test server answers result() only through such a handle. Bounded: a long-lived
+        # client keeps only the most recent ones.
+        self._started: OrderedDict[str, WorkflowHandle[Any, Any]] = OrderedDict()
+
+    def _handle(self, run_id: str) -> WorkflowHandle[Any, Any]:
+        return self._started.get(run_id) or self.client.get_workflow_handle(run_id)
 
     async def start(
         self,
@@ -90,7 +99,7 @@ class AgentClient:
         )
         digest = manifest_hash(manifest)
         try:
-            return await self.client.start_workflow(
+            handle: WorkflowHandle[Any, Any] = await self.client.start_workflow(
                 definition.name,
                 manifest,
                 id=run_id,
@@ -110,6 +119,10 @@ class AgentClient:
                 static_summary=f"{definition.name}: {definition.description}"[:200],
                 static_details=f"project `{project_id}`, manifest {digest[:12]}",
             )
+            self._started[run_id] = handle
+            if len(self._started) > _RECENT_HANDLES:
+                self._started.popitem(last=False)
+            return handle
         except WorkflowAlreadyStartedError:
             handle = self.client.get_workflow_handle(run_id)
             described = await handle.describe()
@@ -126,7 +139,7 @@ class AgentClient:
 
     async def result(self, run_id: str) -> Any:
         """Wait for the run and return its result, typed by the agent's return annotation."""
-        handle = self.client.get_workflow_handle(run_id)
+        handle = self._handle(run_id)
         try:
             data = await handle.result()
         except WorkflowFailureError as failure:
@@ -150,7 +163,7 @@ class AgentClient:
         run unharmed.
         """
         message = EventMessage(key=check_name(key, what="event key"), payload=payload)
-        handle = self.client.get_workflow_handle(run_id)
+        handle = self._handle(run_id)
         try:
             accepted: bool = await handle.execute_update(EVENT_UPDATE, message, result_type=bool)
         except WorkflowUpdateFailedError as failure:
@@ -160,11 +173,11 @@ class AgentClient:
         return accepted
 
     async def steps(self, run_id: str) -> list[StepRecord]:
-        handle = self.client.get_workflow_handle(run_id)
+        handle = self._handle(run_id)
         steps: list[StepRecord] = await handle.query(STEPS_QUERY, result_type=list[StepRecord])
         return steps
 
     async def status(self, run_id: str) -> dict[str, Any]:
-        handle = self.client.get_workflow_handle(run_id)
+        handle = self._handle(run_id)
         status: dict[str, Any] = await handle.query(STATUS_QUERY, result_type=dict[str, Any])
         return status

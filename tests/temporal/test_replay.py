@@ -1,0 +1,71 @@
+"""Recorded histories replay with today's code, and a changed step order is caught on replay.
+
+The histories in ``tests/histories/`` are a stored contract with runs in
+flight: if a change to the workflow code stops them replaying, runs started
+before the deploy would break. Re-record them (``python -m
+tests.histories.record``) only when that break is intended.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from temporalio.client import WorkflowHistory
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Replayer
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
+from temporalio.workflow import NondeterminismError
+
+import examples.refund  # noqa: F401  (registers the agents the histories ran)
+from tests.conformance import agents
+from workflows.agent import AgentWorkflow
+
+HISTORIES = Path(__file__).resolve().parents[1] / "histories"
+MODULES = ("examples.refund", "tests.conformance.agents")
+
+
+def replayer() -> Replayer:
+    restrictions = SandboxRestrictions.default.with_passthrough_modules(
+        "durable", "adapters", *MODULES
+    )
+    return Replayer(
+        workflows=[AgentWorkflow],
+        data_converter=pydantic_data_converter,
+        workflow_runner=SandboxedWorkflowRunner(restrictions=restrictions),
+    )
+
+
+def history(name: str) -> WorkflowHistory:
+    return WorkflowHistory.from_json(name, (HISTORIES / f"{name}.json").read_text())
+
+
+@pytest.fixture(autouse=True)
+def _knobs_as_recorded() -> Iterator[None]:
+    agents.reset()
+    agents.KNOBS.update(wait=False)  # the versioned run was recorded without its wait
+    yield
+    agents.reset()
+
+
+@pytest.mark.parametrize("name", ["refund-review", "versioned", "retrying"])
+async def test_recorded_histories_replay(name: str) -> None:
+    result = await replayer().replay_workflow(history(name))
+
+    assert result.replay_failure is None
+    assert agents.CALLS == {}  # replay never runs a step
+
+
+async def test_a_renamed_step_is_caught_on_replay() -> None:
+    agents.KNOBS["intent"] = "a renamed first step"
+
+    with pytest.raises(NondeterminismError, match="a renamed first step"):
+        await replayer().replay_workflow(history("versioned"))
+
+
+async def test_a_changed_input_fingerprint_is_caught_on_replay() -> None:
+    agents.KNOBS["fingerprint"] = {"n": 3}
+
+    with pytest.raises(NondeterminismError, match="does not match activity id"):
+        await replayer().replay_workflow(history("versioned"))
