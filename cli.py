@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sys
 import uuid
 from collections.abc import Sequence
@@ -30,7 +29,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 import worker
 from adapters.local import SqliteStore, run_durable, send_event
-from adapters.temporal import AgentClient
+from adapters.temporal import AgentClient, exit_without_teardown
 from durable import DurableError, JsonCodec, StepRecord, agent_definition, check_name
 
 _JSON: JsonCodec[Any] = JsonCodec(Any)
@@ -255,12 +254,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     except DurableError as exc:
         print(f"durable {args.command}: {exc}", file=sys.stderr)
         code = 1
-    # The Temporal client's native threads can call into Python while the interpreter
-    # tears down, aborting a short-lived process (sdk-python issue 300). Everything is
-    # done and written by now, so leave without the teardown.
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
+    exit_without_teardown(code)
 
 
 if __name__ == "__main__":

@@ -50,6 +50,7 @@ def main() -> None:
     namespace = os.environ.get("TEMPORAL_NAMESPACE", "default")
     added = asyncio.run(register(address, namespace))
     print(f"{namespace}: added {', '.join(added)}" if added else f"{namespace}: all present")
+    exit_without_teardown(0)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ from ._messages import (
     EventMessage,
     StepOutcome,
 )
+from ._process import exit_without_teardown
 from ._search import AGENT_NAME, PROJECT_ID, SEARCH_ATTRIBUTES, WAITING_FOR
 
 __all__ = [
@@ -31,6 +32,7 @@ __all__ = [
     "TemporalContext",
     "activity_id",
     "durable_error_from",
+    "exit_without_teardown",
     "find_temporal_binary",
     "temporal_retry_policy",
     "to_application_error",
