@@ -24,7 +24,7 @@ from temporalio.client import Client
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from adapters.temporal import SEARCH_ATTRIBUTES
+from adapters.temporal import SEARCH_ATTRIBUTES, exit_without_teardown
 
 
 async def register(address: str, namespace: str) -> list[str]:
