@@ -27,12 +27,11 @@ from typing import Any
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
-from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 from temporalio.workflow import NondeterminismError
 
 from activities.steps import run_step
 from adapters.local import LocalWorker, SqliteStore
-from adapters.temporal import DevServer
+from adapters.temporal import DevServer, workflow_runner
 from workflows.agent import AgentWorkflow
 
 ROOT = Path(__file__).resolve().parent
@@ -144,20 +143,18 @@ def temporal_worker(
     """A Temporal worker hosting every registered agent and step.
 
     The agent modules and this project's packages pass through the workflow
-    sandbox, so workflows see the same ``@agent`` / ``@step`` registries as the
-    worker. A nondeterminism error fails the workflow instead of retrying its
-    task forever; the client reports it as a divergence.
+    sandbox (see ``workflow_runner``), so workflows see the same ``@agent`` /
+    ``@step`` registries as the worker. A nondeterminism error fails the
+    workflow instead of retrying its task forever; the client reports it as a
+    divergence.
     """
     import_agents(agent_modules)
-    restrictions = SandboxRestrictions.default.with_passthrough_modules(
-        "durable", "adapters", *agent_modules
-    )
     return Worker(
         client,
         task_queue=task_queue,
         workflows=[AgentWorkflow],
         activities=[run_step],
-        workflow_runner=SandboxedWorkflowRunner(restrictions=restrictions),
+        workflow_runner=workflow_runner(agent_modules),
         workflow_failure_exception_types=[NondeterminismError],
         **options,
     )

@@ -163,6 +163,7 @@ def step(
     name: str | None = None,
     timeout: timedelta | float = DEFAULT_STEP_TIMEOUT,
     retry: RetryPolicy | None = None,
+    local: bool = False,
 ) -> Callable[[F], F]: ...
 def step(
     fn: F | None = None,
@@ -171,12 +172,13 @@ def step(
     name: str | None = None,
     timeout: timedelta | float = DEFAULT_STEP_TIMEOUT,
     retry: RetryPolicy | None = None,
+    local: bool = False,
 ) -> F | Callable[[F], F]:
     """Register an async function as a durable step.
 
     ``name`` defaults to the function's name and becomes the activity type on
     Temporal; ``timeout`` bounds one attempt; ``retry`` defaults to Temporal's
-    default policy.
+    default policy; ``local`` runs the step as a Temporal local activity.
     """
     attempt_timeout = as_timedelta(timeout, what="step timeout")
     if attempt_timeout == timedelta(0):
@@ -196,7 +198,9 @@ def step(
         definition = StepDefinition(
             name=step_name,
             fn=checked,
-            options=StepOptions(timeout=attempt_timeout, retry=retry or RetryPolicy()),
+            options=StepOptions(
+                timeout=attempt_timeout, retry=retry or RetryPolicy(), local_activity=local
+            ),
             result=JsonCodec(hints.get("return", Any)),
             params=tuple(hints.get(p.name, Any) for p in _positional_params(checked)),
         )

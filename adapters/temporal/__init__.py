@@ -13,12 +13,14 @@ from ._messages import (
     StepOutcome,
 )
 from ._process import exit_without_teardown
+from ._sandbox import PASSTHROUGH_MODULES, workflow_runner
 from ._search import AGENT_NAME, PROJECT_ID, SEARCH_ATTRIBUTES, WAITING_FOR
 
 __all__ = [
     "AGENT_NAME",
     "EVENT_SIGNAL",
     "EVENT_UPDATE",
+    "PASSTHROUGH_MODULES",
     "PROJECT_ID",
     "SEARCH_ATTRIBUTES",
     "SEARCH_ATTRIBUTES_MEMO",
@@ -36,4 +38,5 @@ __all__ = [
     "find_temporal_binary",
     "temporal_retry_policy",
     "to_application_error",
+    "workflow_runner",
 ]

@@ -138,15 +138,27 @@ class TemporalContext:
         label = step_label(index, intent, definition.name)
         options = definition.options
         try:
-            outcome = await workflow.execute_activity(
-                definition.name,
-                args=args,
-                activity_id=activity_id(index, intent, input_hash),
-                start_to_close_timeout=options.timeout,
-                retry_policy=temporal_retry_policy(options.retry),
-                summary=intent,
-                result_type=StepOutcome,
-            )
+            if options.local_activity:
+                # The UI shows a local activity by its id, which already reads
+                # "<position>:<intent>"; a summary would only add latency here.
+                outcome = await workflow.execute_local_activity(
+                    definition.name,
+                    args=args,
+                    activity_id=activity_id(index, intent, input_hash),
+                    start_to_close_timeout=options.timeout,
+                    retry_policy=temporal_retry_policy(options.retry),
+                    result_type=StepOutcome,
+                )
+            else:
+                outcome = await workflow.execute_activity(
+                    definition.name,
+                    args=args,
+                    activity_id=activity_id(index, intent, input_hash),
+                    start_to_close_timeout=options.timeout,
+                    retry_policy=temporal_retry_policy(options.retry),
+                    summary=intent,
+                    result_type=StepOutcome,
+                )
         except ActivityError as failure:
             error, attempts = _activity_failure(failure, label, definition)
             self._finish(index, status="failed", error=error, attempts=attempts)
@@ -188,20 +200,19 @@ class TemporalContext:
         workflow.set_current_details(f"waiting for event `{key}`{until}")
         self._show_waiting(key)
         self._wakes_on = lambda: key in self.events
+        # No `finally`: a run evicted from the worker's cache is closed outside the
+        # workflow's event loop, where no workflow call may be made.
         try:
             await workflow.wait_condition(
                 self._wakes_on, timeout=wait, timeout_summary=f"deadline of `{key}`"
             )
         except TimeoutError:
+            self._stop_waiting(key)
             assert deadline is not None
             timed_out = await_timeout_error(label, deadline)
             self._finish(index, status="failed", error=step_error_from(timed_out))
             raise timed_out from None
-        finally:
-            self._wakes_on = None
-            del self.waiting[key]
-            workflow.set_current_details("")
-            self._show_waiting(None)
+        self._stop_waiting(key)
         payload = self.events[key]
         codec = self._declared.get(key) if type is None else self._codecs.get(type)
         if codec is None and type is not None:
@@ -217,6 +228,12 @@ class TemporalContext:
             raise error from None
         self._finish(index, status="completed", result=payload)
         return value
+
+    def _stop_waiting(self, key: str) -> None:
+        self._wakes_on = None
+        del self.waiting[key]
+        workflow.set_current_details("")
+        self._show_waiting(None)
 
     def _show_waiting(self, key: str | None) -> None:
         if self._search_attributes:

@@ -7,6 +7,7 @@ so the client rebuilds exactly the error the workflow raised.
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Any
 
@@ -32,8 +33,15 @@ __all__ = [
 NONDETERMINISM = "NondeterminismError"
 
 
-def temporal_retry_policy(policy: RetryPolicy) -> temporalio.common.RetryPolicy:
-    """The same policy in Temporal's terms: the fields map one to one."""
+@functools.cache
+def temporal_retry_policy(policy: RetryPolicy) -> temporalio.common.RetryPolicy | None:
+    """The same policy in Temporal's terms: the fields map one to one.
+
+    ``None`` for the default policy, which is Temporal's own default: the command
+    then carries no policy at all. Cached, as policies are frozen and few.
+    """
+    if policy == RetryPolicy():
+        return None
     return temporalio.common.RetryPolicy(
         initial_interval=policy.initial_interval,
         backoff_coefficient=policy.backoff_coefficient,

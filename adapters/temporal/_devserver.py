@@ -107,16 +107,30 @@ class DevServer:
                     f"the Temporal dev server exited with {self._process.returncode}: "
                     f"{output}; check that port {self.port} is free"
                 )
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                    return self
-            except OSError:
-                time.sleep(0.1)
+            if self._healthy():
+                return self
+            time.sleep(0.1)
         self.stop()
         raise RuntimeError(
-            f"the Temporal dev server did not listen on port {self.port} within "
+            f"the Temporal dev server did not become healthy on port {self.port} within "
             f"{self.startup_timeout:g}s"
         )
+
+    def _healthy(self) -> bool:
+        """Listening is not enough: the frontend refuses clients until it is healthy."""
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                pass
+        except OSError:
+            return False
+        check = subprocess.run(
+            [find_temporal_binary(), "operator", "cluster", "health", "--address", self.address],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+        return check.returncode == 0 and "SERVING" in check.stdout
 
     def stop(self) -> None:
         process, self._process = self._process, None

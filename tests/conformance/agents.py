@@ -64,6 +64,13 @@ async def add_one(n: int) -> int:
     return n + 1
 
 
+@step(local=True)
+async def add_one_nearby(n: int) -> int:
+    """The same work as ``add_one``, as a Temporal local activity."""
+    CALLS["add_one_nearby"] += 1
+    return n + 1
+
+
 @step
 async def make_report(total: int) -> Report:
     CALLS["make_report"] += 1
@@ -129,6 +136,13 @@ async def pipeline(ctx: DurableContext, job: Job) -> dict[str, Any]:
     total = await ctx.step("add one", add_one, job.n)
     report = await ctx.step("make the report", make_report, total)
     return {"total": total, "label": report.label}
+
+
+@agent(name="conformance.nearby")
+async def nearby(ctx: DurableContext, job: Job) -> int:
+    first = await ctx.step("first", add_one_nearby, job.n)
+    await ctx.await_event(job.key)
+    return await ctx.step("second", add_one_nearby, first)
 
 
 @agent(name="conformance.two_phase")

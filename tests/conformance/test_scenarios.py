@@ -46,6 +46,18 @@ async def test_replay_skips_completed_steps(substrate: Substrate, run_id: str) -
     assert agents.CALLS["add_one"] == 3
 
 
+async def test_local_activity_steps_replay_too(substrate: Substrate, run_id: str) -> None:
+    await substrate.start(agents.nearby, Job(n=1), run_id=run_id)
+    await substrate.wait_for_step(run_id, "await_event:go")
+    await substrate.crash(run_id)
+
+    await substrate.resume(agents.nearby, Job(n=1), run_id=run_id)
+    await substrate.send_event(run_id, "go", None)
+
+    assert await substrate.result(run_id) == 3
+    assert agents.CALLS["add_one_nearby"] == 2
+
+
 async def test_manifest_mismatch(substrate: Substrate, run_id: str) -> None:
     await substrate.run(agents.pipeline, Job(n=1), run_id=run_id)
 

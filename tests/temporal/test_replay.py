@@ -15,10 +15,10 @@ import pytest
 from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
-from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 from temporalio.workflow import NondeterminismError
 
 import examples.refund  # noqa: F401  (registers the agents the histories ran)
+from adapters.temporal import workflow_runner
 from tests.conformance import agents
 from workflows.agent import AgentWorkflow
 
@@ -27,13 +27,10 @@ MODULES = ("examples.refund", "tests.conformance.agents")
 
 
 def replayer() -> Replayer:
-    restrictions = SandboxRestrictions.default.with_passthrough_modules(
-        "durable", "adapters", *MODULES
-    )
     return Replayer(
         workflows=[AgentWorkflow],
         data_converter=pydantic_data_converter,
-        workflow_runner=SandboxedWorkflowRunner(restrictions=restrictions),
+        workflow_runner=workflow_runner(MODULES),
     )
 
 
