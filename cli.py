@@ -77,8 +77,6 @@ async def _client(settings: worker.WorkerSettings) -> AgentClient:
 
 
 def _not_found(run_id: str, exc: RPCError) -> UsageError:
-    if "already completed" in exc.message:
-        return UsageError(f"run {run_id!r} has already finished; it takes no more events")
     return UsageError(f"no run {run_id!r} on this Temporal namespace ({exc.message})")
 
 
@@ -120,12 +118,7 @@ async def cmd_event(args: argparse.Namespace, settings: worker.WorkerSettings) -
             await store.close()
     else:
         client = await _client(settings)
-        try:
-            accepted = await client.send_event(args.run, args.key, payload)
-        except RPCError as exc:
-            if exc.status == RPCStatusCode.NOT_FOUND:
-                raise _not_found(args.run, exc) from None
-            raise
+        accepted = await client.send_event(args.run, args.key, payload)
     print("accepted" if accepted else f"not accepted: {args.key!r} was already sent (first wins)")
     return 0
 

@@ -29,6 +29,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
 from temporalio.workflow import NondeterminismError
 
+from activities.events import send_event
 from activities.steps import run_step
 from adapters.local import LocalWorker, SqliteStore
 from adapters.temporal import DevServer, workflow_runner
@@ -153,7 +154,7 @@ def temporal_worker(
         client,
         task_queue=task_queue,
         workflows=[AgentWorkflow],
-        activities=[run_step],
+        activities=[run_step, send_event],
         workflow_runner=workflow_runner(agent_modules),
         workflow_failure_exception_types=[NondeterminismError],
         **options,

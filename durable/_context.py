@@ -103,6 +103,11 @@ class DurableContext(Protocol):
         """
         ...
 
-    async def emit_event(self, key: str, payload: object) -> bool:
-        """Emit ``key`` into this run; ``True`` if accepted, ``False`` if already emitted."""
+    async def emit_event(self, key: str, payload: object, *, run_id: str | None = None) -> bool:
+        """Emit ``key`` into this run, or into run ``run_id``; first emit wins.
+
+        Returns ``True`` if this emit was accepted, ``False`` if the key had already
+        been emitted. A payload the target agent declared another type for raises
+        ``DurableEventPayloadError``; an unknown target ``DurableRunNotFoundError``.
+        """
         ...

@@ -8,6 +8,7 @@
      │    ├── DurableRunDivergenceError         step_divergence
      │    ├── DurableStepInputMismatchError     step_input_mismatch
      │    ├── DurableRunFailedError             run_failed
+     │    ├── DurableRunEndedError              run_ended
      │    └── DurableRunNotFoundError           run_not_found
      ├── DurableStepError                     a step did not produce a result
      │    ├── DurableStepFailedError            step_failed
@@ -39,6 +40,7 @@ __all__ = [
     "DurableRegistrationError",
     "DurableResultNotSerializableError",
     "DurableRunDivergenceError",
+    "DurableRunEndedError",
     "DurableRunError",
     "DurableRunFailedError",
     "DurableRunInputMismatchError",
@@ -62,6 +64,7 @@ class ErrorCode(StrEnum):
     STEP_DIVERGENCE = "step_divergence"
     STEP_INPUT_MISMATCH = "step_input_mismatch"
     RUN_FAILED = "run_failed"
+    RUN_ENDED = "run_ended"
     RUN_NOT_FOUND = "run_not_found"
     STEP_FAILED = "step_failed"
     STEP_TIMEOUT = "step_timeout"
@@ -125,6 +128,12 @@ class DurableRunFailedError(DurableRunError):
     """The run already ended in failure; its recorded error is kept."""
 
     code = ErrorCode.RUN_FAILED
+
+
+class DurableRunEndedError(DurableRunError):
+    """The run has already ended, so it takes no more events."""
+
+    code = ErrorCode.RUN_ENDED
 
 
 class DurableRunNotFoundError(DurableRunError):
@@ -217,6 +226,7 @@ _BY_CODE: dict[str, type[DurableError]] = {
         DurableRunDivergenceError,
         DurableStepInputMismatchError,
         DurableRunFailedError,
+        DurableRunEndedError,
         DurableRunNotFoundError,
         DurableStepTimeoutError,
         DurableResultNotSerializableError,

@@ -130,6 +130,6 @@ def replayed_failure(record: StepRecord) -> DurableError:
     cls = error_for_code(error.code)
     if cls is DurableResultNotSerializableError:
         return cls(error.message)
-    if record.kind == "event" and cls in (DurableAwaitEventTimeoutError, DurableEventPayloadError):
-        return cls(error.message)
+    if record.kind == "event" and cls is not None:
+        return cls(error.message)  # event steps raise their error as is, never wrapped
     return step_failed_error(record.intent, record.step_index, error, record.attempts)

@@ -108,6 +108,12 @@ async def run_failed(tmp: Path) -> None:
     await run_durable(waits, Box(), store=store, run_id="r", worker_id="w")
 
 
+async def run_ended(tmp: Path) -> None:
+    store = InMemoryStore()
+    await _interrupted(store, Box())
+    await store.emit_event("r", "late", {})
+
+
 async def run_not_found(tmp: Path) -> None:
     await FileStore(tmp / "files").emit_event("missing-run", "k", {})
 
@@ -194,6 +200,7 @@ TRIGGERS: dict[ErrorCode, tuple[Trigger, list[str]]] = {
         ["input fingerprint 000000000000", "restore them or start a new run"],
     ),
     ErrorCode.RUN_FAILED: (run_failed, ["already failed", "under a new run id"]),
+    ErrorCode.RUN_ENDED: (run_ended, ["run 'r' has already ended", "start a new run"]),
     ErrorCode.RUN_NOT_FOUND: (run_not_found, ["no run 'missing-run'", "start it with run_durable"]),
     ErrorCode.STEP_FAILED: (step_failed, ["'stuck' failed after 1 attempt(s)", "catch"]),
     ErrorCode.STEP_TIMEOUT: (step_timeout, ["step timeout of 0.05s", "raise the step's timeout"]),

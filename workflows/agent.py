@@ -28,6 +28,7 @@ with workflow.unsafe.imports_passed_through():
         STEPS_QUERY,
         EventMessage,
         TemporalContext,
+        run_on_workflow_step,
         to_application_error,
     )
     from durable import (
@@ -62,10 +63,7 @@ class AgentWorkflow:
                 search_attributes=bool(workflow.memo_value(SEARCH_ATTRIBUTES_MEMO, False)),
             )
             self._context = context
-            label = f"agent {definition.name!r}"
-            agent_input = definition.input.decode(manifest.input, what=f"the input of {label}")
-            value = await definition.fn(context, agent_input)
-            data = definition.output.encode(value, what=f"{label} run {info.workflow_id!r}")
+            data = await run_on_workflow_step(context, definition, manifest)
         except DurableError as error:
             self._status = "failed"
             await workflow.wait_condition(workflow.all_handlers_finished)

@@ -7,9 +7,10 @@ processes), ``SqliteStore`` (the embedded default) and ``PostgresStore``.
 import typing
 
 from ._context import LocalContext
+from ._events import send_event
 from ._file import FileStore
 from ._memory import InMemoryStore
-from ._runner import RunResult, resume_run, run_durable, send_event
+from ._runner import RunResult, resume_run, run_durable
 from ._sqlite import SqliteStore, Synchronous
 from ._store import DurableRunStore, EmitResult, Resumed
 from ._worker import LocalWorker

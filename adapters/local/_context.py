@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from durable import (
     UNSET,
     DurableContext,
+    DurableError,
     DurableResultNotSerializableError,
     DurableRunLeaseLostError,
     ErrorCode,
@@ -44,6 +45,7 @@ from durable._failures import (
     step_timeout_error,
 )
 
+from ._events import send_event
 from ._store import DurableRunStore, utc_now
 
 __all__ = ["LocalContext"]
@@ -264,17 +266,29 @@ class LocalContext:
         await self._store.complete_step(self.lease, step_index=index, result=payload)
         return value
 
-    async def emit_event(self, key: str, payload: object) -> bool:
-        intent = f"emit_event:{check_name(key, what='event key')}"
+    async def emit_event(self, key: str, payload: object, *, run_id: str | None = None) -> bool:
+        check_name(key, what="event key")
+        other = run_id is not None and run_id != self.run_id
+        intent = f"emit_event:{key}->{run_id}" if other else f"emit_event:{key}"
         index, record = self._position(intent, "event", "")
         if record is not None and record.status == "completed":
             return bool(record.result["accepted"])
+        if record is not None and record.status == "failed":
+            raise replayed_failure(record)
         await self._begin(index, intent, "event")
-        emitted = await self._store.emit_event(self.run_id, key, payload, lease=self.lease)
-        await self._store.complete_step(
-            self.lease, step_index=index, result={"accepted": emitted.accepted}
-        )
-        return emitted.accepted
+        if run_id is not None and other:
+            try:
+                accepted = await send_event(self._store, run_id, key, payload)
+            except DurableError as error:
+                await self._store.fail_step(
+                    self.lease, step_index=index, error=step_error_from(error), final=True
+                )
+                raise
+        else:
+            emitted = await self._store.emit_event(self.run_id, key, payload, lease=self.lease)
+            accepted = emitted.accepted
+        await self._store.complete_step(self.lease, step_index=index, result={"accepted": accepted})
+        return accepted
 
 
 if TYPE_CHECKING:

@@ -27,6 +27,8 @@ from durable import (
     manifest_hash,
 )
 
+from ._store import run_ended
+
 __all__ = [
     "RunState",
     "acquire",
@@ -245,6 +247,8 @@ def emit_event(
 ) -> tuple[bool, EventRecord]:
     if lease is not None:
         check_fence(state, lease)
+    elif state.run.status != "running":
+        raise run_ended(state.run.run_id)
     existing = state.events.get(key)
     if existing is not None:
         return False, existing

@@ -13,7 +13,6 @@ from typing import Any, Generic, TypeVar
 from durable import (
     AgentDefinition,
     DurableContext,
-    DurableRegistrationError,
     DurableRunDivergenceError,
     DurableRunLeaseLostError,
     DurableRunManifest,
@@ -31,7 +30,7 @@ from durable._failures import run_failed_error, step_error_from
 from ._context import LocalContext
 from ._store import DurableRunStore, run_not_found
 
-__all__ = ["RunResult", "resume_run", "run_durable", "send_event"]
+__all__ = ["RunResult", "resume_run", "run_durable"]
 
 InputT = TypeVar("InputT")
 OutputT = TypeVar("OutputT")
@@ -118,21 +117,6 @@ async def resume_run(
         poll=as_timedelta(poll_interval, what="poll_interval"),
         outcome=None,
     )
-
-
-async def send_event(store: DurableRunStore, run_id: str, key: str, payload: Any) -> bool:
-    """Send an event to a local run from outside; ``True`` if accepted (first emit wins).
-
-    A payload that does not match the type the run's agent declared for ``key``
-    is refused with ``DurableEventPayloadError`` and never reaches the run.
-    """
-    run = await store.load_run(check_name(run_id, what="run_id"))
-    if run is None:
-        raise run_not_found(run_id)
-    with contextlib.suppress(DurableRegistrationError):
-        # An agent not imported here has no declarations to check against.
-        agent_definition(run.agent).check_event(key, payload)
-    return (await store.emit_event(run_id, key, payload)).accepted
 
 
 def _positive_lease(lease: timedelta | float) -> timedelta:

@@ -34,7 +34,15 @@ from durable import (
 from durable._codec import dumps
 
 from ._ledger import lease_held_error, lease_lost_error, mismatch_error
-from ._store import EmitResult, Resumed, checked_event, gc_paused, run_not_found, utc_now
+from ._store import (
+    EmitResult,
+    Resumed,
+    checked_event,
+    gc_paused,
+    run_ended,
+    run_not_found,
+    utc_now,
+)
 
 __all__ = ["SCHEMA_VERSION", "SqlStore", "schema_statements"]
 
@@ -397,7 +405,8 @@ class SqlStore(ABC):
         now = utc_now()
         guard_params: tuple[Any, ...]
         if lease is None:
-            guard, guard_params = "EXISTS (SELECT 1 FROM durable_runs WHERE run_id = ?)", (run_id,)
+            guard = "EXISTS (SELECT 1 FROM durable_runs WHERE run_id = ? AND status = 'running')"
+            guard_params = (run_id,)
         else:
             guard, guard_params = _FENCE, _fence(lease)
         inserted = await self._execute(
@@ -409,7 +418,13 @@ class SqlStore(ABC):
         if inserted:
             record = EventRecord(run_id=run_id, key=key, payload=data, emitted_at=_at(_ms(now)))
             return EmitResult(accepted=True, record=record)
-        if lease is not None:
+        if lease is None:
+            run = await self.load_run(run_id)
+            if run is None:
+                raise run_not_found(run_id)
+            if run.status != "running":
+                raise run_ended(run_id)
+        else:
             # A fenced emit from a worker that lost its lease fails even if the key exists.
             run = await self.load_run(run_id)
             if (

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, Protocol
 
 from durable import (
+    DurableRunEndedError,
     DurableRunManifest,
     DurableRunNotFoundError,
     EventRecord,
@@ -158,6 +159,13 @@ class DurableRunStore(Protocol):
     async def close(self) -> None:
         """Release connections and threads. Idempotent."""
         ...
+
+
+def run_ended(run_id: str) -> DurableRunEndedError:
+    return DurableRunEndedError(
+        f"run {run_id!r} has already ended, so it takes no more events; "
+        "start a new run to act on this event"
+    )
 
 
 def run_not_found(run_id: str) -> DurableRunNotFoundError:

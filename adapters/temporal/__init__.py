@@ -1,15 +1,17 @@
 """The Temporal substrate: agents run as workflows, steps as activities (pattern B)."""
 
-from ._client import SEARCH_ATTRIBUTES_MEMO, AgentClient
-from ._context import TemporalContext
+from ._client import SEARCH_ATTRIBUTES_MEMO, AgentClient, unreachable_run
+from ._context import TemporalContext, run_on_workflow_step
 from ._convert import activity_id, durable_error_from, temporal_retry_policy, to_application_error
 from ._devserver import DevServer, find_temporal_binary
 from ._messages import (
     EVENT_SIGNAL,
     EVENT_UPDATE,
+    SEND_EVENT_ACTIVITY,
     STATUS_QUERY,
     STEPS_QUERY,
     EventMessage,
+    RunEvent,
     StepOutcome,
 )
 from ._process import exit_without_teardown
@@ -24,19 +26,23 @@ __all__ = [
     "PROJECT_ID",
     "SEARCH_ATTRIBUTES",
     "SEARCH_ATTRIBUTES_MEMO",
+    "SEND_EVENT_ACTIVITY",
     "STATUS_QUERY",
     "STEPS_QUERY",
     "WAITING_FOR",
     "AgentClient",
     "DevServer",
     "EventMessage",
+    "RunEvent",
     "StepOutcome",
     "TemporalContext",
     "activity_id",
     "durable_error_from",
     "exit_without_teardown",
     "find_temporal_binary",
+    "run_on_workflow_step",
     "temporal_retry_policy",
     "to_application_error",
+    "unreachable_run",
     "workflow_runner",
 ]

@@ -20,13 +20,17 @@ from temporalio.client import (
 )
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
 
 from durable import (
     DurableContext,
     DurableEventPayloadError,
     DurableRegistrationError,
+    DurableRunEndedError,
+    DurableRunError,
     DurableRunFailedError,
     DurableRunInputMismatchError,
+    DurableRunNotFoundError,
     StepRecord,
     TaskSpec,
     agent_definition,
@@ -39,7 +43,7 @@ from ._convert import durable_error_from
 from ._messages import EVENT_UPDATE, STATUS_QUERY, STEPS_QUERY, EventMessage
 from ._search import AGENT_NAME, PROJECT_ID
 
-__all__ = ["AgentClient"]
+__all__ = ["AgentClient", "unreachable_run"]
 
 _RECENT_HANDLES = 1024
 MANIFEST_MEMO = "manifest_hash"
@@ -56,6 +60,18 @@ async def _recorded_failure(handle: WorkflowHandle[Any, Any], run_id: str) -> Du
             return run_failed_error(run_id, cause.type or "ApplicationError", cause.message)
         return run_failed_error(run_id, type(cause).__name__, str(cause))
     return run_failed_error(run_id, "an unknown error", "the run has no recorded failure")
+
+
+def unreachable_run(run_id: str, failure: RPCError) -> DurableRunError:
+    """The durable error for a NOT_FOUND answer about a run: ended, or never there."""
+    if "already completed" in failure.message:
+        return DurableRunEndedError(
+            f"run {run_id!r} has already ended, so it takes no more events; "
+            "start a new run to act on this event"
+        )
+    return DurableRunNotFoundError(
+        f"no run {run_id!r} on this Temporal namespace ({failure.message}); check the run id"
+    )
 
 
 class AgentClient:
@@ -170,6 +186,10 @@ class AgentClient:
             raise DurableEventPayloadError(
                 f"run {run_id!r} refused event {key!r}: {failure.cause}"
             ) from None
+        except RPCError as failure:
+            if failure.status == RPCStatusCode.NOT_FOUND:
+                raise unreachable_run(run_id, failure) from None
+            raise
         return accepted
 
     async def steps(self, run_id: str) -> list[StepRecord]:

@@ -22,8 +22,10 @@ from temporalio.exceptions import TimeoutError as TemporalTimeoutError
 
 from durable import (
     UNSET,
+    AgentDefinition,
     DurableContext,
     DurableResultNotSerializableError,
+    DurableRunManifest,
     ErrorCode,
     JsonCodec,
     StepDefinition,
@@ -45,11 +47,11 @@ from durable._failures import (
     step_timeout_error,
 )
 
-from ._convert import activity_id, temporal_retry_policy
-from ._messages import StepOutcome
+from ._convert import activity_id, durable_error_from, temporal_retry_policy
+from ._messages import SEND_EVENT_ACTIVITY, RunEvent, StepOutcome
 from ._search import WAITING_FOR
 
-__all__ = ["TemporalContext"]
+__all__ = ["TemporalContext", "run_on_workflow_step"]
 
 T = TypeVar("T")
 Ts = TypeVarTuple("Ts")
@@ -229,6 +231,33 @@ class TemporalContext:
         self._finish(index, status="completed", result=payload)
         return value
 
+    async def _emit_to(self, run_id: str, key: str, payload: object) -> bool:
+        """Send the event through the event activity, which learns whether it won."""
+        check_name(run_id, what="run_id")
+        index = self._begin(f"emit_event:{key}->{run_id}", "event")
+        event = RunEvent(
+            run_id=run_id,
+            key=key,
+            payload=JsonCodec[Any](Any).encode(payload, what=f"event {key!r}"),
+        )
+        try:
+            accepted: bool = await workflow.execute_activity(
+                SEND_EVENT_ACTIVITY,
+                event,
+                activity_id=activity_id(index, f"emit_event:{key}->{run_id}"),
+                start_to_close_timeout=timedelta(seconds=30),
+                summary=f"send `{key}` to run {run_id}",
+                result_type=bool,
+            )
+        except ActivityError as failure:
+            error = durable_error_from(failure.cause, self._run_id)
+            if error is None:
+                raise
+            self._finish(index, status="failed", error=step_error_from(error))
+            raise error from None
+        self._finish(index, status="completed", result={"accepted": accepted})
+        return accepted
+
     def _stop_waiting(self, key: str) -> None:
         self._wakes_on = None
         del self.waiting[key]
@@ -240,8 +269,10 @@ class TemporalContext:
             update = WAITING_FOR.value_set(key) if key else WAITING_FOR.value_unset()
             workflow.upsert_search_attributes([update])
 
-    async def emit_event(self, key: str, payload: object) -> bool:
+    async def emit_event(self, key: str, payload: object, *, run_id: str | None = None) -> bool:
         check_name(key, what="event key")
+        if run_id is not None and run_id != self._run_id:
+            return await self._emit_to(run_id, key, payload)
         index = self._begin(f"emit_event:{key}", "event")
         accepted = key not in self.events
         if accepted:
@@ -274,3 +305,18 @@ if TYPE_CHECKING:
     # mypy proves the workflow context satisfies the protocol agents are written against.
     def _conforms(ctx: TemporalContext) -> DurableContext:
         return ctx
+
+
+async def run_on_workflow_step(
+    context: TemporalContext, agent: AgentDefinition, manifest: DurableRunManifest
+) -> Any:
+    """Run ``agent`` inside the current workflow on ``context``; return its result as JSON.
+
+    The named entry point of pattern B: any workflow class, the generic
+    ``AgentWorkflow`` or one written for a single agent, runs an agent through
+    it. Temporal's history is the only store, so nothing else is recorded.
+    """
+    label = f"agent {agent.name!r}"
+    agent_input = agent.input.decode(manifest.input, what=f"the input of {label}")
+    value = await agent.fn(context, agent_input)
+    return agent.output.encode(value, what=f"{label} run {context.run_id!r}")

@@ -9,9 +9,11 @@ from pydantic import BaseModel, ConfigDict
 __all__ = [
     "EVENT_SIGNAL",
     "EVENT_UPDATE",
+    "SEND_EVENT_ACTIVITY",
     "STATUS_QUERY",
     "STEPS_QUERY",
     "EventMessage",
+    "RunEvent",
     "StepOutcome",
 ]
 
@@ -20,6 +22,8 @@ EVENT_SIGNAL = "event"
 EVENT_UPDATE = "send_event"
 """Update carrying one ``EventMessage``; returns whether it was accepted (first emit wins)."""
 STEPS_QUERY = "steps"
+SEND_EVENT_ACTIVITY = "durable.send_event"
+"""Activity that sends one run's event to another (``activities/events.py``)."""
 STATUS_QUERY = "status"
 
 
@@ -28,6 +32,16 @@ class EventMessage(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
+    key: str
+    payload: Any = None
+
+
+class RunEvent(BaseModel):
+    """An event one run sends to another through the event activity."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    run_id: str
     key: str
     payload: Any = None
 

@@ -19,6 +19,7 @@ from pydantic import BaseModel
 from durable import (
     DurableAwaitEventTimeoutError,
     DurableContext,
+    DurableError,
     DurableResultNotSerializableError,
     DurableStepFailedError,
     RetryPolicy,
@@ -45,6 +46,7 @@ class Job(BaseModel):
     timeout: float | None = None
     seconds: float = 0.0
     marker: str = ""
+    target: str = ""
 
 
 class Report(BaseModel):
@@ -202,6 +204,18 @@ async def approval_waiter(ctx: DurableContext, job: Job) -> Approval:
 async def gate(ctx: DurableContext, job: Job) -> str:
     approval = await ctx.await_event("approval")  # typed by the declaration
     return f"{type(approval).__name__}:{approval.by}"
+
+
+@agent(name="conformance.relay")
+async def relay(ctx: DurableContext, job: Job) -> list[Any]:
+    """Sends an event into another run twice (first emit wins), then into no run at all."""
+    first = await ctx.emit_event(job.key, {"from": ctx.run_id}, run_id=job.target)
+    second = await ctx.emit_event(job.key, {"from": "again"}, run_id=job.target)
+    try:
+        await ctx.emit_event(job.key, {}, run_id=f"{job.target}-missing")
+    except DurableError as exc:
+        return [first, second, exc.code.value]
+    return [first, second, None]
 
 
 @agent(name="conformance.two_waits")

@@ -188,6 +188,27 @@ async def test_emit_from_the_run_is_first_emit_wins(substrate: Substrate, run_id
     assert result == {"accepted": True, "payload": {"from": "agent"}}
 
 
+async def test_emit_into_another_run(substrate: Substrate, run_id: str) -> None:
+    target = f"{run_id}-target"
+    await substrate.start(agents.two_waits, Job(), run_id=target)
+    await substrate.wait_for_step(target, "await_event:first")
+
+    await substrate.start(agents.relay, Job(key="second", target=target), run_id=run_id)
+
+    assert await substrate.result(run_id) == [True, False, "run_not_found"]
+    await substrate.send_event(target, "first", None)
+    assert await substrate.result(target) == [None, {"from": run_id}]
+
+
+async def test_an_ended_run_takes_no_more_events(substrate: Substrate, run_id: str) -> None:
+    await substrate.run(agents.pipeline, Job(), run_id=run_id)
+
+    with pytest.raises(DurableError) as refused:
+        await substrate.send_event(run_id, "late", {})
+
+    assert refused.value.code == ErrorCode.RUN_ENDED
+
+
 async def test_now_and_uuid_are_stable_across_replay(substrate: Substrate, run_id: str) -> None:
     await substrate.start(agents.clock, Job(), run_id=run_id)
     await substrate.wait_for_step(run_id, "await_event:go")

@@ -86,8 +86,8 @@ async def test_run_status_event_result_list(
     late = await asyncio.to_thread(
         durable, "event", "refund-cli", "approval", "--payload", "{}", env=env
     )
-    assert late.returncode == 2
-    assert "has already finished" in late.stderr
+    assert late.returncode == 1
+    assert "[run_ended] run 'refund-cli' has already ended" in late.stderr
 
 
 async def test_durable_event_is_first_emit_wins(
