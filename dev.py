@@ -55,7 +55,12 @@ def main(argv: list[str]) -> int:
     if task == "demo":
         return _run("-m", "examples.demo", *rest)
     if task == "bench":
-        return _run("bench/store_throughput.py", *rest)
+        for bench in ("bench.store_throughput", "bench.temporal_overhead"):
+            print(f"$ python -m {bench}", flush=True)
+            code = _run("-m", bench, *rest)
+            if code:
+                return code
+        return 0
     for step in (
         ("-m", "ruff", "check", "."),
         ("-m", "ruff", "format", "--check", "."),

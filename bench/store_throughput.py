@@ -1,6 +1,6 @@
 """Durable steps per second for each local store, against raw SQLite in the same run.
 
-    python bench/store_throughput.py [--steps N] [--resume 1000 10000]
+    python -m bench.store_throughput [--steps N] [--resume 1000 10000]
 
 The baseline does what one durable step minimally costs: one INSERT and one
 UPDATE, each committed on its own, in WAL mode at the same ``synchronous``
@@ -16,13 +16,10 @@ import asyncio
 import contextlib
 import sqlite3
 import statistics
-import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pydantic import BaseModel
 
