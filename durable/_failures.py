@@ -17,7 +17,9 @@ from ._errors import (
     DurableEventPayloadError,
     DurableResultNotSerializableError,
     DurableRunDivergenceError,
+    DurableRunEndedError,
     DurableRunFailedError,
+    DurableRunInputMismatchError,
     DurableStepFailedError,
     DurableStepInputMismatchError,
     DurableStepTimeoutError,
@@ -31,7 +33,9 @@ __all__ = [
     "event_label",
     "event_payload_error",
     "input_mismatch_error",
+    "manifest_mismatch_error",
     "replayed_failure",
+    "run_ended_error",
     "run_failed_error",
     "step_error_from",
     "step_failed_error",
@@ -114,6 +118,23 @@ def event_payload_error(label: str, annotation: Any, errors: Any) -> DurableEven
     return DurableEventPayloadError(
         f"the payload of {label} does not match {annotation!r}: {errors}; "
         "the sender must send the declared type"
+    )
+
+
+def manifest_mismatch_error(
+    run_id: str, recorded_hash: str, new_hash: str
+) -> DurableRunInputMismatchError:
+    return DurableRunInputMismatchError(
+        f"run {run_id!r} already exists with manifest hash {recorded_hash[:12]}…, "
+        f"but this start has {new_hash[:12]}…; use a new run id for new input, "
+        "or resume with the original manifest"
+    )
+
+
+def run_ended_error(run_id: str) -> DurableRunEndedError:
+    return DurableRunEndedError(
+        f"run {run_id!r} has already ended, so it takes no more events; "
+        "start a new run to act on this event"
     )
 
 

@@ -26,6 +26,7 @@ from durable import (
     StepRecord,
     manifest_hash,
 )
+from durable._failures import manifest_mismatch_error
 
 from ._store import run_ended
 
@@ -78,11 +79,7 @@ def lease_held_error(run: RunRecord, now: datetime) -> DurableRunLeaseHeldError:
 
 
 def mismatch_error(run: RunRecord, manifest: DurableRunManifest) -> DurableRunInputMismatchError:
-    return DurableRunInputMismatchError(
-        f"run {run.run_id!r} already exists with manifest hash {run.manifest_hash[:12]}…, "
-        f"but this start has {manifest_hash(manifest)[:12]}…; use a new run id for new input, "
-        "or resume with the original manifest"
-    )
+    return manifest_mismatch_error(run.run_id, run.manifest_hash, manifest_hash(manifest))
 
 
 def lease_lost_error(run_id: str, lease: Lease) -> DurableRunLeaseLostError:

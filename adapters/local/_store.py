@@ -23,6 +23,7 @@ from durable import (
     StepRecord,
     check_name,
 )
+from durable._failures import run_ended_error
 
 __all__ = ["DurableRunStore", "EmitResult", "Resumed", "gc_paused", "utc_now"]
 
@@ -162,10 +163,7 @@ class DurableRunStore(Protocol):
 
 
 def run_ended(run_id: str) -> DurableRunEndedError:
-    return DurableRunEndedError(
-        f"run {run_id!r} has already ended, so it takes no more events; "
-        "start a new run to act on this event"
-    )
+    return run_ended_error(run_id)
 
 
 def run_not_found(run_id: str) -> DurableRunNotFoundError:

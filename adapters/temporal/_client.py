@@ -26,10 +26,8 @@ from durable import (
     DurableContext,
     DurableEventPayloadError,
     DurableRegistrationError,
-    DurableRunEndedError,
     DurableRunError,
     DurableRunFailedError,
-    DurableRunInputMismatchError,
     DurableRunNotFoundError,
     StepRecord,
     TaskSpec,
@@ -37,7 +35,7 @@ from durable import (
     check_name,
     manifest_hash,
 )
-from durable._failures import run_failed_error
+from durable._failures import manifest_mismatch_error, run_ended_error, run_failed_error
 
 from ._convert import durable_error_from
 from ._messages import EVENT_UPDATE, STATUS_QUERY, STEPS_QUERY, EventMessage
@@ -65,10 +63,7 @@ async def _recorded_failure(handle: WorkflowHandle[Any, Any], run_id: str) -> Du
 def unreachable_run(run_id: str, failure: RPCError) -> DurableRunError:
     """The durable error for a NOT_FOUND answer about a run: ended, or never there."""
     if "already completed" in failure.message:
-        return DurableRunEndedError(
-            f"run {run_id!r} has already ended, so it takes no more events; "
-            "start a new run to act on this event"
-        )
+        return run_ended_error(run_id)
     return DurableRunNotFoundError(
         f"no run {run_id!r} on this Temporal namespace ({failure.message}); check the run id"
     )
@@ -144,11 +139,7 @@ class AgentClient:
             described = await handle.describe()
             recorded = await described.memo_value(MANIFEST_MEMO, None)
             if recorded != digest:
-                raise DurableRunInputMismatchError(
-                    f"run {run_id!r} already exists with manifest hash {str(recorded)[:12]}…, "
-                    f"but this start has {digest[:12]}…; use a new run id for new input, "
-                    "or resume with the original manifest"
-                ) from None
+                raise manifest_mismatch_error(run_id, str(recorded), digest) from None
             if described.status == WorkflowExecutionStatus.FAILED:
                 raise await _recorded_failure(handle, run_id) from None
             return handle

@@ -139,28 +139,20 @@ class TemporalContext:
         index = self._begin(intent, kind, input_hash)
         label = step_label(index, intent, definition.name)
         options = definition.options
+        call: dict[str, Any] = {
+            "args": args,
+            "activity_id": activity_id(index, intent, input_hash),
+            "start_to_close_timeout": options.timeout,
+            "retry_policy": temporal_retry_policy(options.retry),
+            "result_type": StepOutcome,
+        }
         try:
             if options.local_activity:
                 # The UI shows a local activity by its id, which already reads
                 # "<position>:<intent>"; a summary would only add latency here.
-                outcome = await workflow.execute_local_activity(
-                    definition.name,
-                    args=args,
-                    activity_id=activity_id(index, intent, input_hash),
-                    start_to_close_timeout=options.timeout,
-                    retry_policy=temporal_retry_policy(options.retry),
-                    result_type=StepOutcome,
-                )
+                outcome = await workflow.execute_local_activity(definition.name, **call)
             else:
-                outcome = await workflow.execute_activity(
-                    definition.name,
-                    args=args,
-                    activity_id=activity_id(index, intent, input_hash),
-                    start_to_close_timeout=options.timeout,
-                    retry_policy=temporal_retry_policy(options.retry),
-                    summary=intent,
-                    result_type=StepOutcome,
-                )
+                outcome = await workflow.execute_activity(definition.name, summary=intent, **call)
         except ActivityError as failure:
             error, attempts = _activity_failure(failure, label, definition)
             self._finish(index, status="failed", error=error, attempts=attempts)
