@@ -1,0 +1,127 @@
+"""A real local HTTP server speaking the OpenAI chat-completions stream, with faults on demand.
+
+The requested ``model`` picks the behaviour: ``ok``, ``tools``, ``hang-headers``,
+``hang-stream``, ``rate-limited`` (429 with Retry-After), ``busy`` (503 with
+retry-after-ms), ``flaky`` (500, then 200), ``bad-request`` (400),
+``unauthorized`` (401), ``drop`` (connection cut mid-stream) and ``malformed``.
+It counts requests per model and records the Authorization headers it saw.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import Counter
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+STREAM_HEADERS = (
+    "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
+    "Connection: close\r\n\r\n"
+)
+REPLY = ["Dur", "able ", "hello"]
+USAGE = {"prompt_tokens": 12, "completion_tokens": 3, "total_tokens": 15}
+
+
+def _chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
+    body = {"id": "c1", "object": "chat.completion.chunk", "model": "m",
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}  # fmt: skip
+    return f"data: {json.dumps(body)}\n\n".encode()
+
+
+def _error(status: int, reason: str, message: str, extra: str = "") -> bytes:
+    body = json.dumps({"error": {"message": message, "type": "test"}})
+    return (
+        f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\n{extra}"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n{body}"
+    ).encode()
+
+
+@dataclass
+class ModelServer:
+    base_url: str = ""
+    requests: Counter[str] = field(default_factory=Counter)
+    authorizations: list[str] = field(default_factory=list)
+    bodies: list[dict[str, Any]] = field(default_factory=list)
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+            lines = head.decode().split("\r\n")
+            headers = {
+                k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])
+            }
+            body = json.loads(await reader.readexactly(int(headers.get("content-length", "0"))))
+            self.bodies.append(body)
+            self.authorizations.append(headers.get("authorization", ""))
+            model = body["model"]
+            self.requests[model] += 1
+            await self._respond(model, writer)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+
+    async def _respond(self, model: str, writer: asyncio.StreamWriter) -> None:
+        if model == "hang-headers":
+            await asyncio.sleep(3600)
+        if model == "rate-limited":
+            writer.write(
+                _error(429, "Too Many Requests", "Rate limit reached", "Retry-After: 7\r\n")
+            )
+            return
+        if model == "busy":
+            writer.write(
+                _error(503, "Service Unavailable", "overloaded", "retry-after-ms: 1500\r\n")
+            )
+            return
+        if model == "flaky" and self.requests[model] == 1:
+            writer.write(_error(500, "Internal Server Error", "The server had an error"))
+            return
+        if model == "bad-request":
+            writer.write(_error(400, "Bad Request", "max_tokens is too large: 999999"))
+            return
+        if model == "unauthorized":
+            writer.write(_error(401, "Unauthorized", "Incorrect API key provided"))
+            return
+        writer.write(STREAM_HEADERS.encode())
+        if model == "malformed":
+            writer.write(b"data: {this is not json\n\n")
+            await writer.drain()
+            return
+        if model == "tools":
+            first = {
+                "index": 0,
+                "id": "call_1",
+                "function": {"name": "lookup", "arguments": '{"or'},
+            }
+            writer.write(_chunk({"role": "assistant", "tool_calls": [first]}))
+            writer.write(
+                _chunk({"tool_calls": [{"index": 0, "function": {"arguments": 'der": 7}'}}]})
+            )
+            writer.write(_chunk({}, "tool_calls"))
+        else:
+            for i, text in enumerate(REPLY):
+                writer.write(_chunk({"content": text}))
+                await writer.drain()
+                if i == 0 and model == "hang-stream":
+                    await asyncio.sleep(3600)
+                if i == 0 and model == "drop":
+                    writer.transport.abort()
+                    return
+            writer.write(_chunk({}, "stop"))
+        usage = {"id": "c1", "object": "chat.completion.chunk", "choices": [], "usage": USAGE}
+        writer.write(f"data: {json.dumps(usage)}\n\ndata: [DONE]\n\n".encode())
+        await writer.drain()
+
+
+@asynccontextmanager
+async def model_server() -> AsyncIterator[ModelServer]:
+    state = ModelServer()
+    server = await asyncio.start_server(state.handle, "127.0.0.1", 0)
+    state.base_url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/v1"
+    async with server:
+        yield state
+        server.close()
