@@ -10,6 +10,7 @@ Temporal owns retries; nothing here retries.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import timedelta
 from typing import Any
 
 from temporalio import activity
@@ -17,7 +18,12 @@ from temporalio.common import RawValue
 from temporalio.exceptions import ApplicationError
 
 from adapters.temporal import StepOutcome
-from durable import DurableError, DurableResultNotSerializableError, registered_steps
+from durable import (
+    DurableError,
+    DurableResultNotSerializableError,
+    registered_steps,
+    retry_hints,
+)
 
 __all__ = ["run_step"]
 
@@ -57,7 +63,14 @@ async def run_step(args: Sequence[RawValue]) -> StepOutcome:
             message, code = exc.message, exc.code.value
         else:
             message, code = str(exc) or repr(exc), None
-        raise ApplicationError(message, {**details, "code": code}, type=type(exc).__name__) from exc
+        retryable, retry_after = retry_hints(exc)
+        raise ApplicationError(
+            message,
+            {**details, "code": code},
+            type=type(exc).__name__,
+            non_retryable=not retryable,
+            next_retry_delay=None if retry_after is None else timedelta(seconds=retry_after),
+        ) from exc
     try:
         data = definition.result.encode(value, what=f"step {definition.name!r}")
     except DurableResultNotSerializableError as exc:

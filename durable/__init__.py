@@ -63,7 +63,7 @@ from ._registry import (
     step,
     step_definition,
 )
-from ._retry import DEFAULT_STEP_TIMEOUT, RetryPolicy, StepOptions, as_timedelta
+from ._retry import DEFAULT_STEP_TIMEOUT, RetryPolicy, StepOptions, as_timedelta, retry_hints
 
 __all__ = [
     "DEFAULT_STEP_TIMEOUT",
@@ -120,6 +120,7 @@ __all__ = [
     "manifest_hash",
     "registered_agents",
     "registered_steps",
+    "retry_hints",
     "step",
     "step_definition",
     "step_id",

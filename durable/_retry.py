@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-__all__ = ["DEFAULT_STEP_TIMEOUT", "RetryPolicy", "StepOptions", "as_timedelta"]
+__all__ = ["DEFAULT_STEP_TIMEOUT", "RetryPolicy", "StepOptions", "as_timedelta", "retry_hints"]
 
 DEFAULT_STEP_TIMEOUT = timedelta(minutes=5)
 """Per-attempt timeout of a step that names none (Temporal's start-to-close timeout)."""
@@ -21,6 +21,21 @@ def as_timedelta(value: timedelta | float, *, what: str) -> timedelta:
     if delta < timedelta(0):
         raise ValueError(f"{what} must not be negative, got {delta}; pass a duration >= 0")
     return delta
+
+
+def retry_hints(error: BaseException | None) -> tuple[bool, float | None]:
+    """What a failure says about retrying it: ``(retryable, retry_after_seconds)``.
+
+    An exception may carry ``retryable = False`` (retrying cannot help, fail the
+    step now) and ``retry_after`` (seconds the server asked to wait). Both
+    substrates honour them on top of the step's ``RetryPolicy``: locally the
+    runner does, on Temporal they become ``non_retryable`` and ``next_retry_delay``.
+    """
+    retryable = getattr(error, "retryable", True) is not False
+    after = getattr(error, "retry_after", None)
+    if isinstance(after, int | float) and not isinstance(after, bool) and after >= 0:
+        return retryable, float(after)
+    return retryable, None
 
 
 @dataclass(frozen=True, kw_only=True)

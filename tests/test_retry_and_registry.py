@@ -16,6 +16,7 @@ from durable import (
     agent_definition,
     registered_agents,
     registered_steps,
+    retry_hints,
     step,
     step_definition,
 )
@@ -142,3 +143,18 @@ def test_agent_errors() -> None:
     unknown = _registration_error(lambda: agent_definition("no.such.agent"))
     assert "import the module" in str(unknown)
     assert "decorate it with @agent" in str(_registration_error(lambda: agent_definition(echo)))
+
+
+class _Hinted(Exception):
+    def __init__(self, retryable: object = True, retry_after: object = None) -> None:
+        self.retryable = retryable
+        self.retry_after = retry_after
+
+
+def test_retry_hints_read_only_well_formed_values() -> None:
+    assert retry_hints(ValueError("plain")) == (True, None)
+    assert retry_hints(_Hinted(retryable=False, retry_after=2)) == (False, 2.0)
+    assert retry_hints(_Hinted(retry_after=0.5)) == (True, 0.5)
+    for bad in (True, -1, "soon", float("nan") * 0 - 1):
+        assert retry_hints(_Hinted(retry_after=bad)) == (True, None)
+    assert retry_hints(None) == (True, None)

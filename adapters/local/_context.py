@@ -30,6 +30,7 @@ from durable import (
     as_timedelta,
     canonical_hash,
     check_name,
+    retry_hints,
     step_definition,
 )
 from durable._failures import (
@@ -177,8 +178,10 @@ class LocalContext:
             else:
                 await self._store.complete_step(self.lease, step_index=index, result=data)
                 return cast(T, restored)
+            retryable, retry_after = retry_hints(cause)
             retry = (
-                error.code != ErrorCode.RESULT_NOT_SERIALIZABLE
+                retryable
+                and error.code != ErrorCode.RESULT_NOT_SERIALIZABLE
                 and options.retry.retries(error.type)
                 and options.retry.allows_attempt(attempt + 1)
             )
@@ -187,7 +190,8 @@ class LocalContext:
                 if error.code == ErrorCode.RESULT_NOT_SERIALIZABLE:
                     raise DurableResultNotSerializableError(error.message) from cause
                 raise step_failed_error(intent, index, error, attempt) from cause
-            await asyncio.sleep(options.retry.delay_before(attempt + 1).total_seconds())
+            delay = options.retry.delay_before(attempt + 1).total_seconds()
+            await asyncio.sleep(delay if retry_after is None else retry_after)
 
     async def _checkpoint(self, intent: str, produce: Callable[[], str]) -> str:
         index, record = self._position(intent, "deterministic", "")

@@ -111,6 +111,28 @@ async def reject(value: int) -> int:
     raise ValueError(f"value {value} is out of range")
 
 
+class UpstreamBusy(Exception):
+    """Says how long to wait, as a rate-limited model endpoint does."""
+
+    retry_after = 0.3
+
+
+class UpstreamRefused(Exception):
+    """Says that retrying cannot help, as a 400 from a model endpoint does."""
+
+    retryable = False
+
+
+@step(retry=RetryPolicy(initial_interval=timedelta(milliseconds=10), maximum_attempts=3))
+async def hinted(kind: str) -> str:
+    CALLS[kind] += 1
+    if kind == "busy" and CALLS[kind] == 1:
+        raise UpstreamBusy("rate limited, retry in 0.3s")
+    if kind == "refused":
+        raise UpstreamRefused("the request itself is wrong")
+    return "ok"
+
+
 @step(retry=FAST_RETRY)
 async def opaque() -> Any:
     CALLS["opaque"] += 1
@@ -245,6 +267,11 @@ async def timeout_handler(ctx: DurableContext, job: Job) -> str:
 @agent(name="conformance.retrying")
 async def retrying(ctx: DurableContext, job: Job) -> str:
     return await ctx.step("call a flaky upstream", flaky, job.n)
+
+
+@agent(name="conformance.hinted")
+async def hinted_agent(ctx: DurableContext, job: Job) -> str:
+    return await ctx.step("call an upstream that gives retry hints", hinted, job.key)
 
 
 @agent(name="conformance.rejecting")

@@ -245,6 +245,24 @@ async def test_retry_then_success(substrate: Substrate, run_id: str) -> None:
     assert (record.status, record.attempts) == ("completed", 3)
 
 
+async def test_retry_after_hint_sets_the_next_delay(substrate: Substrate, run_id: str) -> None:
+    started = time.monotonic()
+
+    assert await substrate.run(agents.hinted_agent, Job(key="busy"), run_id=run_id) == "ok"
+
+    assert agents.CALLS["busy"] == 2
+    assert time.monotonic() - started >= 0.3  # the hint, not the 10 ms backoff
+
+
+async def test_non_retryable_hint_fails_the_step_at_once(substrate: Substrate, run_id: str) -> None:
+    await substrate.start(agents.hinted_agent, Job(key="refused"), run_id=run_id)
+
+    error = await expect_error(substrate, run_id, ErrorCode.STEP_FAILED)
+
+    assert "UpstreamRefused: the request itself is wrong" in str(error)
+    assert agents.CALLS["refused"] == 1
+
+
 async def test_non_retryable_error(substrate: Substrate, run_id: str) -> None:
     await substrate.start(agents.rejecting, Job(n=7), run_id=run_id)
 
