@@ -163,6 +163,7 @@ def step(
     name: str | None = None,
     timeout: timedelta | float = DEFAULT_STEP_TIMEOUT,
     retry: RetryPolicy | None = None,
+    heartbeat: timedelta | float | None = None,
     local: bool = False,
 ) -> Callable[[F], F]: ...
 def step(
@@ -172,13 +173,16 @@ def step(
     name: str | None = None,
     timeout: timedelta | float = DEFAULT_STEP_TIMEOUT,
     retry: RetryPolicy | None = None,
+    heartbeat: timedelta | float | None = None,
     local: bool = False,
 ) -> F | Callable[[F], F]:
     """Register an async function as a durable step.
 
     ``name`` defaults to the function's name and becomes the activity type on
     Temporal; ``timeout`` bounds one attempt; ``retry`` defaults to Temporal's
-    default policy; ``local`` runs the step as a Temporal local activity.
+    default policy; ``heartbeat`` is the longest silence tolerated, on Temporal,
+    from a step that heartbeats; ``local`` runs the step as a Temporal local
+    activity.
     """
     attempt_timeout = as_timedelta(timeout, what="step timeout")
     if attempt_timeout == timedelta(0):
@@ -199,7 +203,12 @@ def step(
             name=step_name,
             fn=checked,
             options=StepOptions(
-                timeout=attempt_timeout, retry=retry or RetryPolicy(), local_activity=local
+                timeout=attempt_timeout,
+                retry=retry or RetryPolicy(),
+                heartbeat_timeout=None
+                if heartbeat is None
+                else as_timedelta(heartbeat, what="heartbeat timeout"),
+                local_activity=local,
             ),
             result=JsonCodec(hints.get("return", Any)),
             params=tuple(hints.get(p.name, Any) for p in _positional_params(checked)),

@@ -94,6 +94,9 @@ class StepOptions:
     timeout: timedelta = DEFAULT_STEP_TIMEOUT
     """Start-to-close timeout of one attempt."""
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    heartbeat_timeout: timedelta | None = None
+    """On Temporal, fail an attempt that stops heartbeating for this long (a dead
+    stream); the step heartbeats with ``activity.heartbeat()``. Elsewhere ignored."""
     local_activity: bool = False
     """On Temporal, run as a local activity: no round trip through the server's task
     queue, for short steps. Elsewhere it changes nothing."""

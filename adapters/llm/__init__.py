@@ -1,6 +1,6 @@
 """Model calls: an OpenAI-compatible streaming chat client on httpx."""
 
-from ._client import RETRYABLE_STATUSES, ChatClient, Messages, classify_status
+from ._client import RETRYABLE_STATUSES, ChatClient, Messages, as_messages, classify_status
 from ._errors import ModelCallError, ModelRequestError, ModelStreamError, ModelUnavailableError
 from ._types import ChatMessage, ChatResult, ModelSettings, ToolCall, Usage
 
@@ -17,5 +17,6 @@ __all__ = [
     "ModelUnavailableError",
     "ToolCall",
     "Usage",
+    "as_messages",
     "classify_status",
 ]

@@ -24,7 +24,7 @@ from httpx_sse import EventSource
 from ._errors import ModelCallError, ModelRequestError, ModelStreamError, ModelUnavailableError
 from ._types import ChatMessage, ChatResult, ModelSettings, ToolCall, Usage
 
-__all__ = ["RETRYABLE_STATUSES", "ChatClient", "Messages"]
+__all__ = ["RETRYABLE_STATUSES", "ChatClient", "Messages", "as_messages", "classify_status"]
 
 RETRYABLE_STATUSES = frozenset({408, 409, 425, 429})
 """Besides every 5xx: statuses after which the same request may succeed later."""
@@ -35,7 +35,8 @@ Messages = str | ChatMessage | Mapping[str, Any] | Sequence[ChatMessage | Mappin
 DeltaCallback = Callable[[str], Awaitable[None] | None]
 
 
-def _messages(messages: Messages) -> list[dict[str, Any]]:
+def as_messages(messages: Messages) -> list[dict[str, Any]]:
+    """A prompt, one message or a list of them, as the list of messages the API takes."""
     if isinstance(messages, str):
         return [{"role": "user", "content": messages}]
     if isinstance(messages, ChatMessage | Mapping):
@@ -152,7 +153,7 @@ class ChatClient:
         body: dict[str, Any] = {
             **(options or {}),
             "model": self.settings.model,
-            "messages": _messages(messages),
+            "messages": as_messages(messages),
             "stream": True,
             "stream_options": {"include_usage": True},
         }

@@ -152,7 +152,12 @@ class TemporalContext:
                 # "<position>:<intent>"; a summary would only add latency here.
                 outcome = await workflow.execute_local_activity(definition.name, **call)
             else:
-                outcome = await workflow.execute_activity(definition.name, summary=intent, **call)
+                outcome = await workflow.execute_activity(
+                    definition.name,
+                    summary=intent,
+                    heartbeat_timeout=options.heartbeat_timeout,
+                    **call,
+                )
         except ActivityError as failure:
             error, attempts = _activity_failure(failure, label, definition)
             self._finish(index, status="failed", error=error, attempts=attempts)

@@ -16,6 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from activities.llm import chat
 from durable import (
     DurableAwaitEventTimeoutError,
     DurableContext,
@@ -226,6 +227,17 @@ async def approval_waiter(ctx: DurableContext, job: Job) -> Approval:
 async def gate(ctx: DurableContext, job: Job) -> str:
     approval = await ctx.await_event("approval")  # typed by the declaration
     return f"{type(approval).__name__}:{approval.by}"
+
+
+@agent(name="conformance.ask")
+async def ask(ctx: DurableContext, job: Job) -> dict[str, Any]:
+    """Asks the model named by ``job.key``, then waits for ``job.marker`` if given."""
+    answer = await chat(ctx, "ask the model", model=job.key, messages=f"question {job.n}")
+    if job.marker:
+        await ctx.await_event(job.marker)
+    usage = answer.usage
+    return {"text": answer.text, "tokens": [usage.input_tokens, usage.output_tokens],
+            "cost": usage.cost}  # fmt: skip
 
 
 @agent(name="conformance.relay")

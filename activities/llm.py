@@ -1,0 +1,129 @@
+"""The model-call step: ``llm.chat`` runs as an activity on Temporal, in-process locally.
+
+Models are named in the worker's settings (``DURABLE_MODELS``, a JSON object
+of ``ModelSettings``); API keys stay in the worker's environment, named there
+by ``api_key_env``. With no models configured, the clearly labelled offline
+``scripted`` model answers, so demos run anywhere. Failures carry retry hints
+(``retryable``, ``retry_after``) that Temporal or the local runner honour; the
+call itself never retries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from collections.abc import Mapping, Sequence
+from datetime import timedelta
+from typing import Any
+
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError
+from temporalio import activity
+
+from adapters.llm import (
+    ChatClient,
+    ChatResult,
+    Messages,
+    ModelRequestError,
+    ModelSettings,
+    Usage,
+    as_messages,
+)
+from durable import DurableContext, RetryPolicy, step
+
+__all__ = ["MODELS_ENV", "SCRIPTED", "ChatRequest", "chat", "llm_chat", "model_catalog"]
+
+MODELS_ENV = "DURABLE_MODELS"
+SCRIPTED = "scripted"
+"""The offline model: answers from the prompt itself, for demos without an endpoint."""
+
+_CATALOG: TypeAdapter[dict[str, ModelSettings]] = TypeAdapter(dict[str, ModelSettings])
+_clients: dict[tuple[ModelSettings, int], ChatClient] = {}
+"""One client per model and event loop: connections are reused, never shared across loops."""
+
+
+class ChatRequest(BaseModel):
+    """One model call, as recorded in history: names and prompts, never keys."""
+
+    model: str
+    messages: list[dict[str, Any]] = Field(min_length=1)
+    tools: list[dict[str, Any]] | None = None
+    options: dict[str, Any] | None = None
+
+
+def model_catalog(environ: Mapping[str, str] = os.environ) -> dict[str, ModelSettings]:
+    """The models this worker may call, from ``DURABLE_MODELS``."""
+    raw = environ.get(MODELS_ENV)
+    if not raw:
+        return {}
+    try:
+        return _CATALOG.validate_python(json.loads(raw))
+    except (ValueError, ValidationError) as exc:
+        raise ValueError(
+            f"{MODELS_ENV} must be a JSON object of model settings, e.g. "
+            '{"gpt": {"base_url": "https://api.openai.com/v1", "model": "gpt-4o-mini", '
+            f'"api_key_env": "OPENAI_API_KEY"}}; it failed with {exc}'
+        ) from None
+
+
+def scripted_reply(request: ChatRequest) -> ChatResult:
+    """A deterministic answer built from the prompt, labelled as scripted."""
+    last = str(request.messages[-1].get("content") or "")
+    text = f"[scripted model] You said: {last[:200]}"
+    words = sum(len(str(m.get("content") or "").split()) for m in request.messages)
+    return ChatResult(
+        text=text,
+        finish_reason="stop",
+        usage=Usage(input_tokens=words, output_tokens=len(text.split()), model=SCRIPTED),
+    )
+
+
+def _heartbeat(_: str) -> None:
+    # Each streamed fragment proves the stream alive; a stalled one misses heartbeats.
+    if activity.in_activity():
+        activity.heartbeat()
+
+
+@step(
+    name="llm.chat",
+    timeout=timedelta(seconds=120),
+    heartbeat=timedelta(seconds=30),
+    retry=RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=5),
+)
+async def llm_chat(request: ChatRequest) -> ChatResult:
+    if request.model == SCRIPTED:
+        return scripted_reply(request)
+    catalog = model_catalog()
+    settings = catalog.get(request.model)
+    if settings is None:
+        known = ", ".join(sorted([*catalog, SCRIPTED]))
+        raise ModelRequestError(
+            f"no model named {request.model!r} is configured in {MODELS_ENV} (known: {known}); "
+            "add it to the worker's settings"
+        )
+    key = (settings, id(asyncio.get_running_loop()))
+    client = _clients.get(key)
+    if client is None:
+        client = _clients[key] = ChatClient(settings)
+    return await client.chat(
+        request.messages, tools=request.tools, options=request.options, on_delta=_heartbeat
+    )
+
+
+async def chat(
+    ctx: DurableContext,
+    intent: str,
+    *,
+    model: str,
+    messages: Messages,
+    tools: Sequence[Mapping[str, Any]] | None = None,
+    options: Mapping[str, Any] | None = None,
+) -> ChatResult:
+    """Call a model as a durable step: an activity on Temporal, replayed on resume."""
+    request = ChatRequest(
+        model=model,
+        messages=as_messages(messages),
+        tools=[dict(t) for t in tools] if tools else None,
+        options=dict(options) if options else None,
+    )
+    return await ctx.step(intent, llm_chat, request)

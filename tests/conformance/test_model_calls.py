@@ -1,0 +1,99 @@
+"""Model calls as durable steps, on every substrate, against a real local model server.
+
+The API key is the session's configured secret (``PARTNER_API_KEY``): the
+session-end search of every Temporal history proves it never enters one.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+
+import pytest
+
+from durable import DurableError, ErrorCode
+from tests.conformance import agents
+from tests.conformance.agents import Job
+from tests.conformance.substrates import Substrate
+from tests.support.llm_server import ModelServer, model_server
+
+
+@pytest.fixture
+async def models(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[ModelServer]:
+    async with model_server() as server:
+        catalog = {
+            name: {
+                "base_url": server.base_url,
+                "model": name,
+                "input_price_per_1k": 0.5,
+                "output_price_per_1k": 1.5,
+                "api_key_env": "PARTNER_API_KEY",
+            }
+            for name in ("ok", "flaky", "bad-request")
+        }
+        monkeypatch.setenv("DURABLE_MODELS", json.dumps(catalog))
+        yield server
+
+
+async def test_a_model_call_returns_text_usage_and_cost(
+    substrate: Substrate, run_id: str, models: ModelServer
+) -> None:
+    result = await substrate.run(agents.ask, Job(key="ok", n=1), run_id=run_id)
+
+    assert result == {"text": "Durable hello", "tokens": [12, 3], "cost": 0.0105}
+    assert models.requests["ok"] == 1
+    assert models.authorizations[0].startswith("Bearer partner-secret-")
+    assert models.bodies[0]["messages"] == [{"role": "user", "content": "question 1"}]
+
+
+async def test_a_failed_attempt_is_retried_by_the_policy(
+    substrate: Substrate, run_id: str, models: ModelServer
+) -> None:
+    result = await substrate.run(agents.ask, Job(key="flaky"), run_id=run_id)
+
+    assert result["text"] == "Durable hello"
+    assert models.requests["flaky"] == 2  # 500, then 200
+    (record,) = await substrate.steps(run_id)
+    assert (record.status, record.attempts) == ("completed", 2)
+
+
+async def test_a_refused_request_fails_at_once_with_the_servers_message(
+    substrate: Substrate, run_id: str, models: ModelServer
+) -> None:
+    await substrate.start(agents.ask, Job(key="bad-request"), run_id=run_id)
+
+    with pytest.raises(DurableError) as failed:
+        await substrate.result(run_id)
+
+    assert failed.value.code == ErrorCode.STEP_FAILED
+    assert "max_tokens is too large: 999999" in str(failed.value)
+    assert models.requests["bad-request"] == 1
+
+
+async def test_an_unknown_model_is_named(
+    substrate: Substrate, run_id: str, models: ModelServer
+) -> None:
+    await substrate.start(agents.ask, Job(key="no-such-model"), run_id=run_id)
+
+    with pytest.raises(DurableError, match="no model named 'no-such-model'"):
+        await substrate.result(run_id)
+
+
+async def test_the_scripted_model_needs_no_endpoint(substrate: Substrate, run_id: str) -> None:
+    result = await substrate.run(agents.ask, Job(key="scripted", n=4), run_id=run_id)
+
+    assert result["text"] == "[scripted model] You said: question 4"
+
+
+async def test_a_resumed_run_never_calls_the_model_again(
+    substrate: Substrate, run_id: str, models: ModelServer
+) -> None:
+    await substrate.start(agents.ask, Job(key="ok", marker="go"), run_id=run_id)
+    await substrate.wait_for_step(run_id, "await_event:go")
+    await substrate.crash(run_id)
+
+    await substrate.resume(agents.ask, Job(key="ok", marker="go"), run_id=run_id)
+    await substrate.send_event(run_id, "go", None)
+
+    assert (await substrate.result(run_id))["text"] == "Durable hello"
+    assert models.requests["ok"] == 1
