@@ -111,10 +111,15 @@ class ChatClient:
         settings: ModelSettings,
         *,
         http: httpx.AsyncClient | None = None,
-        headers_deadline: float = 30.0,
-        idle_timeout: float = 60.0,
+        headers_deadline: float | None = None,
+        idle_timeout: float | None = None,
         environ: Mapping[str, str] | None = None,
     ) -> None:
+        """``headers_deadline`` and ``idle_timeout`` default to the model's settings."""
+        headers_deadline = (
+            settings.headers_deadline if headers_deadline is None else headers_deadline
+        )
+        idle_timeout = settings.idle_timeout if idle_timeout is None else idle_timeout
         if headers_deadline <= 0 or idle_timeout <= 0:
             raise ValueError("headers_deadline and idle_timeout must be positive seconds")
         self.settings = settings

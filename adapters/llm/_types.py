@@ -25,6 +25,10 @@ class ModelSettings(BaseModel):
     """Price of 1,000 output tokens."""
     api_key_env: str | None = None
     """Name of the worker's environment variable holding the API key; read per call."""
+    headers_deadline: float = Field(default=30.0, gt=0)
+    """Seconds an attempt may wait for the response headers before it is abandoned."""
+    idle_timeout: float = Field(default=60.0, gt=0)
+    """Seconds a stream may go without a chunk before the attempt fails."""
 
     @field_validator("base_url")
     @classmethod

@@ -29,8 +29,12 @@ async def models(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[ModelServer]:
                 "output_price_per_1k": 1.5,
                 "api_key_env": "PARTNER_API_KEY",
             }
-            for name in ("ok", "flaky", "bad-request")
-        }
+            for name in (
+                "ok", "flaky", "bad-request", "unauthorized", "malformed",
+                "hang-once", "busy-once", "drop-once",
+            )
+        }  # fmt: skip
+        catalog["hang-once"]["headers_deadline"] = 0.3
         monkeypatch.setenv("DURABLE_MODELS", json.dumps(catalog))
         yield server
 
@@ -97,3 +101,39 @@ async def test_a_resumed_run_never_calls_the_model_again(
 
     assert (await substrate.result(run_id))["text"] == "Durable hello"
     assert models.requests["ok"] == 1
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        "hang-once",  # no headers: the attempt is abandoned at its deadline
+        "busy-once",  # 503 with retry-after-ms: the next attempt waits as asked
+        "drop-once",  # the connection is cut mid-stream
+    ],
+)
+async def test_a_transient_fault_costs_one_attempt(
+    substrate: Substrate, run_id: str, models: ModelServer, fault: str
+) -> None:
+    result = await substrate.run(agents.ask, Job(key=fault), run_id=run_id)
+
+    assert result["text"] == "Durable hello"
+    assert models.requests[fault] == 2
+    (record,) = await substrate.steps(run_id)
+    assert record.attempts == 2
+
+
+@pytest.mark.parametrize(
+    ("fault", "message"),
+    [
+        ("unauthorized", "Incorrect API key provided"),
+        ("malformed", "not JSON"),
+    ],
+)
+async def test_a_permanent_fault_fails_at_once(
+    substrate: Substrate, run_id: str, models: ModelServer, fault: str, message: str
+) -> None:
+    await substrate.start(agents.ask, Job(key=fault), run_id=run_id)
+
+    with pytest.raises(DurableError, match=message):
+        await substrate.result(run_id)
+    assert models.requests[fault] == 1

@@ -3,7 +3,8 @@
 The requested ``model`` picks the behaviour: ``ok``, ``tools``, ``hang-headers``,
 ``hang-stream``, ``rate-limited`` (429 with Retry-After), ``busy`` (503 with
 retry-after-ms), ``flaky`` (500, then 200), ``bad-request`` (400),
-``unauthorized`` (401), ``drop`` (connection cut mid-stream) and ``malformed``.
+``unauthorized`` (401), ``drop`` (connection cut mid-stream) and ``malformed``;
+``hang-once``, ``busy-once`` and ``drop-once`` misbehave on the first request only.
 It counts requests per model and records the Authorization headers it saw.
 """
 
@@ -65,16 +66,18 @@ class ModelServer:
             writer.close()
 
     async def _respond(self, model: str, writer: asyncio.StreamWriter) -> None:
-        if model == "hang-headers":
+        first = self.requests[model] == 1
+        if model == "hang-headers" or (model == "hang-once" and first):
             await asyncio.sleep(3600)
         if model == "rate-limited":
             writer.write(
                 _error(429, "Too Many Requests", "Rate limit reached", "Retry-After: 7\r\n")
             )
             return
-        if model == "busy":
+        if model == "busy" or (model == "busy-once" and first):
+            wait = "1500" if model == "busy" else "200"
             writer.write(
-                _error(503, "Service Unavailable", "overloaded", "retry-after-ms: 1500\r\n")
+                _error(503, "Service Unavailable", "overloaded", f"retry-after-ms: {wait}\r\n")
             )
             return
         if model == "flaky" and self.requests[model] == 1:
@@ -92,12 +95,12 @@ class ModelServer:
             await writer.drain()
             return
         if model == "tools":
-            first = {
+            opening = {
                 "index": 0,
                 "id": "call_1",
                 "function": {"name": "lookup", "arguments": '{"or'},
             }
-            writer.write(_chunk({"role": "assistant", "tool_calls": [first]}))
+            writer.write(_chunk({"role": "assistant", "tool_calls": [opening]}))
             writer.write(
                 _chunk({"tool_calls": [{"index": 0, "function": {"arguments": 'der": 7}'}}]})
             )
@@ -108,7 +111,7 @@ class ModelServer:
                 await writer.drain()
                 if i == 0 and model == "hang-stream":
                     await asyncio.sleep(3600)
-                if i == 0 and model == "drop":
+                if i == 0 and (model == "drop" or (model == "drop-once" and first)):
                     writer.transport.abort()
                     return
             writer.write(_chunk({}, "stop"))
