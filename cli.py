@@ -30,7 +30,14 @@ from temporalio.service import RPCError, RPCStatusCode
 import worker
 from adapters.local import SqliteStore, run_durable, send_event
 from adapters.temporal import AgentClient, exit_without_teardown
-from durable import DurableError, JsonCodec, StepRecord, agent_definition, check_name
+from durable import (
+    DurableError,
+    JsonCodec,
+    StepRecord,
+    agent_definition,
+    check_name,
+    usage_totals,
+)
 
 _JSON: JsonCodec[Any] = JsonCodec(Any)
 
@@ -134,6 +141,7 @@ async def cmd_status(args: argparse.Namespace, settings: worker.WorkerSettings) 
         finally:
             await store.close()
         print(f"run {run.run_id}: {run.status} (agent {run.agent})")
+        usage = usage_totals(steps)
     else:
         client = await _client(settings)
         try:
@@ -144,9 +152,14 @@ async def cmd_status(args: argparse.Namespace, settings: worker.WorkerSettings) 
             if exc.status == RPCStatusCode.NOT_FOUND:
                 raise _not_found(args.run, exc) from None
             raise
+        usage = await client.usage(args.run)
         state = described.status.name.lower() if described.status else "unknown"
         waiting = ", ".join(status["waiting_for"]) or "nothing"
         print(f"run {args.run}: {state} (agent {described.workflow_type}), waiting for {waiting}")
+    print(
+        f"model calls: {usage['input_tokens']:g} tokens in, {usage['output_tokens']:g} out, "
+        f"cost {usage['cost']:g}"
+    )
     print(_steps_table(steps))
     return 0
 

@@ -126,4 +126,4 @@ async def chat(
         tools=[dict(t) for t in tools] if tools else None,
         options=dict(options) if options else None,
     )
-    return await ctx.step(intent, llm_chat, request)
+    return await ctx.step(intent, llm_chat, request, kind="llm")

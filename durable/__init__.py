@@ -64,11 +64,13 @@ from ._registry import (
     step_definition,
 )
 from ._retry import DEFAULT_STEP_TIMEOUT, RetryPolicy, StepOptions, as_timedelta, retry_hints
+from ._usage import USAGE_FIELDS, add_usage, usage_totals
 
 __all__ = [
     "DEFAULT_STEP_TIMEOUT",
     "MAX_NAME_LENGTH",
     "UNSET",
+    "USAGE_FIELDS",
     "AgentDefinition",
     "DurableAwaitEventTimeoutError",
     "DurableContext",
@@ -108,6 +110,7 @@ __all__ = [
     "StepStatus",
     "TaskSpec",
     "Unset",
+    "add_usage",
     "agent",
     "agent_definition",
     "as_timedelta",
@@ -124,4 +127,5 @@ __all__ = [
     "step",
     "step_definition",
     "step_id",
+    "usage_totals",
 ]

@@ -20,6 +20,7 @@ from typing import Any
 
 import httpx
 from httpx_sse import EventSource
+from pydantic import ValidationError
 
 from ._errors import ModelCallError, ModelRequestError, ModelStreamError, ModelUnavailableError
 from ._types import ChatMessage, ChatResult, ModelSettings, ToolCall, Usage
@@ -42,8 +43,14 @@ def as_messages(messages: Messages) -> list[dict[str, Any]]:
     if isinstance(messages, ChatMessage | Mapping):
         messages = [messages]
     result = []
-    for message in messages:
-        item = ChatMessage.model_validate(message)
+    for i, message in enumerate(messages):
+        try:
+            item = ChatMessage.model_validate(message)
+        except ValidationError as exc:
+            raise ModelRequestError(
+                f"message {i} is not a chat message ({exc.errors(include_url=False)}); pass a "
+                "prompt string, or messages like {'role': 'user', 'content': '...'}"
+            ) from None
         result.append(item.model_dump(exclude_none=True))
     if not result:
         raise ModelRequestError("no messages to send; pass a prompt or at least one message")

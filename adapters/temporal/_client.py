@@ -23,6 +23,7 @@ from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from durable import (
+    USAGE_FIELDS,
     DurableContext,
     DurableEventPayloadError,
     DurableRegistrationError,
@@ -38,7 +39,7 @@ from durable import (
 from durable._failures import manifest_mismatch_error, run_ended_error, run_failed_error
 
 from ._convert import durable_error_from
-from ._messages import EVENT_UPDATE, STATUS_QUERY, STEPS_QUERY, EventMessage
+from ._messages import EVENT_UPDATE, STATUS_QUERY, STEPS_QUERY, USAGE_MEMO, EventMessage
 from ._search import AGENT_NAME, PROJECT_ID
 
 __all__ = ["AgentClient", "unreachable_run"]
@@ -187,6 +188,13 @@ class AgentClient:
         handle = self._handle(run_id)
         steps: list[StepRecord] = await handle.query(STEPS_QUERY, result_type=list[StepRecord])
         return steps
+
+    async def usage(self, run_id: str) -> dict[str, float]:
+        """Tokens and cost of the run's model calls so far, from its memo."""
+        described = await self._handle(run_id).describe()
+        totals: dict[str, float] = dict.fromkeys(USAGE_FIELDS, 0.0)
+        totals.update(await described.memo_value(USAGE_MEMO, {}))
+        return totals
 
     async def status(self, run_id: str) -> dict[str, Any]:
         handle = self._handle(run_id)

@@ -32,6 +32,7 @@ from durable import (
     StepError,
     StepKind,
     StepRecord,
+    add_usage,
     as_timedelta,
     canonical_hash,
     check_name,
@@ -48,7 +49,7 @@ from durable._failures import (
 )
 
 from ._convert import activity_id, durable_error_from, temporal_retry_policy
-from ._messages import SEND_EVENT_ACTIVITY, RunEvent, StepOutcome
+from ._messages import SEND_EVENT_ACTIVITY, USAGE_MEMO, RunEvent, StepOutcome
 from ._search import WAITING_FOR
 
 __all__ = ["TemporalContext", "run_on_workflow_step"]
@@ -78,6 +79,7 @@ class TemporalContext:
         self._codecs: dict[Any, JsonCodec[Any]] = {}
         self._declared = dict(declared or {})
         self._wakes_on: Callable[[], bool] | None = None
+        self.usage: dict[str, float] = {}
         self._search_attributes = search_attributes
 
     def settled(self) -> bool:
@@ -166,6 +168,9 @@ class TemporalContext:
             raise step_failed_error(intent, index, error, attempts) from None
         value: T = definition.result.decode(outcome.result, what=label)
         self._finish(index, status="completed", result=outcome.result, attempts=outcome.attempt)
+        if kind == "llm":
+            # The run's totals in the memo: visible in the UI and to clients while it runs.
+            workflow.upsert_memo({USAGE_MEMO: add_usage(self.usage, outcome.result)})
         return value
 
     async def now(self) -> datetime:

@@ -12,6 +12,7 @@ __all__ = [
     "SEND_EVENT_ACTIVITY",
     "STATUS_QUERY",
     "STEPS_QUERY",
+    "USAGE_MEMO",
     "EventMessage",
     "RunEvent",
     "StepOutcome",
@@ -22,6 +23,8 @@ EVENT_SIGNAL = "event"
 EVENT_UPDATE = "send_event"
 """Update carrying one ``EventMessage``; returns whether it was accepted (first emit wins)."""
 STEPS_QUERY = "steps"
+USAGE_MEMO = "usage"
+"""Memo key of the run's model-call totals: input_tokens, output_tokens, cost."""
 SEND_EVENT_ACTIVITY = "durable.send_event"
 """Activity that sends one run's event to another (``activities/events.py``)."""
 STATUS_QUERY = "status"

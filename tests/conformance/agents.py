@@ -240,6 +240,13 @@ async def ask(ctx: DurableContext, job: Job) -> dict[str, Any]:
             "cost": usage.cost}  # fmt: skip
 
 
+@agent(name="conformance.ask_twice")
+async def ask_twice(ctx: DurableContext, job: Job) -> str:
+    first = await chat(ctx, "draft", model=job.key, messages="draft it")
+    second = await chat(ctx, "review", model=job.key, messages=f"review: {first.text}")
+    return second.text
+
+
 @agent(name="conformance.relay")
 async def relay(ctx: DurableContext, job: Job) -> list[Any]:
     """Sends an event into another run twice (first emit wins), then into no run at all."""

@@ -11,10 +11,10 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from durable import DurableError, ErrorCode
+from durable import DurableError, ErrorCode, usage_totals
 from tests.conformance import agents
 from tests.conformance.agents import Job
-from tests.conformance.substrates import Substrate
+from tests.conformance.substrates import Substrate, TemporalSubstrate
 from tests.support.llm_server import ModelServer, model_server
 
 
@@ -137,3 +137,16 @@ async def test_a_permanent_fault_fails_at_once(
     with pytest.raises(DurableError, match=message):
         await substrate.result(run_id)
     assert models.requests[fault] == 1
+
+
+async def test_a_runs_usage_adds_up_its_model_calls(
+    substrate: Substrate, run_id: str, models: ModelServer
+) -> None:
+    await substrate.run(agents.ask_twice, Job(key="ok"), run_id=run_id)
+
+    steps = await substrate.steps(run_id)
+    assert [s.kind for s in steps] == ["llm", "llm"]
+    totals = usage_totals(steps)
+    assert totals == {"input_tokens": 24, "output_tokens": 6, "cost": pytest.approx(0.021)}
+    if isinstance(substrate, TemporalSubstrate):
+        assert await substrate.client.usage(run_id) == totals  # also in the run's memo

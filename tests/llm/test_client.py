@@ -208,3 +208,10 @@ async def test_an_empty_message_list_is_refused() -> None:
         await chat.chat([])
     await asyncio.sleep(0)
     await chat.aclose()
+
+
+async def test_a_message_that_is_not_a_chat_message_is_named() -> None:
+    chat = ChatClient(ModelSettings(base_url="http://127.0.0.1:1/v1", model="m"))
+    with pytest.raises(ModelRequestError, match=r"message 1 is not a chat message.*'role'"):
+        await chat.chat([{"role": "user", "content": "hi"}, "a bare string"])  # type: ignore[list-item]
+    await chat.aclose()
