@@ -31,11 +31,26 @@ from adapters.llm import (
 )
 from durable import DurableContext, RetryPolicy, step
 
-__all__ = ["MODELS_ENV", "SCRIPTED", "ChatRequest", "chat", "llm_chat", "model_catalog"]
+__all__ = [
+    "DEFAULT_MODEL",
+    "DEFAULT_MODEL_ENV",
+    "MODELS_ENV",
+    "SCRIPTED",
+    "ChatRequest",
+    "chat",
+    "llm_chat",
+    "model_catalog",
+]
 
 MODELS_ENV = "DURABLE_MODELS"
+DEFAULT_MODEL_ENV = "DURABLE_DEFAULT_MODEL"
 SCRIPTED = "scripted"
 """The offline model: answers from the prompt itself, for demos without an endpoint."""
+DEFAULT_MODEL = "default"
+"""An alias the worker resolves: ``DURABLE_DEFAULT_MODEL`` if set, else ``scripted``.
+
+Agents name it so the worker, not workflow code, picks the model: workflow code
+never reads the environment."""
 
 _CATALOG: TypeAdapter[dict[str, ModelSettings]] = TypeAdapter(dict[str, ModelSettings])
 _clients: dict[tuple[ModelSettings, int], ChatClient] = {}
@@ -91,14 +106,17 @@ def _heartbeat(_: str) -> None:
     retry=RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=5),
 )
 async def llm_chat(request: ChatRequest) -> ChatResult:
-    if request.model == SCRIPTED:
+    name = request.model
+    if name == DEFAULT_MODEL:
+        name = os.environ.get(DEFAULT_MODEL_ENV) or SCRIPTED
+    if name == SCRIPTED:
         return scripted_reply(request)
     catalog = model_catalog()
-    settings = catalog.get(request.model)
+    settings = catalog.get(name)
     if settings is None:
         known = ", ".join(sorted([*catalog, SCRIPTED]))
         raise ModelRequestError(
-            f"no model named {request.model!r} is configured in {MODELS_ENV} (known: {known}); "
+            f"no model named {name!r} is configured in {MODELS_ENV} (known: {known}); "
             "add it to the worker's settings"
         )
     key = (settings, id(asyncio.get_running_loop()))

@@ -95,7 +95,12 @@ async def demo(approve_after: float, keep_running: bool) -> None:
             )
             await _approve_with_temporal_cli(settings, run_id)
         outcome = await result
-        print(f"\nRun {run_id} completed: {outcome.model_dump_json()}\n")
+        print(f"\nRun {run_id} completed: {outcome.model_dump_json()}")
+        usage = await agents.usage(run_id)
+        print(
+            f"Model calls: {usage['input_tokens']:g} tokens in, {usage['output_tokens']:g} out "
+            "(the offline scripted model, unless DURABLE_DEFAULT_MODEL names another)\n"
+        )
         for record in await agents.steps(run_id):
             print(f"   step {record.step_index}: {record.intent:<24} {record.status}")
         print(f"\nSee it in the Temporal UI: {settings.ui_link(run_id)}")

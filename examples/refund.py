@@ -17,6 +17,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from activities.llm import DEFAULT_MODEL, chat
 from durable import DurableAwaitEventTimeoutError, DurableContext, RetryPolicy, agent, step
 
 LEDGER_ENV = "REFUND_LEDGER"
@@ -54,6 +55,8 @@ class RefundOutcome(BaseModel):
     reviewer: str | None
     reference: str
     decided_at: datetime
+    note: str = ""
+    """The model's note for the reviewer."""
 
 
 _ORDERS = {
@@ -110,6 +113,15 @@ async def refund_review(ctx: DurableContext, request: RefundRequest) -> RefundOu
     """Review a refund request with a human in the loop."""
     order = await ctx.step("look up the order", look_up_order, request.order_id)
     decision = await ctx.step("draft a decision", draft_decision, order, request)
+    note = await chat(
+        ctx,
+        "write the note for the reviewer",
+        model=DEFAULT_MODEL,  # the worker decides which model that is
+        messages=[
+            {"role": "system", "content": "Write one sentence for a refund reviewer."},
+            {"role": "user", "content": f"{request.reason}; policy says: {decision.rationale}"},
+        ],
+    )
     reference = str(await ctx.uuid())
     try:
         approval = await ctx.await_event("approval", timeout=timedelta(hours=4), type=Approval)
@@ -137,4 +149,5 @@ async def refund_review(ctx: DurableContext, request: RefundRequest) -> RefundOu
         reviewer=approval.reviewer,
         reference=reference,
         decided_at=await ctx.now(),
+        note=note.text,
     )
