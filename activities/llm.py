@@ -111,7 +111,11 @@ async def llm_chat(request: ChatRequest) -> ChatResult:
         name = os.environ.get(DEFAULT_MODEL_ENV) or SCRIPTED
     if name == SCRIPTED:
         return scripted_reply(request)
-    catalog = model_catalog()
+    try:
+        catalog = model_catalog()
+    except ValueError as exc:
+        # A configuration error: no later attempt can succeed until the worker is fixed.
+        raise ModelRequestError(str(exc)) from None
     settings = catalog.get(name)
     if settings is None:
         known = ", ".join(sorted([*catalog, SCRIPTED]))
