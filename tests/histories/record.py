@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 from pathlib import Path
+from typing import Any
 
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
@@ -23,6 +25,21 @@ from worker import temporal_worker
 
 HERE = Path(__file__).resolve().parent
 MODULES = ("examples.refund", "tests.conformance.agents")
+
+
+_MACHINE_FIELDS = {"stackTrace": "", "identity": "recorder"}
+"""Fields that describe the recording machine (paths, host); replay needs none of them."""
+
+
+def _without_machine_details(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {
+            k: _MACHINE_FIELDS[k] if k in _MACHINE_FIELDS else _without_machine_details(v)
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [_without_machine_details(v) for v in value]
+    return value
 
 
 async def record() -> None:
@@ -51,7 +68,9 @@ async def record() -> None:
 
             for run_id in ("refund-review", "versioned", "retrying"):
                 history = await client.get_workflow_handle(run_id).fetch_history()
-                text = json.dumps(json.loads(history.to_json()), indent=1)
+                text = json.dumps(_without_machine_details(json.loads(history.to_json())), indent=1)
+                # Sticky task queues are named after the recording host.
+                text = text.replace(f"@{socket.gethostname()}", "@recorder")
                 (HERE / f"{run_id}.json").write_text(text + "\n")
                 print(f"recorded {run_id}")
 
