@@ -140,12 +140,27 @@ async def chat(
     messages: Messages,
     tools: Sequence[Mapping[str, Any]] | None = None,
     options: Mapping[str, Any] | None = None,
+    timeout: timedelta | float | None = None,
+    retry: RetryPolicy | None = None,
+    heartbeat: timedelta | float | None = None,
 ) -> ChatResult:
-    """Call a model as a durable step: an activity on Temporal, replayed on resume."""
+    """Call a model as a durable step: an activity on Temporal, replayed on resume.
+
+    ``timeout``, ``retry`` and ``heartbeat`` override the defaults (120 s, five
+    attempts with backoff, 30 s) for this call; ``options`` go to the API as is.
+    """
     request = ChatRequest(
         model=model,
         messages=as_messages(messages),
         tools=[dict(t) for t in tools] if tools else None,
         options=dict(options) if options else None,
     )
-    return await ctx.step(intent, llm_chat, request, kind="llm")
+    return await ctx.step(
+        intent,
+        llm_chat,
+        request,
+        kind="llm",
+        timeout=timeout,
+        retry=retry,
+        heartbeat=heartbeat,
+    )

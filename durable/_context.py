@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol, TypeVar, TypeVarTuple, Unpack, overload, runtime_checkable
 
 from ._records import StepKind
+from ._retry import RetryPolicy
 
 __all__ = ["UNSET", "DurableContext", "Unset"]
 
@@ -64,12 +65,16 @@ class DurableContext(Protocol):
         *args: *Ts,
         input_fingerprint: object = UNSET,
         kind: StepKind = "logic",
+        timeout: timedelta | float | None = None,
+        retry: RetryPolicy | None = None,
+        heartbeat: timedelta | float | None = None,
     ) -> T:
         """Run the registered step ``fn(*args)`` once; replay its result afterwards.
 
         ``intent`` labels the step for people and must stay stable across code
         changes. ``input_fingerprint``, when given, is hashed and compared on
-        replay to catch a step whose inputs changed.
+        replay to catch a step whose inputs changed. ``timeout``, ``retry`` and
+        ``heartbeat`` override the step's registered options for this call.
         """
         ...
 

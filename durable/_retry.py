@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 
 __all__ = ["DEFAULT_STEP_TIMEOUT", "RetryPolicy", "StepOptions", "as_timedelta", "retry_hints"]
@@ -100,3 +100,25 @@ class StepOptions:
     local_activity: bool = False
     """On Temporal, run as a local activity: no round trip through the server's task
     queue, for short steps. Elsewhere it changes nothing."""
+
+    def with_overrides(
+        self,
+        *,
+        timeout: timedelta | float | None = None,
+        retry: RetryPolicy | None = None,
+        heartbeat: timedelta | float | None = None,
+    ) -> StepOptions:
+        """These options with one call's overrides; ``None`` keeps the step's own."""
+        if timeout is None and retry is None and heartbeat is None:
+            return self
+        attempt = self.timeout if timeout is None else as_timedelta(timeout, what="step timeout")
+        if attempt <= timedelta(0):
+            raise ValueError("a step timeout must be positive; pass seconds > 0")
+        return replace(
+            self,
+            timeout=attempt,
+            retry=self.retry if retry is None else retry,
+            heartbeat_timeout=self.heartbeat_timeout
+            if heartbeat is None
+            else as_timedelta(heartbeat, what="heartbeat timeout"),
+        )

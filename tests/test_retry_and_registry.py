@@ -158,3 +158,18 @@ def test_retry_hints_read_only_well_formed_values() -> None:
     for bad in (True, -1, "soon", float("nan") * 0 - 1):
         assert retry_hints(_Hinted(retry_after=bad)) == (True, None)
     assert retry_hints(None) == (True, None)
+
+
+def test_a_call_can_override_a_steps_options() -> None:
+    options = step_definition(echo).options
+    assert options.with_overrides() is options
+    tighter = options.with_overrides(
+        timeout=0.5, retry=RetryPolicy(maximum_attempts=2), heartbeat=5
+    )
+    assert tighter.timeout == timedelta(seconds=0.5)
+    assert tighter.retry.maximum_attempts == 2
+    assert tighter.heartbeat_timeout == timedelta(seconds=5)
+    with pytest.raises(ValueError, match="must be positive"):
+        options.with_overrides(timeout=0)
+    with pytest.raises(ValueError, match="must not be negative"):
+        options.with_overrides(heartbeat=-1)

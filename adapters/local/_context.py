@@ -24,6 +24,7 @@ from durable import (
     ErrorCode,
     JsonCodec,
     Lease,
+    RetryPolicy,
     RunRecord,
     StepKind,
     StepRecord,
@@ -144,6 +145,9 @@ class LocalContext:
         *args: *Ts,
         input_fingerprint: object = UNSET,
         kind: StepKind = "logic",
+        timeout: timedelta | float | None = None,
+        retry: RetryPolicy | None = None,
+        heartbeat: timedelta | float | None = None,
     ) -> T:
         definition = step_definition(fn)
         input_hash = "" if input_fingerprint is UNSET else canonical_hash(input_fingerprint)
@@ -154,7 +158,9 @@ class LocalContext:
             return value
         if record is not None and record.status == "failed":
             raise replayed_failure(record)
-        options = definition.options
+        options = definition.options.with_overrides(
+            timeout=timeout, retry=retry, heartbeat=heartbeat
+        )
         timeout = options.timeout.total_seconds()
         attempt = record.attempts if record is not None else 0
         while True:
@@ -179,14 +185,14 @@ class LocalContext:
                 await self._store.complete_step(self.lease, step_index=index, result=data)
                 return cast(T, restored)
             retryable, retry_after = retry_hints(cause)
-            retry = (
+            again = (
                 retryable
                 and error.code != ErrorCode.RESULT_NOT_SERIALIZABLE
                 and options.retry.retries(error.type)
                 and options.retry.allows_attempt(attempt + 1)
             )
-            await self._store.fail_step(self.lease, step_index=index, error=error, final=not retry)
-            if not retry:
+            await self._store.fail_step(self.lease, step_index=index, error=error, final=not again)
+            if not again:
                 if error.code == ErrorCode.RESULT_NOT_SERIALIZABLE:
                     raise DurableResultNotSerializableError(error.message) from cause
                 raise step_failed_error(intent, index, error, attempt) from cause

@@ -28,9 +28,10 @@ from durable import (
     DurableRunManifest,
     ErrorCode,
     JsonCodec,
-    StepDefinition,
+    RetryPolicy,
     StepError,
     StepKind,
+    StepOptions,
     StepRecord,
     add_usage,
     as_timedelta,
@@ -135,12 +136,17 @@ class TemporalContext:
         *args: *Ts,
         input_fingerprint: object = UNSET,
         kind: StepKind = "logic",
+        timeout: timedelta | float | None = None,
+        retry: RetryPolicy | None = None,
+        heartbeat: timedelta | float | None = None,
     ) -> T:
         definition = step_definition(fn)
         input_hash = "" if input_fingerprint is UNSET else canonical_hash(input_fingerprint)
         index = self._begin(intent, kind, input_hash)
         label = step_label(index, intent, definition.name)
-        options = definition.options
+        options = definition.options.with_overrides(
+            timeout=timeout, retry=retry, heartbeat=heartbeat
+        )
         call: dict[str, Any] = {
             "args": args,
             "activity_id": activity_id(index, intent, input_hash),
@@ -161,7 +167,7 @@ class TemporalContext:
                     **call,
                 )
         except ActivityError as failure:
-            error, attempts = _activity_failure(failure, label, definition)
+            error, attempts = _activity_failure(failure, label, options)
             self._finish(index, status="failed", error=error, attempts=attempts)
             if error.code == ErrorCode.RESULT_NOT_SERIALIZABLE:
                 raise DurableResultNotSerializableError(error.message) from None
@@ -284,11 +290,11 @@ class TemporalContext:
 
 
 def _activity_failure(
-    failure: ActivityError, label: str, definition: StepDefinition
+    failure: ActivityError, label: str, options: StepOptions
 ) -> tuple[StepError, int]:
     """The recorded error and the number of attempts of a failed step."""
     cause = failure.cause
-    retry = definition.options.retry
+    retry = options.retry
     exhausted = failure.retry_state == RetryState.MAXIMUM_ATTEMPTS_REACHED
     attempts = retry.maximum_attempts if exhausted and retry.maximum_attempts else 1
     if isinstance(cause, ApplicationError):
@@ -298,7 +304,7 @@ def _activity_failure(
         )
         return error, int(details.get("attempt", attempts))
     if isinstance(cause, TemporalTimeoutError):
-        timeout = definition.options.timeout.total_seconds()
+        timeout = options.timeout.total_seconds()
         return step_error_from(step_timeout_error(attempts, label, timeout)), attempts
     return step_error_from(cause or failure), attempts
 

@@ -148,6 +148,13 @@ async def stall() -> None:
     await asyncio.sleep(10)
 
 
+@step(timeout=600, retry=RetryPolicy(maximum_attempts=1))
+async def stall_long() -> None:
+    """Registered patient and single-shot; a caller overrides both."""
+    CALLS["stall_long"] += 1
+    await asyncio.sleep(10)
+
+
 @step
 async def mark(path: str, name: str) -> str:
     """Append ``name`` to a file: counts executions across processes."""
@@ -301,6 +308,17 @@ async def rejecting(ctx: DurableContext, job: Job) -> int:
 @agent(name="conformance.unserializable")
 async def unserializable(ctx: DurableContext, job: Job) -> Any:
     return await ctx.step("return an opaque object", opaque)
+
+
+@agent(name="conformance.impatient")
+async def impatient(ctx: DurableContext, job: Job) -> None:
+    """Calls a step registered with 10 minutes of patience, with a tighter budget."""
+    await ctx.step(
+        "stall briefly",
+        stall_long,
+        timeout=0.1,
+        retry=RetryPolicy(initial_interval=timedelta(milliseconds=10), maximum_attempts=3),
+    )
 
 
 @agent(name="conformance.stalling")

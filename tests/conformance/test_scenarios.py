@@ -288,6 +288,17 @@ async def test_step_timeout_is_retried_then_fails(substrate: Substrate, run_id: 
     assert record.error.code == "step_timeout"
 
 
+async def test_a_call_overrides_the_steps_timeout_and_retry(
+    substrate: Substrate, run_id: str
+) -> None:
+    await substrate.start(agents.impatient, Job(), run_id=run_id)
+
+    error = await expect_error(substrate, run_id, ErrorCode.STEP_FAILED)
+
+    assert "step timeout of 0.1s" in str(error)
+    assert agents.CALLS["stall_long"] == 3  # the call's policy, not the step's single attempt
+
+
 async def test_non_serializable_result(substrate: Substrate, run_id: str) -> None:
     await substrate.start(agents.unserializable, Job(), run_id=run_id)
 
