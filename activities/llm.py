@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import Any
@@ -29,7 +30,7 @@ from adapters.llm import (
     Usage,
     as_messages,
 )
-from durable import DurableContext, RetryPolicy, step
+from durable import DurableContext, RetryPolicy, publish_token, step
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -81,22 +82,30 @@ def model_catalog(environ: Mapping[str, str] = os.environ) -> dict[str, ModelSet
         ) from None
 
 
-def scripted_reply(request: ChatRequest) -> ChatResult:
-    """A deterministic answer built from the prompt, labelled as scripted."""
+def _on_fragment(text: str) -> None:
+    publish_token(text)
+    # Each streamed fragment proves the stream alive; a stalled one misses heartbeats.
+    if activity.in_activity():
+        activity.heartbeat()
+
+
+SCRIPTED_PACE = 0.03
+"""Seconds between the scripted model's words, so watchers see it stream."""
+
+
+async def scripted_reply(request: ChatRequest) -> ChatResult:
+    """A deterministic answer built from the prompt, labelled as scripted, streamed by word."""
     last = str(request.messages[-1].get("content") or "")
     text = f"[scripted model] You said: {last[:200]}"
+    for word in re.findall(r"\S+\s*", text):
+        _on_fragment(word)
+        await asyncio.sleep(SCRIPTED_PACE)
     words = sum(len(str(m.get("content") or "").split()) for m in request.messages)
     return ChatResult(
         text=text,
         finish_reason="stop",
         usage=Usage(input_tokens=words, output_tokens=len(text.split()), model=SCRIPTED),
     )
-
-
-def _heartbeat(_: str) -> None:
-    # Each streamed fragment proves the stream alive; a stalled one misses heartbeats.
-    if activity.in_activity():
-        activity.heartbeat()
 
 
 @step(
@@ -110,7 +119,7 @@ async def llm_chat(request: ChatRequest) -> ChatResult:
     if name == DEFAULT_MODEL:
         name = os.environ.get(DEFAULT_MODEL_ENV) or SCRIPTED
     if name == SCRIPTED:
-        return scripted_reply(request)
+        return await scripted_reply(request)
     try:
         catalog = model_catalog()
     except ValueError as exc:
@@ -128,7 +137,7 @@ async def llm_chat(request: ChatRequest) -> ChatResult:
     if client is None:
         client = _clients[key] = ChatClient(settings)
     return await client.chat(
-        request.messages, tools=request.tools, options=request.options, on_delta=_heartbeat
+        request.messages, tools=request.tools, options=request.options, on_delta=_on_fragment
     )
 
 

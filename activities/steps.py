@@ -9,7 +9,7 @@ Temporal owns retries; nothing here retries.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -17,10 +17,11 @@ from temporalio import activity
 from temporalio.common import RawValue
 from temporalio.exceptions import ApplicationError
 
-from adapters.temporal import StepOutcome
+from adapters.temporal import ActivityTokens, StepOutcome, step_of_activity
 from durable import (
     DurableError,
     DurableResultNotSerializableError,
+    live_tokens,
     registered_steps,
     retry_hints,
 )
@@ -55,7 +56,7 @@ async def run_step(args: Sequence[RawValue]) -> StepOutcome:
         for raw, hint in zip(args, definition.params, strict=True)
     ]
     try:
-        value = await definition.fn(*values)
+        value = await _run(definition.fn, values, step_of_activity(info.activity_id))
     except ApplicationError:
         raise
     except Exception as exc:
@@ -82,3 +83,14 @@ async def run_step(args: Sequence[RawValue]) -> StepOutcome:
             non_retryable=True,
         ) from None
     return StepOutcome(result=data, attempt=info.attempt)
+
+
+async def _run(
+    fn: Callable[..., Awaitable[Any]], values: list[Any], step: tuple[int, str] | None
+) -> Any:
+    """Call the step, routing any token deltas it streams to its run's live stream."""
+    if step is None:
+        return await fn(*values)
+    async with ActivityTokens(*step) as deltas:
+        with live_tokens(deltas):
+            return await fn(*values)

@@ -39,6 +39,7 @@ from ._errors import (
     ErrorCode,
     error_for_code,
 )
+from ._live import LiveEvent, LiveKind, TokenDeltas, live_tokens, publish_token
 from ._names import MAX_NAME_LENGTH, check_name
 from ._records import (
     DurableRunManifest,
@@ -98,6 +99,8 @@ __all__ = [
     "EventRecord",
     "JsonCodec",
     "Lease",
+    "LiveEvent",
+    "LiveKind",
     "RetryPolicy",
     "RunOutcome",
     "RunRecord",
@@ -109,6 +112,7 @@ __all__ = [
     "StepRecord",
     "StepStatus",
     "TaskSpec",
+    "TokenDeltas",
     "Unset",
     "add_usage",
     "agent",
@@ -120,7 +124,9 @@ __all__ = [
     "derive_worker_id",
     "error_for_code",
     "js_number",
+    "live_tokens",
     "manifest_hash",
+    "publish_token",
     "registered_agents",
     "registered_steps",
     "retry_hints",

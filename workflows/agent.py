@@ -16,6 +16,7 @@ from typing import Any
 from pydantic import ValidationError
 from temporalio import workflow
 from temporalio.common import RawValue
+from temporalio.contrib.workflow_streams import WorkflowStream
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
@@ -23,6 +24,7 @@ with workflow.unsafe.imports_passed_through():
     from adapters.temporal import (
         EVENT_SIGNAL,
         EVENT_UPDATE,
+        LIVE_TOPIC,
         SEARCH_ATTRIBUTES_MEMO,
         STATUS_QUERY,
         STEPS_QUERY,
@@ -34,6 +36,8 @@ with workflow.unsafe.imports_passed_through():
     from durable import (
         DurableError,
         DurableRunManifest,
+        LiveEvent,
+        LiveKind,
         StepRecord,
         agent_definition,
         check_name,
@@ -48,6 +52,9 @@ class AgentWorkflow:
         self._events: dict[str, Any] = {}
         self._context: TemporalContext | None = None
         self._status = "running"
+        # The run's live stream: steps, waits and token deltas, for watchers.
+        self._stream = WorkflowStream()
+        self._live = self._stream.topic(LIVE_TOPIC, type=LiveEvent)
 
     @workflow.run
     async def run(self, args: Sequence[RawValue]) -> Any:
@@ -61,23 +68,29 @@ class AgentWorkflow:
                 events=self._events,
                 declared=definition.events,
                 search_attributes=bool(workflow.memo_value(SEARCH_ATTRIBUTES_MEMO, False)),
+                live=self._live.publish,
             )
             self._context = context
             data = await run_on_workflow_step(context, definition, manifest)
         except DurableError as error:
-            self._status = "failed"
-            await workflow.wait_condition(workflow.all_handlers_finished)
+            await self._end("failed", error.message)
             raise to_application_error(error) from None
         except Exception as exc:
             # An agent's own error fails the run, as it does on the local store.
-            self._status = "failed"
-            await workflow.wait_condition(workflow.all_handlers_finished)
+            await self._end("failed", str(exc) or repr(exc))
             raise ApplicationError(
                 str(exc) or repr(exc), {"code": None}, type=type(exc).__name__, non_retryable=True
             ) from exc
-        self._status = "completed"
-        await workflow.wait_condition(workflow.all_handlers_finished)
+        await self._end("completed")
         return data
+
+    async def _end(self, status: str, error: str | None = None) -> None:
+        self._status = status
+        kind: LiveKind = "run_completed" if error is None else "run_failed"
+        self._live.publish(LiveEvent(kind=kind, error=error, at=workflow.now()))
+        # Release watchers' long polls, or they would keep the run from closing.
+        self._stream.detach_pollers()
+        await workflow.wait_condition(workflow.all_handlers_finished)
 
     @workflow.signal(name=EVENT_SIGNAL)
     async def event(self, message: Any) -> None:

@@ -160,7 +160,11 @@ class ChatClient:
         on_delta: DeltaCallback | None = None,
         options: Mapping[str, Any] | None = None,
     ) -> ChatResult:
-        """Stream one completion; ``on_delta`` receives each text fragment as it arrives."""
+        """Stream one completion; ``on_delta`` receives each text fragment as it arrives.
+
+        Chunks that carry no text, such as tool-call fragments, call ``on_delta``
+        with ``""``, so a caller can tell a live stream from a stalled one.
+        """
         url = f"{self.settings.base_url}/chat/completions"
         body: dict[str, Any] = {
             **(options or {}),
@@ -234,8 +238,9 @@ class ChatClient:
                 done = True
                 break
             chunk = _chunk(event.data, url)
-            for fragment in _apply(chunk, text, calls, url):
-                if first is None:
+            # A chunk with no text (a tool-call fragment) still proves the stream alive.
+            for fragment in _apply(chunk, text, calls, url) or [""]:
+                if first is None and fragment:
                     first = time.monotonic() - started
                 if on_delta is not None:
                     outcome = on_delta(fragment)

@@ -9,6 +9,7 @@ import typing
 from ._context import LocalContext
 from ._events import send_event
 from ._file import FileStore
+from ._live import LivePublisher, watch_run
 from ._memory import InMemoryStore
 from ._runner import RunResult, resume_run, run_durable
 from ._sqlite import SqliteStore, Synchronous
@@ -20,6 +21,7 @@ __all__ = [
     "EmitResult",
     "FileStore",
     "InMemoryStore",
+    "LivePublisher",
     "LocalContext",
     "LocalWorker",
     "PostgresStore",
@@ -30,6 +32,7 @@ __all__ = [
     "resume_run",
     "run_durable",
     "send_event",
+    "watch_run",
 ]
 
 

@@ -24,13 +24,17 @@ from durable import (
     ErrorCode,
     JsonCodec,
     Lease,
+    LiveEvent,
+    LiveKind,
     RetryPolicy,
     RunRecord,
     StepKind,
     StepRecord,
+    TokenDeltas,
     as_timedelta,
     canonical_hash,
     check_name,
+    live_tokens,
     retry_hints,
     step_definition,
 )
@@ -48,6 +52,7 @@ from durable._failures import (
 )
 
 from ._events import send_event
+from ._live import LivePublisher
 from ._store import DurableRunStore, utc_now
 
 __all__ = ["LocalContext"]
@@ -76,9 +81,11 @@ class LocalContext:
         run: RunRecord,
         steps: Sequence[StepRecord],
         poll_interval: timedelta,
+        live: LivePublisher,
         declared: Mapping[str, JsonCodec[Any]] | None = None,
     ) -> None:
         self._store = store
+        self.live = live
         self.lease = lease
         self._run = run
         self._recorded = {record.step_index: record for record in steps}
@@ -163,13 +170,20 @@ class LocalContext:
         )
         timeout = options.timeout.total_seconds()
         attempt = record.attempts if record is not None else 0
+        # A step begun before this execution may have streamed text already.
+        shown = 0 if record is None else await self._store.live_text_end(self.run_id, index)
+        deltas = TokenDeltas(index, self.live.publish, shown=shown)
         while True:
             attempt += 1
             await self._begin(index, intent, kind, input_hash)
+            started: LiveKind = "step_started" if attempt == 1 else "step_retry"
+            self.live.publish(LiveEvent(kind=started, step=index, intent=intent, attempt=attempt))
+            deltas.new_attempt()
             cause: BaseException | None = None
             try:
-                async with asyncio.timeout(timeout) as deadline:
-                    value = await definition.fn(*args)
+                with live_tokens(deltas):
+                    async with asyncio.timeout(timeout) as deadline:
+                        value = await definition.fn(*args)
                 data, restored = definition.result.round_trip(value, what=label)
             except DurableRunLeaseLostError:
                 raise
@@ -183,6 +197,7 @@ class LocalContext:
                 error = step_error_from(exc)
             else:
                 await self._store.complete_step(self.lease, step_index=index, result=data)
+                self.live.publish(LiveEvent(kind="step_completed", step=index, intent=intent))
                 return cast(T, restored)
             retryable, retry_after = retry_hints(cause)
             again = (
@@ -193,6 +208,9 @@ class LocalContext:
             )
             await self._store.fail_step(self.lease, step_index=index, error=error, final=not again)
             if not again:
+                self.live.publish(
+                    LiveEvent(kind="step_failed", step=index, intent=intent, error=error.message)
+                )
                 if error.code == ErrorCode.RESULT_NOT_SERIALIZABLE:
                     raise DurableResultNotSerializableError(error.message) from cause
                 raise step_failed_error(intent, index, error, attempt) from cause
@@ -221,6 +239,7 @@ class LocalContext:
             return
         record = await self._begin(index, "sleep", "timer", deadline=utc_now() + delta)
         assert record.deadline is not None  # the store keeps the first deadline it was given
+        self.live.publish(LiveEvent(kind="sleeping", step=index, until=record.deadline))
         remaining = (record.deadline - utc_now()).total_seconds()
         if remaining > 0:
             await asyncio.sleep(remaining)
@@ -243,12 +262,15 @@ class LocalContext:
         )
         # The deadline is the one recorded at the first wait: a resume continues it.
         deadline = record.deadline
+        self.live.publish(LiveEvent(kind="waiting", step=index, key=key, until=deadline))
         while True:
             event = await self._store.load_event(self.run_id, key)
             if event is not None:
+                self.live.publish(LiveEvent(kind="event_received", step=index, key=key))
                 return await self._accept_event(index, label, event.payload, codec)
             now = utc_now()
             if deadline is not None and now >= deadline:
+                self.live.publish(LiveEvent(kind="wait_timed_out", step=index, key=key))
                 error = await_timeout_error(label, deadline)
                 await self._store.fail_step(
                     self.lease, step_index=index, error=step_error_from(error), final=True

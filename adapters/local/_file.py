@@ -7,6 +7,8 @@ Layout under ``root``::
         manifest.json  the manifest the run was started with, written once
         steps.jsonl    append-only StepRecord log; the last line per position wins
         events.jsonl   append-only EventRecord log; the first line per key wins
+        live.jsonl     the live stream for watchers, appended without fsync; an
+                       entry's ``seq`` is the byte offset where its line ends
         .lock          flock'd around every operation
 
 Every operation takes the run's exclusive ``flock``, rereads ``run.json`` (so a
@@ -20,7 +22,7 @@ from __future__ import annotations
 
 import fcntl
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -35,6 +37,7 @@ from durable import (
     DurableStoreError,
     EventRecord,
     Lease,
+    LiveEvent,
     RunOutcome,
     RunRecord,
     RunStatus,
@@ -42,6 +45,7 @@ from durable import (
     StepKind,
     StepRecord,
 )
+from durable._live import text_end
 
 from . import _ledger as ledger
 from ._offload import Offloader, WouldBlock
@@ -315,6 +319,52 @@ class FileStore:
             if (snapshot := await self.load_run(run.run_id)) is not None
         ]
 
+    async def append_live(self, run_id: str, events: Sequence[LiveEvent]) -> None:
+        data = b"".join(
+            e.model_dump_json(exclude={"seq"}, exclude_none=True).encode() + b"\n" for e in events
+        )
+
+        def op(wait: bool) -> None:
+            with self._locked(run_id, wait) as directory:
+                _append_lines(directory / "live.jsonl", data)
+
+        await self._offload.call(op)
+
+    async def read_live(self, run_id: str, *, after: int = 0, limit: int = 500) -> list[LiveEvent]:
+        # Unlocked: only complete lines are read, and appends never rewrite them.
+        return await self._offload.call(lambda _: self._read_live(run_id, max(after, 0), limit))
+
+    def _read_live(self, run_id: str, after: int, limit: int) -> list[LiveEvent]:
+        path = self._dir(run_id) / "live.jsonl"
+        try:
+            with open(path, "rb") as handle:
+                if after:
+                    handle.seek(after - 1)
+                    if handle.read(1) != b"\n":
+                        raise ValueError(
+                            f"after={after} is not a position in the live stream of run "
+                            f"{run_id!r}; pass the seq of an entry read from it, or 0"
+                        )
+                data = handle.read(1 << 20)
+        except FileNotFoundError:
+            return []
+        events: list[LiveEvent] = []
+        position = after
+        for line in data.splitlines(keepends=True):
+            if not line.endswith(b"\n") or len(events) >= limit:
+                break
+            position += len(line)
+            event = _parse(LiveEvent, line, path)
+            events.append(event.model_copy(update={"seq": position}))
+        return events
+
+    async def live_text_end(self, run_id: str, step_index: int) -> int:
+        end, after = 0, 0
+        while batch := await self.read_live(run_id, after=after):
+            end = max(end, text_end(batch, step_index))
+            after = batch[-1].seq
+        return end
+
     async def close(self) -> None:
         self._offload.close()
 
@@ -371,6 +421,18 @@ def _tail(path: Path, offset: int, apply: Callable[[bytes, Path], None]) -> int:
             if line:
                 apply(line, path)
         return offset + complete
+
+
+def _append_lines(path: Path, data: bytes) -> None:
+    """Append whole lines, first cutting off a line left torn by a writer that died."""
+    with open(path, "ab+") as handle:
+        end = handle.seek(0, os.SEEK_END)
+        if end:
+            handle.seek(end - 1)
+            if handle.read(1) != b"\n":
+                handle.seek(0)
+                handle.truncate(handle.read().rfind(b"\n") + 1)
+        handle.write(data)
 
 
 def _atomic_write(path: Path, data: bytes) -> None:

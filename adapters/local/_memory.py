@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
@@ -9,6 +10,7 @@ from durable import (
     DurableRunManifest,
     EventRecord,
     Lease,
+    LiveEvent,
     RunOutcome,
     RunRecord,
     RunStatus,
@@ -16,6 +18,7 @@ from durable import (
     StepKind,
     StepRecord,
 )
+from durable._live import text_end
 
 from . import _ledger as ledger
 from ._store import EmitResult, Resumed, checked_event, run_not_found, utc_now
@@ -28,6 +31,7 @@ class InMemoryStore:
 
     def __init__(self) -> None:
         self._runs: dict[str, ledger.RunState] = {}
+        self._live: dict[str, list[LiveEvent]] = {}
 
     def _state(self, run_id: str) -> ledger.RunState:
         state = self._runs.get(run_id)
@@ -145,6 +149,18 @@ class InMemoryStore:
     ) -> list[RunRecord]:
         runs = [s.snapshot() for s in self._runs.values() if status in (None, s.run.status)]
         return sorted(runs, key=lambda run: run.created_at)[:limit]
+
+    async def append_live(self, run_id: str, events: Sequence[LiveEvent]) -> None:
+        self._state(run_id)
+        log = self._live.setdefault(run_id, [])
+        base = len(log)
+        log.extend(e.model_copy(update={"seq": base + i}) for i, e in enumerate(events, 1))
+
+    async def read_live(self, run_id: str, *, after: int = 0, limit: int = 500) -> list[LiveEvent]:
+        return self._live.get(run_id, [])[max(after, 0) : max(after, 0) + limit]
+
+    async def live_text_end(self, run_id: str, step_index: int) -> int:
+        return text_end(self._live.get(run_id, []), step_index)
 
     async def close(self) -> None:
         return None

@@ -10,7 +10,7 @@ import psycopg
 
 from durable import DurableStoreError
 
-from ._sql import SCHEMA_VERSION, Row, SqlStore, schema_statements
+from ._sql import Row, SqlStore, schema_statements
 
 __all__ = ["PostgresStore"]
 
@@ -49,16 +49,14 @@ class PostgresStore(SqlStore):
         async with self._conn.transaction():
             # Serialize schema creation between workers starting at the same time.
             await self._conn.execute("SELECT pg_advisory_xact_lock(hashtext('durable_schema'))")
-            for statement in schema_statements("BIGINT"):
+            for statement in schema_statements("BIGINT", "BIGSERIAL PRIMARY KEY"):
                 await self._conn.execute(statement)
             cursor = await self._conn.execute("SELECT MAX(version) FROM durable_schema")
             row = await cursor.fetchone()
             found = None if row is None else row[0]
-            self.check_schema_version(found, "the PostgreSQL database")
-            if found is None:
-                await self._conn.execute(
-                    "INSERT INTO durable_schema (version) VALUES (%s)", (SCHEMA_VERSION,)
-                )
+            upgrade = self.schema_upgrade(found, "the PostgreSQL database")
+            if upgrade is not None:
+                await self._conn.execute(upgrade)
 
     async def _fetch(self, sql: str, params: Sequence[Any]) -> list[Row]:
         async with self._lock:

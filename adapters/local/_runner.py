@@ -16,6 +16,7 @@ from durable import (
     DurableRunDivergenceError,
     DurableRunLeaseLostError,
     DurableRunManifest,
+    LiveEvent,
     RunOutcome,
     RunRecord,
     StepRecord,
@@ -28,6 +29,7 @@ from durable import (
 from durable._failures import run_failed_error, step_error_from
 
 from ._context import LocalContext
+from ._live import LivePublisher
 from ._store import DurableRunStore, run_not_found
 
 __all__ = ["RunResult", "resume_run", "run_durable"]
@@ -148,12 +150,14 @@ async def _execute(
     if resumed.lease is None:
         return _ended(resumed.run, resumed.steps, definition.output.decode, label)
 
+    live = LivePublisher(store, run_id)
     ctx = LocalContext(
         store=store,
         lease=resumed.lease,
         run=resumed.run,
         steps=resumed.steps,
         poll_interval=poll,
+        live=live,
         declared=definition.events,
     )
     agent_input = definition.input.decode(manifest.input, what=f"the input of {label}")
@@ -185,7 +189,9 @@ async def _execute(
         except DurableRunLeaseLostError:
             raise
         except Exception as exc:
-            await store.end_run(ctx.lease, status="failed", error=step_error_from(exc))
+            failure = step_error_from(exc)
+            await store.end_run(ctx.lease, status="failed", error=failure)
+            live.publish(LiveEvent(kind="run_failed", error=failure.message))
             raise
         unvisited = ctx.unvisited_recorded_steps()
         if unvisited:
@@ -195,14 +201,17 @@ async def _execute(
                 f"finishes after {ctx.positions_used}; restore the removed steps or start a new run"
             )
             await store.end_run(ctx.lease, status="failed", error=step_error_from(error))
+            live.publish(LiveEvent(kind="run_failed", error=error.message))
             raise error
         data, result = definition.output.round_trip(value, what=f"{label} run {run_id!r}")
         record = await store.end_run(ctx.lease, status="completed", result=data, outcome=outcome)
+        live.publish(LiveEvent(kind="run_completed"))
     finally:
         beat.cancel()
         work.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await beat
+        await live.flush()
     return RunResult(result=result, run=record, steps=await store.load_steps(run_id))
 
 

@@ -23,6 +23,7 @@ from durable import (
     DurableStoreError,
     EventRecord,
     Lease,
+    LiveEvent,
     RunOutcome,
     RunRecord,
     RunStatus,
@@ -46,17 +47,19 @@ from ._store import (
 
 __all__ = ["SCHEMA_VERSION", "SqlStore", "schema_statements"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""1: runs, steps, events. 2: adds ``durable_live``, the live stream."""
 
 Row = Sequence[Any]
 
 
-def schema_statements(bigint: str, clustered: str = "") -> list[str]:
-    """DDL of schema version 1.
+def schema_statements(bigint: str, serial: str, clustered: str = "") -> list[str]:
+    """DDL of the current schema; every statement is a no-op where it already holds.
 
-    ``bigint`` is the dialect's 64-bit integer type; ``clustered`` is appended to
-    the step and event tables (SQLite's ``WITHOUT ROWID`` keeps a run's steps
-    contiguous in key order, so loading them is one sequential range scan).
+    ``bigint`` is the dialect's 64-bit integer type and ``serial`` its
+    auto-incrementing primary key; ``clustered`` is appended to the step and
+    event tables (SQLite's ``WITHOUT ROWID`` keeps a run's steps contiguous in
+    key order, so loading them is one sequential range scan).
     """
     return [
         "CREATE TABLE IF NOT EXISTS durable_schema (version INTEGER NOT NULL)",
@@ -100,6 +103,14 @@ def schema_statements(bigint: str, clustered: str = "") -> list[str]:
             emitted_at {bigint} NOT NULL,
             PRIMARY KEY (run_id, key)
         ){clustered}""",
+        f"""CREATE TABLE IF NOT EXISTS durable_live (
+            seq {serial},
+            run_id TEXT NOT NULL,
+            step_index INTEGER,
+            text_end INTEGER,
+            event TEXT NOT NULL
+        )""",
+        "CREATE INDEX IF NOT EXISTS durable_live_run ON durable_live (run_id, seq)",
     ]
 
 
@@ -196,12 +207,21 @@ class SqlStore(ABC):
     async def close(self) -> None: ...
 
     @staticmethod
-    def check_schema_version(found: int | None, location: str) -> None:
+    def schema_upgrade(found: int | None, location: str) -> str | None:
+        """The statement that records the current version after ``schema_statements`` ran.
+
+        Refuses a database written by a newer library; ``None`` when it is current.
+        """
         if found is not None and found > SCHEMA_VERSION:
             raise DurableStoreError(
                 f"{location} has durable schema version {found}, but this version of the "
                 f"library supports up to {SCHEMA_VERSION}; upgrade the library to use it"
             )
+        if found is None:
+            return f"INSERT INTO durable_schema (version) VALUES ({SCHEMA_VERSION})"
+        if found < SCHEMA_VERSION:
+            return f"UPDATE durable_schema SET version = {SCHEMA_VERSION}"
+        return None
 
     async def _explain(self, lease: Lease, *, step_index: int | None = None) -> Exception:
         """Why a fenced write changed no row: no run, a lost lease, or a step never begun."""
@@ -470,6 +490,39 @@ class SqlStore(ABC):
             (*params, limit),
         )
         return [_run_record(row) for row in rows]
+
+    async def append_live(self, run_id: str, events: Sequence[LiveEvent]) -> None:
+        if not events:
+            return
+        params: list[Any] = []
+        for event in events:
+            end = None
+            if event.kind == "token" and event.text is not None:
+                end = (event.offset or 0) + len(event.text)
+            data = event.model_dump_json(exclude={"seq"}, exclude_none=True)
+            params += (run_id, event.step, end, data)
+        values = ", ".join(["(?, ?, ?, ?)"] * len(events))
+        await self._execute(
+            f"INSERT INTO durable_live (run_id, step_index, text_end, event) VALUES {values}",
+            params,
+        )
+
+    async def read_live(self, run_id: str, *, after: int = 0, limit: int = 500) -> list[LiveEvent]:
+        rows = await self._fetch(
+            "SELECT seq, event FROM durable_live WHERE run_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+            (run_id, after, limit),
+        )
+        return [
+            LiveEvent.model_validate_json(event).model_copy(update={"seq": seq})
+            for seq, event in rows
+        ]
+
+    async def live_text_end(self, run_id: str, step_index: int) -> int:
+        rows = await self._fetch(
+            "SELECT MAX(text_end) FROM durable_live WHERE run_id = ? AND step_index = ?",
+            (run_id, step_index),
+        )
+        return int(rows[0][0] or 0) if rows else 0
 
     async def _fetch_bulk(self, sql: str, params: Sequence[Any]) -> list[Row]:
         """``_fetch`` for queries returning thousands of rows; a dialect may speed it up."""

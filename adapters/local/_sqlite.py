@@ -10,7 +10,7 @@ from typing import Any, Literal
 from durable import DurableStoreError
 
 from ._offload import Offloader, WouldBlock
-from ._sql import SCHEMA_VERSION, Row, SqlStore, schema_statements
+from ._sql import Row, SqlStore, schema_statements
 from ._store import gc_paused
 
 __all__ = ["SqliteStore", "Synchronous"]
@@ -61,12 +61,14 @@ class SqliteStore(SqlStore):
         db = self._db
         db.execute("BEGIN IMMEDIATE")
         try:
-            for statement in schema_statements("INTEGER", " WITHOUT ROWID"):
+            for statement in schema_statements(
+                "INTEGER", "INTEGER PRIMARY KEY AUTOINCREMENT", " WITHOUT ROWID"
+            ):
                 db.execute(statement)
             row = db.execute("SELECT MAX(version) FROM durable_schema").fetchone()
-            self.check_schema_version(row[0], self.path)
-            if row[0] is None:
-                db.execute("INSERT INTO durable_schema (version) VALUES (?)", (SCHEMA_VERSION,))
+            upgrade = self.schema_upgrade(row[0], self.path)
+            if upgrade is not None:
+                db.execute(upgrade)
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")

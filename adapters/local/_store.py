@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import gc
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -15,6 +15,7 @@ from durable import (
     DurableRunNotFoundError,
     EventRecord,
     Lease,
+    LiveEvent,
     RunOutcome,
     RunRecord,
     RunStatus,
@@ -155,6 +156,22 @@ class DurableRunStore(Protocol):
         self, *, status: RunStatus | None = None, limit: int = 100
     ) -> list[RunRecord]:
         """Runs in creation order, optionally only those in ``status``."""
+        ...
+
+    async def append_live(self, run_id: str, events: Sequence[LiveEvent]) -> None:
+        """Append to the run's live stream, in order; each entry gets the next ``seq``.
+
+        Not fenced and not synced: the stream is progress for watchers, never
+        state a run replays from.
+        """
+        ...
+
+    async def read_live(self, run_id: str, *, after: int = 0, limit: int = 500) -> list[LiveEvent]:
+        """Up to ``limit`` live entries after position ``after``, each with its ``seq``."""
+        ...
+
+    async def live_text_end(self, run_id: str, step_index: int) -> int:
+        """How much of a step's text its token deltas already published (see ``TokenDeltas``)."""
         ...
 
     async def close(self) -> None:

@@ -2,8 +2,15 @@
 
 from ._client import SEARCH_ATTRIBUTES_MEMO, AgentClient, unreachable_run
 from ._context import TemporalContext, run_on_workflow_step
-from ._convert import activity_id, durable_error_from, temporal_retry_policy, to_application_error
+from ._convert import (
+    activity_id,
+    durable_error_from,
+    step_of_activity,
+    temporal_retry_policy,
+    to_application_error,
+)
 from ._devserver import DevServer, find_temporal_binary
+from ._live import LIVE_TOPIC, ActivityTokens, watch_stream
 from ._messages import (
     EVENT_SIGNAL,
     EVENT_UPDATE,
@@ -23,6 +30,7 @@ __all__ = [
     "AGENT_NAME",
     "EVENT_SIGNAL",
     "EVENT_UPDATE",
+    "LIVE_TOPIC",
     "PASSTHROUGH_MODULES",
     "PROJECT_ID",
     "SEARCH_ATTRIBUTES",
@@ -32,6 +40,7 @@ __all__ = [
     "STEPS_QUERY",
     "USAGE_MEMO",
     "WAITING_FOR",
+    "ActivityTokens",
     "AgentClient",
     "DevServer",
     "EventMessage",
@@ -43,8 +52,10 @@ __all__ = [
     "exit_without_teardown",
     "find_temporal_binary",
     "run_on_workflow_step",
+    "step_of_activity",
     "temporal_retry_policy",
     "to_application_error",
     "unreachable_run",
+    "watch_stream",
     "workflow_runner",
 ]

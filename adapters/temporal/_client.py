@@ -8,7 +8,7 @@ starting it with the same input attaches to the existing run.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
 from temporalio.client import (
@@ -30,6 +30,7 @@ from durable import (
     DurableRunError,
     DurableRunFailedError,
     DurableRunNotFoundError,
+    LiveEvent,
     StepRecord,
     TaskSpec,
     agent_definition,
@@ -39,6 +40,7 @@ from durable import (
 from durable._failures import manifest_mismatch_error, run_ended_error, run_failed_error
 
 from ._convert import durable_error_from
+from ._live import watch_stream
 from ._messages import EVENT_UPDATE, STATUS_QUERY, STEPS_QUERY, USAGE_MEMO, EventMessage
 from ._search import AGENT_NAME, PROJECT_ID
 
@@ -183,6 +185,22 @@ class AgentClient:
                 raise unreachable_run(run_id, failure) from None
             raise
         return accepted
+
+    async def watch(self, run_id: str, *, after: int = 0) -> AsyncIterator[LiveEvent]:
+        """Yield the run's live entries after ``after`` as they come, until it ends.
+
+        Steps starting, retrying and finishing, model token deltas, and waits;
+        pass the ``seq`` of the last entry seen as ``after`` to pick up there.
+        """
+        check_name(run_id, what="run_id")
+        try:
+            await self._handle(run_id).describe()
+        except RPCError as failure:
+            if failure.status == RPCStatusCode.NOT_FOUND:
+                raise unreachable_run(run_id, failure) from None
+            raise
+        async for event in watch_stream(self.client, run_id, after=after):
+            yield event
 
     async def steps(self, run_id: str) -> list[StepRecord]:
         handle = self._handle(run_id)

@@ -28,6 +28,7 @@ from durable import (
     DurableRunManifest,
     ErrorCode,
     JsonCodec,
+    LiveEvent,
     RetryPolicy,
     StepError,
     StepKind,
@@ -70,6 +71,7 @@ class TemporalContext:
         events: dict[str, Any],
         declared: Mapping[str, JsonCodec[Any]] | None = None,
         search_attributes: bool = False,
+        live: Callable[[LiveEvent], None] | None = None,
     ) -> None:
         self._run_id = workflow.info().workflow_id
         self._project_id = project_id
@@ -82,6 +84,12 @@ class TemporalContext:
         self._wakes_on: Callable[[], bool] | None = None
         self.usage: dict[str, float] = {}
         self._search_attributes = search_attributes
+        self._live = live
+
+    def publish(self, event: LiveEvent) -> None:
+        """Append to the run's live stream; replays rebuild it identically."""
+        if self._live is not None:
+            self._live(event.model_copy(update={"at": workflow.now()}))
 
     def settled(self) -> bool:
         """True when the agent is blocked on something that has not happened yet.
@@ -154,6 +162,7 @@ class TemporalContext:
             "retry_policy": temporal_retry_policy(options.retry),
             "result_type": StepOutcome,
         }
+        self.publish(LiveEvent(kind="step_started", step=index, intent=intent, attempt=1))
         try:
             if options.local_activity:
                 # The UI shows a local activity by its id, which already reads
@@ -169,11 +178,15 @@ class TemporalContext:
         except ActivityError as failure:
             error, attempts = _activity_failure(failure, label, options)
             self._finish(index, status="failed", error=error, attempts=attempts)
+            self.publish(
+                LiveEvent(kind="step_failed", step=index, intent=intent, error=error.message)
+            )
             if error.code == ErrorCode.RESULT_NOT_SERIALIZABLE:
                 raise DurableResultNotSerializableError(error.message) from None
             raise step_failed_error(intent, index, error, attempts) from None
         value: T = definition.result.decode(outcome.result, what=label)
         self._finish(index, status="completed", result=outcome.result, attempts=outcome.attempt)
+        self.publish(LiveEvent(kind="step_completed", step=index, intent=intent))
         if kind == "llm":
             # The run's totals in the memo: visible in the UI and to clients while it runs.
             workflow.upsert_memo({USAGE_MEMO: add_usage(self.usage, outcome.result)})
@@ -194,6 +207,7 @@ class TemporalContext:
     async def sleep(self, duration: timedelta | float) -> None:
         delta = as_timedelta(duration, what="sleep duration")
         index = self._begin("sleep", "timer", deadline=workflow.now() + delta)
+        self.publish(LiveEvent(kind="sleeping", step=index, until=workflow.now() + delta))
         await workflow.sleep(delta, summary=f"sleep {delta}")
         self._finish(index, status="completed")
 
@@ -209,6 +223,7 @@ class TemporalContext:
         until = f" until {deadline.isoformat()}" if deadline is not None else ""
         workflow.set_current_details(f"waiting for event `{key}`{until}")
         self._show_waiting(key)
+        self.publish(LiveEvent(kind="waiting", step=index, key=key, until=deadline))
         self._wakes_on = lambda: key in self.events
         # No `finally`: a run evicted from the worker's cache is closed outside the
         # workflow's event loop, where no workflow call may be made.
@@ -218,11 +233,13 @@ class TemporalContext:
             )
         except TimeoutError:
             self._stop_waiting(key)
+            self.publish(LiveEvent(kind="wait_timed_out", step=index, key=key))
             assert deadline is not None
             timed_out = await_timeout_error(label, deadline)
             self._finish(index, status="failed", error=step_error_from(timed_out))
             raise timed_out from None
         self._stop_waiting(key)
+        self.publish(LiveEvent(kind="event_received", step=index, key=key))
         payload = self.events[key]
         codec = self._declared.get(key) if type is None else self._codecs.get(type)
         if codec is None and type is not None:

@@ -26,6 +26,7 @@ from durable._failures import input_mismatch_error
 __all__ = [
     "activity_id",
     "durable_error_from",
+    "step_of_activity",
     "temporal_retry_policy",
     "to_application_error",
 ]
@@ -65,6 +66,12 @@ def activity_id(index: int, intent: str, input_hash: str = "") -> str:
     """
     suffix = f" [{input_hash[:16]}]" if input_hash else ""
     return f"{index}:{intent}{suffix}"
+
+
+def step_of_activity(value: str) -> tuple[int, str] | None:
+    """The position and intent in an ``activity_id``; ``None`` for an id it did not make."""
+    position, _, rest = _split_activity_id(value)[0].partition(":")
+    return (int(position), rest) if position.isdigit() and rest else None
 
 
 def _split_activity_id(value: str) -> tuple[str, str]:

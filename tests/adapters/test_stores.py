@@ -10,12 +10,13 @@ from typing import Any
 import psycopg
 import pytest
 
-from adapters.local import FileStore, PostgresStore, SqliteStore
+from adapters.local import DurableRunStore, FileStore, PostgresStore, SqliteStore
 from durable import (
     DurableRunManifest,
     DurableStoreError,
     ErrorCode,
     Lease,
+    LiveEvent,
     TaskSpec,
 )
 
@@ -131,12 +132,40 @@ async def test_sqlite_store_refuses_a_path_it_cannot_open(tmp_path: Path) -> Non
 
 async def test_sqlite_schema_is_versioned(tmp_path: Path) -> None:
     store = SqliteStore(tmp_path / "db")
-    assert store._db.execute("SELECT version FROM durable_schema").fetchall() == [(1,)]
+    assert store._db.execute("SELECT version FROM durable_schema").fetchall() == [(2,)]
     await store.close()
     SqliteStore(tmp_path / "db")  # reopening keeps a single version row
     reopened = SqliteStore(tmp_path / "db")
-    assert reopened._db.execute("SELECT version FROM durable_schema").fetchall() == [(1,)]
+    assert reopened._db.execute("SELECT version FROM durable_schema").fetchall() == [(2,)]
     await reopened.close()
+
+
+async def _a_version_1_run(store: DurableRunStore) -> None:
+    resumed = await store.start_or_resume(
+        run_id="old", agent="a", manifest=MANIFEST, worker_id="w", lease_for=timedelta(seconds=30)
+    )
+    assert resumed.lease is not None
+    await store.begin_step(resumed.lease, step_index=0, intent="s", kind="logic", input_hash="")
+
+
+async def _check_upgraded(store: DurableRunStore) -> None:
+    assert [s.intent for s in await store.load_steps("old")] == ["s"]  # nothing lost
+    await store.append_live("old", [LiveEvent(kind="token", step=0, offset=0, text="hi")])
+    assert await store.live_text_end("old", 0) == 2
+
+
+async def test_sqlite_upgrades_a_version_1_database_in_place(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "db")
+    await _a_version_1_run(store)
+    store._db.execute("DROP TABLE durable_live")  # what version 1 lacked
+    store._db.execute("UPDATE durable_schema SET version = 1")
+    await store.close()
+
+    upgraded = SqliteStore(tmp_path / "db")
+
+    assert upgraded._db.execute("SELECT version FROM durable_schema").fetchall() == [(2,)]
+    await _check_upgraded(upgraded)
+    await upgraded.close()
 
 
 # PostgresStore
@@ -154,6 +183,26 @@ async def test_postgres_store_refuses_a_newer_schema(postgres_dsn: str) -> None:
 
     with pytest.raises(DurableStoreError, match=r"schema version 7.*upgrade the library"):
         await PostgresStore.connect(dsn)
+
+
+async def test_postgres_upgrades_a_version_1_database_in_place(postgres_dsn: str) -> None:
+    with psycopg.connect(postgres_dsn, autocommit=True) as admin:
+        admin.execute("DROP DATABASE IF EXISTS schema_upgrade")
+        admin.execute("CREATE DATABASE schema_upgrade")
+    dsn = postgres_dsn.rsplit("/", 1)[0] + "/schema_upgrade"
+    store = await PostgresStore.connect(dsn)
+    await _a_version_1_run(store)
+    await store.close()
+    with psycopg.connect(dsn, autocommit=True) as db:
+        db.execute("DROP TABLE durable_live")
+        db.execute("UPDATE durable_schema SET version = 1")
+
+    upgraded = await PostgresStore.connect(dsn)
+
+    with psycopg.connect(dsn, autocommit=True) as db:
+        assert db.execute("SELECT version FROM durable_schema").fetchall() == [(2,)]
+    await _check_upgraded(upgraded)
+    await upgraded.close()
 
 
 async def test_postgres_store_explains_a_failed_connection() -> None:

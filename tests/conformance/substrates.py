@@ -11,16 +11,16 @@ import asyncio
 import contextlib
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from adapters.local import DurableRunStore, run_durable, send_event
+from adapters.local import DurableRunStore, run_durable, send_event, watch_run
 from adapters.temporal import EVENT_SIGNAL, AgentClient
-from durable import DurableContext, DurableError, StepRecord, derive_worker_id
+from durable import DurableContext, DurableError, LiveEvent, StepRecord, derive_worker_id
 from worker import temporal_worker
 
 Agent = Callable[[DurableContext, Any], Awaitable[Any]]
@@ -61,6 +61,18 @@ class Substrate(ABC):
 
     @abstractmethod
     async def steps(self, run_id: str) -> list[StepRecord]: ...
+
+    @abstractmethod
+    def live(self, run_id: str, *, after: int = 0) -> AsyncIterator[LiveEvent]:
+        """The run's live stream, through the substrate's public watch API."""
+
+    async def watch(self, run_id: str, *, after: int = 0, timeout: float = 20) -> list[LiveEvent]:
+        """Every live entry after ``after`` until the run's end."""
+
+        async def collect() -> list[LiveEvent]:
+            return [event async for event in self.live(run_id, after=after)]
+
+        return await asyncio.wait_for(collect(), timeout)
 
     async def wait_for_step(self, run_id: str, intent: str, *, timeout: float = 10) -> StepRecord:
         """Wait until the run has begun the step ``intent`` (for example, is waiting)."""
@@ -130,6 +142,9 @@ class LocalSubstrate(Substrate):
 
     async def steps(self, run_id: str) -> list[StepRecord]:
         return await self.store.load_steps(run_id)
+
+    def live(self, run_id: str, *, after: int = 0) -> AsyncIterator[LiveEvent]:
+        return watch_run(self.store, run_id, after=after, poll_interval=0.05)
 
     async def close(self) -> None:
         for task in self._tasks.values():
@@ -202,6 +217,9 @@ class TemporalSubstrate(Substrate):
 
     async def steps(self, run_id: str) -> list[StepRecord]:
         return await self.client.steps(run_id)
+
+    def live(self, run_id: str, *, after: int = 0) -> AsyncIterator[LiveEvent]:
+        return self.client.watch(run_id, after=after)
 
     async def close(self) -> None:
         await self.stop_worker()

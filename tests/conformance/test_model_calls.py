@@ -6,12 +6,13 @@ session-end search of every Temporal history proves it never enters one.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 
 import pytest
 
-from durable import DurableError, ErrorCode, usage_totals
+from durable import DurableError, ErrorCode, LiveEvent, usage_totals
 from tests.conformance import agents
 from tests.conformance.agents import Job
 from tests.conformance.substrates import Substrate, TemporalSubstrate
@@ -150,3 +151,80 @@ async def test_a_runs_usage_adds_up_its_model_calls(
     assert totals == {"input_tokens": 24, "output_tokens": 6, "cost": pytest.approx(0.021)}
     if isinstance(substrate, TemporalSubstrate):
         assert await substrate.client.usage(run_id) == totals  # also in the run's memo
+
+
+def _text(events: list[LiveEvent]) -> str:
+    return "".join(e.text or "" for e in events if e.kind == "token")
+
+
+async def test_a_watcher_sees_steps_tokens_and_waits_as_they_happen(
+    substrate: Substrate, run_id: str, models: ModelServer
+) -> None:
+    await substrate.start(agents.ask, Job(key="ok", marker="go"), run_id=run_id)
+    watching = asyncio.create_task(substrate.watch(run_id))
+    await substrate.wait_for_step(run_id, "await_event:go")
+    await asyncio.sleep(0.3)
+    assert not watching.done()  # the run is still waiting, so is the watcher
+
+    await substrate.send_event(run_id, "go", None)
+    await substrate.result(run_id)
+    events = await watching
+
+    kinds = [e.kind for e in events if e.kind != "token"]
+    assert kinds == [
+        "step_started", "step_completed", "waiting", "event_received", "run_completed"
+    ]  # fmt: skip
+    assert (events[0].step, events[0].intent) == (0, "ask the model")
+    assert _text(events) == "Durable hello"
+    assert [e.offset for e in events if e.kind == "token"] == [0, 3, 8]
+    assert {e.step for e in events if e.kind == "token"} == {0}
+    assert [e.seq for e in events] == sorted({e.seq for e in events})
+    assert all(e.at is not None for e in events)
+
+
+async def test_a_retried_model_call_streams_its_text_once(
+    substrate: Substrate, run_id: str, models: ModelServer
+) -> None:
+    await substrate.run(agents.ask, Job(key="drop-once"), run_id=run_id)
+
+    events = await substrate.watch(run_id)  # after the end: the whole stream, then stop
+
+    assert models.requests["drop-once"] == 2  # the first stream was cut after "Dur"
+    assert _text(events) == "Durable hello"
+    tokens = [e for e in events if e.kind == "token"]
+    assert [(e.offset, e.text) for e in tokens] == [(0, "Dur"), (3, "able "), (8, "hello")]
+    retry = [e for e in events if e.kind == "step_retry"]
+    assert [(e.step, e.attempt, e.intent) for e in retry] == [(0, 2, "ask the model")]
+    assert events[-1].kind == "run_completed"
+
+
+async def test_a_watcher_picks_up_after_the_last_entry_it_saw(
+    substrate: Substrate, run_id: str, models: ModelServer
+) -> None:
+    await substrate.run(agents.ask, Job(key="ok"), run_id=run_id)
+    everything = await substrate.watch(run_id)
+
+    rest = await substrate.watch(run_id, after=everything[1].seq)
+
+    assert rest == everything[2:]
+
+
+async def test_a_failed_run_ends_its_stream_with_the_error(
+    substrate: Substrate, run_id: str, models: ModelServer
+) -> None:
+    await substrate.start(agents.ask, Job(key="bad-request"), run_id=run_id)
+    with pytest.raises(DurableError):
+        await substrate.result(run_id)
+
+    events = await substrate.watch(run_id)
+
+    assert [e.kind for e in events] == ["step_started", "step_failed", "run_failed"]
+    assert "max_tokens is too large" in (events[1].error or "")
+    assert "max_tokens is too large" in (events[2].error or "")
+
+
+async def test_watching_an_unknown_run_is_refused(substrate: Substrate) -> None:
+    with pytest.raises(DurableError) as refused:
+        await substrate.watch("no-such-run")
+
+    assert refused.value.code == ErrorCode.RUN_NOT_FOUND

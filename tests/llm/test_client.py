@@ -43,7 +43,8 @@ async def test_a_stream_yields_text_usage_and_cost(server: ModelServer) -> None:
     result = await chat.chat("Say hello", on_delta=deltas.append)
 
     assert result.text == "Durable hello"
-    assert deltas == ["Dur", "able ", "hello"]
+    # The finish and usage chunks carry no text: "" tells the caller the stream is alive.
+    assert deltas == ["Dur", "able ", "hello", "", ""]
     assert result.finish_reason == "stop"
     usage = result.usage
     assert (usage.input_tokens, usage.output_tokens, usage.model) == (12, 3, "ok")

@@ -1,0 +1,137 @@
+"""The live stream of a run: what a watcher sees while it runs.
+
+Every substrate publishes the same ``LiveEvent`` kinds: steps starting,
+retrying and finishing, model token deltas, waits, and the end of the run.
+The stream is progress, not state: replaying a run never reads it.
+
+Token deltas carry their character offset in the step's text. ``TokenDeltas``
+publishes only text past what earlier attempts of the same step already
+published, so a retried model call never shows its text twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from datetime import datetime
+from typing import Literal, get_args
+
+from pydantic import BaseModel, ConfigDict
+
+__all__ = [
+    "FINAL_KINDS",
+    "LIVE_KINDS",
+    "LiveEvent",
+    "LiveKind",
+    "TokenDeltas",
+    "live_tokens",
+    "publish_token",
+    "text_end",
+]
+
+LiveKind = Literal[
+    "step_started",
+    "step_retry",
+    "token",
+    "step_completed",
+    "step_failed",
+    "waiting",
+    "event_received",
+    "wait_timed_out",
+    "sleeping",
+    "run_completed",
+    "run_failed",
+]
+LIVE_KINDS: tuple[LiveKind, ...] = get_args(LiveKind)
+FINAL_KINDS: frozenset[str] = frozenset({"run_completed", "run_failed"})
+
+
+class LiveEvent(BaseModel):
+    """One entry of a run's live stream.
+
+    ``seq`` is the entry's position in the run's stream, set when it is read;
+    pass the last one seen as ``after`` to continue watching from there.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: LiveKind
+    seq: int = 0
+    step: int | None = None
+    intent: str | None = None
+    attempt: int | None = None
+    offset: int | None = None
+    """Token deltas: where ``text`` starts in the step's text."""
+    text: str | None = None
+    key: str | None = None
+    """Waits: the event key waited for."""
+    until: datetime | None = None
+    error: str | None = None
+    at: datetime | None = None
+
+    @property
+    def final(self) -> bool:
+        """True for the run's last entry: it completed or failed."""
+        return self.kind in FINAL_KINDS
+
+
+def text_end(events: Iterable[LiveEvent], step: int) -> int:
+    """How far into ``step``'s text the token deltas among ``events`` reach."""
+    end = 0
+    for event in events:
+        if event.kind == "token" and event.step == step and event.text is not None:
+            end = max(end, (event.offset or 0) + len(event.text))
+    return end
+
+
+class TokenDeltas:
+    """Turns one step's streamed fragments into deduplicated token events.
+
+    ``shown`` is how much of the step's text earlier attempts already
+    published. Each attempt restarts at offset 0; text before ``shown`` is
+    dropped and a fragment straddling it is trimmed.
+    """
+
+    def __init__(self, step: int, publish: Callable[[LiveEvent], None], *, shown: int = 0) -> None:
+        self.step = step
+        self.shown = shown
+        self._publish = publish
+        self._position = 0
+
+    def new_attempt(self) -> None:
+        self._position = 0
+
+    def push(self, text: str) -> None:
+        start = self._position
+        self._position += len(text)
+        if not text or self._position <= self.shown:
+            return
+        if start < self.shown:
+            text = text[self.shown - start :]
+            start = self.shown
+        self.shown = self._position
+        self._publish(LiveEvent(kind="token", step=self.step, offset=start, text=text))
+
+
+_current: ContextVar[TokenDeltas | None] = ContextVar("durable_token_deltas", default=None)
+
+
+@contextmanager
+def live_tokens(deltas: TokenDeltas | None) -> Iterator[None]:
+    """Route ``publish_token`` calls made inside the block to ``deltas``."""
+    token = _current.set(deltas)
+    try:
+        yield
+    finally:
+        _current.reset(token)
+
+
+def publish_token(text: str) -> None:
+    """Publish a streamed fragment of the running step's text to the run's live stream.
+
+    A no-op outside a step run by a substrate, so step functions may call it freely.
+    """
+    deltas = _current.get()
+    if deltas is not None:
+        deltas.push(text)
