@@ -5,6 +5,7 @@
     durable event RUN KEY --payload JSON [--local]
     durable status RUN [--local]
     durable result RUN [--local]
+    durable watch RUN [--after SEQ] [--json] [--local]
     durable list [--local]
 
 Temporal is the default, configured like the worker (``TEMPORAL_ADDRESS``, else
@@ -28,11 +29,13 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError, RPCStatusCode
 
 import worker
-from adapters.local import SqliteStore, run_durable, send_event
+from adapters.local import SqliteStore, run_durable, send_event, watch_run
 from adapters.temporal import AgentClient, exit_without_teardown
 from durable import (
     DurableError,
+    DurableRunNotFoundError,
     JsonCodec,
+    LiveEvent,
     StepRecord,
     agent_definition,
     check_name,
@@ -194,6 +197,76 @@ async def cmd_result(args: argparse.Namespace, settings: worker.WorkerSettings) 
     return 0
 
 
+class LiveView:
+    """Renders a run's live entries: token deltas inline, everything else a line each."""
+
+    def __init__(self, out: Any = None) -> None:
+        self._out = out or sys.stdout
+        self._streaming: int | None = None  # the step whose text is being written
+
+    def _line(self, event: LiveEvent, text: str) -> None:
+        if self._streaming is not None:
+            self._out.write("\n")
+            self._streaming = None
+        at = event.at.strftime("%H:%M:%S") if event.at else "--:--:--"
+        self._out.write(f"{at}  {text}\n")
+
+    def show(self, event: LiveEvent) -> None:
+        step = f"step {event.step}"
+        if event.kind == "token":
+            if self._streaming != event.step:
+                self._line(event, f"{step} streams:")
+                self._streaming = event.step
+            self._out.write(event.text or "")
+        elif event.kind == "step_started":
+            self._line(event, f"{step} started: {event.intent}")
+        elif event.kind == "step_retry":
+            self._line(event, f"{step} retrying: attempt {event.attempt} of {event.intent}")
+        elif event.kind == "step_completed":
+            self._line(event, f"{step} completed")
+        elif event.kind == "step_failed":
+            self._line(event, f"{step} failed: {event.error}")
+        elif event.kind == "waiting":
+            until = f" until {event.until.isoformat()}" if event.until else ""
+            self._line(event, f"waiting for event `{event.key}`{until}")
+        elif event.kind == "event_received":
+            self._line(event, f"event `{event.key}` received")
+        elif event.kind == "wait_timed_out":
+            self._line(event, f"gave up waiting for event `{event.key}`")
+        elif event.kind == "sleeping":
+            self._line(event, f"sleeping until {event.until.isoformat() if event.until else '?'}")
+        elif event.kind == "run_completed":
+            self._line(event, "run completed")
+        elif event.kind == "run_failed":
+            self._line(event, f"run failed: {event.error}")
+        self._out.flush()
+
+
+async def cmd_watch(args: argparse.Namespace, settings: worker.WorkerSettings) -> int:
+    if args.after < 0:
+        raise UsageError("--after must be 0 or the seq of an entry already seen")
+    view = LiveView()
+    failed = False
+    store = SqliteStore(settings.local_store) if args.local else None
+    try:
+        if store is not None:
+            events = watch_run(store, args.run, after=args.after)
+        else:
+            events = (await _client(settings)).watch(args.run, after=args.after)
+        async for event in events:
+            if args.json:
+                print(event.model_dump_json(exclude_none=True), flush=True)
+            else:
+                view.show(event)
+            failed = event.kind == "run_failed"
+    except DurableRunNotFoundError as exc:
+        raise UsageError(str(exc)) from None
+    finally:
+        if store is not None:
+            await store.close()
+    return 1 if failed else 0
+
+
 async def cmd_list(args: argparse.Namespace, settings: worker.WorkerSettings) -> int:
     print(f"{'run':<40}{'agent':<28}status")
     if args.local:
@@ -234,6 +307,10 @@ def parser() -> argparse.ArgumentParser:
     status.add_argument("run")
     result = command("result", "wait for a run's result and print it")
     result.add_argument("run")
+    watch = command("watch", "stream a run's steps, waits and model tokens as they happen")
+    watch.add_argument("run")
+    watch.add_argument("--after", type=int, default=0, help="start after this seq")
+    watch.add_argument("--json", action="store_true", help="print each entry as a JSON line")
     listing = command("list", "list recent runs")
     listing.add_argument("--limit", type=int, default=20)
     return root
@@ -252,6 +329,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             "status": cmd_status,
             "result": cmd_result,
             "list": cmd_list,
+            "watch": cmd_watch,
         }[args.command]
         code = asyncio.run(handler(args, settings))
     except (UsageError, ValueError) as exc:

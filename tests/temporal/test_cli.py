@@ -117,6 +117,9 @@ async def test_durable_event_is_first_emit_wins(
         (("run", "no_such_agent", "--input", "{}"), "no agent named 'no_such_agent'"),
         (("run", "refund_review", "--input", '{"order_id": 1}'), "does not match"),
         (("event", "missing-run", "approval"), "no run 'missing-run'"),
+        (("watch", "missing-run"), "no run 'missing-run'"),
+        (("watch", "missing-run", "--local"), "no run 'missing-run'"),
+        (("watch", "some-run", "--after", "-1"), "--after must be 0 or the seq"),
     ],
 )
 def test_bad_input_is_refused_with_the_fix(
@@ -126,3 +129,78 @@ def test_bad_input_is_refused_with_the_fix(
 
     assert refused.returncode in (1, 2), refused
     assert message in refused.stderr
+
+
+async def _watch(*args: str, env: dict[str, str]) -> asyncio.subprocess.Process:
+    script = Path(sys.executable).parent / "durable"
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "cli"]
+    return await asyncio.create_subprocess_exec(
+        *command, "watch", *args, cwd=ROOT, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+
+
+async def _read_until(process: asyncio.subprocess.Process, marker: str) -> str:
+    assert process.stdout is not None
+    seen = ""
+    while marker not in seen:
+        line = await asyncio.wait_for(process.stdout.readline(), 30)
+        assert line, f"durable watch ended before printing {marker!r}; it printed:\n{seen}"
+        seen += line.decode()
+    return seen
+
+
+async def _rest(process: asyncio.subprocess.Process) -> tuple[int, str]:
+    out, err = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode is not None
+    return process.returncode, out.decode() + err.decode()
+
+
+async def test_durable_watch_streams_a_runs_steps_tokens_and_waits(
+    agents_client: AgentClient, env: dict[str, str]
+) -> None:
+    request = {"order_id": "A-1001", "amount_cents": 2500, "reason": "damaged"}
+    await agents_client.start("refund_review", request, run_id="refund-watch")
+    watcher = await _watch("refund-watch", env=env)
+
+    before = await _read_until(watcher, "waiting for event `approval`")
+    await agents_client.send_event(
+        "refund-watch", "approval", {"approved": True, "reviewer": "kim"}
+    )
+    code, after = await _rest(watcher)
+
+    assert code == 0, after
+    assert "step 0 started: look up the order" in before
+    assert "step 2 started: write the note for the reviewer" in before
+    assert "step 2 streams:\n[scripted model] You said:" in before
+    assert "event `approval` received" in after
+    assert "started: issue the payout" in after
+    assert after.rstrip().endswith("run completed")
+
+
+async def test_durable_watch_local_follows_a_run_in_the_sqlite_store(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    from adapters.local import SqliteStore, run_durable, send_event
+    from examples.refund import RefundRequest, refund_review
+
+    store = SqliteStore(tmp_path / "durable.db")  # where DURABLE_DATA puts the local store
+    request = RefundRequest(order_id="A-1001", amount_cents=2500, reason="damaged")
+    run = asyncio.create_task(run_durable(refund_review, request, store=store, run_id="local-w"))
+    while await store.load_run("local-w") is None:
+        await asyncio.sleep(0.01)
+    watcher = await _watch("local-w", "--local", env=env)
+
+    before = await _read_until(watcher, "waiting for event `approval`")
+    await send_event(store, "local-w", "approval", {"approved": False, "reviewer": "kim"})
+    await run
+    code, after = await _rest(watcher)
+    await store.close()
+
+    assert code == 0, after
+    assert "step 2 streams:\n[scripted model] You said:" in before
+    assert after.rstrip().endswith("run completed")
+    replay = durable("watch", "local-w", "--local", "--json", env=env)  # an ended run replays
+    kinds = [json.loads(line)["kind"] for line in replay.stdout.splitlines()]
+    assert kinds[0] == "step_started"
+    assert kinds[-1] == "run_completed"
