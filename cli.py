@@ -35,7 +35,7 @@ from durable import (
     DurableError,
     DurableRunNotFoundError,
     JsonCodec,
-    LiveEvent,
+    LiveView,
     StepRecord,
     agent_definition,
     check_name,
@@ -195,51 +195,6 @@ async def cmd_result(args: argparse.Namespace, settings: worker.WorkerSettings) 
             raise _not_found(args.run, exc) from None
         raise
     return 0
-
-
-class LiveView:
-    """Renders a run's live entries: token deltas inline, everything else a line each."""
-
-    def __init__(self, out: Any = None) -> None:
-        self._out = out or sys.stdout
-        self._streaming: int | None = None  # the step whose text is being written
-
-    def _line(self, event: LiveEvent, text: str) -> None:
-        if self._streaming is not None:
-            self._out.write("\n")
-            self._streaming = None
-        at = event.at.strftime("%H:%M:%S") if event.at else "--:--:--"
-        self._out.write(f"{at}  {text}\n")
-
-    def show(self, event: LiveEvent) -> None:
-        step = f"step {event.step}"
-        if event.kind == "token":
-            if self._streaming != event.step:
-                self._line(event, f"{step} streams:")
-                self._streaming = event.step
-            self._out.write(event.text or "")
-        elif event.kind == "step_started":
-            self._line(event, f"{step} started: {event.intent}")
-        elif event.kind == "step_retry":
-            self._line(event, f"{step} retrying: attempt {event.attempt} of {event.intent}")
-        elif event.kind == "step_completed":
-            self._line(event, f"{step} completed")
-        elif event.kind == "step_failed":
-            self._line(event, f"{step} failed: {event.error}")
-        elif event.kind == "waiting":
-            until = f" until {event.until.isoformat()}" if event.until else ""
-            self._line(event, f"waiting for event `{event.key}`{until}")
-        elif event.kind == "event_received":
-            self._line(event, f"event `{event.key}` received")
-        elif event.kind == "wait_timed_out":
-            self._line(event, f"gave up waiting for event `{event.key}`")
-        elif event.kind == "sleeping":
-            self._line(event, f"sleeping until {event.until.isoformat() if event.until else '?'}")
-        elif event.kind == "run_completed":
-            self._line(event, "run completed")
-        elif event.kind == "run_failed":
-            self._line(event, f"run failed: {event.error}")
-        self._out.flush()
 
 
 async def cmd_watch(args: argparse.Namespace, settings: worker.WorkerSettings) -> int:

@@ -39,7 +39,7 @@ from ._errors import (
     ErrorCode,
     error_for_code,
 )
-from ._live import LiveEvent, LiveKind, TokenDeltas, live_tokens, publish_token
+from ._live import LiveEvent, LiveKind, LiveView, TokenDeltas, live_tokens, publish_token
 from ._names import MAX_NAME_LENGTH, check_name
 from ._records import (
     DurableRunManifest,
@@ -101,6 +101,7 @@ __all__ = [
     "Lease",
     "LiveEvent",
     "LiveKind",
+    "LiveView",
     "RetryPolicy",
     "RunOutcome",
     "RunRecord",

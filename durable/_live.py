@@ -11,11 +11,12 @@ published, so a retried model call never shows its text twice.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import datetime
-from typing import Literal, get_args
+from typing import Literal, TextIO, get_args
 
 from pydantic import BaseModel, ConfigDict
 
@@ -24,6 +25,7 @@ __all__ = [
     "LIVE_KINDS",
     "LiveEvent",
     "LiveKind",
+    "LiveView",
     "TokenDeltas",
     "live_tokens",
     "publish_token",
@@ -135,3 +137,48 @@ def publish_token(text: str) -> None:
     deltas = _current.get()
     if deltas is not None:
         deltas.push(text)
+
+
+class LiveView:
+    """Renders a run's live entries: token deltas inline, everything else a line each."""
+
+    def __init__(self, out: TextIO | None = None) -> None:
+        self._out = out or sys.stdout
+        self._streaming: int | None = None  # the step whose text is being written
+
+    def _line(self, event: LiveEvent, text: str) -> None:
+        if self._streaming is not None:
+            self._out.write("\n")
+            self._streaming = None
+        at = event.at.strftime("%H:%M:%S") if event.at else "--:--:--"
+        self._out.write(f"{at}  {text}\n")
+
+    def show(self, event: LiveEvent) -> None:
+        step = f"step {event.step}"
+        if event.kind == "token":
+            if self._streaming != event.step:
+                self._line(event, f"{step} streams:")
+                self._streaming = event.step
+            self._out.write(event.text or "")
+        elif event.kind == "step_started":
+            self._line(event, f"{step} started: {event.intent}")
+        elif event.kind == "step_retry":
+            self._line(event, f"{step} retrying: attempt {event.attempt} of {event.intent}")
+        elif event.kind == "step_completed":
+            self._line(event, f"{step} completed")
+        elif event.kind == "step_failed":
+            self._line(event, f"{step} failed: {event.error}")
+        elif event.kind == "waiting":
+            until = f" until {event.until.isoformat()}" if event.until else ""
+            self._line(event, f"waiting for event `{event.key}`{until}")
+        elif event.kind == "event_received":
+            self._line(event, f"event `{event.key}` received")
+        elif event.kind == "wait_timed_out":
+            self._line(event, f"gave up waiting for event `{event.key}`")
+        elif event.kind == "sleeping":
+            self._line(event, f"sleeping until {event.until.isoformat() if event.until else '?'}")
+        elif event.kind == "run_completed":
+            self._line(event, "run completed")
+        elif event.kind == "run_failed":
+            self._line(event, f"run failed: {event.error}")
+        self._out.flush()

@@ -2,7 +2,8 @@
 
     python -m examples.demo [--approve-after SECONDS] [--keep-running]
 
-It starts the Temporal dev server and a worker, runs ``refund_review`` until it
+It starts the Temporal dev server and a worker, runs ``refund_review`` while
+printing its live stream (steps, the model's streamed tokens, waits) until it
 waits for a human approval, and shows how to approve from a second shell with
 ``durable event`` or the ``temporal`` CLI. If nobody approves within
 ``--approve-after`` seconds, it approves through the ``temporal`` CLI itself.
@@ -19,6 +20,7 @@ import uuid
 from pathlib import Path
 
 from adapters.temporal import AgentClient, find_temporal_binary
+from durable import LiveView
 from examples.refund import RefundRequest, refund_review
 from worker import WorkerSettings, temporal_client, temporal_worker
 
@@ -29,17 +31,13 @@ def _shell_json(value: object) -> str:
     return "'" + json.dumps(value, separators=(",", ":")) + "'"
 
 
-async def _wait_until_waiting(client: AgentClient, run_id: str) -> None:
-    shown = 0
-    while True:
-        steps = await client.steps(run_id)
-        for record in steps[shown:]:
-            if record.status != "running" or record.kind == "event":
-                print(f"   step {record.step_index}: {record.intent} ({record.kind})", flush=True)
-                shown += 1
-        if (await client.status(run_id))["waiting_for"]:
-            return
-        await asyncio.sleep(0.2)
+async def _show_live(client: AgentClient, run_id: str, waiting: asyncio.Event) -> None:
+    """Print the run's live stream (steps, streamed model tokens, waits) until it ends."""
+    view = LiveView()
+    async for event in client.watch(run_id):
+        view.show(event)
+        if event.kind == "waiting":
+            waiting.set()
 
 
 async def _approve_with_temporal_cli(settings: WorkerSettings, run_id: str) -> None:
@@ -76,10 +74,13 @@ async def demo(approve_after: float, keep_running: bool) -> None:
         await agents.start(refund_review, request, run_id=run_id)
         print(f"\nRun {run_id} of agent refund_review started.")
         print(f"Temporal UI: {settings.ui_link(run_id)}\n", flush=True)
-        await _wait_until_waiting(agents, run_id)
+        waiting = asyncio.Event()
+        live = asyncio.create_task(_show_live(agents, run_id, waiting))
+        await waiting.wait()
         approval = {"approved": True, "reviewer": "you"}
         print(
             "\nThe run now waits for the event 'approval' (durable deadline: 4 hours).\n"
+            f"Follow it from any shell with: {BIN / 'durable'} watch {run_id}\n"
             "Approve it from a second shell, with either command:\n\n"
             f"   {BIN / 'durable'} event {run_id} approval --payload {_shell_json(approval)}\n\n"
             f"   {BIN / 'temporal'} workflow signal --workflow-id {run_id} --name event "
@@ -95,6 +96,7 @@ async def demo(approve_after: float, keep_running: bool) -> None:
             )
             await _approve_with_temporal_cli(settings, run_id)
         outcome = await result
+        await live
         print(f"\nRun {run_id} completed: {outcome.model_dump_json()}")
         usage = await agents.usage(run_id)
         print(
@@ -102,7 +104,7 @@ async def demo(approve_after: float, keep_running: bool) -> None:
             "(the offline scripted model, unless DURABLE_DEFAULT_MODEL names another)\n"
         )
         for record in await agents.steps(run_id):
-            print(f"   step {record.step_index}: {record.intent:<24} {record.status}")
+            print(f"   step {record.step_index}: {record.intent:<34} {record.status}")
         print(f"\nSee it in the Temporal UI: {settings.ui_link(run_id)}")
         if keep_running:
             print("The server and worker keep running; press Ctrl-C to stop.", flush=True)
