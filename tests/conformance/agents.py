@@ -48,6 +48,7 @@ class Job(BaseModel):
     seconds: float = 0.0
     marker: str = ""
     target: str = ""
+    heartbeat: float | None = None
 
 
 class Report(BaseModel):
@@ -239,7 +240,9 @@ async def gate(ctx: DurableContext, job: Job) -> str:
 @agent(name="conformance.ask")
 async def ask(ctx: DurableContext, job: Job) -> dict[str, Any]:
     """Asks the model named by ``job.key``, then waits for ``job.marker`` if given."""
-    answer = await chat(ctx, "ask the model", model=job.key, messages=f"question {job.n}")
+    answer = await chat(
+        ctx, "ask the model", model=job.key, messages=f"question {job.n}", heartbeat=job.heartbeat
+    )
     if job.marker:
         await ctx.await_event(job.marker)
     usage = answer.usage

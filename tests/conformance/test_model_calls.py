@@ -32,10 +32,14 @@ async def models(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[ModelServer]:
             }
             for name in (
                 "ok", "flaky", "bad-request", "unauthorized", "malformed",
-                "hang-once", "busy-once", "drop-once",
+                "hang-once", "busy-once", "drop-once", "hang-stream-once",
+                "rate-limited-once", "hang-stream-heartbeat",
             )
         }  # fmt: skip
         catalog["hang-once"]["headers_deadline"] = 0.3
+        catalog["hang-stream-once"]["idle_timeout"] = 0.3
+        # Served like hang-stream-once, left to the activity's heartbeat timeout to catch.
+        catalog["hang-stream-heartbeat"]["model"] = "hang-stream-once"
         monkeypatch.setenv("DURABLE_MODELS", json.dumps(catalog))
         yield server
 
@@ -110,6 +114,7 @@ async def test_a_resumed_run_never_calls_the_model_again(
         "hang-once",  # no headers: the attempt is abandoned at its deadline
         "busy-once",  # 503 with retry-after-ms: the next attempt waits as asked
         "drop-once",  # the connection is cut mid-stream
+        "hang-stream-once",  # the stream stalls after a chunk: the idle timeout ends it
     ],
 )
 async def test_a_transient_fault_costs_one_attempt(
@@ -119,6 +124,21 @@ async def test_a_transient_fault_costs_one_attempt(
 
     assert result["text"] == "Durable hello"
     assert models.requests[fault] == 2
+    (record,) = await substrate.steps(run_id)
+    assert record.attempts == 2
+    tokens = [e for e in await substrate.watch(run_id) if e.kind == "token"]
+    assert "".join(e.text or "" for e in tokens) == "Durable hello"  # none shown twice
+
+
+async def test_a_rate_limited_call_waits_as_long_as_the_server_asks(
+    substrate: Substrate, run_id: str, models: ModelServer
+) -> None:
+    result = await substrate.run(agents.ask, Job(key="rate-limited-once"), run_id=run_id)
+
+    assert result["text"] == "Durable hello"
+    first, second = models.arrivals["rate-limited-once"]
+    # 429 with Retry-After: 2, where the retry policy alone would have waited 1 s.
+    assert second - first >= 1.95
     (record,) = await substrate.steps(run_id)
     assert record.attempts == 2
 
@@ -228,3 +248,17 @@ async def test_watching_an_unknown_run_is_refused(substrate: Substrate) -> None:
         await substrate.watch("no-such-run")
 
     assert refused.value.code == ErrorCode.RUN_NOT_FOUND
+
+
+@pytest.mark.parametrize("substrate", ["temporal"], indirect=True)
+async def test_a_stalled_stream_is_caught_by_the_activitys_heartbeat_timeout(
+    substrate: Substrate, run_id: str, models: ModelServer
+) -> None:
+    # The model's idle timeout (60 s) would wait far longer: the heartbeat timeout fires first.
+    job = Job(key="hang-stream-heartbeat", heartbeat=1.0)
+    result = await substrate.run(agents.ask, job, run_id=run_id)
+
+    assert result["text"] == "Durable hello"
+    assert models.requests["hang-stream-once"] == 2
+    (record,) = await substrate.steps(run_id)
+    assert record.attempts == 2

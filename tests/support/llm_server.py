@@ -4,14 +4,16 @@ The requested ``model`` picks the behaviour: ``ok``, ``tools``, ``hang-headers``
 ``hang-stream``, ``rate-limited`` (429 with Retry-After), ``busy`` (503 with
 retry-after-ms), ``flaky`` (500, then 200), ``bad-request`` (400),
 ``unauthorized`` (401), ``drop`` (connection cut mid-stream) and ``malformed``;
-``hang-once``, ``busy-once`` and ``drop-once`` misbehave on the first request only.
-It counts requests per model and records the Authorization headers it saw.
+``hang-once``, ``hang-stream-once``, ``rate-limited-once``, ``busy-once`` and
+``drop-once`` misbehave on the first request only. It counts requests per model,
+notes when each arrived, and records the Authorization headers it saw.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -46,6 +48,8 @@ class ModelServer:
     requests: Counter[str] = field(default_factory=Counter)
     authorizations: list[str] = field(default_factory=list)
     bodies: list[dict[str, Any]] = field(default_factory=list)
+    arrivals: dict[str, list[float]] = field(default_factory=dict)
+    """Per model, when each request arrived (``time.monotonic``)."""
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -59,6 +63,7 @@ class ModelServer:
             self.authorizations.append(headers.get("authorization", ""))
             model = body["model"]
             self.requests[model] += 1
+            self.arrivals.setdefault(model, []).append(time.monotonic())
             await self._respond(model, writer)
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
@@ -69,9 +74,10 @@ class ModelServer:
         first = self.requests[model] == 1
         if model == "hang-headers" or (model == "hang-once" and first):
             await asyncio.sleep(3600)
-        if model == "rate-limited":
+        if model == "rate-limited" or (model == "rate-limited-once" and first):
+            wait = "7" if model == "rate-limited" else "2"
             writer.write(
-                _error(429, "Too Many Requests", "Rate limit reached", "Retry-After: 7\r\n")
+                _error(429, "Too Many Requests", "Rate limit reached", f"Retry-After: {wait}\r\n")
             )
             return
         if model == "busy" or (model == "busy-once" and first):
@@ -109,7 +115,7 @@ class ModelServer:
             for i, text in enumerate(REPLY):
                 writer.write(_chunk({"content": text}))
                 await writer.drain()
-                if i == 0 and model == "hang-stream":
+                if i == 0 and (model == "hang-stream" or (model == "hang-stream-once" and first)):
                     await asyncio.sleep(3600)
                 if i == 0 and (model == "drop" or (model == "drop-once" and first)):
                     writer.transport.abort()
