@@ -15,6 +15,7 @@ import json
 import os
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -38,9 +39,11 @@ __all__ = [
     "MODELS_ENV",
     "SCRIPTED",
     "ChatRequest",
+    "ModelDefaults",
     "chat",
     "llm_chat",
     "model_catalog",
+    "model_defaults",
 ]
 
 MODELS_ENV = "DURABLE_MODELS"
@@ -56,6 +59,34 @@ never reads the environment."""
 _CATALOG: TypeAdapter[dict[str, ModelSettings]] = TypeAdapter(dict[str, ModelSettings])
 _clients: dict[tuple[ModelSettings, int], ChatClient] = {}
 """One client per model and event loop: connections are reused, never shared across loops."""
+
+
+@dataclass(frozen=True)
+class ModelDefaults:
+    """A model's own call policy, between the step's defaults and a call's overrides."""
+
+    timeout: timedelta | float | None = None
+    retry: RetryPolicy | None = None
+    heartbeat: timedelta | float | None = None
+
+
+_defaults: dict[str, ModelDefaults] = {}
+
+
+def model_defaults(
+    model: str,
+    *,
+    timeout: timedelta | float | None = None,
+    retry: RetryPolicy | None = None,
+    heartbeat: timedelta | float | None = None,
+) -> None:
+    """Set the timeout, retry policy or heartbeat of every call that names ``model``.
+
+    Call it at import time, in the module that defines the agents: workflow code
+    reads it, so every worker and every replay must see the same values. A call's
+    own ``timeout=``, ``retry=`` and ``heartbeat=`` still win.
+    """
+    _defaults[model] = ModelDefaults(timeout=timeout, retry=retry, heartbeat=heartbeat)
 
 
 class ChatRequest(BaseModel):
@@ -155,9 +186,11 @@ async def chat(
 ) -> ChatResult:
     """Call a model as a durable step: an activity on Temporal, replayed on resume.
 
-    ``timeout``, ``retry`` and ``heartbeat`` override the defaults (120 s, five
-    attempts with backoff, 30 s) for this call; ``options`` go to the API as is.
+    ``timeout``, ``retry`` and ``heartbeat`` override, for this call, the
+    model's ``model_defaults`` and then the step's (120 s, five attempts with
+    backoff, 30 s); ``options`` go to the API as is.
     """
+    own = _defaults.get(model, ModelDefaults())
     request = ChatRequest(
         model=model,
         messages=as_messages(messages),
@@ -169,7 +202,7 @@ async def chat(
         llm_chat,
         request,
         kind="llm",
-        timeout=timeout,
-        retry=retry,
-        heartbeat=heartbeat,
+        timeout=own.timeout if timeout is None else timeout,
+        retry=own.retry if retry is None else retry,
+        heartbeat=own.heartbeat if heartbeat is None else heartbeat,
     )

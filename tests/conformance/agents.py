@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from activities.llm import chat
+from activities.llm import chat, model_defaults
 from durable import (
     DurableAwaitEventTimeoutError,
     DurableContext,
@@ -248,6 +248,10 @@ async def ask(ctx: DurableContext, job: Job) -> dict[str, Any]:
     usage = answer.usage
     return {"text": answer.text, "tokens": [usage.input_tokens, usage.output_tokens],
             "cost": usage.cost}  # fmt: skip
+
+
+# A model whose calls get one attempt unless a call says otherwise.
+model_defaults("one-shot", retry=RetryPolicy(maximum_attempts=1))
 
 
 @agent(name="conformance.ask_twice")

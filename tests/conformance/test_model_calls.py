@@ -33,9 +33,10 @@ async def models(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[ModelServer]:
             for name in (
                 "ok", "flaky", "bad-request", "unauthorized", "malformed",
                 "hang-once", "busy-once", "drop-once", "hang-stream-once",
-                "rate-limited-once", "hang-stream-heartbeat",
+                "rate-limited-once", "hang-stream-heartbeat", "one-shot",
             )
         }  # fmt: skip
+        catalog["one-shot"]["model"] = "flaky"  # 500, then 200
         catalog["hang-once"]["headers_deadline"] = 0.3
         catalog["hang-stream-once"]["idle_timeout"] = 0.3
         # Served like hang-stream-once, left to the activity's heartbeat timeout to catch.
@@ -262,3 +263,13 @@ async def test_a_stalled_stream_is_caught_by_the_activitys_heartbeat_timeout(
     assert models.requests["hang-stream-once"] == 2
     (record,) = await substrate.steps(run_id)
     assert record.attempts == 2
+
+
+async def test_a_models_own_retry_policy_applies_to_its_calls(
+    substrate: Substrate, run_id: str, models: ModelServer
+) -> None:
+    await substrate.start(agents.ask, Job(key="one-shot"), run_id=run_id)
+
+    with pytest.raises(DurableError, match="The server had an error"):
+        await substrate.result(run_id)
+    assert models.requests["flaky"] == 1  # the 500 was not retried: one attempt for this model
