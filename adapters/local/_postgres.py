@@ -68,5 +68,12 @@ class PostgresStore(SqlStore):
             cursor = await self._conn.execute(_pg(sql), params)
             return cursor.rowcount
 
+    async def _execute_unsynced(self, sql: str, params: Sequence[Any]) -> int:
+        async with self._lock, self._conn.transaction():
+            # Returns before the commit is flushed; a server crash may lose it, never corrupt.
+            await self._conn.execute("SET LOCAL synchronous_commit = off")
+            cursor = await self._conn.execute(_pg(sql), params)
+            return cursor.rowcount
+
     async def close(self) -> None:
         await self._conn.close()

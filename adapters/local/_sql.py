@@ -206,6 +206,13 @@ class SqlStore(ABC):
     @abstractmethod
     async def close(self) -> None: ...
 
+    async def _execute_unsynced(self, sql: str, params: Sequence[Any]) -> int:
+        """``_execute`` for writes a crash may lose, such as the live stream.
+
+        A dialect may skip waiting for the disk here; by default it does not.
+        """
+        return await self._execute(sql, params)
+
     @staticmethod
     def schema_upgrade(found: int | None, location: str) -> str | None:
         """The statement that records the current version after ``schema_statements`` ran.
@@ -502,7 +509,7 @@ class SqlStore(ABC):
             data = event.model_dump_json(exclude={"seq"}, exclude_none=True)
             params += (run_id, event.step, end, data)
         values = ", ".join(["(?, ?, ?, ?)"] * len(events))
-        await self._execute(
+        await self._execute_unsynced(
             f"INSERT INTO durable_live (run_id, step_index, text_end, event) VALUES {values}",
             params,
         )

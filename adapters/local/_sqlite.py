@@ -39,6 +39,7 @@ class SqliteStore(SqlStore):
         if synchronous not in ("OFF", "NORMAL", "FULL", "EXTRA"):
             raise ValueError(f"synchronous must be OFF, NORMAL, FULL or EXTRA, got {synchronous!r}")
         self.path = os.fspath(path)
+        self._synchronous = synchronous
         self._busy_ms = int(busy_timeout * 1000)
         self._offload = Offloader("durable-sqlite")
         try:
@@ -104,6 +105,18 @@ class SqliteStore(SqlStore):
 
     async def _execute(self, sql: str, params: Sequence[Any]) -> int:
         return await self._offload.call(lambda wait: self._run(sql, params, wait).rowcount)
+
+    async def _execute_unsynced(self, sql: str, params: Sequence[Any]) -> int:
+        def op(wait: bool) -> int:
+            # In WAL mode NORMAL commits without syncing the log: the write survives a
+            # crash of this process, not of the machine, and costs no fsync.
+            self._db.execute("PRAGMA synchronous = NORMAL")
+            try:
+                return self._run(sql, params, wait).rowcount
+            finally:
+                self._db.execute(f"PRAGMA synchronous = {self._synchronous}")
+
+        return await self._offload.call(op)
 
     async def close(self) -> None:
         if self._offload.close():
