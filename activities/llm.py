@@ -40,6 +40,7 @@ __all__ = [
     "SCRIPTED",
     "ChatRequest",
     "ModelDefaults",
+    "call_model",
     "chat",
     "llm_chat",
     "model_catalog",
@@ -146,6 +147,24 @@ async def scripted_reply(request: ChatRequest) -> ChatResult:
     retry=RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=5),
 )
 async def llm_chat(request: ChatRequest) -> ChatResult:
+    return await call_model(
+        request.model, request.messages, tools=request.tools, options=request.options
+    )
+
+
+async def call_model(
+    model: str,
+    messages: list[dict[str, Any]],
+    *,
+    tools: list[dict[str, Any]] | None = None,
+    options: dict[str, Any] | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> ChatResult:
+    """One attempt at a model named in the worker's settings, streaming its tokens.
+
+    Failures carry retry hints; the caller's policy decides about another attempt.
+    """
+    request = ChatRequest(model=model, messages=messages, tools=tools, options=options)
     name = request.model
     if name == DEFAULT_MODEL:
         name = os.environ.get(DEFAULT_MODEL_ENV) or SCRIPTED
@@ -168,7 +187,11 @@ async def llm_chat(request: ChatRequest) -> ChatResult:
     if client is None:
         client = _clients[key] = ChatClient(settings)
     return await client.chat(
-        request.messages, tools=request.tools, options=request.options, on_delta=_on_fragment
+        request.messages,
+        tools=request.tools,
+        options=request.options,
+        on_delta=_on_fragment,
+        headers=headers,
     )
 
 

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import datetime
-from typing import Literal, TextIO, get_args
+from typing import Any, Literal, TextIO, get_args
 
 from pydantic import BaseModel, ConfigDict
 
@@ -42,6 +42,7 @@ LiveKind = Literal[
     "event_received",
     "wait_timed_out",
     "sleeping",
+    "conversation",
     "run_completed",
     "run_failed",
 ]
@@ -70,6 +71,10 @@ class LiveEvent(BaseModel):
     """Waits: the event key waited for."""
     until: datetime | None = None
     error: str | None = None
+    turn: int | None = None
+    """Conversation turns: the turn a token delta or conversation event belongs to."""
+    detail: dict[str, Any] | None = None
+    """Conversation events: the event as the conversation protocol names it."""
     at: datetime | None = None
 
     @property
@@ -78,11 +83,16 @@ class LiveEvent(BaseModel):
         return self.kind in FINAL_KINDS
 
 
-def text_end(events: Iterable[LiveEvent], step: int) -> int:
-    """How far into ``step``'s text the token deltas among ``events`` reach."""
+def text_end(events: Iterable[LiveEvent], step: int, turn: int | None = None) -> int:
+    """How far into ``step``'s text (or a turn's) the token deltas among ``events`` reach."""
     end = 0
     for event in events:
-        if event.kind == "token" and event.step == step and event.text is not None:
+        if (
+            event.kind == "token"
+            and event.step == step
+            and event.turn == turn
+            and event.text is not None
+        ):
             end = max(end, (event.offset or 0) + len(event.text))
     return end
 
@@ -95,8 +105,16 @@ class TokenDeltas:
     dropped and a fragment straddling it is trimmed.
     """
 
-    def __init__(self, step: int, publish: Callable[[LiveEvent], None], *, shown: int = 0) -> None:
+    def __init__(
+        self,
+        step: int,
+        publish: Callable[[LiveEvent], None],
+        *,
+        shown: int = 0,
+        turn: int | None = None,
+    ) -> None:
         self.step = step
+        self.turn = turn
         self.shown = shown
         self._publish = publish
         self._position = 0
@@ -113,7 +131,9 @@ class TokenDeltas:
             text = text[self.shown - start :]
             start = self.shown
         self.shown = self._position
-        self._publish(LiveEvent(kind="token", step=self.step, offset=start, text=text))
+        self._publish(
+            LiveEvent(kind="token", step=self.step, turn=self.turn, offset=start, text=text)
+        )
 
 
 _current: ContextVar[TokenDeltas | None] = ContextVar("durable_token_deltas", default=None)
@@ -144,7 +164,7 @@ class LiveView:
 
     def __init__(self, out: TextIO | None = None) -> None:
         self._out = out or sys.stdout
-        self._streaming: int | None = None  # the step whose text is being written
+        self._streaming: tuple[int | None, int | None] | None = None  # whose text is written
 
     def _line(self, event: LiveEvent, text: str) -> None:
         if self._streaming is not None:
@@ -156,10 +176,20 @@ class LiveView:
     def show(self, event: LiveEvent) -> None:
         step = f"step {event.step}"
         if event.kind == "token":
-            if self._streaming != event.step:
-                self._line(event, f"{step} streams:")
-                self._streaming = event.step
+            source = (event.step, event.turn)
+            if self._streaming != source:
+                speaks = f"{step} turn {event.turn}" if event.turn is not None else step
+                self._line(event, f"{speaks} streams:")
+                self._streaming = source
             self._out.write(event.text or "")
+        elif event.kind == "conversation":
+            detail = event.detail or {}
+            words = [
+                str(detail.get(k))
+                for k in ("type", "index", "speaker", "reason")
+                if detail.get(k) is not None
+            ]
+            self._line(event, "conversation " + " ".join(words))
         elif event.kind == "step_started":
             self._line(event, f"{step} started: {event.intent}")
         elif event.kind == "step_retry":

@@ -159,11 +159,13 @@ class ChatClient:
         tools: Sequence[Mapping[str, Any]] | None = None,
         on_delta: DeltaCallback | None = None,
         options: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> ChatResult:
         """Stream one completion; ``on_delta`` receives each text fragment as it arrives.
 
         Chunks that carry no text, such as tool-call fragments, call ``on_delta``
         with ``""``, so a caller can tell a live stream from a stalled one.
+        ``headers`` are added to the request (correlation and forwarding headers).
         """
         url = f"{self.settings.base_url}/chat/completions"
         body: dict[str, Any] = {
@@ -175,7 +177,8 @@ class ChatClient:
         }
         if tools:
             body["tools"] = list(tools)
-        request = self.http.build_request("POST", url, json=body, headers=self._headers())
+        sent = {**(headers or {}), **self._headers()}
+        request = self.http.build_request("POST", url, json=body, headers=sent)
         started = time.monotonic()
         try:
             async with asyncio.timeout(self.headers_deadline):

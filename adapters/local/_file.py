@@ -48,6 +48,7 @@ from durable import (
 from durable._live import text_end
 
 from . import _ledger as ledger
+from ._journal import FileJournal
 from ._offload import Offloader, WouldBlock
 from ._store import EmitResult, Resumed, checked_event, gc_paused, run_not_found, utc_now
 
@@ -71,6 +72,8 @@ class FileStore:
         self._root.mkdir(parents=True, exist_ok=True)
         self._cache: dict[str, _Cached] = {}
         self._offload = Offloader("durable-file")
+        self.journal = FileJournal(self._root / "conversations")
+        """The conversation journal: a JSONL file per conversation run."""
 
     def _dir(self, run_id: str) -> Path:
         # "r_" keeps "." and ".." from ever naming a run directory.

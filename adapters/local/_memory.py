@@ -21,6 +21,7 @@ from durable import (
 from durable._live import text_end
 
 from . import _ledger as ledger
+from ._journal import InMemoryJournal
 from ._store import EmitResult, Resumed, checked_event, run_not_found, utc_now
 
 __all__ = ["InMemoryStore"]
@@ -32,6 +33,8 @@ class InMemoryStore:
     def __init__(self) -> None:
         self._runs: dict[str, ledger.RunState] = {}
         self._live: dict[str, list[LiveEvent]] = {}
+        self.journal = InMemoryJournal()
+        """The conversation journal."""
 
     def _state(self, run_id: str) -> ledger.RunState:
         state = self._runs.get(run_id)

@@ -34,6 +34,7 @@ from durable import (
 )
 from durable._codec import dumps
 
+from ._journal import SqlJournal
 from ._ledger import lease_held_error, lease_lost_error, mismatch_error
 from ._store import (
     EmitResult,
@@ -48,7 +49,8 @@ from ._store import (
 __all__ = ["SCHEMA_VERSION", "SqlStore", "schema_statements"]
 
 SCHEMA_VERSION = 2
-"""1: runs, steps, events. 2: adds ``durable_live``, the live stream."""
+"""1: runs, steps, events. 2: adds ``durable_live``, the live stream, and the
+conversation journal (``durable_conversations``, ``durable_conversation_turns``)."""
 
 Row = Sequence[Any]
 
@@ -111,6 +113,18 @@ def schema_statements(bigint: str, serial: str, clustered: str = "") -> list[str
             event TEXT NOT NULL
         )""",
         "CREATE INDEX IF NOT EXISTS durable_live_run ON durable_live (run_id, seq)",
+        """CREATE TABLE IF NOT EXISTS durable_conversations (
+            run_id TEXT PRIMARY KEY,
+            started_at TEXT NOT NULL,
+            halted TEXT,
+            ended_at TEXT
+        )""",
+        f"""CREATE TABLE IF NOT EXISTS durable_conversation_turns (
+            run_id TEXT NOT NULL,
+            turn_index INTEGER NOT NULL,
+            turn TEXT NOT NULL,
+            PRIMARY KEY (run_id, turn_index)
+        ){clustered}""",
     ]
 
 
@@ -530,6 +544,11 @@ class SqlStore(ABC):
             (run_id, step_index),
         )
         return int(rows[0][0] or 0) if rows else 0
+
+    @property
+    def journal(self) -> SqlJournal:
+        """The conversation journal, in this store's database."""
+        return SqlJournal(self)
 
     async def _fetch_bulk(self, sql: str, params: Sequence[Any]) -> list[Row]:
         """``_fetch`` for queries returning thousands of rows; a dialect may speed it up."""

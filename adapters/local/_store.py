@@ -26,6 +26,8 @@ from durable import (
 )
 from durable._failures import run_ended_error
 
+from ._journal import ConversationJournal
+
 __all__ = ["DurableRunStore", "EmitResult", "Resumed", "gc_paused", "utc_now"]
 
 
@@ -172,6 +174,11 @@ class DurableRunStore(Protocol):
 
     async def live_text_end(self, run_id: str, step_index: int) -> int:
         """How much of a step's text its token deltas already published (see ``TokenDeltas``)."""
+        ...
+
+    @property
+    def journal(self) -> ConversationJournal:
+        """Where the store's conversation runs journal their committed turns."""
         ...
 
     async def close(self) -> None:
