@@ -65,13 +65,14 @@ from ._registry import (
     step_definition,
 )
 from ._retry import DEFAULT_STEP_TIMEOUT, RetryPolicy, StepOptions, as_timedelta, retry_hints
-from ._usage import USAGE_FIELDS, add_usage, usage_totals
+from ._usage import USAGE_FIELDS, USAGE_KINDS, add_usage, usage_totals
 
 __all__ = [
     "DEFAULT_STEP_TIMEOUT",
     "MAX_NAME_LENGTH",
     "UNSET",
     "USAGE_FIELDS",
+    "USAGE_KINDS",
     "AgentDefinition",
     "DurableAwaitEventTimeoutError",
     "DurableContext",

@@ -17,10 +17,22 @@ from __future__ import annotations
 import uuid as _uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
-from typing import Any, Protocol, TypeVar, TypeVarTuple, Unpack, overload, runtime_checkable
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Protocol,
+    TypeVar,
+    TypeVarTuple,
+    Unpack,
+    overload,
+    runtime_checkable,
+)
 
 from ._records import StepKind
 from ._retry import RetryPolicy
+
+if TYPE_CHECKING:
+    from .conversation import Conversation, ConversationResult
 
 __all__ = ["UNSET", "DurableContext", "Unset"]
 
@@ -114,5 +126,15 @@ class DurableContext(Protocol):
         Returns ``True`` if this emit was accepted, ``False`` if the key had already
         been emitted. A payload the target agent declared another type for raises
         ``DurableEventPayloadError``; an unknown target ``DurableRunNotFoundError``.
+        """
+        ...
+
+    async def conversation(self, conversation: Conversation, *, seed: str) -> ConversationResult:
+        """Run a multi-agent conversation to its halt and return its result.
+
+        On Temporal it is a child workflow (``<run>/conversation-<position>``)
+        whose turns are model-call activities; locally its turns are journaled
+        in the store. Either way a resumed run never repeats a committed turn,
+        and the result's ``usage`` counts toward this run's totals.
         """
         ...

@@ -22,7 +22,9 @@ __all__ = [
     "TaskSpec",
 ]
 
-StepKind = Literal["logic", "llm", "tool", "readiness", "deterministic", "event", "timer"]
+StepKind = Literal[
+    "logic", "llm", "tool", "readiness", "deterministic", "event", "timer", "conversation"
+]
 """What a step did: user code (``logic``), a model or tool call, a checkpointed
 clock or uuid read (``deterministic``), an event wait or emit (``event``), or a
 durable sleep (``timer``)."""

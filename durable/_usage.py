@@ -1,4 +1,4 @@
-"""What a run's model calls cost: totals over the steps of kind ``llm``.
+"""What a run's model calls cost: totals over its model-call and conversation steps.
 
 A model-call step's result carries a ``usage`` object; the run's totals are the
 sum of its numeric fields, kept in one place for every substrate.
@@ -14,6 +14,8 @@ from ._records import StepRecord
 __all__ = ["USAGE_FIELDS", "add_usage", "usage_totals"]
 
 USAGE_FIELDS = ("input_tokens", "output_tokens", "cost")
+USAGE_KINDS = frozenset({"llm", "conversation"})
+"""Steps whose results carry ``usage``: model calls, and conversations (their totals)."""
 
 
 def add_usage(totals: dict[str, float], result: Any) -> dict[str, float]:
@@ -31,6 +33,6 @@ def usage_totals(steps: Iterable[StepRecord]) -> dict[str, float]:
     """Tokens and cost of a run's completed model calls, from its step records."""
     totals: dict[str, float] = dict.fromkeys(USAGE_FIELDS, 0)
     for record in steps:
-        if record.kind == "llm" and record.status == "completed":
+        if record.kind in USAGE_KINDS and record.status == "completed":
             add_usage(totals, record.result)
     return totals

@@ -26,6 +26,8 @@ from ._retry import RetryPolicy
 __all__ = [
     "DEFAULT_MAX_DEPTH",
     "FORWARD_HEADERS",
+    "SPEAK_STEP",
+    "TURN_ACTIVITY",
     "AuthSource",
     "Breaker",
     "CallPolicy",
@@ -38,10 +40,12 @@ __all__ = [
     "DriveState",
     "HaltReason",
     "Participant",
+    "SpeakRequest",
     "TurnUsage",
     "conversation_definition",
     "define_conversation",
     "forward_headers",
+    "nested_text",
     "slugify_speaker",
     "turn_id",
     "turn_messages",
@@ -49,6 +53,11 @@ __all__ = [
 
 DEFAULT_MAX_DEPTH = 4
 """Nested conversations deeper than this are refused."""
+
+SPEAK_STEP = "conversation.speak"
+"""The step that makes one participant's model call (``activities/conversation.py``)."""
+TURN_ACTIVITY = "conversation.turn"
+"""The activity of one turn on Temporal: the transcript travels by blob reference."""
 
 FORWARD_HEADERS = {
     "authorization": "x-durable-forwarded-authorization",
@@ -127,6 +136,15 @@ class TurnUsage(_Frozen):
     cost: float = 0.0
     latency_ms: float = 0.0
     model: str | None = None
+
+
+class SpeakRequest(_Frozen):
+    """One participant's model call: names, prompt and correlation headers, never keys."""
+
+    model: str
+    messages: list[dict[str, Any]]
+    headers: dict[str, str] = {}
+    auth_source: AuthSource = "forward-user"
 
 
 class ConversationTurn(_Frozen):
@@ -489,3 +507,8 @@ class ConversationDriver:
             started_at=self.started_at,
             ended_at=ended_at,
         )
+
+
+def nested_text(result: ConversationResult) -> str:
+    """A nested conversation's answer as one turn: each inner turn, tagged with its speaker."""
+    return "\n".join(f"[{turn.speaker}] {turn.text}" for turn in result.transcript)

@@ -50,7 +50,9 @@ from durable._failures import (
     step_label,
     step_timeout_error,
 )
+from durable.conversation import Conversation, ConversationResult
 
+from ._conversation import run_local_conversation
 from ._events import send_event
 from ._live import LivePublisher
 from ._store import DurableRunStore, utc_now
@@ -297,6 +299,39 @@ class LocalContext:
             raise error from None
         await self._store.complete_step(self.lease, step_index=index, result=payload)
         return value
+
+    async def conversation(self, conversation: Conversation, *, seed: str) -> ConversationResult:
+        intent = f"conversation:{conversation.name}"
+        input_hash = canonical_hash({"conversation": conversation.name, "seed": seed})
+        index, record = self._position(intent, "conversation", input_hash)
+        if record is not None and record.status == "completed":
+            return ConversationResult.model_validate(record.result)
+        if record is not None and record.status == "failed":
+            raise replayed_failure(record)
+        await self._begin(index, intent, "conversation", input_hash)
+        self.live.publish(LiveEvent(kind="step_started", step=index, intent=intent, attempt=1))
+        try:
+            result = await run_local_conversation(
+                conversation,
+                seed=seed,
+                run_id=f"{self.run_id}/conversation-{index}",
+                journal=self._store.journal,
+                publish=self.live.publish,
+                step=index,
+            )
+        except DurableRunLeaseLostError:
+            raise
+        except Exception as exc:
+            error = step_error_from(exc)
+            await self._store.fail_step(self.lease, step_index=index, error=error, final=True)
+            self.live.publish(
+                LiveEvent(kind="step_failed", step=index, intent=intent, error=error.message)
+            )
+            raise step_failed_error(intent, index, error, 1) from exc
+        data = result.model_dump(mode="json")
+        await self._store.complete_step(self.lease, step_index=index, result=data)
+        self.live.publish(LiveEvent(kind="step_completed", step=index, intent=intent))
+        return result
 
     async def emit_event(self, key: str, payload: object, *, run_id: str | None = None) -> bool:
         check_name(key, what="event key")

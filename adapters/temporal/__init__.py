@@ -12,12 +12,16 @@ from ._convert import (
 from ._devserver import DevServer, find_temporal_binary
 from ._live import LIVE_TOPIC, ActivityTokens, watch_stream
 from ._messages import (
+    CONVERSATION_WORKFLOW,
     EVENT_SIGNAL,
     EVENT_UPDATE,
     SEND_EVENT_ACTIVITY,
     STATUS_QUERY,
     STEPS_QUERY,
     USAGE_MEMO,
+    BreakerState,
+    ConversationInput,
+    ConversationState,
     EventMessage,
     RunEvent,
     StepOutcome,
@@ -28,6 +32,7 @@ from ._search import AGENT_NAME, PROJECT_ID, SEARCH_ATTRIBUTES, WAITING_FOR
 
 __all__ = [
     "AGENT_NAME",
+    "CONVERSATION_WORKFLOW",
     "EVENT_SIGNAL",
     "EVENT_UPDATE",
     "LIVE_TOPIC",
@@ -42,6 +47,9 @@ __all__ = [
     "WAITING_FOR",
     "ActivityTokens",
     "AgentClient",
+    "BreakerState",
+    "ConversationInput",
+    "ConversationState",
     "DevServer",
     "EventMessage",
     "RunEvent",

@@ -17,11 +17,12 @@ from typing import TYPE_CHECKING, Any, TypeVar, TypeVarTuple, Unpack
 
 from pydantic import ValidationError
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, ApplicationError, RetryState
+from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError, RetryState
 from temporalio.exceptions import TimeoutError as TemporalTimeoutError
 
 from durable import (
     UNSET,
+    USAGE_KINDS,
     AgentDefinition,
     DurableContext,
     DurableResultNotSerializableError,
@@ -49,9 +50,17 @@ from durable._failures import (
     step_label,
     step_timeout_error,
 )
+from durable.conversation import Conversation, ConversationResult
 
 from ._convert import activity_id, durable_error_from, temporal_retry_policy
-from ._messages import SEND_EVENT_ACTIVITY, USAGE_MEMO, RunEvent, StepOutcome
+from ._messages import (
+    CONVERSATION_WORKFLOW,
+    SEND_EVENT_ACTIVITY,
+    USAGE_MEMO,
+    ConversationInput,
+    RunEvent,
+    StepOutcome,
+)
 from ._search import WAITING_FOR
 
 __all__ = ["TemporalContext", "run_on_workflow_step"]
@@ -187,7 +196,7 @@ class TemporalContext:
         value: T = definition.result.decode(outcome.result, what=label)
         self._finish(index, status="completed", result=outcome.result, attempts=outcome.attempt)
         self.publish(LiveEvent(kind="step_completed", step=index, intent=intent))
-        if kind == "llm":
+        if kind in USAGE_KINDS:
             # The run's totals in the memo: visible in the UI and to clients while it runs.
             workflow.upsert_memo({USAGE_MEMO: add_usage(self.usage, outcome.result)})
         return value
@@ -293,6 +302,34 @@ class TemporalContext:
         if self._search_attributes:
             update = WAITING_FOR.value_set(key) if key else WAITING_FOR.value_unset()
             workflow.upsert_search_attributes([update])
+
+    async def conversation(self, conversation: Conversation, *, seed: str) -> ConversationResult:
+        intent = f"conversation:{conversation.name}"
+        input_hash = canonical_hash({"conversation": conversation.name, "seed": seed})
+        index = self._begin(intent, "conversation", input_hash)
+        self.publish(LiveEvent(kind="step_started", step=index, intent=intent, attempt=1))
+        child_id = f"{self._run_id}/conversation-{index}"
+        try:
+            result: ConversationResult = await workflow.execute_child_workflow(
+                CONVERSATION_WORKFLOW,
+                ConversationInput(conversation=conversation.name, seed=seed),
+                id=child_id,
+                result_type=ConversationResult,
+                static_summary=conversation.summary[:200],
+                static_details=f"conversation run {child_id}",
+            )
+        except ChildWorkflowError as failure:
+            cause = failure.cause
+            message = getattr(cause, "message", None) or str(cause or failure)
+            error = StepError(message=message, type=type(cause or failure).__name__)
+            self._finish(index, status="failed", error=error)
+            self.publish(LiveEvent(kind="step_failed", step=index, intent=intent, error=message))
+            raise step_failed_error(intent, index, error, 1) from None
+        data = result.model_dump(mode="json")
+        self._finish(index, status="completed", result=data)
+        self.publish(LiveEvent(kind="step_completed", step=index, intent=intent))
+        workflow.upsert_memo({USAGE_MEMO: add_usage(self.usage, data)})
+        return result
 
     async def emit_event(self, key: str, payload: object, *, run_id: str | None = None) -> bool:
         check_name(key, what="event key")

@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from durable.conversation import ConversationTurn
+
 __all__ = [
+    "CONVERSATION_WORKFLOW",
     "EVENT_SIGNAL",
     "EVENT_UPDATE",
     "SEND_EVENT_ACTIVITY",
     "STATUS_QUERY",
     "STEPS_QUERY",
     "USAGE_MEMO",
+    "BreakerState",
+    "ConversationInput",
+    "ConversationState",
     "EventMessage",
     "RunEvent",
     "StepOutcome",
@@ -28,6 +35,8 @@ USAGE_MEMO = "usage"
 SEND_EVENT_ACTIVITY = "durable.send_event"
 """Activity that sends one run's event to another (``activities/events.py``)."""
 STATUS_QUERY = "status"
+CONVERSATION_WORKFLOW = "durable.conversation"
+"""Workflow type of a conversation run: a child of the agent run that started it."""
 
 
 class EventMessage(BaseModel):
@@ -47,6 +56,33 @@ class RunEvent(BaseModel):
     run_id: str
     key: str
     payload: Any = None
+
+
+class BreakerState(BaseModel):
+    failures: int = 0
+    opened_at: datetime | None = None
+
+
+class ConversationState(BaseModel):
+    """What a conversation carries into its next run when it continues as new."""
+
+    transcript: list[ConversationTurn]
+    started_at: datetime
+    transcript_ref: str | None
+    pending: list[ConversationTurn] = []
+    breakers: dict[str, BreakerState]
+
+
+class ConversationInput(BaseModel):
+    """The input of a conversation's child workflow."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    conversation: str
+    seed: str
+    depth: int = 1
+    parent_turn: str | None = None
+    state: ConversationState | None = None
 
 
 class StepOutcome(BaseModel):

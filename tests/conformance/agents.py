@@ -16,6 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+import activities.conversation  # noqa: F401  (registers the conversation.speak step)
 from activities.llm import chat, model_defaults
 from durable import (
     DurableAwaitEventTimeoutError,
@@ -26,6 +27,14 @@ from durable import (
     RetryPolicy,
     agent,
     step,
+)
+from durable.conversation import (
+    CallPolicy,
+    ConversationPolicy,
+    ConversationResult,
+    Participant,
+    conversation_definition,
+    define_conversation,
 )
 
 CALLS: Counter[str] = Counter()
@@ -371,3 +380,92 @@ async def marked(ctx: DurableContext, job: Job) -> list[str]:
 def marks(path: str) -> list[str]:
     file = Path(path)
     return file.read_text().split() if file.exists() else []
+
+
+# Conversations. Models are served by tests.support.llm_server; "ok" answers
+# "Durable hello" for 12 tokens in and 3 out, 1.05 cents at the tests' prices.
+
+
+def _two(model: str = "ok") -> list[Participant]:
+    return [
+        Participant(name="alice", model=model),
+        Participant(name="bob", label="Bob", model="ok"),
+    ]
+
+
+define_conversation(
+    "conformance.debate",
+    participants=_two(),
+    policy=ConversationPolicy(max_turns=4, turn_order="alternate"),
+)
+define_conversation(
+    "conformance.trio",
+    participants=[Participant(name=n, model="ok") for n in ("ann", "ben", "cy")],
+    policy=ConversationPolicy(max_turns=5, turn_order="round_robin"),
+)
+define_conversation(
+    "conformance.pairs",
+    participants=_two(),
+    # Each speaker twice in a row: a deterministic function of the state.
+    policy=ConversationPolicy(max_turns=4, turn_order=lambda state: state.turn_index // 2 % 2),
+)
+define_conversation(
+    "conformance.budget",
+    participants=_two(),
+    policy=ConversationPolicy(max_turns=10, max_credits_cents=2.0),
+)
+define_conversation(
+    "conformance.agree",
+    participants=_two(),
+    policy=ConversationPolicy(
+        max_turns=10,
+        halt_on=lambda state: "both said hello" if len(state.transcript) >= 2 else None,
+    ),
+)
+define_conversation(
+    "conformance.refused",
+    participants=_two(model="bad-request"),
+    policy=ConversationPolicy(max_turns=4),
+)
+define_conversation(
+    "conformance.retried",
+    participants=_two(model="flaky"),
+    policy=ConversationPolicy(
+        max_turns=2,
+        default_call_policy=CallPolicy(max_retries=2, backoff=timedelta(milliseconds=50)),
+    ),
+)
+define_conversation(
+    "conformance.breaker",
+    participants=_two(model="down"),
+    policy=ConversationPolicy(
+        max_turns=2,
+        default_call_policy=CallPolicy(
+            max_retries=5, backoff=timedelta(milliseconds=50), failures_to_open=2
+        ),
+    ),
+)
+define_conversation(
+    "conformance.panel",
+    participants=[
+        Participant(name="panel", conversation="conformance.debate"),
+        Participant(name="judge", model="ok"),
+    ],
+    policy=ConversationPolicy(max_turns=2),
+)
+define_conversation(
+    "conformance.regress",
+    participants=[Participant(name="self", conversation="conformance.regress")],
+    policy=ConversationPolicy(max_turns=1),
+)
+define_conversation(
+    "conformance.slow",
+    participants=_two(model="slow"),
+    policy=ConversationPolicy(max_turns=4),
+)
+
+
+@agent(name="conformance.talk")
+async def talk(ctx: DurableContext, job: Job) -> ConversationResult:
+    """Runs the conversation named by ``job.key`` on the seed ``topic <n>``."""
+    return await ctx.conversation(conversation_definition(job.key), seed=f"topic {job.n}")

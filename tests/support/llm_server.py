@@ -3,7 +3,8 @@
 The requested ``model`` picks the behaviour: ``ok``, ``tools``, ``hang-headers``,
 ``hang-stream``, ``rate-limited`` (429 with Retry-After), ``busy`` (503 with
 retry-after-ms), ``flaky`` (500, then 200), ``bad-request`` (400),
-``unauthorized`` (401), ``drop`` (connection cut mid-stream) and ``malformed``;
+``unauthorized`` (401), ``drop`` (connection cut mid-stream), ``malformed``,
+``down`` (500 every time) and ``slow`` (a quarter second before answering);
 ``hang-once``, ``hang-stream-once``, ``rate-limited-once``, ``busy-once`` and
 ``drop-once`` misbehave on the first request only. It counts requests per model,
 notes when each arrived, and records the Authorization headers it saw.
@@ -85,6 +86,11 @@ class ModelServer:
             writer.write(
                 _error(503, "Service Unavailable", "overloaded", f"retry-after-ms: {wait}\r\n")
             )
+            return
+        if model == "slow":
+            await asyncio.sleep(0.25)
+        if model == "down":
+            writer.write(_error(500, "Internal Server Error", "The server is down"))
             return
         if model == "flaky" and self.requests[model] == 1:
             writer.write(_error(500, "Internal Server Error", "The server had an error"))

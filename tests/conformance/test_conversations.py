@@ -1,0 +1,185 @@
+"""Multi-agent conversations on every substrate, against the real local model server."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+
+import pytest
+
+from durable import usage_totals
+from durable.conversation import ConversationResult, turn_id
+from tests.conformance import agents
+from tests.conformance.agents import Job
+from tests.conformance.substrates import Substrate, TemporalSubstrate
+from tests.support.llm_server import ModelServer, model_server
+
+MODELS = ("ok", "flaky", "bad-request", "down", "slow")
+
+
+@pytest.fixture
+async def models(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[ModelServer]:
+    async with model_server() as server:
+        catalog = {
+            name: {
+                "base_url": server.base_url,
+                "model": name,
+                "input_price_per_1k": 0.5,
+                "output_price_per_1k": 1.5,
+                "api_key_env": "PARTNER_API_KEY",
+            }
+            for name in MODELS
+        }
+        monkeypatch.setenv("DURABLE_MODELS", json.dumps(catalog))
+        yield server
+
+
+async def _talk(substrate: Substrate, run_id: str, name: str) -> ConversationResult:
+    result = await substrate.run(agents.talk, Job(key=name, n=7), run_id=run_id)
+    assert isinstance(result, ConversationResult)
+    return result
+
+
+async def test_alternate_turns_until_max_turns(
+    substrate: Substrate, run_id: str, models: ModelServer
+) -> None:
+    result = await _talk(substrate, run_id, "conformance.debate")
+
+    assert [t.speaker for t in result.transcript] == ["alice", "bob", "alice", "bob"]
+    assert (result.halted.kind, result.halted.turns) == ("max_turns", 4)
+    child = f"{run_id}/conversation-0"
+    assert result.run_id == child
+    assert [t.turn_id for t in result.transcript] == [
+        turn_id(child, i, s) for i, s in enumerate(["alice", "bob", "alice", "bob"])
+    ]
+    assert all(t.text == "Durable hello" for t in result.transcript)
+    assert models.requests["ok"] == 4
+    # Bob sees Alice's turns as the user's, labelled; his own as the assistant's.
+    assert models.bodies[3]["messages"] == [
+        {"role": "user", "content": "topic 7"},
+        {"role": "user", "content": "[alice] Durable hello"},
+        {"role": "assistant", "content": "Durable hello"},
+        {"role": "user", "content": "[alice] Durable hello"},
+    ]
+
+
+@pytest.mark.parametrize(
+    ("name", "speakers"),
+    [
+        ("conformance.trio", ["ann", "ben", "cy", "ann", "ben"]),
+        ("conformance.pairs", ["alice", "alice", "bob", "bob"]),
+    ],
+)
+async def test_round_robin_and_function_turn_orders(
+    substrate: Substrate, run_id: str, models: ModelServer, name: str, speakers: list[str]
+) -> None:
+    result = await _talk(substrate, run_id, name)
+
+    assert [t.speaker for t in result.transcript] == speakers
+
+
+async def test_a_credit_cap_halts_between_turns(
+    substrate: Substrate, run_id: str, models: ModelServer
+) -> None:
+    result = await _talk(substrate, run_id, "conformance.budget")
+
+    assert result.turns == 2  # 1.05 cents a turn: the second turn crosses 2 cents
+    assert result.halted.kind == "max_credits"
+    assert result.halted.spent_cents == pytest.approx(2.1)
+    assert result.spent_credits_cents == pytest.approx(2.1)
+
+
+async def test_a_predicate_halts_with_its_reason(
+    substrate: Substrate, run_id: str, models: ModelServer
+) -> None:
+    result = await _talk(substrate, run_id, "conformance.agree")
+
+    assert result.turns == 2
+    assert (result.halted.kind, result.halted.reason) == ("predicate", "both said hello")
+
+
+async def test_a_participant_error_halts_the_conversation(
+    substrate: Substrate, run_id: str, models: ModelServer
+) -> None:
+    result = await _talk(substrate, run_id, "conformance.refused")
+
+    assert result.turns == 0
+    assert (result.halted.kind, result.halted.participant) == ("participant_error", "alice")
+    assert "max_tokens is too large" in (result.halted.message or "")
+    assert models.requests["bad-request"] == 1  # a 400 is not retried
+
+
+async def test_a_failed_attempt_is_retried_within_the_turn(
+    substrate: Substrate, run_id: str, models: ModelServer
+) -> None:
+    result = await _talk(substrate, run_id, "conformance.retried")
+
+    assert [t.attempts for t in result.transcript] == [2, 1]
+    assert models.requests["flaky"] == 2
+    assert result.halted.kind == "max_turns"
+
+
+async def test_the_circuit_breaker_stops_retrying_a_failing_participant(
+    substrate: Substrate, run_id: str, models: ModelServer
+) -> None:
+    result = await _talk(substrate, run_id, "conformance.breaker")
+
+    # Five retries allowed, but two consecutive failures open alice's circuit.
+    assert models.requests["down"] == 2
+    assert result.halted.kind == "participant_error"
+    assert "circuit is now open" in (result.halted.message or "")
+
+
+async def test_a_conversation_can_be_a_participant(
+    substrate: Substrate, run_id: str, models: ModelServer
+) -> None:
+    result = await _talk(substrate, run_id, "conformance.panel")
+
+    panel, judge = result.transcript
+    assert panel.speaker == "panel"
+    assert panel.text == "\n".join(["[alice] Durable hello", "[bob] Durable hello"] * 2)
+    assert panel.usage.input_tokens == 4 * 12  # the inner conversation's four turns
+    assert judge.text == "Durable hello"
+    assert models.requests["ok"] == 5
+
+
+async def test_nesting_beyond_the_maximum_depth_is_refused(
+    substrate: Substrate, run_id: str, models: ModelServer
+) -> None:
+    result = await _talk(substrate, run_id, "conformance.regress")
+
+    assert result.halted.kind == "participant_error"
+    assert "beyond the maximum of 4" in (result.halted.message or "")
+
+
+async def test_the_parent_run_counts_the_conversations_usage(
+    substrate: Substrate, run_id: str, models: ModelServer
+) -> None:
+    await _talk(substrate, run_id, "conformance.debate")
+
+    (step,) = await substrate.steps(run_id)
+    assert (step.kind, step.intent) == ("conversation", "conversation:conformance.debate")
+    totals = usage_totals([step])
+    assert totals == {"input_tokens": 48, "output_tokens": 12, "cost": pytest.approx(0.042)}
+    if isinstance(substrate, TemporalSubstrate):
+        assert await substrate.client.usage(run_id) == totals
+
+
+async def test_a_crashed_conversation_resumes_after_its_last_committed_turn(
+    substrate: Substrate, run_id: str, models: ModelServer
+) -> None:
+    await substrate.start(agents.talk, Job(key="conformance.slow"), run_id=run_id)
+    for _ in range(400):
+        if models.requests["ok"] >= 1:  # alice's slow turn, then bob's: two committed
+            break
+        await __import__("asyncio").sleep(0.01)
+    await substrate.crash(run_id)
+    asked = models.requests["slow"] + models.requests["ok"]
+
+    await substrate.resume(agents.talk, Job(key="conformance.slow"), run_id=run_id)
+    result = await substrate.result(run_id)
+
+    assert [t.speaker for t in result.transcript] == ["alice", "bob", "alice", "bob"]
+    # Each committed turn was asked for once; only a turn cut off by the crash is asked again.
+    assert models.requests["slow"] + models.requests["ok"] <= 4 + (asked - 2)
+    assert models.requests["ok"] == 2
