@@ -129,8 +129,13 @@ class DurableContext(Protocol):
         """
         ...
 
-    async def conversation(self, conversation: Conversation, *, seed: str) -> ConversationResult:
+    async def conversation(
+        self, conversation: Conversation, *, seed: str, abort_on: str | None = None
+    ) -> ConversationResult:
         """Run a multi-agent conversation to its halt and return its result.
+
+        ``abort_on`` names an event key of this run: once it is emitted, the
+        conversation halts before its next turn with ``HaltReason(kind="abort")``.
 
         On Temporal it is a child workflow (``<run>/conversation-<position>``)
         whose turns are model-call activities; locally its turns are journaled

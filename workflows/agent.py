@@ -101,7 +101,9 @@ class AgentWorkflow:
             workflow.logger.warning("ignored a malformed event signal: %s", exc)
             return
         await self._after_the_agent_settles()
-        self._events.setdefault(event.key, event.payload)
+        if event.key not in self._events:
+            self._events[event.key] = event.payload
+            await self._passed_on(event.key)
 
     @workflow.update(name=EVENT_UPDATE)
     async def send_event(self, message: Any) -> bool:
@@ -110,7 +112,12 @@ class AgentWorkflow:
         if event.key in self._events:
             return False
         self._events[event.key] = event.payload
+        await self._passed_on(event.key)
         return True
+
+    async def _passed_on(self, key: str) -> None:
+        if self._context is not None:
+            await self._context.event_arrived(key)
 
     @send_event.validator
     def _validate_event(self, message: Any) -> None:

@@ -20,6 +20,7 @@ from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflow
 with workflow.unsafe.imports_passed_through():
     from activities.conversation import TurnOutcome, TurnRequest
     from adapters.temporal import (
+        ABORT_SIGNAL,
         CONVERSATION_WORKFLOW,
         LIVE_TOPIC,
         BreakerState,
@@ -46,6 +47,7 @@ __all__ = ["ConversationWorkflow"]
 @workflow.defn(name=CONVERSATION_WORKFLOW)
 class ConversationWorkflow:
     def __init__(self) -> None:
+        self._aborted = False
         self._stream = WorkflowStream()
         self._live = self._stream.topic(LIVE_TOPIC, type=LiveEvent)
 
@@ -64,6 +66,11 @@ class ConversationWorkflow:
                 at=workflow.now(),
             )
         )
+
+    @workflow.signal(name=ABORT_SIGNAL)
+    def abort(self) -> None:
+        """Halt before the next turn."""
+        self._aborted = True
 
     @workflow.run
     async def run(self, request: ConversationInput) -> ConversationResult:
@@ -89,7 +96,11 @@ class ConversationWorkflow:
             self._emit("conversation_resumed", participants=names)
         else:
             self._emit("conversation_start", participants=names, seed=request.seed)
+        self._aborted = self._aborted or request.aborted
         while (speaker := driver.next_speaker()) is not None:
+            if self._aborted:
+                driver.abort()
+                break
             outcome = await self._turn(driver, speaker, request, transcript_ref, pending)
             if outcome is None:
                 continue
@@ -113,7 +124,8 @@ class ConversationWorkflow:
                         for name, b in driver.breakers.items()
                     },
                 )
-                workflow.continue_as_new(request.model_copy(update={"state": carried}))
+                carry = {"state": carried, "aborted": self._aborted}
+                workflow.continue_as_new(request.model_copy(update=carry))
         assert driver.halted is not None
         result = driver.result(workflow.now())
         self._emit("conversation_end", reason=driver.halted.kind)

@@ -300,8 +300,12 @@ class LocalContext:
         await self._store.complete_step(self.lease, step_index=index, result=payload)
         return value
 
-    async def conversation(self, conversation: Conversation, *, seed: str) -> ConversationResult:
+    async def conversation(
+        self, conversation: Conversation, *, seed: str, abort_on: str | None = None
+    ) -> ConversationResult:
         intent = f"conversation:{conversation.name}"
+        if abort_on is not None:
+            check_name(abort_on, what="abort_on event key")
         input_hash = canonical_hash({"conversation": conversation.name, "seed": seed})
         index, record = self._position(intent, "conversation", input_hash)
         if record is not None and record.status == "completed":
@@ -318,6 +322,7 @@ class LocalContext:
                 journal=self._store.journal,
                 publish=self.live.publish,
                 step=index,
+                aborted=None if abort_on is None else lambda: self._emitted(abort_on),
             )
         except DurableRunLeaseLostError:
             raise
@@ -332,6 +337,9 @@ class LocalContext:
         await self._store.complete_step(self.lease, step_index=index, result=data)
         self.live.publish(LiveEvent(kind="step_completed", step=index, intent=intent))
         return result
+
+    async def _emitted(self, key: str) -> bool:
+        return await self._store.load_event(self.run_id, key) is not None
 
     async def emit_event(self, key: str, payload: object, *, run_id: str | None = None) -> bool:
         check_name(key, what="event key")

@@ -10,7 +10,7 @@ never called again. Nested conversations run the same loop one level deeper.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from durable import (
@@ -58,8 +58,12 @@ async def run_local_conversation(
     step: int,
     depth: int = 1,
     parent_turn: str | None = None,
+    aborted: Callable[[], Awaitable[bool]] | None = None,
 ) -> ConversationResult:
-    """Run (or resume) conversation run ``run_id`` to its halt; return its result."""
+    """Run (or resume) conversation run ``run_id`` to its halt; return its result.
+
+    ``aborted`` is asked before every turn; once it says so, the run halts with ``abort``.
+    """
     entry = await journal.load(run_id)
     if entry is not None and entry.halted is not None and entry.ended_at is not None:
         driver = ConversationDriver(
@@ -90,6 +94,9 @@ async def run_local_conversation(
     else:
         emit("conversation_start", participants=names, seed=seed)
     while (speaker := driver.next_speaker()) is not None:
+        if aborted is not None and await aborted():
+            driver.abort()
+            break
         turn = await _turn(driver, speaker, depth, parent_turn, journal, publish, step, emit)
         if turn is None:
             continue  # the turn failed and halted the conversation

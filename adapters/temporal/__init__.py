@@ -12,6 +12,7 @@ from ._convert import (
 from ._devserver import DevServer, find_temporal_binary
 from ._live import LIVE_TOPIC, ActivityTokens, watch_stream
 from ._messages import (
+    ABORT_SIGNAL,
     CONVERSATION_WORKFLOW,
     EVENT_SIGNAL,
     EVENT_UPDATE,
@@ -31,6 +32,7 @@ from ._sandbox import PASSTHROUGH_MODULES, workflow_runner
 from ._search import AGENT_NAME, PROJECT_ID, SEARCH_ATTRIBUTES, WAITING_FOR
 
 __all__ = [
+    "ABORT_SIGNAL",
     "AGENT_NAME",
     "CONVERSATION_WORKFLOW",
     "EVENT_SIGNAL",

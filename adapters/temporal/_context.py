@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError, RetryState
 from temporalio.exceptions import TimeoutError as TemporalTimeoutError
+from temporalio.workflow import ChildWorkflowHandle
 
 from durable import (
     UNSET,
@@ -54,6 +55,7 @@ from durable.conversation import Conversation, ConversationResult
 
 from ._convert import activity_id, durable_error_from, temporal_retry_policy
 from ._messages import (
+    ABORT_SIGNAL,
     CONVERSATION_WORKFLOW,
     SEND_EVENT_ACTIVITY,
     USAGE_MEMO,
@@ -94,6 +96,13 @@ class TemporalContext:
         self.usage: dict[str, float] = {}
         self._search_attributes = search_attributes
         self._live = live
+        self._abortable: dict[str, tuple[str, ChildWorkflowHandle[Any, ConversationResult]]] = {}
+
+    async def event_arrived(self, key: str) -> None:
+        """Pass an abort event on to the running conversations that halt on it."""
+        for abort_on, handle in list(self._abortable.values()):
+            if abort_on == key:
+                await handle.signal(ABORT_SIGNAL)
 
     def publish(self, event: LiveEvent) -> None:
         """Append to the run's live stream; replays rebuild it identically."""
@@ -303,21 +312,35 @@ class TemporalContext:
             update = WAITING_FOR.value_set(key) if key else WAITING_FOR.value_unset()
             workflow.upsert_search_attributes([update])
 
-    async def conversation(self, conversation: Conversation, *, seed: str) -> ConversationResult:
+    async def conversation(
+        self, conversation: Conversation, *, seed: str, abort_on: str | None = None
+    ) -> ConversationResult:
         intent = f"conversation:{conversation.name}"
+        if abort_on is not None:
+            check_name(abort_on, what="abort_on event key")
         input_hash = canonical_hash({"conversation": conversation.name, "seed": seed})
         index = self._begin(intent, "conversation", input_hash)
         self.publish(LiveEvent(kind="step_started", step=index, intent=intent, attempt=1))
         child_id = f"{self._run_id}/conversation-{index}"
         try:
-            result: ConversationResult = await workflow.execute_child_workflow(
+            handle = await workflow.start_child_workflow(
                 CONVERSATION_WORKFLOW,
-                ConversationInput(conversation=conversation.name, seed=seed),
+                ConversationInput(
+                    conversation=conversation.name,
+                    seed=seed,
+                    aborted=abort_on is not None and abort_on in self.events,
+                ),
                 id=child_id,
                 result_type=ConversationResult,
                 static_summary=conversation.summary[:200],
                 static_details=f"conversation run {child_id}",
             )
+            if abort_on is not None:
+                self._abortable[child_id] = (abort_on, handle)
+            try:
+                result: ConversationResult = await handle
+            finally:
+                self._abortable.pop(child_id, None)
         except ChildWorkflowError as failure:
             cause = failure.cause
             message = getattr(cause, "message", None) or str(cause or failure)

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict
 from durable.conversation import ConversationTurn
 
 __all__ = [
+    "ABORT_SIGNAL",
     "CONVERSATION_WORKFLOW",
     "EVENT_SIGNAL",
     "EVENT_UPDATE",
@@ -35,6 +36,8 @@ USAGE_MEMO = "usage"
 SEND_EVENT_ACTIVITY = "durable.send_event"
 """Activity that sends one run's event to another (``activities/events.py``)."""
 STATUS_QUERY = "status"
+ABORT_SIGNAL = "abort"
+"""Signal that halts a conversation run before its next turn."""
 CONVERSATION_WORKFLOW = "durable.conversation"
 """Workflow type of a conversation run: a child of the agent run that started it."""
 
@@ -82,6 +85,8 @@ class ConversationInput(BaseModel):
     seed: str
     depth: int = 1
     parent_turn: str | None = None
+    aborted: bool = False
+    """Set when the abort event had arrived before the conversation started."""
     state: ConversationState | None = None
 
 

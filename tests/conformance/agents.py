@@ -469,3 +469,10 @@ define_conversation(
 async def talk(ctx: DurableContext, job: Job) -> ConversationResult:
     """Runs the conversation named by ``job.key`` on the seed ``topic <n>``."""
     return await ctx.conversation(conversation_definition(job.key), seed=f"topic {job.n}")
+
+
+@agent(name="conformance.talk_until_stopped")
+async def talk_until_stopped(ctx: DurableContext, job: Job) -> ConversationResult:
+    """Runs the conversation named by ``job.key``, halting it when event ``stop`` arrives."""
+    conversation = conversation_definition(job.key)
+    return await ctx.conversation(conversation, seed=f"topic {job.n}", abort_on="stop")

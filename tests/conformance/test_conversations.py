@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 
@@ -172,7 +173,7 @@ async def test_a_crashed_conversation_resumes_after_its_last_committed_turn(
     for _ in range(400):
         if models.requests["ok"] >= 1:  # alice's slow turn, then bob's: two committed
             break
-        await __import__("asyncio").sleep(0.01)
+        await asyncio.sleep(0.01)
     await substrate.crash(run_id)
     asked = models.requests["slow"] + models.requests["ok"]
 
@@ -183,3 +184,21 @@ async def test_a_crashed_conversation_resumes_after_its_last_committed_turn(
     # Each committed turn was asked for once; only a turn cut off by the crash is asked again.
     assert models.requests["slow"] + models.requests["ok"] <= 4 + (asked - 2)
     assert models.requests["ok"] == 2
+
+
+async def test_an_abort_event_halts_the_conversation_before_its_next_turn(
+    substrate: Substrate, run_id: str, models: ModelServer
+) -> None:
+    job = Job(key="conformance.slow")
+    await substrate.start(agents.talk_until_stopped, job, run_id=run_id)
+    for _ in range(400):
+        if models.requests["slow"] >= 1:
+            break
+        await asyncio.sleep(0.01)
+
+    assert await substrate.send_event(run_id, "stop", None)
+    result = await substrate.result(run_id)
+
+    assert result.halted.kind == "abort"
+    assert result.turns < 4
+    assert models.requests["slow"] + models.requests["ok"] == result.turns
