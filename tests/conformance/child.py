@@ -2,6 +2,8 @@
 
 python -m tests.conformance.child run KIND LOCATION RUN_ID MARKER
     run the ``marked`` agent until it finishes (or is killed)
+python -m tests.conformance.child converse KIND LOCATION RUN_ID CONVERSATION
+    run the ``talk`` agent on the named conversation until it finishes (or is killed)
 python -m tests.conformance.child acquire KIND LOCATION RUN_ID WORKER
     try once to take the run's lease; print "acquired" or the error code
 """
@@ -28,6 +30,11 @@ async def main(mode: str, kind: str, location: str, run_id: str, extra: str) -> 
                 run_id=run_id,
                 lease=0.6,
                 poll_interval=0.01,
+            )
+            return 0
+        if mode == "converse":
+            await run_durable(
+                agents.talk, agents.Job(key=extra), store=store, run_id=run_id, lease=0.6
             )
             return 0
         manifest = DurableRunManifest(

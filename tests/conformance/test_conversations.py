@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
+import subprocess
+import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
@@ -12,9 +17,10 @@ from durable import usage_totals
 from durable.conversation import ConversationResult, turn_id
 from tests.conformance import agents
 from tests.conformance.agents import Job
-from tests.conformance.substrates import Substrate, TemporalSubstrate
+from tests.conformance.substrates import LocalSubstrate, Substrate, TemporalSubstrate
 from tests.support.llm_server import ModelServer, model_server
 
+ROOT = Path(__file__).resolve().parents[2]
 MODELS = ("ok", "flaky", "bad-request", "down", "slow")
 
 
@@ -202,3 +208,38 @@ async def test_an_abort_event_halts_the_conversation_before_its_next_turn(
     assert result.halted.kind == "abort"
     assert result.turns < 4
     assert models.requests["slow"] + models.requests["ok"] == result.turns
+
+
+def _converse_in_child(substrate: LocalSubstrate, run_id: str, name: str) -> subprocess.Popen[str]:
+    command = [sys.executable, "-m", "tests.conformance.child", "converse"]
+    return subprocess.Popen(
+        [*command, substrate.name, substrate.location, run_id, name], cwd=ROOT, text=True
+    )
+
+
+@pytest.mark.local_only(reason="kills a real worker process holding a local store")
+async def test_sigkill_mid_conversation_then_resume_from_the_journal(
+    substrate: Substrate, run_id: str, models: ModelServer
+) -> None:
+    assert isinstance(substrate, LocalSubstrate)
+    if substrate.name == "memory":
+        pytest.skip("an in-memory journal does not outlive the process it is killed with")
+    child = _converse_in_child(substrate, run_id, "conformance.slow")
+    try:
+        for _ in range(1000):  # two turns committed, the third under way
+            if models.requests["slow"] >= 2:
+                break
+            await asyncio.sleep(0.01)
+    finally:
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait()
+    assert child.returncode == -signal.SIGKILL
+    assert (models.requests["slow"], models.requests["ok"]) == (2, 1)
+
+    await substrate.resume(agents.talk, Job(key="conformance.slow"), run_id=run_id)
+    result = await substrate.result(run_id)
+
+    assert [t.speaker for t in result.transcript] == ["alice", "bob", "alice", "bob"]
+    # Turns 0 and 1 were committed before the kill and are not asked again; turn 2,
+    # cut off mid-call, is asked again, then turn 3.
+    assert (models.requests["slow"], models.requests["ok"]) == (3, 2)
