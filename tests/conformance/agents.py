@@ -465,6 +465,13 @@ define_conversation(
 )
 
 
+define_conversation(
+    "conformance.long",
+    participants=_two(),
+    policy=ConversationPolicy(max_turns=12),
+)
+
+
 @agent(name="conformance.talk")
 async def talk(ctx: DurableContext, job: Job) -> ConversationResult:
     """Runs the conversation named by ``job.key`` on the seed ``topic <n>``."""
