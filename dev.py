@@ -55,7 +55,12 @@ def main(argv: list[str]) -> int:
     if task == "demo":
         return _run("-m", "examples.demo", *rest)
     if task == "bench":
-        for bench in ("bench.store_throughput", "bench.temporal_overhead", "bench.llm_overhead"):
+        for bench in (
+            "bench.store_throughput",
+            "bench.temporal_overhead",
+            "bench.llm_overhead",
+            "bench.conversation_history",
+        ):
             print(f"$ python -m {bench}", flush=True)
             code = _run("-m", bench, *rest)
             if code:

@@ -472,6 +472,14 @@ define_conversation(
 )
 
 
+for _turns in (10, 40):
+    define_conversation(
+        f"conformance.turns{_turns}",
+        participants=_two(),
+        policy=ConversationPolicy(max_turns=_turns),
+    )
+
+
 @agent(name="conformance.talk")
 async def talk(ctx: DurableContext, job: Job) -> ConversationResult:
     """Runs the conversation named by ``job.key`` on the seed ``topic <n>``."""

@@ -78,3 +78,23 @@ async def test_a_long_conversation_continues_as_new_and_keeps_its_transcript(
     assert models.requests["ok"] == 12  # no turn ran twice across the continuations
     # Each turn saw the whole transcript, carried across runs by reference.
     assert len(models.bodies[-1]["messages"]) == 1 + 11
+
+
+async def _history_bytes(client: Client, workflow_id: str) -> int:
+    handle = client.get_workflow_handle(workflow_id)
+    return sum([event.ByteSize() async for event in handle.fetch_history_events()])
+
+
+async def test_history_grows_linearly_with_the_number_of_turns(
+    agents_client: AgentClient, client: Client, models: ModelServer
+) -> None:
+    sizes = {}
+    for turns in (10, 40):
+        run_id = f"linear-{turns}"
+        await agents_client.start(agents.talk, Job(key=f"conformance.turns{turns}"), run_id=run_id)
+        assert (await agents_client.result(run_id)).turns == turns
+        sizes[turns] = await _history_bytes(client, f"{run_id}/conversation-0")
+
+    # Four times the turns, four times the history (plus the fixed start and end):
+    # the transcript travels by reference, never inline with every turn.
+    assert sizes[40] / sizes[10] <= 4.5
