@@ -480,6 +480,16 @@ for _turns in (10, 40):
     )
 
 
+define_conversation(
+    "conformance.owned",
+    participants=[
+        Participant(name="alice", model="ok"),  # forwards the user's authorization
+        Participant(name="bob", model="ok", auth_source="agent-owned"),
+    ],
+    policy=ConversationPolicy(max_turns=2),
+)
+
+
 @agent(name="conformance.talk")
 async def talk(ctx: DurableContext, job: Job) -> ConversationResult:
     """Runs the conversation named by ``job.key`` on the seed ``topic <n>``."""

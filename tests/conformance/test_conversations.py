@@ -243,3 +243,28 @@ async def test_sigkill_mid_conversation_then_resume_from_the_journal(
     # Turns 0 and 1 were committed before the kill and are not asked again; turn 2,
     # cut off mid-call, is asked again, then turn 3.
     assert (models.requests["slow"], models.requests["ok"]) == (3, 2)
+
+
+async def test_each_call_carries_correlation_headers_and_forwards_only_what_it_may(
+    substrate: Substrate,
+    run_id: str,
+    models: ModelServer,
+    monkeypatch: pytest.MonkeyPatch,
+    configured_secret: str,
+) -> None:
+    # The user's authorization is the session's secret: the end-of-session search of
+    # every Temporal history proves it never entered one.
+    monkeypatch.setenv("DURABLE_FORWARDED_AUTHORIZATION", f"Bearer {configured_secret}")
+
+    await _talk(substrate, run_id, "conformance.owned")
+
+    child = f"{run_id}/conversation-0"
+    alice, bob = models.headers
+    for index, (seen, speaker) in enumerate([(alice, "alice"), (bob, "bob")]):
+        assert seen["x-durable-forwarded-depth"] == "1"
+        assert seen["x-durable-run-id"] == child
+        assert seen["x-durable-turn-id"] == turn_id(child, index, speaker)
+        assert seen["x-durable-speaker"] == speaker
+        assert seen["authorization"].startswith("Bearer partner-secret-")  # the model's key
+    assert alice["x-durable-forwarded-authorization"] == f"Bearer {configured_secret}"
+    assert "x-durable-forwarded-authorization" not in bob  # agent-owned: never forwarded

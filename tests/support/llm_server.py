@@ -48,6 +48,8 @@ class ModelServer:
     base_url: str = ""
     requests: Counter[str] = field(default_factory=Counter)
     authorizations: list[str] = field(default_factory=list)
+    headers: list[dict[str, str]] = field(default_factory=list)
+    """Every request's headers, lower-cased names."""
     bodies: list[dict[str, Any]] = field(default_factory=list)
     arrivals: dict[str, list[float]] = field(default_factory=dict)
     """Per model, when each request arrived (``time.monotonic``)."""
@@ -62,6 +64,7 @@ class ModelServer:
             body = json.loads(await reader.readexactly(int(headers.get("content-length", "0"))))
             self.bodies.append(body)
             self.authorizations.append(headers.get("authorization", ""))
+            self.headers.append(headers)
             model = body["model"]
             self.requests[model] += 1
             self.arrivals.setdefault(model, []).append(time.monotonic())
