@@ -21,7 +21,8 @@ from temporalio.exceptions import ApplicationError
 
 from activities.llm import call_model
 from adapters.blobs import default_blob_store
-from durable import DurableError, retry_hints, step
+from adapters.temporal import ActivityTokens
+from durable import DurableError, live_tokens, retry_hints, step
 from durable.conversation import (
     FORWARD_HEADERS,
     SPEAK_STEP,
@@ -110,10 +111,16 @@ async def conversation_turn(request: TurnRequest) -> TurnOutcome:
             speaker=speaker.name, parent_turn=request.parent_turn,
         )  # fmt: skip
         messages = turn_messages(conversation, speaker, seed, turns)
-        text, usage = await speak(
-            SpeakRequest(model=speaker.model, messages=messages, headers=headers,
-                         auth_source=speaker.auth_source)
-        )  # fmt: skip
+        index = len(turns)
+        async with ActivityTokens(index, f"turn {index}: {speaker.name}", turn=index) as deltas:
+            with live_tokens(deltas):
+                request_ = SpeakRequest(
+                    model=speaker.model,
+                    messages=messages,
+                    headers=headers,
+                    auth_source=speaker.auth_source,
+                )
+                text, usage = await speak(request_)
     except ApplicationError:
         raise
     except Exception as exc:

@@ -80,11 +80,12 @@ class CallPolicy(_Frozen):
     """How one turn calls its participant: a deadline per attempt, retries, a breaker.
 
     ``failures_to_open`` consecutive failed attempts of a participant open its
-    circuit; while open (for ``cooldown``) its turns fail at once.
+    circuit; while open (for ``cooldown``) its turns fail at once. Two retries by
+    default: an attempt cut short by a lost worker must not end the conversation.
     """
 
     deadline: timedelta = timedelta(seconds=120)
-    max_retries: int = Field(default=0, ge=0)
+    max_retries: int = Field(default=2, ge=0)
     backoff: timedelta = timedelta(milliseconds=250)
     backoff_coefficient: float = Field(default=2.0, ge=1.0)
     failures_to_open: int | None = Field(default=None, ge=1)

@@ -48,9 +48,10 @@ class ActivityTokens:
     then wait forever. The client still batches, numbers and deduplicates.
     """
 
-    def __init__(self, step: int, intent: str) -> None:
+    def __init__(self, step: int, intent: str, *, turn: int | None = None) -> None:
         self._step = step
         self._intent = intent
+        self._turn = turn
         self._stream: WorkflowStreamClient | None = None
         self._topic: TopicHandle[LiveEvent] | None = None
         self._tokens_sent = False
@@ -67,12 +68,12 @@ class ActivityTokens:
         self._topic = stream.topic(LIVE_TOPIC, type=LiveEvent)
         shown = 0
         if info.attempt > 1:
-            shown = await _published_text(stream, self._step)
+            shown = await _published_text(stream, self._step, self._turn)
             retry = LiveEvent(
                 kind="step_retry", step=self._step, intent=self._intent, attempt=info.attempt
             )
             self._publish(retry)
-        return TokenDeltas(self._step, self._publish, shown=shown)
+        return TokenDeltas(self._step, self._publish, shown=shown, turn=self._turn)
 
     def _publish(self, event: LiveEvent) -> None:
         assert self._topic is not None
@@ -115,14 +116,14 @@ class ActivityTokens:
             await self._send()
 
 
-async def _published_text(stream: WorkflowStreamClient, step: int) -> int:
+async def _published_text(stream: WorkflowStreamClient, step: int, turn: int | None) -> int:
     """How far into ``step``'s text the run's stream already reaches."""
     end = await stream.get_offset()
     shown = 0
     if end == 0:
         return shown
     async for item in stream.subscribe([LIVE_TOPIC], result_type=LiveEvent):
-        shown = max(shown, text_end([item.data], step))
+        shown = max(shown, text_end([item.data], step, turn))
         if item.offset >= end - 1:
             break
     return shown
