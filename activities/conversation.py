@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import os
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from pydantic import BaseModel
 from temporalio import activity
@@ -22,11 +22,12 @@ from temporalio.exceptions import ApplicationError
 from activities.llm import call_model
 from adapters.blobs import default_blob_store
 from adapters.temporal import ActivityTokens
-from durable import DurableError, live_tokens, retry_hints, step
+from durable import DurableError, LiveEvent, live_tokens, retry_hints, step
 from durable.conversation import (
     FORWARD_HEADERS,
     SPEAK_STEP,
     TURN_ACTIVITY,
+    ConversationEvent,
     ConversationTurn,
     SpeakRequest,
     TurnUsage,
@@ -112,7 +113,17 @@ async def conversation_turn(request: TurnRequest) -> TurnOutcome:
         )  # fmt: skip
         messages = turn_messages(conversation, speaker, seed, turns)
         index = len(turns)
-        async with ActivityTokens(index, f"turn {index}: {speaker.name}", turn=index) as deltas:
+
+        def retrying(attempt: int) -> LiveEvent:
+            event = ConversationEvent(
+                type="turn_retry", run_id=request.run_id, index=index, speaker=speaker.name,
+                turn_id=request.turn_id, attempt=attempt, timestamp=datetime.now(UTC),
+            )  # fmt: skip
+            detail = event.model_dump(mode="json", exclude_none=True)
+            return LiveEvent(kind="conversation", step=index, turn=index, detail=detail)
+
+        intent = f"turn {index}: {speaker.name}"
+        async with ActivityTokens(index, intent, turn=index, on_retry=retrying) as deltas:
             with live_tokens(deltas):
                 request_ = SpeakRequest(
                     model=speaker.model,

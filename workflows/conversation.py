@@ -247,11 +247,17 @@ class ConversationWorkflow:
             failed = f"conversation {inner.name!r} failed: {result.halted.message}"
             driver.fail(speaker, failed)
             return None
+        text = nested_text(result)
+        index = len(driver.transcript)
+        # The outer stream sees the inner conversation as one delta; its own run has the rest.
+        self._live.publish(
+            LiveEvent(kind="token", step=index, turn=index, offset=0, text=text, at=workflow.now())
+        )
         turn = ConversationTurn(
-            index=len(driver.transcript),
+            index=index,
             speaker=speaker.name,
             turn_id=tid,
-            text=nested_text(result),
+            text=text,
             usage=result.usage,
             attempts=1,
             started_at=started,

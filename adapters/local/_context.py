@@ -50,6 +50,7 @@ from durable._failures import (
     step_label,
     step_timeout_error,
 )
+from durable._live import text_end
 from durable.conversation import Conversation, ConversationResult
 
 from ._conversation import run_local_conversation
@@ -323,6 +324,7 @@ class LocalContext:
                 publish=self.live.publish,
                 step=index,
                 aborted=None if abort_on is None else lambda: self._emitted(abort_on),
+                shown=lambda turn: self._turn_text_shown(index, turn),
             )
         except DurableRunLeaseLostError:
             raise
@@ -337,6 +339,14 @@ class LocalContext:
         await self._store.complete_step(self.lease, step_index=index, result=data)
         self.live.publish(LiveEvent(kind="step_completed", step=index, intent=intent))
         return result
+
+    async def _turn_text_shown(self, step: int, turn: int) -> int:
+        """How much of a conversation turn's text this run's live stream already has."""
+        shown, after = 0, 0
+        while batch := await self._store.read_live(self.run_id, after=after):
+            shown = max(shown, text_end(batch, step, turn))
+            after = batch[-1].seq
+        return shown
 
     async def _emitted(self, key: str) -> bool:
         return await self._store.load_event(self.run_id, key) is not None

@@ -18,6 +18,7 @@ from durable import (
     LiveEvent,
     TokenDeltas,
     live_tokens,
+    publish_token,
     registered_steps,
     retry_hints,
 )
@@ -59,10 +60,13 @@ async def run_local_conversation(
     depth: int = 1,
     parent_turn: str | None = None,
     aborted: Callable[[], Awaitable[bool]] | None = None,
+    shown: Callable[[int], Awaitable[int]] | None = None,
 ) -> ConversationResult:
     """Run (or resume) conversation run ``run_id`` to its halt; return its result.
 
-    ``aborted`` is asked before every turn; once it says so, the run halts with ``abort``.
+    ``aborted`` is asked before every turn; once it says so, the run halts with
+    ``abort``. ``shown(turn)`` tells how much of a turn's text the live stream
+    already has, so a turn cut off by a crash does not stream its text twice.
     """
     entry = await journal.load(run_id)
     if entry is not None and entry.halted is not None and entry.ended_at is not None:
@@ -97,7 +101,12 @@ async def run_local_conversation(
         if aborted is not None and await aborted():
             driver.abort()
             break
-        turn = await _turn(driver, speaker, depth, parent_turn, journal, publish, step, emit)
+        already = 0
+        if entry is not None and shown is not None:
+            already = await shown(len(driver.transcript))
+        turn = await _turn(
+            driver, speaker, depth, parent_turn, journal, publish, step, emit, already
+        )
         if turn is None:
             continue  # the turn failed and halted the conversation
         await journal.append_turn(run_id, turn)  # committed before anything else happens
@@ -120,6 +129,7 @@ async def _turn(
     publish: Callable[[LiveEvent], None],
     step: int,
     emit: Callable[..., None],
+    already: int = 0,
 ) -> ConversationTurn | None:
     conversation = driver.conversation
     index = len(driver.transcript)
@@ -131,7 +141,7 @@ async def _turn(
     policy = conversation.call_policy(speaker)
     allowed = breaker.attempts_allowed()
     retry = policy.retry_policy(allowed)
-    deltas = TokenDeltas(step, publish, turn=index)
+    deltas = TokenDeltas(step, publish, turn=index, shown=already)
     started = utc_now()
     attempt = 0
     while True:
@@ -188,14 +198,16 @@ async def _call(
             seed=_last_words(driver),
             run_id=tid,
             journal=journal,
-            publish=publish,
+            publish=_inner_events_stay_inside,
             step=step,
             depth=depth + 1,
             parent_turn=tid,
         )
         if inner.halted.kind == "participant_error":
             raise _Refused(f"conversation {speaker.conversation!r} failed: {inner.halted.message}")
-        return nested_text(inner), inner.usage
+        text = nested_text(inner)
+        publish_token(text)  # the outer stream sees the inner conversation as one delta
+        return text, inner.usage
     assert speaker.model is not None
     headers = forward_headers(
         depth=depth, run_id=driver.run_id, turn=tid, speaker=speaker.name, parent_turn=parent_turn
@@ -212,6 +224,10 @@ async def _call(
     )
     text, usage = await speak.fn(request)
     return text, usage
+
+
+def _inner_events_stay_inside(_: LiveEvent) -> None:
+    """A nested conversation's own events are not forwarded to the outer stream."""
 
 
 def _last_words(driver: ConversationDriver) -> str:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any
@@ -48,10 +48,19 @@ class ActivityTokens:
     then wait forever. The client still batches, numbers and deduplicates.
     """
 
-    def __init__(self, step: int, intent: str, *, turn: int | None = None) -> None:
+    def __init__(
+        self,
+        step: int,
+        intent: str,
+        *,
+        turn: int | None = None,
+        on_retry: Callable[[int], LiveEvent] | None = None,
+    ) -> None:
+        """``on_retry(attempt)`` makes the entry announcing a retry (default ``step_retry``)."""
         self._step = step
         self._intent = intent
         self._turn = turn
+        self._on_retry = on_retry
         self._stream: WorkflowStreamClient | None = None
         self._topic: TopicHandle[LiveEvent] | None = None
         self._tokens_sent = False
@@ -72,7 +81,7 @@ class ActivityTokens:
             retry = LiveEvent(
                 kind="step_retry", step=self._step, intent=self._intent, attempt=info.attempt
             )
-            self._publish(retry)
+            self._publish(retry if self._on_retry is None else self._on_retry(info.attempt))
         return TokenDeltas(self._step, self._publish, shown=shown, turn=self._turn)
 
     def _publish(self, event: LiveEvent) -> None:

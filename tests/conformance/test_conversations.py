@@ -42,6 +42,11 @@ async def models(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[ModelServer]:
         yield server
 
 
+def _conversation_stream(substrate: Substrate, run_id: str) -> str:
+    """On Temporal the conversation is its own run; locally it streams in its parent's."""
+    return f"{run_id}/conversation-0" if isinstance(substrate, TemporalSubstrate) else run_id
+
+
 async def _talk(substrate: Substrate, run_id: str, name: str) -> ConversationResult:
     result = await substrate.run(agents.talk, Job(key=name, n=7), run_id=run_id)
     assert isinstance(result, ConversationResult)
@@ -144,6 +149,11 @@ async def test_a_conversation_can_be_a_participant(
     result = await _talk(substrate, run_id, "conformance.panel")
 
     panel, judge = result.transcript
+    events = await substrate.watch(_conversation_stream(substrate, run_id))
+    starts = [e for e in events if (e.detail or {}).get("type") == "conversation_start"]
+    assert len(starts) == 1  # the inner conversation's own events stay in its own stream
+    panel_tokens = [e.text for e in events if e.kind == "token" and e.turn == 0]
+    assert panel_tokens == [panel.text]  # the inner conversation as one delta
     assert panel.speaker == "panel"
     assert panel.text == "\n".join(["[alice] Durable hello", "[bob] Durable hello"] * 2)
     assert panel.usage.input_tokens == 4 * 12  # the inner conversation's four turns
@@ -192,6 +202,11 @@ async def test_a_crashed_conversation_resumes_after_its_last_committed_turn(
     # Committed turns were asked for once; the turn cut off by the crash may be asked again.
     assert [asked[t] for t in (turns[0], turns[1], turns[3])] == [1, 1, 1]
     assert asked[turns[2]] in (1, 2)
+    # Watchers saw each turn's text once, the turn asked again included.
+    events = await substrate.watch(_conversation_stream(substrate, run_id))
+    for turn in result.transcript:
+        pieces = [e.text or "" for e in events if e.kind == "token" and e.turn == turn.index]
+        assert "".join(pieces) == turn.text
 
 
 async def test_an_abort_event_halts_the_conversation_before_its_next_turn(
@@ -277,9 +292,7 @@ async def test_the_conversation_streams_its_turns_and_tokens_live(
 ) -> None:
     await _talk(substrate, run_id, "conformance.debate")
 
-    # On Temporal the conversation is its own run; locally it streams in its parent's.
-    watched = f"{run_id}/conversation-0" if isinstance(substrate, TemporalSubstrate) else run_id
-    events = await substrate.watch(watched)
+    events = await substrate.watch(_conversation_stream(substrate, run_id))
 
     conversation = [e.detail or {} for e in events if e.kind == "conversation"]
     kinds = [d["type"] for d in conversation]
