@@ -109,7 +109,8 @@ async def run_local_conversation(
         )
         if turn is None:
             continue  # the turn failed and halted the conversation
-        await journal.append_turn(run_id, turn)  # committed before anything else happens
+        # Committed before anything else happens; the first turn recorded at an index wins.
+        turn = await journal.append_turn(run_id, turn)
         driver.commit(turn)
         emit("turn_end", index=turn.index, speaker=turn.speaker, turn=turn)
     ended = utc_now()

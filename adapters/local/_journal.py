@@ -50,8 +50,12 @@ class ConversationJournal(Protocol):
         """Start the run's journal; a no-op if it exists."""
         ...
 
-    async def append_turn(self, run_id: str, turn: ConversationTurn) -> None:
-        """Record a committed turn; recording the same index again changes nothing."""
+    async def append_turn(self, run_id: str, turn: ConversationTurn) -> ConversationTurn:
+        """Record a committed turn and return the turn recorded at its index.
+
+        The first turn recorded at an index wins: a worker that lost the run to
+        another one mid-turn gets the other's turn back and continues from it.
+        """
         ...
 
     async def record_halt(self, run_id: str, halt: HaltReason, ended_at: datetime) -> None: ...
@@ -69,10 +73,11 @@ class InMemoryJournal:
             run_id, JournalEntry(run_id=run_id, started_at=started_at, turns=[])
         )
 
-    async def append_turn(self, run_id: str, turn: ConversationTurn) -> None:
+    async def append_turn(self, run_id: str, turn: ConversationTurn) -> ConversationTurn:
         entry = self._entries[run_id]
         if turn.index == len(entry.turns):
             self._entries[run_id] = entry.model_copy(update={"turns": [*entry.turns, turn]})
+        return self._entries[run_id].turns[turn.index]
 
     async def record_halt(self, run_id: str, halt: HaltReason, ended_at: datetime) -> None:
         entry = self._entries[run_id]
@@ -138,8 +143,15 @@ class FileJournal:
         if await self.load(run_id) is None:
             self._append(run_id, {"record": "begin", "started_at": started_at.isoformat()})
 
-    async def append_turn(self, run_id: str, turn: ConversationTurn) -> None:
+    async def append_turn(self, run_id: str, turn: ConversationTurn) -> ConversationTurn:
         self._append(run_id, {"record": "turn", "turn": turn.model_dump(mode="json")})
+        entry = await self.load(run_id)
+        if entry is None or len(entry.turns) <= turn.index:
+            raise DurableStoreError(
+                f"turn {turn.index} of conversation {run_id!r} follows a missing turn in "
+                f"{self._path(run_id)}; restore the journal from a backup"
+            )
+        return entry.turns[turn.index]
 
     async def record_halt(self, run_id: str, halt: HaltReason, ended_at: datetime) -> None:
         self._append(
@@ -191,12 +203,19 @@ class SqlJournal:
             (run_id, started_at.isoformat()),
         )
 
-    async def append_turn(self, run_id: str, turn: ConversationTurn) -> None:
-        await self._db._execute(
+    async def append_turn(self, run_id: str, turn: ConversationTurn) -> ConversationTurn:
+        inserted = await self._db._execute(
             "INSERT INTO durable_conversation_turns (run_id, turn_index, turn) VALUES (?, ?, ?) "
             "ON CONFLICT (run_id, turn_index) DO NOTHING",
             (run_id, turn.index, turn.model_dump_json()),
         )
+        if inserted:
+            return turn
+        rows = await self._db._fetch(
+            "SELECT turn FROM durable_conversation_turns WHERE run_id = ? AND turn_index = ?",
+            (run_id, turn.index),
+        )
+        return ConversationTurn.model_validate_json(rows[0][0])
 
     async def record_halt(self, run_id: str, halt: HaltReason, ended_at: datetime) -> None:
         await self._db._execute(
