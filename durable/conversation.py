@@ -186,7 +186,12 @@ class ConversationResult(_Frozen):
 
 
 class ConversationEvent(_Frozen):
-    """One stream event of a conversation, as the seed protocol names them."""
+    """One event of a conversation, as the conversation protocol names them.
+
+    They reach watchers as live entries of kind ``conversation`` (the event in
+    ``detail``); text deltas reach them as ``token`` entries whose ``turn`` is the
+    turn's index, deduplicated across attempts like any model call's tokens.
+    """
 
     type: Literal[
         "conversation_start",

@@ -159,6 +159,12 @@ async def test_a_conversation_can_be_a_participant(
     assert panel.usage.input_tokens == 4 * 12  # the inner conversation's four turns
     assert judge.text == "Durable hello"
     assert models.requests["ok"] == 5
+    inner, outer = models.headers[:4], models.headers[4]
+    # The inner conversation's calls are one hop deeper and name the turn they serve.
+    assert {h["x-durable-forwarded-depth"] for h in inner} == {"2"}
+    assert {h["x-durable-parent-turn-id"] for h in inner} == {panel.turn_id}
+    assert {h["x-durable-run-id"] for h in inner} == {panel.turn_id}
+    assert outer["x-durable-forwarded-depth"] == "1"
 
 
 async def test_nesting_beyond_the_maximum_depth_is_refused(
