@@ -61,3 +61,23 @@ async def test_the_local_context_implements_the_protocol() -> None:
 async def _context_type(ctx: DurableContext, _: dict[str, object]) -> str:
     assert isinstance(ctx, DurableContext)
     return type(ctx).__name__
+
+
+async def test_the_review_panel_converses_with_the_scripted_model(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from activities import llm
+    from examples.panel import Case, panel_review
+
+    monkeypatch.setattr(llm, "SCRIPTED_PACE", 0.0)
+    monkeypatch.delenv("DURABLE_DEFAULT_MODEL", raising=False)
+    store = InMemoryStore()
+
+    result = await run_durable(panel_review, Case(summary="a late parcel"), store=store, run_id="p")
+
+    conversation = result.result
+    assert [t.speaker for t in conversation.transcript] == [
+        "advocate", "auditor", "advocate", "auditor"
+    ]  # fmt: skip
+    assert conversation.halted.kind == "max_turns"
+    assert conversation.transcript[0].text == "[scripted model] You said: a late parcel"

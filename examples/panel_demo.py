@@ -1,0 +1,86 @@
+"""The review panel demo: a conversation inside an agent run, streamed live.
+
+    python -m examples.panel_demo [--temporal]
+
+The ``refund.review_panel`` conversation runs inside the ``panel_review`` agent,
+on the local SQLite store by default (every committed turn is journaled) or, with
+``--temporal``, on the embedded Temporal server (the conversation is a child
+workflow). The run's live stream is printed as it happens.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import uuid
+from pathlib import Path
+
+from durable import LiveView
+from durable.conversation import ConversationResult
+from examples.panel import Case, panel_review
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+async def _local(case: Case) -> None:
+    from adapters.local import SqliteStore, run_durable, watch_run
+
+    (ROOT / "data").mkdir(exist_ok=True)
+    store = SqliteStore(ROOT / "data" / "panel.db")
+    run_id = f"panel-{uuid.uuid4().hex[:8]}"
+    run = asyncio.create_task(run_durable(panel_review, case, store=store, run_id=run_id))
+    for _ in range(1000):  # until the run exists, so it can be watched
+        if run.done() or await store.load_run(run_id) is not None:
+            break
+        await asyncio.sleep(0.01)
+    view = LiveView()
+    async for event in watch_run(store, run_id):
+        view.show(event)
+    result = (await run).result
+    await store.close()
+    _summary(result)
+
+
+async def _temporal(case: Case) -> None:
+    from adapters.temporal import AgentClient
+    from worker import WorkerSettings, temporal_client, temporal_worker
+
+    settings = WorkerSettings.from_env()
+    run_id = f"panel-{uuid.uuid4().hex[:8]}"
+    async with (
+        temporal_client(settings) as client,
+        temporal_worker(client, task_queue=settings.task_queue, agent_modules=("examples.panel",)),
+    ):
+        agents = AgentClient(client, task_queue=settings.task_queue)
+        await agents.start(panel_review, case, run_id=run_id)
+        child = f"{run_id}/conversation-0"
+        print(f"the conversation runs as child workflow {child}: {settings.ui_link(child)}")
+        view = LiveView()
+        for watched in (run_id, child):
+            async for event in agents.watch(watched):
+                view.show(event)
+                if event.kind == "step_started":
+                    break  # the parent started the conversation: follow the child
+        _summary(await agents.result(run_id))
+
+
+def _summary(result: ConversationResult) -> None:
+    usage = result.usage
+    print(
+        f"\nhalted: {result.halted.kind} after {result.turns} turns; "
+        f"tokens {usage.input_tokens} in, {usage.output_tokens} out"
+    )
+    for turn in result.transcript:
+        print(f"  {turn.turn_id}: {turn.text}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--temporal", action="store_true", help="run on the embedded server")
+    args = parser.parse_args()
+    case = Case(summary="Order A-1001 arrived damaged; the customer asks for a refund of $25.")
+    asyncio.run(_temporal(case) if args.temporal else _local(case))
+
+
+if __name__ == "__main__":
+    main()
