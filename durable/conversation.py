@@ -45,6 +45,7 @@ __all__ = [
     "conversation_definition",
     "define_conversation",
     "forward_headers",
+    "nested_failure",
     "nested_text",
     "slugify_speaker",
     "turn_id",
@@ -476,6 +477,34 @@ class ConversationDriver:
                 return
         self._check_limits()
 
+    def may_call(self, speaker: Participant, now: datetime) -> bool:
+        """Whether ``speaker``'s circuit lets a call out now; halts the run if not."""
+        until = self.breakers[speaker.name].open_until(now)
+        if until is None:
+            return True
+        self.fail(speaker, f"the circuit of {speaker.name!r} is open until {until.isoformat()}")
+        return False
+
+    def turn_failed(self, speaker: Participant, attempts: int, message: str, now: datetime) -> None:
+        """A turn failed after ``attempts`` attempts: count them, and halt the run."""
+        breaker = self.breakers[speaker.name]
+        breaker.failed(attempts, now)
+        opened = " (its circuit is now open)" if breaker.opened_at is not None else ""
+        self.fail(speaker, f"{message}; after {attempts} attempt(s){opened}")
+
+    def nesting_refused(self, speaker: Participant, depth: int) -> str | None:
+        """Why ``speaker``, a conversation, may not run at ``depth``; ``None`` if it may."""
+        if depth <= DEFAULT_MAX_DEPTH:
+            return None
+        return (
+            f"participant {speaker.name!r} is conversation {speaker.conversation!r} at "
+            f"nesting depth {depth}, beyond the maximum of {DEFAULT_MAX_DEPTH}; flatten the nesting"
+        )
+
+    def nested_seed(self) -> str:
+        """What a nested conversation is asked: the latest word of this one."""
+        return self.transcript[-1].text if self.transcript else self.seed
+
     def fail(self, speaker: Participant, message: str) -> None:
         self.halted = HaltReason(
             kind="participant_error", participant=speaker.name, message=message
@@ -518,3 +547,10 @@ class ConversationDriver:
 def nested_text(result: ConversationResult) -> str:
     """A nested conversation's answer as one turn: each inner turn, tagged with its speaker."""
     return "\n".join(f"[{turn.speaker}] {turn.text}" for turn in result.transcript)
+
+
+def nested_failure(speaker: Participant, result: ConversationResult) -> str | None:
+    """Why a nested conversation's result fails the outer turn; ``None`` if it does not."""
+    if result.halted.kind != "participant_error":
+        return None
+    return f"conversation {speaker.conversation!r} failed: {result.halted.message}"

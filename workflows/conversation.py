@@ -30,7 +30,6 @@ with workflow.unsafe.imports_passed_through():
     )
     from durable import LiveEvent
     from durable.conversation import (
-        DEFAULT_MAX_DEPTH,
         TURN_ACTIVITY,
         ConversationDriver,
         ConversationEvent,
@@ -38,6 +37,7 @@ with workflow.unsafe.imports_passed_through():
         ConversationTurn,
         Participant,
         conversation_definition,
+        nested_failure,
         nested_text,
     )
 
@@ -143,17 +143,12 @@ class ConversationWorkflow:
     ) -> tuple[ConversationTurn, str | None] | None:
         """The committed turn and the stored transcript's new reference (``None``: not stored)."""
         conversation = driver.conversation
+        if not driver.may_call(speaker, workflow.now()):
+            return None
         index = len(driver.transcript)
         tid = driver.turn_id(speaker)
-        breaker = driver.breakers[speaker.name]
-        now = workflow.now()
-        if (until := breaker.open_until(now)) is not None:
-            driver.fail(
-                speaker, f"the circuit of {speaker.name!r} is open until {until.isoformat()}"
-            )
-            return None
         policy = conversation.call_policy(speaker)
-        allowed = breaker.attempts_allowed()
+        allowed = driver.breakers[speaker.name].attempts_allowed()
         self._emit("turn_start", index=index, speaker=speaker.name, turn_id=tid, attempt=1)
         started = workflow.now()
         if speaker.conversation is not None:
@@ -191,9 +186,7 @@ class ConversationWorkflow:
             message = getattr(cause, "message", None) or str(cause or failure)
             if not isinstance(cause, ApplicationError):
                 message = f"no answer within the deadline of {policy.deadline.total_seconds():g}s"
-            breaker.failed(attempts, workflow.now())
-            opened = " (its circuit is now open)" if breaker.opened_at is not None else ""
-            driver.fail(speaker, f"{message}; after {attempts} attempt(s){opened}")
+            driver.turn_failed(speaker, attempts, message, workflow.now())
             return None
         turn = ConversationTurn(
             index=index,
@@ -217,21 +210,19 @@ class ConversationWorkflow:
     ) -> tuple[ConversationTurn, str | None] | None:
         assert speaker.conversation is not None
         depth = request.depth + 1
-        if depth > DEFAULT_MAX_DEPTH:
-            driver.fail(
-                speaker,
-                f"participant {speaker.name!r} is conversation {speaker.conversation!r} at "
-                f"nesting depth {depth}, beyond the maximum of {DEFAULT_MAX_DEPTH}; "
-                "flatten the nesting",
-            )
+        refused = driver.nesting_refused(speaker, depth)
+        if refused is not None:
+            driver.fail(speaker, refused)
             return None
         inner = conversation_definition(speaker.conversation)
-        asked = driver.transcript[-1].text if driver.transcript else driver.seed
         try:
             result: ConversationResult = await workflow.execute_child_workflow(
                 CONVERSATION_WORKFLOW,
                 ConversationInput(
-                    conversation=inner.name, seed=asked, depth=depth, parent_turn=tid
+                    conversation=inner.name,
+                    seed=driver.nested_seed(),
+                    depth=depth,
+                    parent_turn=tid,
                 ),
                 id=tid,
                 result_type=ConversationResult,
@@ -243,8 +234,8 @@ class ConversationWorkflow:
         except ChildWorkflowError as failure:
             driver.fail(speaker, str(failure.cause or failure))
             return None
-        if result.halted.kind == "participant_error":
-            failed = f"conversation {inner.name!r} failed: {result.halted.message}"
+        failed = nested_failure(speaker, result)
+        if failed is not None:
             driver.fail(speaker, failed)
             return None
         text = nested_text(result)
