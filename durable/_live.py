@@ -27,6 +27,7 @@ __all__ = [
     "LiveKind",
     "LiveView",
     "TokenDeltas",
+    "joined_tokens",
     "live_tokens",
     "publish_token",
     "text_end",
@@ -95,6 +96,17 @@ def text_end(events: Iterable[LiveEvent], step: int, turn: int | None = None) ->
         ):
             end = max(end, (event.offset or 0) + len(event.text))
     return end
+
+
+def joined_tokens(first: LiveEvent, then: LiveEvent) -> LiveEvent | None:
+    """One token entry for two that follow each other in the same text, else ``None``."""
+    if (
+        first.kind == then.kind == "token"
+        and (first.step, first.turn) == (then.step, then.turn)
+        and (first.offset or 0) + len(first.text or "") == (then.offset or 0)
+    ):
+        return first.model_copy(update={"text": (first.text or "") + (then.text or "")})
+    return None
 
 
 class TokenDeltas:

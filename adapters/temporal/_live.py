@@ -24,7 +24,7 @@ from temporalio.client import Client
 from temporalio.contrib.workflow_streams import TopicHandle, WorkflowStreamClient
 
 from durable import LiveEvent, TokenDeltas
-from durable._live import text_end
+from durable._live import joined_tokens, text_end
 
 __all__ = ["LIVE_TOPIC", "TOKEN_BATCH_INTERVAL", "ActivityTokens", "watch_stream"]
 
@@ -64,6 +64,8 @@ class ActivityTokens:
         self._stream: WorkflowStreamClient | None = None
         self._topic: TopicHandle[LiveEvent] | None = None
         self._tokens_sent = False
+        self._held: LiveEvent | None = None
+        """Token text waiting for the next send, fragments joined: one entry per batch."""
         self._sends: set[asyncio.Task[None]] = set()
         self._timer: asyncio.Task[None] | None = None
 
@@ -85,14 +87,28 @@ class ActivityTokens:
         return TokenDeltas(self._step, self._publish, shown=shown, turn=self._turn)
 
     def _publish(self, event: LiveEvent) -> None:
+        event = event.model_copy(update={"at": datetime.now(UTC)})
+        # Step entries and the first token go out at once; later tokens ride the batch
+        # interval, joined into one entry per batch, as every entry costs history.
+        if event.kind == "token" and self._tokens_sent:
+            joined = None if self._held is None else joined_tokens(self._held, event)
+            if joined is None:
+                self._release()
+            self._held = joined or event
+            if self._timer is None:
+                self._timer = self._spawn(self._send(TOKEN_BATCH_INTERVAL.total_seconds()))
+            return
+        self._release()
         assert self._topic is not None
-        self._topic.publish(event.model_copy(update={"at": datetime.now(UTC)}))
-        # Step entries and the first token go out at once; later tokens ride the batch interval.
-        if event.kind != "token" or not self._tokens_sent:
-            self._spawn(self._send())
-        elif self._timer is None:
-            self._timer = self._spawn(self._send(TOKEN_BATCH_INTERVAL.total_seconds()))
+        self._topic.publish(event)
         self._tokens_sent = self._tokens_sent or event.kind == "token"
+        self._spawn(self._send())
+
+    def _release(self) -> None:
+        if self._held is not None:
+            assert self._topic is not None
+            self._topic.publish(self._held)
+            self._held = None
 
     def _spawn(self, send: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.get_running_loop().create_task(send)
@@ -104,6 +120,7 @@ class ActivityTokens:
         if delay:
             await asyncio.sleep(delay)
             self._timer = None
+        self._release()
         assert self._stream is not None
         try:
             await self._stream.flush()

@@ -174,6 +174,18 @@ async def test_a_runs_usage_adds_up_its_model_calls(
         assert await substrate.client.usage(run_id) == totals  # also in the run's memo
 
 
+def _contiguous(events: list[LiveEvent]) -> bool:
+    """Token entries follow each other in the text: each starts where the last ended.
+
+    Fragments may be joined into fewer entries (Temporal sends one per batch)."""
+    position = 0
+    for event in (e for e in events if e.kind == "token"):
+        if event.offset != position:
+            return False
+        position += len(event.text or "")
+    return True
+
+
 def _text(events: list[LiveEvent]) -> str:
     return "".join(e.text or "" for e in events if e.kind == "token")
 
@@ -197,7 +209,7 @@ async def test_a_watcher_sees_steps_tokens_and_waits_as_they_happen(
     ]  # fmt: skip
     assert (events[0].step, events[0].intent) == (0, "ask the model")
     assert _text(events) == "Durable hello"
-    assert [e.offset for e in events if e.kind == "token"] == [0, 3, 8]
+    assert _contiguous(events)
     assert {e.step for e in events if e.kind == "token"} == {0}
     assert [e.seq for e in events] == sorted({e.seq for e in events})
     assert all(e.at is not None for e in events)
@@ -213,7 +225,8 @@ async def test_a_retried_model_call_streams_its_text_once(
     assert models.requests["drop-once"] == 2  # the first stream was cut after "Dur"
     assert _text(events) == "Durable hello"
     tokens = [e for e in events if e.kind == "token"]
-    assert [(e.offset, e.text) for e in tokens] == [(0, "Dur"), (3, "able "), (8, "hello")]
+    assert tokens[0].text == "Dur"  # the first attempt's only fragment, shown once
+    assert _contiguous(events)
     retry = [e for e in events if e.kind == "step_retry"]
     assert [(e.step, e.attempt, e.intent) for e in retry] == [(0, 2, "ask the model")]
     assert events[-1].kind == "run_completed"
