@@ -333,7 +333,7 @@ class TemporalContext:
                 id=child_id,
                 result_type=ConversationResult,
                 static_summary=conversation.summary[:200],
-                static_details=f"conversation run {child_id}",
+                static_details=conversation.description or f"conversation run {child_id}",
             )
             if abort_on is not None:
                 self._abortable[child_id] = (abort_on, handle)
