@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from ._canonical import canonical_hash
 from ._errors import DurableRegistrationError
 from ._names import check_name
 from ._retry import RetryPolicy
@@ -42,7 +43,9 @@ __all__ = [
     "Participant",
     "SpeakRequest",
     "TurnUsage",
+    "conversation_call",
     "conversation_definition",
+    "conversation_run_id",
     "define_conversation",
     "forward_headers",
     "nested_failure",
@@ -330,6 +333,21 @@ def conversation_definition(name: str) -> Conversation:
 
 
 _SLUG = re.compile(r"[^A-Za-z0-9]+")
+
+
+def conversation_call(
+    conversation: Conversation, seed: str, abort_on: str | None
+) -> tuple[str, str]:
+    """The step intent and input fingerprint of ``ctx.conversation``; checks ``abort_on``."""
+    if abort_on is not None:
+        check_name(abort_on, what="abort_on event key")
+    fingerprint = canonical_hash({"conversation": conversation.name, "seed": seed})
+    return f"conversation:{conversation.name}", fingerprint
+
+
+def conversation_run_id(run_id: str, position: int) -> str:
+    """The id of the conversation a run starts at step ``position``."""
+    return f"{run_id}/conversation-{position}"
 
 
 def slugify_speaker(speaker: str) -> str:

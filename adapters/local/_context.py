@@ -51,7 +51,12 @@ from durable._failures import (
     step_timeout_error,
 )
 from durable._live import text_end
-from durable.conversation import Conversation, ConversationResult
+from durable.conversation import (
+    Conversation,
+    ConversationResult,
+    conversation_call,
+    conversation_run_id,
+)
 
 from ._conversation import run_local_conversation
 from ._events import send_event
@@ -304,10 +309,7 @@ class LocalContext:
     async def conversation(
         self, conversation: Conversation, *, seed: str, abort_on: str | None = None
     ) -> ConversationResult:
-        intent = f"conversation:{conversation.name}"
-        if abort_on is not None:
-            check_name(abort_on, what="abort_on event key")
-        input_hash = canonical_hash({"conversation": conversation.name, "seed": seed})
+        intent, input_hash = conversation_call(conversation, seed, abort_on)
         index, record = self._position(intent, "conversation", input_hash)
         if record is not None and record.status == "completed":
             return ConversationResult.model_validate(record.result)
@@ -319,7 +321,7 @@ class LocalContext:
             result = await run_local_conversation(
                 conversation,
                 seed=seed,
-                run_id=f"{self.run_id}/conversation-{index}",
+                run_id=conversation_run_id(self.run_id, index),
                 journal=self._store.journal,
                 publish=self.live.publish,
                 step=index,

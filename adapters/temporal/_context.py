@@ -51,7 +51,12 @@ from durable._failures import (
     step_label,
     step_timeout_error,
 )
-from durable.conversation import Conversation, ConversationResult
+from durable.conversation import (
+    Conversation,
+    ConversationResult,
+    conversation_call,
+    conversation_run_id,
+)
 
 from ._convert import activity_id, durable_error_from, temporal_retry_policy
 from ._messages import (
@@ -315,13 +320,10 @@ class TemporalContext:
     async def conversation(
         self, conversation: Conversation, *, seed: str, abort_on: str | None = None
     ) -> ConversationResult:
-        intent = f"conversation:{conversation.name}"
-        if abort_on is not None:
-            check_name(abort_on, what="abort_on event key")
-        input_hash = canonical_hash({"conversation": conversation.name, "seed": seed})
+        intent, input_hash = conversation_call(conversation, seed, abort_on)
         index = self._begin(intent, "conversation", input_hash)
         self.publish(LiveEvent(kind="step_started", step=index, intent=intent, attempt=1))
-        child_id = f"{self._run_id}/conversation-{index}"
+        child_id = conversation_run_id(self._run_id, index)
         try:
             handle = await workflow.start_child_workflow(
                 CONVERSATION_WORKFLOW,

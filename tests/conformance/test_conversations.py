@@ -20,6 +20,7 @@ from tests.conformance import agents
 from tests.conformance.agents import Job
 from tests.conformance.substrates import LocalSubstrate, Substrate, TemporalSubstrate
 from tests.support.llm_server import ModelServer, model_server
+from tests.support.llm_server import catalog as models_on
 
 ROOT = Path(__file__).resolve().parents[2]
 MODELS = ("ok", "flaky", "bad-request", "down", "slow")
@@ -28,16 +29,7 @@ MODELS = ("ok", "flaky", "bad-request", "down", "slow")
 @pytest.fixture
 async def models(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[ModelServer]:
     async with model_server() as server:
-        catalog = {
-            name: {
-                "base_url": server.base_url,
-                "model": name,
-                "input_price_per_1k": 0.5,
-                "output_price_per_1k": 1.5,
-                "api_key_env": "PARTNER_API_KEY",
-            }
-            for name in MODELS
-        }
+        catalog = models_on(server, MODELS)
         monkeypatch.setenv("DURABLE_MODELS", json.dumps(catalog))
         yield server
 

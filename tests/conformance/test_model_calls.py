@@ -17,25 +17,18 @@ from tests.conformance import agents
 from tests.conformance.agents import Job
 from tests.conformance.substrates import Substrate, TemporalSubstrate
 from tests.support.llm_server import ModelServer, model_server
+from tests.support.llm_server import catalog as models_on
+
+MODELS = (
+    "ok", "flaky", "bad-request", "unauthorized", "malformed", "hang-once", "busy-once",
+    "drop-once", "hang-stream-once", "rate-limited-once", "hang-stream-heartbeat", "one-shot",
+)  # fmt: skip
 
 
 @pytest.fixture
 async def models(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[ModelServer]:
     async with model_server() as server:
-        catalog = {
-            name: {
-                "base_url": server.base_url,
-                "model": name,
-                "input_price_per_1k": 0.5,
-                "output_price_per_1k": 1.5,
-                "api_key_env": "PARTNER_API_KEY",
-            }
-            for name in (
-                "ok", "flaky", "bad-request", "unauthorized", "malformed",
-                "hang-once", "busy-once", "drop-once", "hang-stream-once",
-                "rate-limited-once", "hang-stream-heartbeat", "one-shot",
-            )
-        }  # fmt: skip
+        catalog = models_on(server, MODELS)
         catalog["one-shot"]["model"] = "flaky"  # 500, then 200
         catalog["hang-once"]["headers_deadline"] = 0.3
         catalog["hang-stream-once"]["idle_timeout"] = 0.3

@@ -16,7 +16,7 @@ import asyncio
 import json
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -133,6 +133,21 @@ class ModelServer:
         usage = {"id": "c1", "object": "chat.completion.chunk", "choices": [], "usage": USAGE}
         writer.write(f"data: {json.dumps(usage)}\n\ndata: [DONE]\n\n".encode())
         await writer.drain()
+
+
+def catalog(
+    server: ModelServer, names: Sequence[str], *, priced: bool = True
+) -> dict[str, dict[str, Any]]:
+    """Model settings naming each of ``names`` on ``server`` (for ``DURABLE_MODELS``): at
+    0.5 and 1.5 per 1,000 tokens with the session's secret as key when ``priced``."""
+    models: dict[str, dict[str, Any]] = {}
+    for name in names:
+        models[name] = {"base_url": server.base_url, "model": name}
+        if priced:
+            models[name].update(
+                input_price_per_1k=0.5, output_price_per_1k=1.5, api_key_env="PARTNER_API_KEY"
+            )
+    return models
 
 
 @asynccontextmanager

@@ -13,15 +13,14 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from adapters.temporal import AgentClient, DevServer
 from tests.conformance import agents
 from tests.conformance.agents import Job
-from tests.support.llm_server import ModelServer, model_server
+from tests.support.llm_server import ModelServer, catalog, model_server
 from worker import temporal_worker
 
 
 @pytest.fixture
 async def models(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[ModelServer]:
     async with model_server() as server:
-        catalog = {name: {"base_url": server.base_url, "model": name} for name in ("ok",)}
-        monkeypatch.setenv("DURABLE_MODELS", json.dumps(catalog))
+        monkeypatch.setenv("DURABLE_MODELS", json.dumps(catalog(server, ["ok"], priced=False)))
         yield server
 
 
