@@ -67,3 +67,15 @@ async def test_the_first_turn_recorded_at_an_index_wins(store: DurableRunStore) 
     entry = await journal.load(run_id)
     assert entry is not None
     assert [t.text for t in entry.turns] == ["from the worker that kept the run"]
+
+
+async def test_a_file_stores_live_stream_refuses_a_position_it_never_gave(tmp_path: Path) -> None:
+    from durable import LiveEvent
+
+    store = FileStore(tmp_path / "runs")
+    (tmp_path / "runs" / "r_run").mkdir(parents=True)
+    await store.append_live("run", [LiveEvent(kind="token", step=0, offset=0, text="hello")])
+
+    with pytest.raises(ValueError, match="after=3 is not a position in the live stream"):
+        await store.read_live("run", after=3)
+    await store.close()

@@ -498,6 +498,8 @@ async def talk(ctx: DurableContext, job: Job) -> ConversationResult:
 
 @agent(name="conformance.talk_until_stopped")
 async def talk_until_stopped(ctx: DurableContext, job: Job) -> ConversationResult:
-    """Runs the conversation named by ``job.key``, halting it when event ``stop`` arrives."""
+    """Runs the conversation named by ``job.key``, halting it when event ``stop`` arrives
+    (or the event ``job.marker`` names)."""
     conversation = conversation_definition(job.key)
-    return await ctx.conversation(conversation, seed=f"topic {job.n}", abort_on="stop")
+    stop = job.marker or "stop"
+    return await ctx.conversation(conversation, seed=f"topic {job.n}", abort_on=stop)

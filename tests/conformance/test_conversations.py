@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from durable import usage_totals
+from durable import DurableError, usage_totals
 from durable.conversation import ConversationResult, turn_id
 from tests.conformance import agents
 from tests.conformance.agents import Job
@@ -301,3 +301,17 @@ async def test_the_conversation_streams_its_turns_and_tokens_live(
     assert [d["speaker"] for d in ends] == ["alice", "bob", "alice", "bob"]
     tokens = [e for e in events if e.kind == "token"]
     assert "".join(e.text or "" for e in tokens) == "Durable hello" * 4
+
+
+async def test_an_abort_key_that_is_no_event_key_is_refused(
+    substrate: Substrate, run_id: str, models: ModelServer
+) -> None:
+    job = Job(key="conformance.debate", marker="stop\n")
+    await substrate.start(agents.talk_until_stopped, job, run_id=run_id)
+
+    # Locally the agent's own ValueError; on Temporal the run failed with it.
+    with pytest.raises(
+        (ValueError, DurableError), match="abort_on event key 'stop\\\\n' contains the control"
+    ):
+        await substrate.result(run_id)
+    assert models.requests["ok"] == 0  # refused before any turn
