@@ -9,6 +9,7 @@ import typing
 from ._context import LocalContext
 from ._events import send_event
 from ._file import FileStore
+from ._lease_keeper import KeptLease, LeaseKeeper
 from ._live import LivePublisher, watch_run
 from ._memory import InMemoryStore
 from ._runner import RunResult, resume_run, run_durable
@@ -21,6 +22,8 @@ __all__ = [
     "EmitResult",
     "FileStore",
     "InMemoryStore",
+    "KeptLease",
+    "LeaseKeeper",
     "LivePublisher",
     "LocalContext",
     "LocalWorker",

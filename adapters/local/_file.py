@@ -49,6 +49,7 @@ from durable._live import text_end
 
 from . import _ledger as ledger
 from ._journal import FileJournal
+from ._lease_keeper import LeaseKeeper
 from ._offload import Offloader, WouldBlock
 from ._store import EmitResult, Resumed, checked_event, gc_paused, run_not_found, utc_now
 
@@ -74,6 +75,7 @@ class FileStore:
         self._offload = Offloader("durable-file")
         self.journal = FileJournal(self._root / "conversations")
         """The conversation journal: a JSONL file per conversation run."""
+        self.lease_keeper = LeaseKeeper(self.renew_lease_blocking, name="durable-file-leases")
 
     def _dir(self, run_id: str) -> Path:
         # "r_" keeps "." and ".." from ever naming a run directory.
@@ -185,6 +187,17 @@ class FileStore:
                 return renewed
 
         return await self._offload.call(op)
+
+    def renew_lease_blocking(self, lease: Lease, *, lease_for: timedelta) -> Lease:
+        # The run's flock also excludes this process's other descriptors, so the keeper's
+        # thread and the store's other calls take turns on the run. It reads run.json
+        # itself and leaves the cache, which those calls share, untouched.
+        with self._locked(lease.run_id, True) as directory:
+            run_file = directory / "run.json"
+            state = ledger.RunState(_parse(RunRecord, run_file.read_bytes(), run_file))
+            renewed = ledger.renew(state, lease, now=utc_now(), lease_for=lease_for)
+            self._write_run(directory, state)
+            return renewed
 
     async def _step_op(
         self, lease: Lease, apply: Callable[[ledger.RunState], StepRecord]
@@ -310,10 +323,18 @@ class FileStore:
     async def list_runs(
         self, *, status: RunStatus | None = None, limit: int = 100
     ) -> list[RunRecord]:
+        return await self._select_runs(lambda run: status in (None, run.status), limit)
+
+    async def list_expired_runs(self, *, now: datetime, limit: int = 100) -> list[RunRecord]:
+        return await self._select_runs(lambda run: ledger.lease_free(run, now), limit)
+
+    async def _select_runs(self, keep: Callable[[RunRecord], bool], limit: int) -> list[RunRecord]:
+        """The first ``limit`` runs ``keep`` accepts, in creation order."""
+        # run.json is only ever replaced whole (rename), so it is read without the lock.
         runs = []
         for run_file in self._root.glob("r_*/run.json"):
             run = _parse(RunRecord, run_file.read_bytes(), run_file)
-            if status in (None, run.status):
+            if keep(run):
                 runs.append(run)
         runs.sort(key=lambda run: run.created_at)
         return [
@@ -369,6 +390,7 @@ class FileStore:
         return end
 
     async def close(self) -> None:
+        self.lease_keeper.close()
         self._offload.close()
 
 

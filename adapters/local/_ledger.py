@@ -38,6 +38,7 @@ __all__ = [
     "emit_event",
     "end_run",
     "finish_step",
+    "lease_free",
     "new_run",
     "renew",
 ]
@@ -68,6 +69,11 @@ def new_run(*, run_id: str, agent: str, manifest: DurableRunManifest, now: datet
         ),
         manifest=manifest,
     )
+
+
+def lease_free(run: RunRecord, now: datetime) -> bool:
+    """Whether a worker may take ``run`` over at ``now``: running, with no live lease."""
+    return run.status == "running" and (run.lease_expires_at is None or run.lease_expires_at <= now)
 
 
 def lease_held_error(run: RunRecord, now: datetime) -> DurableRunLeaseHeldError:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -22,6 +23,7 @@ from durable._live import text_end
 
 from . import _ledger as ledger
 from ._journal import InMemoryJournal
+from ._lease_keeper import LeaseKeeper
 from ._store import EmitResult, Resumed, checked_event, run_not_found, utc_now
 
 __all__ = ["InMemoryStore"]
@@ -35,6 +37,11 @@ class InMemoryStore:
         self._live: dict[str, list[LiveEvent]] = {}
         self.journal = InMemoryJournal()
         """The conversation journal."""
+        # The lease keeper renews from its own thread. Every replacement of a run's
+        # record (take over, renew, end) holds this lock, so a renewal that read the
+        # record before a takeover or an end can never write it back over them.
+        self._records = threading.Lock()
+        self.lease_keeper = LeaseKeeper(self.renew_lease_blocking, name="durable-memory-leases")
 
     def _state(self, run_id: str) -> ledger.RunState:
         state = self._runs.get(run_id)
@@ -56,14 +63,20 @@ class InMemoryStore:
         if state is None:
             state = ledger.new_run(run_id=run_id, agent=agent, manifest=manifest, now=now)
             self._runs[run_id] = state
-        lease = ledger.acquire(
-            state, manifest=manifest, worker_id=worker_id, now=now, lease_for=lease_for
-        )
+        with self._records:
+            lease = ledger.acquire(
+                state, manifest=manifest, worker_id=worker_id, now=now, lease_for=lease_for
+            )
         steps = [state.steps[i] for i in sorted(state.steps)]
         return Resumed(run=state.snapshot(), steps=steps, lease=lease)
 
     async def renew_lease(self, lease: Lease, *, lease_for: timedelta) -> Lease:
-        return ledger.renew(self._state(lease.run_id), lease, now=utc_now(), lease_for=lease_for)
+        return self.renew_lease_blocking(lease, lease_for=lease_for)
+
+    def renew_lease_blocking(self, lease: Lease, *, lease_for: timedelta) -> Lease:
+        state = self._state(lease.run_id)
+        with self._records:
+            return ledger.renew(state, lease, now=utc_now(), lease_for=lease_for)
 
     async def begin_step(
         self,
@@ -112,15 +125,17 @@ class InMemoryStore:
         error: StepError | None = None,
         outcome: RunOutcome | None = None,
     ) -> RunRecord:
-        return ledger.end_run(
-            self._state(lease.run_id),
-            lease,
-            status=status,
-            result=result,
-            error=error,
-            outcome=outcome,
-            now=utc_now(),
-        )
+        state = self._state(lease.run_id)
+        with self._records:
+            return ledger.end_run(
+                state,
+                lease,
+                status=status,
+                result=result,
+                error=error,
+                outcome=outcome,
+                now=utc_now(),
+            )
 
     async def emit_event(
         self, run_id: str, key: str, payload: Any, *, lease: Lease | None = None
@@ -153,6 +168,10 @@ class InMemoryStore:
         runs = [s.snapshot() for s in self._runs.values() if status in (None, s.run.status)]
         return sorted(runs, key=lambda run: run.created_at)[:limit]
 
+    async def list_expired_runs(self, *, now: datetime, limit: int = 100) -> list[RunRecord]:
+        runs = [s.snapshot() for s in self._runs.values() if ledger.lease_free(s.run, now)]
+        return sorted(runs, key=lambda run: run.created_at)[:limit]
+
     async def append_live(self, run_id: str, events: Sequence[LiveEvent]) -> None:
         self._state(run_id)
         log = self._live.setdefault(run_id, [])
@@ -166,4 +185,4 @@ class InMemoryStore:
         return text_end(self._live.get(run_id, []), step_index)
 
     async def close(self) -> None:
-        return None
+        self.lease_keeper.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -10,6 +11,7 @@ import psycopg
 
 from durable import DurableStoreError
 
+from ._lease_keeper import LeaseKeeper
 from ._sql import Row, SqlStore, schema_statements
 
 __all__ = ["PostgresStore"]
@@ -20,12 +22,23 @@ def _pg(sql: str) -> str:
 
 
 class PostgresStore(SqlStore):
-    """A durable-run store on a PostgreSQL server; open it with ``await PostgresStore.connect``."""
+    """A durable-run store on a PostgreSQL server; open it with ``await PostgresStore.connect``.
 
-    def __init__(self, connection: psycopg.AsyncConnection[Any]) -> None:
+    Leases are renewed on a second, synchronous connection opened from ``dsn``,
+    so a step that blocks the event loop keeps its lease. Without ``dsn`` (a
+    store built from a connection alone) renewals fail and are logged.
+    """
+
+    def __init__(self, connection: psycopg.AsyncConnection[Any], *, dsn: str | None = None) -> None:
         self._conn = connection
         # One connection serves one statement at a time.
         self._lock = asyncio.Lock()
+        # Kept only to open the lease keeper's connection; never logged: it may hold a password.
+        self._dsn = dsn
+        self._renewals: psycopg.Connection[Any] | None = None
+        self._renewals_lock = threading.Lock()
+        self._closed = False
+        self.lease_keeper = LeaseKeeper(self.renew_lease_blocking, name="durable-postgres-leases")
 
     @classmethod
     async def connect(cls, dsn: str) -> PostgresStore:
@@ -37,7 +50,7 @@ class PostgresStore(SqlStore):
                 f"cannot connect to PostgreSQL ({exc}); check the connection string "
                 "and that the server is running"
             ) from None
-        store = cls(conn)
+        store = cls(conn, dsn=dsn)
         try:
             await store._migrate()
         except BaseException:
@@ -75,5 +88,29 @@ class PostgresStore(SqlStore):
             cursor = await self._conn.execute(_pg(sql), params)
             return cursor.rowcount
 
+    def _execute_blocking(self, sql: str, params: Sequence[Any]) -> int:
+        with self._renewals_lock:
+            if self._closed or self._dsn is None:
+                raise DurableStoreError(
+                    "this PostgresStore is closed, or was built from a connection alone and "
+                    "cannot renew leases on a second one; open it with PostgresStore.connect(dsn)"
+                )
+            try:
+                if self._renewals is None:
+                    self._renewals = psycopg.connect(self._dsn, autocommit=True)
+                return self._renewals.execute(_pg(sql), params).rowcount
+            except psycopg.Error as exc:
+                # Reconnect on the next renewal: a dropped connection stays broken.
+                if self._renewals is not None:
+                    self._renewals.close()
+                    self._renewals = None
+                raise DurableStoreError(f"renewing a lease on PostgreSQL failed ({exc})") from None
+
     async def close(self) -> None:
+        self.lease_keeper.close()
+        with self._renewals_lock:
+            self._closed = True
+            if self._renewals is not None:
+                self._renewals.close()
+                self._renewals = None
         await self._conn.close()

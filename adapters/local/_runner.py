@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -164,20 +163,13 @@ async def _execute(
     work = asyncio.create_task(definition.fn(ctx, agent_input), name=f"durable:{run_id}")
     lost: list[DurableRunLeaseLostError] = []
 
-    async def heartbeat() -> None:
-        while True:
-            await asyncio.sleep(lease_for.total_seconds() / 3)
-            try:
-                ctx.lease = await store.renew_lease(ctx.lease, lease_for=lease_for)
-            except DurableRunLeaseLostError as exc:
-                lost.append(exc)
-                work.cancel()
-                return
-            except Exception:
-                # A store hiccup is not a lost lease; fencing protects every write meanwhile.
-                log.warning("renewing the lease of run %r failed; retrying", run_id, exc_info=True)
+    def lease_lost(exc: DurableRunLeaseLostError) -> None:
+        lost.append(exc)
+        work.cancel()
 
-    beat = asyncio.create_task(heartbeat(), name=f"durable-heartbeat:{run_id}")
+    # Renewed from the store's keeper thread, not this loop: a step that blocks the loop
+    # longer than the lease must not let another worker take the run over and rerun it.
+    kept = store.lease_keeper.keep(ctx.lease, lease_for=lease_for, on_lost=lease_lost)
     try:
         try:
             value = await work
@@ -207,10 +199,8 @@ async def _execute(
         record = await store.end_run(ctx.lease, status="completed", result=data, outcome=outcome)
         live.publish(LiveEvent(kind="run_completed"))
     finally:
-        beat.cancel()
+        kept.release()
         work.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await beat
         await live.flush()
     return RunResult(result=result, run=record, steps=await store.load_steps(run_id))
 

@@ -35,6 +35,7 @@ from durable import (
 from durable._codec import dumps
 
 from ._journal import SqlJournal
+from ._lease_keeper import LeaseKeeper
 from ._ledger import lease_held_error, lease_lost_error, mismatch_error
 from ._store import (
     EmitResult,
@@ -50,7 +51,11 @@ __all__ = ["SCHEMA_VERSION", "SqlStore", "schema_statements"]
 
 SCHEMA_VERSION = 2
 """1: runs, steps, events. 2: adds ``durable_live``, the live stream, and the
-conversation journal (``durable_conversations``, ``durable_conversation_turns``)."""
+conversation journal (``durable_conversations``, ``durable_conversation_turns``).
+
+A new index alone (such as ``durable_runs_expiry``) keeps the version: every
+open creates what is missing, and older libraries still read and write the
+database, so refusing them would buy nothing."""
 
 Row = Sequence[Any]
 
@@ -83,6 +88,9 @@ def schema_statements(bigint: str, serial: str, clustered: str = "") -> list[str
             result TEXT,
             error TEXT
         )""",
+        # Recovery looks up running runs by lease expiry; ended runs stay out of the index.
+        "CREATE INDEX IF NOT EXISTS durable_runs_expiry ON durable_runs (lease_expires_at) "
+        "WHERE status = 'running'",
         f"""CREATE TABLE IF NOT EXISTS durable_steps (
             run_id TEXT NOT NULL,
             step_index INTEGER NOT NULL,
@@ -128,6 +136,10 @@ def schema_statements(bigint: str, serial: str, clustered: str = "") -> list[str
     ]
 
 
+_RENEW = (
+    "UPDATE durable_runs SET lease_expires_at = ?, updated_at = ? WHERE run_id = ? "
+    "AND lease_holder = ? AND lease_generation = ? AND status = 'running'"
+)
 _FENCE = (
     "EXISTS (SELECT 1 FROM durable_runs WHERE run_id = ? AND lease_holder = ? "
     "AND lease_generation = ? AND status = 'running')"
@@ -218,7 +230,14 @@ class SqlStore(ABC):
         """Run one statement and return the number of rows it changed."""
 
     @abstractmethod
+    def _execute_blocking(self, sql: str, params: Sequence[Any]) -> int:
+        """Run one statement on the lease keeper's own connection, from any thread."""
+
+    @abstractmethod
     async def close(self) -> None: ...
+
+    lease_keeper: LeaseKeeper
+    """Renews leases through ``renew_lease_blocking``; a dialect creates it."""
 
     async def _execute_unsynced(self, sql: str, params: Sequence[Any]) -> int:
         """``_execute`` for writes a crash may lose, such as the live stream.
@@ -333,13 +352,17 @@ class SqlStore(ABC):
     async def renew_lease(self, lease: Lease, *, lease_for: timedelta) -> Lease:
         now = utc_now()
         expires = now + lease_for
-        changed = await self._execute(
-            "UPDATE durable_runs SET lease_expires_at = ?, updated_at = ? WHERE run_id = ? "
-            "AND lease_holder = ? AND lease_generation = ? AND status = 'running'",
-            (_ms(expires), _ms(now), *_fence(lease)),
-        )
+        changed = await self._execute(_RENEW, (_ms(expires), _ms(now), *_fence(lease)))
         if not changed:
             raise await self._explain(lease)
+        return lease.model_copy(update={"expires_at": _time(_ms(expires))})
+
+    def renew_lease_blocking(self, lease: Lease, *, lease_for: timedelta) -> Lease:
+        now = utc_now()
+        expires = now + lease_for
+        if not self._execute_blocking(_RENEW, (_ms(expires), _ms(now), *_fence(lease))):
+            # Taken over, ended or gone: this worker must stop in every case.
+            raise lease_lost_error(lease.run_id, lease)
         return lease.model_copy(update={"expires_at": _time(_ms(expires))})
 
     async def begin_step(
@@ -509,6 +532,16 @@ class SqlStore(ABC):
         rows = await self._fetch(
             f"SELECT {_RUN_COLUMNS} FROM durable_runs {where}ORDER BY created_at LIMIT ?",
             (*params, limit),
+        )
+        return [_run_record(row) for row in rows]
+
+    async def list_expired_runs(self, *, now: datetime, limit: int = 100) -> list[RunRecord]:
+        # A range search of durable_runs_expiry: live leases are never read. Here a running
+        # run always has an expiry (set on insert, takeover and renewal, cleared on end).
+        rows = await self._fetch(
+            f"SELECT {_RUN_COLUMNS} FROM durable_runs WHERE status = 'running' "
+            "AND lease_expires_at <= ? ORDER BY created_at LIMIT ?",
+            (_ms(now), limit),
         )
         return [_run_record(row) for row in rows]
 

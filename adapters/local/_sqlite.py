@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import threading
 from collections.abc import Sequence
 from typing import Any, Literal
 
 from durable import DurableStoreError
 
+from ._lease_keeper import LeaseKeeper
 from ._offload import Offloader, WouldBlock
 from ._sql import Row, SqlStore, schema_statements
 from ._store import gc_paused
@@ -42,6 +44,12 @@ class SqliteStore(SqlStore):
         self._synchronous = synchronous
         self._busy_ms = int(busy_timeout * 1000)
         self._offload = Offloader("durable-sqlite")
+        # The lease keeper's connection, opened on its first renewal: renewals must not
+        # wait for the event loop, nor share its connection with another thread.
+        self._renewals: sqlite3.Connection | None = None
+        self._renewals_lock = threading.Lock()
+        self._closed = False
+        self.lease_keeper = LeaseKeeper(self.renew_lease_blocking, name="durable-sqlite-leases")
         try:
             self._db = sqlite3.connect(
                 self.path, isolation_level=None, check_same_thread=False, timeout=busy_timeout
@@ -118,6 +126,29 @@ class SqliteStore(SqlStore):
 
         return await self._offload.call(op)
 
+    def _execute_blocking(self, sql: str, params: Sequence[Any]) -> int:
+        with self._renewals_lock:
+            if self._closed:
+                raise DurableStoreError(
+                    f"the SQLite store at {self.path!r} is closed; open it again to use it"
+                )
+            if self._renewals is None:
+                # This thread may wait for the database: it blocks nothing else.
+                self._renewals = sqlite3.connect(
+                    self.path,
+                    isolation_level=None,
+                    check_same_thread=False,
+                    timeout=self._busy_ms / 1000,
+                )
+                self._renewals.execute(f"PRAGMA synchronous = {self._synchronous}")
+            return self._renewals.execute(sql, params).rowcount
+
     async def close(self) -> None:
+        self.lease_keeper.close()
+        with self._renewals_lock:
+            self._closed = True
+            if self._renewals is not None:
+                self._renewals.close()
+                self._renewals = None
         if self._offload.close():
             self._db.close()

@@ -27,6 +27,7 @@ from durable import (
 from durable._failures import run_ended_error
 
 from ._journal import ConversationJournal
+from ._lease_keeper import LeaseKeeper
 
 __all__ = ["DurableRunStore", "EmitResult", "Resumed", "gc_paused", "utc_now"]
 
@@ -102,6 +103,19 @@ class DurableRunStore(Protocol):
         """Extend the lease; raises ``DurableRunLeaseLostError`` if it was taken over."""
         ...
 
+    def renew_lease_blocking(self, lease: Lease, *, lease_for: timedelta) -> Lease:
+        """``renew_lease`` for the lease keeper's thread: blocking, thread-safe.
+
+        It never goes through the event loop nor shares the loop's connection,
+        so it works while a step blocks the loop. The same fence applies.
+        """
+        ...
+
+    @property
+    def lease_keeper(self) -> LeaseKeeper:
+        """The thread that renews this store's leases while their runs execute."""
+        ...
+
     async def begin_step(
         self,
         lease: Lease,
@@ -158,6 +172,14 @@ class DurableRunStore(Protocol):
         self, *, status: RunStatus | None = None, limit: int = 100
     ) -> list[RunRecord]:
         """Runs in creation order, optionally only those in ``status``."""
+        ...
+
+    async def list_expired_runs(self, *, now: datetime, limit: int = 100) -> list[RunRecord]:
+        """Running runs whose lease is free or expired at ``now``, in creation order.
+
+        What a recovering worker may take over. The store filters out live
+        leases itself, so no number of held runs can hide an abandoned one.
+        """
         ...
 
     async def append_live(self, run_id: str, events: Sequence[LiveEvent]) -> None:

@@ -54,13 +54,14 @@ class LocalWorker:
     async def scan(self) -> list[str]:
         """Resume every running run whose lease expired; return the ids started."""
         started: list[str] = []
-        now = utc_now()
-        for run in await self.store.list_runs(status="running", limit=10 * self.max_runs):
+        if len(self._tasks) >= self.max_runs:
+            return started
+        # The store skips live leases itself: listing running runs and filtering here
+        # would let enough runs held by other workers hide every abandoned one.
+        for run in await self.store.list_expired_runs(now=utc_now(), limit=self.max_runs):
             if len(self._tasks) >= self.max_runs:
                 break
             if run.run_id in self._tasks:
-                continue
-            if run.lease_expires_at is not None and run.lease_expires_at > now:
                 continue
             task = asyncio.create_task(
                 resume_run(self.store, run.run_id, worker_id=self.worker_id, lease=self.lease),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -166,6 +166,25 @@ async def test_sqlite_upgrades_a_version_1_database_in_place(tmp_path: Path) -> 
     assert upgraded._db.execute("SELECT version FROM durable_schema").fetchall() == [(2,)]
     await _check_upgraded(upgraded)
     await upgraded.close()
+
+
+async def test_sqlite_finds_expired_leases_by_index_also_in_an_older_database(
+    tmp_path: Path,
+) -> None:
+    store = SqliteStore(tmp_path / "db")
+    store._db.execute("DROP INDEX durable_runs_expiry")  # as created before the index
+    await store.close()
+
+    reopened = SqliteStore(tmp_path / "db")
+    statements: list[str] = []
+    reopened._db.set_trace_callback(statements.append)
+    await reopened.list_expired_runs(now=datetime.now(UTC))
+    reopened._db.set_trace_callback(None)
+
+    plan = reopened._db.execute(f"EXPLAIN QUERY PLAN {statements[-1]}").fetchall()
+    assert "SEARCH durable_runs USING INDEX durable_runs_expiry" in str(plan)
+    assert reopened._db.execute("SELECT version FROM durable_schema").fetchall() == [(2,)]
+    await reopened.close()
 
 
 # PostgresStore

@@ -6,20 +6,36 @@ import asyncio
 import os
 import subprocess
 import sys
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
-from adapters.local import InMemoryStore, LocalWorker, run_durable
+from adapters.local import DurableRunStore, InMemoryStore, LocalWorker, run_durable
+from durable import DurableRunManifest, TaskSpec
 from tests.conformance import agents
 from tests.conformance.agents import Job
+from tests.conformance.conftest import LOCAL_SUBSTRATES, open_store
+from tests.support.postgres import fresh_database
 from worker import WorkerSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-async def _abandon(store: InMemoryStore, run_id: str, lease: float) -> None:
+@pytest.fixture(params=LOCAL_SUBSTRATES)
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[DurableRunStore]:
+    """A fresh, empty store of each local kind; PostgreSQL gets a database of its own."""
+    kind: str = request.param
+    location = {"file": str(tmp_path / "runs"), "sqlite": str(tmp_path / "durable.db")}.get(kind)
+    if kind == "postgres":
+        location = fresh_database(request.getfixturevalue("postgres_dsn"), "worker_scan")
+    opened = await open_store(kind, location or "")
+    yield opened
+    await opened.close()
+
+
+async def _abandon(store: DurableRunStore, run_id: str, lease: float) -> None:
     """Start a run and crash its worker while it waits for 'go'."""
     task = asyncio.create_task(
         run_durable(agents.two_phase, Job(), store=store, run_id=run_id, lease=lease)
@@ -54,6 +70,40 @@ async def test_worker_resumes_only_runs_whose_lease_expired() -> None:
     run = await store.load_run("still-held")
     assert run is not None
     assert run.status == "running"
+
+
+async def test_worker_finds_an_expired_lease_behind_a_thousand_live_ones(
+    store: DurableRunStore,
+) -> None:
+    agents.reset()
+    held = DurableRunManifest(
+        project_id="p", task=TaskSpec(id="t", intent="i", domain="d"), input={}
+    )
+    for i in range(1000):  # older than the abandoned run, so first in creation order
+        await store.start_or_resume(
+            run_id=f"held-{i:04}",
+            agent="conformance.two_phase",
+            manifest=held,
+            worker_id="elsewhere",
+            lease_for=timedelta(minutes=10),
+        )
+    await asyncio.sleep(0.01)
+    await _abandon(store, "abandoned", lease=0.2)
+    await store.emit_event("abandoned", "go", None)
+    await asyncio.sleep(0.25)
+    worker = LocalWorker(store, worker_id="recovery", scan_interval=timedelta(milliseconds=20))
+
+    assert await worker.scan() == ["abandoned"]
+
+    running = asyncio.create_task(worker.run())
+    while "abandoned" not in worker.finished:
+        await asyncio.sleep(0.01)
+    worker.stop()
+    await running
+    result = worker.finished["abandoned"]
+    assert not isinstance(result, BaseException)
+    assert result.result == 4
+    assert [r.run_id for r in await store.list_expired_runs(now=result.run.updated_at)] == []
 
 
 def test_worker_settings_from_the_environment() -> None:

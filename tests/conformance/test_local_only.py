@@ -10,13 +10,14 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from adapters.local import DurableRunStore, resume_run, run_durable
+from adapters.local import DurableRunStore, LeaseKeeper, resume_run, run_durable
 from durable import (
     DurableEventPayloadError,
     DurableRunLeaseHeldError,
@@ -136,11 +137,12 @@ class _StalledRenewals:
 
     def __init__(self, store: DurableRunStore) -> None:
         self._store = store
-        self.release = asyncio.Event()
+        self.release = threading.Event()
+        self.lease_keeper = LeaseKeeper(self.renew_lease_blocking, name="stalled-leases")
 
-    async def renew_lease(self, lease: Any, *, lease_for: timedelta) -> Any:
-        await self.release.wait()
-        return await self._store.renew_lease(lease, lease_for=lease_for)
+    def renew_lease_blocking(self, lease: Any, *, lease_for: timedelta) -> Any:
+        self.release.wait()
+        return self._store.renew_lease_blocking(lease, lease_for=lease_for)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._store, name)

@@ -118,3 +118,13 @@ def postgres_server() -> Iterator[str]:
             )
     finally:
         shutil.rmtree(base, ignore_errors=True)
+
+
+def fresh_database(dsn: str, name: str) -> str:
+    """The DSN of an empty database ``name`` on the server of ``dsn``, for one test alone."""
+    import psycopg
+
+    with psycopg.connect(dsn, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        admin.execute(f'CREATE DATABASE "{name}"')
+    return dsn.rsplit("/", 1)[0] + "/" + name

@@ -1,0 +1,152 @@
+"""Leases are renewed from a thread: a step that blocks the event loop keeps its run."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from adapters.local import InMemoryStore, LeaseKeeper, SqliteStore
+from durable import DurableRunLeaseLostError, DurableRunManifest, Lease, RunRecord, TaskSpec
+from tests.conformance.conftest import open_store
+from tests.support.postgres import fresh_database
+
+ROOT = Path(__file__).resolve().parents[2]
+MANIFEST = DurableRunManifest(
+    project_id="p", task=TaskSpec(id="t", intent="i", domain="d"), input={}
+)
+LONG_AGO = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def _child(*args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "tests.adapters.lease_child", *args],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+
+
+@pytest.mark.parametrize("kind", ["file", "sqlite", "postgres"])
+def test_a_step_blocking_the_event_loop_runs_once_while_another_process_waits(
+    kind: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    location = {"file": str(tmp_path / "runs"), "sqlite": str(tmp_path / "durable.db")}.get(kind)
+    if kind == "postgres":
+        location = fresh_database(request.getfixturevalue("postgres_dsn"), "lease_keeper")
+    assert location is not None
+    marker = str(tmp_path / "marks.txt")
+    args = (kind, location, "blocked-run", marker)
+    children = [_child("recover", *args)]
+    try:
+        recoverer = children[0]
+        assert recoverer.stdout is not None
+        assert recoverer.stdout.readline().strip() == "ready"
+        # A 1 s lease; the step blocks the loop for 2.5 s while the other process scans.
+        children.append(runner := _child("run", *args))
+        ran = runner.communicate(timeout=60)[0].strip()
+        recovered = recoverer.communicate(timeout=60)[0].strip()
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
+
+    assert Path(marker).read_text().split() == ["start", "end"]  # the step ran once
+    assert (ran, runner.returncode) == ("done", 0)
+    assert recovered == "not resumed"
+    run = asyncio.run(_load_run(kind, location, "blocked-run"))
+    assert run is not None
+    assert (run.status, run.lease_generation) == ("completed", 1)  # never taken over
+
+
+async def _load_run(kind: str, location: str, run_id: str) -> RunRecord | None:
+    store = await open_store(kind, location)
+    try:
+        return await store.load_run(run_id)
+    finally:
+        await store.close()
+
+
+async def test_the_keeper_renews_while_the_event_loop_is_blocked() -> None:
+    store = InMemoryStore()
+    resumed = await store.start_or_resume(
+        run_id="r", agent="a", manifest=MANIFEST, worker_id="w", lease_for=timedelta(seconds=0.3)
+    )
+    assert resumed.lease is not None
+    kept = store.lease_keeper.keep(resumed.lease, lease_for=timedelta(seconds=0.3), on_lost=print)
+
+    time.sleep(1.0)  # noqa: ASYNC251  (blocks this event loop far past the lease)
+
+    run = await store.load_run("r")
+    assert run is not None
+    assert run.lease_expires_at is not None
+    assert run.lease_expires_at > resumed.lease.expires_at + timedelta(seconds=0.5)
+    assert kept.lease.expires_at == run.lease_expires_at
+    kept.release()
+    await store.close()
+
+
+async def test_a_fenced_renewal_reaches_the_event_loop() -> None:
+    store = InMemoryStore()
+    first = await store.start_or_resume(
+        run_id="r", agent="a", manifest=MANIFEST, worker_id="a", lease_for=timedelta(seconds=0.1)
+    )
+    assert first.lease is not None
+    await asyncio.sleep(0.15)
+    await store.start_or_resume(
+        run_id="r", agent="a", manifest=MANIFEST, worker_id="b", lease_for=timedelta(seconds=30)
+    )
+    lost: asyncio.Future[DurableRunLeaseLostError] = asyncio.get_running_loop().create_future()
+
+    store.lease_keeper.keep(first.lease, lease_for=timedelta(seconds=0.1), on_lost=lost.set_result)
+
+    error = await asyncio.wait_for(lost, 5)
+    assert "'a' lost the lease" in str(error)
+    run = await store.load_run("r")
+    assert run is not None
+    assert run.lease_holder == "b"
+    await store.close()
+
+
+async def test_a_transient_failure_is_retried(caplog: pytest.LogCaptureFixture) -> None:
+    calls: list[float] = []
+
+    def renew(lease: Lease, *, lease_for: timedelta) -> Lease:
+        calls.append(time.monotonic())
+        if len(calls) == 1:
+            raise OSError("the disk is busy")
+        return lease
+
+    keeper = LeaseKeeper(renew)
+    lease = Lease(run_id="r", holder="w", generation=1, expires_at=LONG_AGO)
+    keeper.keep(lease, lease_for=timedelta(seconds=0.06), on_lost=print)
+    while len(calls) < 3:
+        await asyncio.sleep(0.01)
+    keeper.close()
+
+    assert "renewing the lease of run 'r' failed; retrying" in caplog.text
+    assert not [t for t in threading.enumerate() if t.name == "durable-leases"]
+
+
+async def test_closing_a_store_stops_its_keeper(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "db")
+    resumed = await store.start_or_resume(
+        run_id="r", agent="a", manifest=MANIFEST, worker_id="w", lease_for=timedelta(seconds=3)
+    )
+    assert resumed.lease is not None
+    store.lease_keeper.keep(resumed.lease, lease_for=timedelta(seconds=0.03), on_lost=print)
+    while store._renewals is None:
+        await asyncio.sleep(0.01)
+    assert [t for t in threading.enumerate() if t.name == "durable-sqlite-leases"]
+
+    await store.close()
+
+    assert not [t for t in threading.enumerate() if t.name == "durable-sqlite-leases"]
+    assert store._renewals is None
