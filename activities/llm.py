@@ -20,7 +20,6 @@ from datetime import timedelta
 from typing import Any
 
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
-from temporalio import activity
 
 from adapters.llm import (
     ChatClient,
@@ -115,10 +114,10 @@ def model_catalog(environ: Mapping[str, str] = os.environ) -> dict[str, ModelSet
 
 
 def _on_fragment(text: str) -> None:
+    # No heartbeat here: the step activity heartbeats in the background, so a
+    # model that thinks in silence is kept alive; a stalled stream is the
+    # client's ``idle_timeout`` to catch.
     publish_token(text)
-    # Each streamed fragment proves the stream alive; a stalled one misses heartbeats.
-    if activity.in_activity():
-        activity.heartbeat()
 
 
 SCRIPTED_PACE = 0.03
@@ -143,7 +142,6 @@ async def scripted_reply(request: ChatRequest) -> ChatResult:
 @step(
     name="llm.chat",
     timeout=timedelta(seconds=120),
-    heartbeat=timedelta(seconds=30),
     retry=RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=5),
 )
 async def llm_chat(request: ChatRequest) -> ChatResult:
@@ -211,7 +209,10 @@ async def chat(
 
     ``timeout``, ``retry`` and ``heartbeat`` override, for this call, the
     model's ``model_defaults`` and then the step's (120 s, five attempts with
-    backoff, 30 s); ``options`` go to the API as is.
+    backoff, the default heartbeat timeout); ``options`` go to the API as is.
+    The heartbeat comes from the step activity, not the stream: it tells how
+    soon a lost worker's call is retried elsewhere, and a silent model is not
+    cut off by it. A stalled stream ends at the model's ``idle_timeout``.
     """
     own = _defaults.get(model, ModelDefaults())
     request = ChatRequest(

@@ -4,7 +4,9 @@ One dynamic activity serves every registered step: it finds the step by the
 activity type, rebuilds the arguments from the step's annotations, and returns
 the result as JSON. Failures keep the original class name as the error type, so
 a ``RetryPolicy``'s non-retryable types match exactly as they do locally.
-Temporal owns retries; nothing here retries.
+Temporal owns retries; nothing here retries. While a step runs, its activity
+heartbeats from a thread (``activities._heartbeat``), so a lost worker is
+noticed within the step's heartbeat timeout, not its whole timeout.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from temporalio import activity
 from temporalio.common import RawValue
 from temporalio.exceptions import ApplicationError
 
+from activities._heartbeat import heartbeating
 from adapters.temporal import ActivityTokens, StepOutcome, step_of_activity
 from durable import (
     DurableError,
@@ -88,9 +91,10 @@ async def run_step(args: Sequence[RawValue]) -> StepOutcome:
 async def _run(
     fn: Callable[..., Awaitable[Any]], values: list[Any], step: tuple[int, str] | None
 ) -> Any:
-    """Call the step, routing any token deltas it streams to its run's live stream."""
-    if step is None:
-        return await fn(*values)
-    async with ActivityTokens(*step) as deltas:
-        with live_tokens(deltas):
+    """Call the step, heartbeating, and route any token deltas it streams to the live stream."""
+    async with heartbeating():
+        if step is None:
             return await fn(*values)
+        async with ActivityTokens(*step) as deltas:
+            with live_tokens(deltas):
+                return await fn(*values)

@@ -20,7 +20,13 @@ from ._codec import JsonCodec
 from ._errors import DurableEventPayloadError, DurableRegistrationError
 from ._names import check_name
 from ._records import DurableRunManifest, TaskSpec
-from ._retry import DEFAULT_STEP_TIMEOUT, RetryPolicy, StepOptions, as_timedelta
+from ._retry import (
+    DEFAULT_HEARTBEAT_TIMEOUT,
+    DEFAULT_STEP_TIMEOUT,
+    RetryPolicy,
+    StepOptions,
+    as_timedelta,
+)
 
 __all__ = [
     "AgentDefinition",
@@ -180,9 +186,19 @@ def step(
 
     ``name`` defaults to the function's name and becomes the activity type on
     Temporal; ``timeout`` bounds one attempt; ``retry`` defaults to Temporal's
-    default policy; ``heartbeat`` is the longest silence tolerated, on Temporal,
-    from a step that heartbeats; ``local`` runs the step as a Temporal local
-    activity.
+    default policy; ``local`` runs the step as a Temporal local activity.
+
+    ``heartbeat`` (default ``DEFAULT_HEARTBEAT_TIMEOUT``, 15 s) is how soon
+    Temporal retries the step on another worker once this one is lost. The step
+    activity heartbeats from a thread while the step runs, so a step that blocks
+    the event loop (``time.sleep``, a synchronous HTTP client, CPU-bound Python)
+    keeps its heartbeat and is not retried while it still runs; only native code
+    holding the GIL for longer than the timeout could starve it. Heartbeats prove
+    the process alive, not the step making progress: a hung step is still bounded
+    by ``timeout``. Once the step heartbeats with details itself
+    (``activity.heartbeat(x)``), the background heartbeat stops, so it never
+    overwrites them, and the step owns its heartbeat from then on.
+    ``heartbeat=0`` turns the timeout off; local activities take none.
     """
     attempt_timeout = as_timedelta(timeout, what="step timeout")
     if attempt_timeout == timedelta(0):
@@ -205,7 +221,7 @@ def step(
             options=StepOptions(
                 timeout=attempt_timeout,
                 retry=retry or RetryPolicy(),
-                heartbeat_timeout=None
+                heartbeat_timeout=DEFAULT_HEARTBEAT_TIMEOUT
                 if heartbeat is None
                 else as_timedelta(heartbeat, what="heartbeat timeout"),
                 local_activity=local,

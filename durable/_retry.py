@@ -7,10 +7,25 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 
-__all__ = ["DEFAULT_STEP_TIMEOUT", "RetryPolicy", "StepOptions", "as_timedelta", "retry_hints"]
+__all__ = [
+    "DEFAULT_HEARTBEAT_TIMEOUT",
+    "DEFAULT_STEP_TIMEOUT",
+    "RetryPolicy",
+    "StepOptions",
+    "as_timedelta",
+    "retry_hints",
+]
 
 DEFAULT_STEP_TIMEOUT = timedelta(minutes=5)
 """Per-attempt timeout of a step that names none (Temporal's start-to-close timeout)."""
+
+DEFAULT_HEARTBEAT_TIMEOUT = timedelta(seconds=15)
+"""Heartbeat timeout of a step that names none: how soon Temporal retries a step elsewhere
+after its worker is lost, instead of waiting out the attempt's whole timeout.
+
+Every step activity heartbeats in the background while it runs (three times per
+timeout), so only a lost worker or process misses it. Local activities take none.
+"""
 
 
 def as_timedelta(value: timedelta | float, *, what: str) -> timedelta:
@@ -94,9 +109,10 @@ class StepOptions:
     timeout: timedelta = DEFAULT_STEP_TIMEOUT
     """Start-to-close timeout of one attempt."""
     retry: RetryPolicy = field(default_factory=RetryPolicy)
-    heartbeat_timeout: timedelta | None = None
-    """On Temporal, fail an attempt that stops heartbeating for this long (a dead
-    stream); the step heartbeats with ``activity.heartbeat()``. Elsewhere ignored."""
+    heartbeat_timeout: timedelta = DEFAULT_HEARTBEAT_TIMEOUT
+    """On Temporal, retry an attempt whose worker stopped heartbeating for this long;
+    the step activity heartbeats in the background, and 0 turns the timeout off.
+    Local activities and other substrates ignore it."""
     local_activity: bool = False
     """On Temporal, run as a local activity: no round trip through the server's task
     queue, for short steps. Elsewhere it changes nothing."""

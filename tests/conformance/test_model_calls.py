@@ -32,8 +32,9 @@ async def models(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[ModelServer]:
         catalog["one-shot"]["model"] = "flaky"  # 500, then 200
         catalog["hang-once"]["headers_deadline"] = 0.3
         catalog["hang-stream-once"]["idle_timeout"] = 0.3
-        # Served like hang-stream-once, left to the activity's heartbeat timeout to catch.
+        # Served like hang-stream-once, with an idle timeout longer than the call's heartbeat.
         catalog["hang-stream-heartbeat"]["model"] = "hang-stream-once"
+        catalog["hang-stream-heartbeat"]["idle_timeout"] = 3.0
         monkeypatch.setenv("DURABLE_MODELS", json.dumps(catalog))
         yield server
 
@@ -258,15 +259,18 @@ async def test_watching_an_unknown_run_is_refused(substrate: Substrate) -> None:
 
 
 @pytest.mark.parametrize("substrate", ["temporal"], indirect=True)
-async def test_a_stalled_stream_is_caught_by_the_activitys_heartbeat_timeout(
+async def test_a_silent_stream_outlives_the_calls_heartbeat_until_its_idle_timeout(
     substrate: Substrate, run_id: str, models: ModelServer
 ) -> None:
-    # The model's idle timeout (60 s) would wait far longer: the heartbeat timeout fires first.
+    # The step activity heartbeats in the background, so a model silent for longer
+    # than the call's heartbeat (1 s) is not cut off by it: the model's own idle
+    # timeout (3 s) ends the attempt, and the retry answers.
     job = Job(key="hang-stream-heartbeat", heartbeat=1.0)
     result = await substrate.run(agents.ask, job, run_id=run_id)
 
     assert result["text"] == "Durable hello"
-    assert models.requests["hang-stream-once"] == 2
+    first, second = models.arrivals["hang-stream-once"]
+    assert second - first >= 3.0
     (record,) = await substrate.steps(run_id)
     assert record.attempts == 2
 
