@@ -23,6 +23,8 @@ from activities._heartbeat import heartbeating
 from adapters.temporal import ActivityTokens, StepOutcome, step_of_activity
 from durable import (
     DurableError,
+    DurableNonCanonicalValueError,
+    DurablePayloadTooLargeError,
     DurableResultNotSerializableError,
     live_tokens,
     registered_steps,
@@ -77,7 +79,11 @@ async def run_step(args: Sequence[RawValue]) -> StepOutcome:
         ) from exc
     try:
         data = definition.result.encode(value, what=f"step {definition.name!r}")
-    except DurableResultNotSerializableError as exc:
+    except (
+        DurableResultNotSerializableError,
+        DurableNonCanonicalValueError,
+        DurablePayloadTooLargeError,
+    ) as exc:
         # Deterministic: another attempt would return the same value.
         raise ApplicationError(
             exc.message,

@@ -2,17 +2,76 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
+from collections.abc import Mapping
 from typing import Any, Generic, TypeVar
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 from pydantic_core import PydanticSerializationError
 
-from ._errors import DurableResultNotSerializableError
+from ._errors import (
+    DurableEventPayloadError,
+    DurableNonCanonicalValueError,
+    DurablePayloadTooLargeError,
+    DurableResultNotSerializableError,
+)
 
-__all__ = ["JsonCodec", "dumps"]
+__all__ = ["MAX_PAYLOAD_BYTES", "JsonCodec", "check_size", "dumps", "event_payload"]
 
 T = TypeVar("T")
+
+MAX_PAYLOAD_BYTES = 1024 * 1024
+"""The most UTF-8 bytes of JSON a step result, event payload, run input or run result may take.
+
+Temporal refuses a payload over 2 MB by default and then retries the step that
+produced it without end; one limit below that, checked before anything is
+recorded, makes every substrate accept and refuse exactly the same values.
+Pass larger data by reference (a file or object store key) instead."""
+
+
+def check_size(text: str, *, what: str) -> None:
+    """Refuse JSON text over ``MAX_PAYLOAD_BYTES`` with an error that names the limit."""
+    if len(text) * 4 <= MAX_PAYLOAD_BYTES:
+        return  # no string of this many characters can exceed the limit in UTF-8
+    size = len(text.encode("utf-8", errors="surrogatepass"))
+    if size > MAX_PAYLOAD_BYTES:
+        raise DurablePayloadTooLargeError(
+            f"{what} is {size:,} bytes of JSON, over the limit of {MAX_PAYLOAD_BYTES:,} bytes "
+            "that every substrate keeps; store large data elsewhere (a file, an object store) "
+            "and pass its key or path instead"
+        )
+
+
+def _non_finite(value: Any, path: str) -> tuple[str, float] | None:
+    """The path and value of the first NaN or infinity inside ``value``, if any.
+
+    Checked on the value itself, because pydantic writes NaN as ``null`` in JSON
+    mode, which would record a different value than the one the code holds.
+    """
+    if isinstance(value, float):
+        return None if math.isfinite(value) else (path, value)
+    if isinstance(value, str | int | bytes | type(None)):
+        return None
+    if isinstance(value, Mapping):
+        items: Any = ((f"{path}.{key}", item) for key, item in value.items())
+    elif isinstance(value, list | tuple | set | frozenset):
+        items = ((f"{path}[{i}]", item) for i, item in enumerate(value))
+    elif isinstance(value, BaseModel):
+        items = ((f"{path}.{key}", item) for key, item in vars(value).items())
+    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+        items = (
+            (f"{path}.{field.name}", getattr(value, field.name))
+            for field in dataclasses.fields(value)
+        )
+    else:
+        return None
+    for where, item in items:
+        found = _non_finite(item, where)
+        if found is not None:
+            return found
+    return None
 
 
 def dumps(value: Any) -> str:
@@ -30,10 +89,21 @@ class JsonCodec(Generic[T]):
         self._adapter: TypeAdapter[T] = TypeAdapter(annotation)
 
     def encode(self, value: T, *, what: str) -> Any:
-        """The JSON value recorded for ``value``; raises if it has no JSON form."""
+        """The JSON value recorded for ``value``; raises if it has no JSON form.
+
+        NaN and infinities raise ``DurableNonCanonicalValueError``, JSON over
+        ``MAX_PAYLOAD_BYTES`` raises ``DurablePayloadTooLargeError``, anything
+        else without a JSON form ``DurableResultNotSerializableError``.
+        """
+        found = _non_finite(value, "$")
+        if found is not None:
+            raise DurableNonCanonicalValueError(
+                f"{what} holds {found[1]} at {found[0]}; canonical JSON has no NaN or "
+                "infinity, so use None or a string for a missing or unbounded number"
+            )
         try:
             data = self._adapter.dump_python(value, mode="json")
-            dumps(data)
+            text = dumps(data)
         except (PydanticSerializationError, ValueError, TypeError) as exc:
             raise DurableResultNotSerializableError(
                 f"{what} returned a value of type {type(value).__name__} that cannot be recorded "
@@ -41,6 +111,7 @@ class JsonCodec(Generic[T]):
                 f"({exc}); return JSON-compatible data or a pydantic model, and annotate "
                 "the return type so replay can restore it"
             ) from None
+        check_size(text, what=what)
         return data
 
     def validate(self, data: Any) -> T:
@@ -62,3 +133,22 @@ class JsonCodec(Generic[T]):
         """Encode and decode, so a fresh run sees exactly what a replay will see."""
         data = self.encode(value, what=what)
         return data, self.decode(data, what=what)
+
+
+_ANY: JsonCodec[Any] = JsonCodec(Any)
+
+
+def event_payload(payload: Any, *, what: str) -> Any:
+    """The JSON value an event carries, checked the same way on every substrate.
+
+    Pydantic models become their JSON form; NaN and infinities raise
+    ``DurableNonCanonicalValueError`` and oversized payloads
+    ``DurablePayloadTooLargeError``, before the event reaches any run.
+    """
+    try:
+        return _ANY.encode(payload, what=f"{what} payload")
+    except DurableResultNotSerializableError:
+        raise DurableEventPayloadError(
+            f"{what} payload of type {type(payload).__name__} is not JSON; send dicts, lists, "
+            "strings, numbers, booleans, None or pydantic models"
+        ) from None

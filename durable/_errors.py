@@ -5,6 +5,7 @@
      │    ├── DurableRunLeaseHeldError          lease_held
      │    ├── DurableRunLeaseLostError          lease_lost
      │    ├── DurableRunInputMismatchError      manifest_mismatch
+     │    ├── DurableRunInputInvalidError       input_invalid
      │    ├── DurableRunDivergenceError         step_divergence
      │    ├── DurableStepInputMismatchError     step_input_mismatch
      │    ├── DurableRunFailedError             run_failed
@@ -18,8 +19,13 @@
      │    ├── DurableAwaitEventTimeoutError     await_event_timeout
      │    └── DurableEventPayloadError          event_payload_invalid
      ├── DurableNonCanonicalValueError        non_canonical_value
+     ├── DurablePayloadTooLargeError          payload_too_large
      ├── DurableRegistrationError             registration
      └── DurableStoreError                    store_error
+
+Divergence, a step input mismatch and a lost lease are *run-fatal*
+(``RUN_FATAL_ERRORS``): an agent may catch them, but the run still ends with
+their code, because the run can no longer be replayed or written safely.
 
 Codes are a stored contract: they are written into step and run records and
 compared across substrates, so they never change once released. Every message
@@ -32,17 +38,20 @@ from enum import StrEnum
 from typing import ClassVar
 
 __all__ = [
+    "RUN_FATAL_ERRORS",
     "DurableAwaitEventTimeoutError",
     "DurableError",
     "DurableEventError",
     "DurableEventPayloadError",
     "DurableNonCanonicalValueError",
+    "DurablePayloadTooLargeError",
     "DurableRegistrationError",
     "DurableResultNotSerializableError",
     "DurableRunDivergenceError",
     "DurableRunEndedError",
     "DurableRunError",
     "DurableRunFailedError",
+    "DurableRunInputInvalidError",
     "DurableRunInputMismatchError",
     "DurableRunLeaseHeldError",
     "DurableRunLeaseLostError",
@@ -61,6 +70,7 @@ class ErrorCode(StrEnum):
     LEASE_HELD = "lease_held"
     LEASE_LOST = "lease_lost"
     MANIFEST_MISMATCH = "manifest_mismatch"
+    INPUT_INVALID = "input_invalid"
     STEP_DIVERGENCE = "step_divergence"
     STEP_INPUT_MISMATCH = "step_input_mismatch"
     RUN_FAILED = "run_failed"
@@ -72,6 +82,7 @@ class ErrorCode(StrEnum):
     AWAIT_EVENT_TIMEOUT = "await_event_timeout"
     EVENT_PAYLOAD_INVALID = "event_payload_invalid"
     NON_CANONICAL_VALUE = "non_canonical_value"
+    PAYLOAD_TOO_LARGE = "payload_too_large"
     REGISTRATION = "registration"
     STORE_ERROR = "store_error"
 
@@ -110,6 +121,12 @@ class DurableRunInputMismatchError(DurableRunError):
     """The run id is already used by a run with a different manifest."""
 
     code = ErrorCode.MANIFEST_MISMATCH
+
+
+class DurableRunInputInvalidError(DurableRunError):
+    """The run's recorded input no longer matches its agent's input type."""
+
+    code = ErrorCode.INPUT_INVALID
 
 
 class DurableRunDivergenceError(DurableRunError):
@@ -205,6 +222,12 @@ class DurableNonCanonicalValueError(DurableError, ValueError):
     code = ErrorCode.NON_CANONICAL_VALUE
 
 
+class DurablePayloadTooLargeError(DurableError, ValueError):
+    """A value's JSON is over ``MAX_PAYLOAD_BYTES``, the limit every substrate keeps."""
+
+    code = ErrorCode.PAYLOAD_TOO_LARGE
+
+
 class DurableRegistrationError(DurableError, TypeError):
     """A step or agent is not registered, or is registered wrongly."""
 
@@ -223,6 +246,7 @@ _BY_CODE: dict[str, type[DurableError]] = {
         DurableRunLeaseHeldError,
         DurableRunLeaseLostError,
         DurableRunInputMismatchError,
+        DurableRunInputInvalidError,
         DurableRunDivergenceError,
         DurableStepInputMismatchError,
         DurableRunFailedError,
@@ -233,10 +257,18 @@ _BY_CODE: dict[str, type[DurableError]] = {
         DurableAwaitEventTimeoutError,
         DurableEventPayloadError,
         DurableNonCanonicalValueError,
+        DurablePayloadTooLargeError,
         DurableRegistrationError,
         DurableStoreError,
     )
 }
+
+RUN_FATAL_ERRORS: tuple[type[DurableRunError], ...] = (
+    DurableRunDivergenceError,
+    DurableStepInputMismatchError,
+    DurableRunLeaseLostError,
+)
+"""Errors that end the run with their code even when the agent catches them."""
 
 
 def error_for_code(code: str | None) -> type[DurableError] | None:

@@ -15,7 +15,6 @@ from ._errors import (
     DurableAwaitEventTimeoutError,
     DurableError,
     DurableEventPayloadError,
-    DurableResultNotSerializableError,
     DurableRunDivergenceError,
     DurableRunEndedError,
     DurableRunFailedError,
@@ -23,6 +22,7 @@ from ._errors import (
     DurableStepFailedError,
     DurableStepInputMismatchError,
     DurableStepTimeoutError,
+    ErrorCode,
     error_for_code,
 )
 from ._records import StepError, StepKind, StepRecord
@@ -41,7 +41,29 @@ __all__ = [
     "step_failed_error",
     "step_label",
     "step_timeout_error",
+    "unrecordable",
 ]
+
+_UNRECORDABLE = frozenset(
+    {
+        ErrorCode.RESULT_NOT_SERIALIZABLE.value,
+        ErrorCode.NON_CANONICAL_VALUE.value,
+        ErrorCode.PAYLOAD_TOO_LARGE.value,
+    }
+)
+
+
+def unrecordable(error: StepError) -> DurableError | None:
+    """The error to raise for a step whose result cannot be recorded, else ``None``.
+
+    Such a failure is deterministic (another attempt returns the same value),
+    so it is never retried, and the agent sees it as itself, not as a step failure.
+    """
+    if error.code not in _UNRECORDABLE:
+        return None
+    cls = error_for_code(error.code)
+    assert cls is not None
+    return cls(error.message)
 
 
 def step_label(index: int, intent: str, name: str) -> str:
@@ -148,9 +170,10 @@ def run_failed_error(run_id: str, error_type: str, message: str) -> DurableRunFa
 def replayed_failure(record: StepRecord) -> DurableError:
     """The error the fresh execution raised for this recorded failure, raised again."""
     error = record.error or StepError(message="no error was recorded", type="unknown")
+    fatal = unrecordable(error)
+    if fatal is not None:
+        return fatal
     cls = error_for_code(error.code)
-    if cls is DurableResultNotSerializableError:
-        return cls(error.message)
     if record.kind == "event" and cls is not None:
         return cls(error.message)  # event steps raise their error as is, never wrapped
     return step_failed_error(record.intent, record.step_index, error, record.attempts)

@@ -2,11 +2,19 @@ from __future__ import annotations
 
 import math
 from datetime import datetime
+from typing import Any
 
 import pytest
 from pydantic import BaseModel
 
-from durable import DurableResultNotSerializableError, ErrorCode, JsonCodec
+from durable import (
+    MAX_PAYLOAD_BYTES,
+    DurableNonCanonicalValueError,
+    DurablePayloadTooLargeError,
+    DurableResultNotSerializableError,
+    ErrorCode,
+    JsonCodec,
+)
 
 
 class Point(BaseModel):
@@ -24,9 +32,36 @@ def test_round_trip_restores_the_annotated_type() -> None:
 
 def test_values_without_a_json_form_are_refused() -> None:
     with pytest.raises(DurableResultNotSerializableError) as caught:
-        JsonCodec(float).encode(math.nan, what="step 2 'score'")
+        JsonCodec(Any).encode({"when": object()}, what="step 2 'score'")
     assert caught.value.code == ErrorCode.RESULT_NOT_SERIALIZABLE
     assert "step 2 'score'" in str(caught.value)
+
+
+class Reading(BaseModel):
+    values: list[float]
+
+
+@pytest.mark.parametrize(
+    ("value", "path"),
+    [
+        (math.nan, "$"),
+        ({"x": math.inf}, "$.x"),
+        ([1.0, -math.inf], "$[1]"),
+        (Reading(values=[1.0, math.nan]), "$.values[1]"),
+    ],
+)
+def test_non_finite_numbers_are_refused_not_written_as_null(value: Any, path: str) -> None:
+    with pytest.raises(DurableNonCanonicalValueError) as caught:
+        JsonCodec(Any).encode(value, what="step 2 'score'")
+    assert caught.value.code == ErrorCode.NON_CANONICAL_VALUE
+    assert f"at {path};" in str(caught.value)
+
+
+def test_json_over_the_limit_names_the_limit() -> None:
+    JsonCodec(str).encode("é" * (MAX_PAYLOAD_BYTES // 2 - 1), what="step 3")
+    with pytest.raises(DurablePayloadTooLargeError) as caught:
+        JsonCodec(str).encode("é" * (MAX_PAYLOAD_BYTES // 2), what="step 3")
+    assert f"over the limit of {MAX_PAYLOAD_BYTES:,} bytes" in str(caught.value)
 
 
 def test_a_recorded_value_that_no_longer_fits_its_type_is_explained() -> None:

@@ -17,8 +17,9 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
-from adapters.local import FileStore, InMemoryStore, SqliteStore, run_durable
+from adapters.local import FileStore, InMemoryStore, SqliteStore, resume_run, run_durable
 from durable import (
+    MAX_PAYLOAD_BYTES,
     DurableContext,
     DurableError,
     DurableRunManifest,
@@ -152,6 +153,19 @@ async def non_canonical_value(tmp: Path) -> None:
     canonical_json({"score": float("nan")})
 
 
+async def payload_too_large(tmp: Path) -> None:
+    await InMemoryStore().emit_event("r", "go", {"text": "x" * (MAX_PAYLOAD_BYTES + 1)})
+
+
+async def input_invalid(tmp: Path) -> None:
+    store = InMemoryStore()
+    stale = MANIFEST.model_copy(update={"input": {"value": "no longer an int"}})
+    await store.start_or_resume(
+        run_id="r", agent="errors.waits", manifest=stale, worker_id="a", lease_for=timedelta(0)
+    )
+    await resume_run(store, "r", worker_id="b")
+
+
 async def registration(tmp: Path) -> None:
     step_definition(print)
 
@@ -217,6 +231,14 @@ TRIGGERS: dict[ErrorCode, tuple[Trigger, list[str]]] = {
         ["does not match", "Box", "the sender must send the declared type"],
     ),
     ErrorCode.NON_CANONICAL_VALUE: (non_canonical_value, ["$.score", "finite number"]),
+    ErrorCode.PAYLOAD_TOO_LARGE: (
+        payload_too_large,
+        ["event 'go' payload is 1,048,5", "over the limit of 1,048,576 bytes", "pass its key"],
+    ),
+    ErrorCode.INPUT_INVALID: (
+        input_invalid,
+        ["no longer matches the input type", "deploy a type that accepts it", "new run"],
+    ),
     ErrorCode.REGISTRATION: (registration, ["not a registered step", "decorate it with @step"]),
     ErrorCode.STORE_ERROR: (store_error, ["schema version 99", "upgrade the library"]),
 }

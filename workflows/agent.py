@@ -24,6 +24,8 @@ with workflow.unsafe.imports_passed_through():
     from adapters.temporal import (
         EVENT_SIGNAL,
         EVENT_UPDATE,
+        EVENTS_MEMO,
+        EVENTS_MEMO_PATCH,
         LIVE_TOPIC,
         SEARCH_ATTRIBUTES_MEMO,
         STATUS_QUERY,
@@ -41,6 +43,7 @@ with workflow.unsafe.imports_passed_through():
         StepRecord,
         agent_definition,
         check_name,
+        event_payload,
     )
 
 __all__ = ["AgentWorkflow"]
@@ -91,6 +94,9 @@ class AgentWorkflow:
         # Release watchers' long polls, or they would keep the run from closing.
         self._stream.detach_pollers()
         await workflow.wait_condition(workflow.all_handlers_finished)
+        if workflow.patched(EVENTS_MEMO_PATCH):
+            # Read by AgentClient.send_event once the run is closed to updates.
+            workflow.upsert_memo({EVENTS_MEMO: sorted(self._events)})
 
     @workflow.signal(name=EVENT_SIGNAL)
     async def event(self, message: Any) -> None:
@@ -160,6 +166,7 @@ def _parse_event(message: Any) -> EventMessage:
             f"this one failed with {exc.errors(include_url=False)}"
         ) from None
     check_name(event.key, what="event key")
+    event_payload(event.payload, what=f"event {event.key!r}")
     try:
         # Looked up by type, not from run(): a handler can run before the agent starts.
         definition = agent_definition(workflow.info().workflow_type)

@@ -19,9 +19,8 @@ from durable import (
     UNSET,
     DurableContext,
     DurableError,
-    DurableResultNotSerializableError,
+    DurableRunError,
     DurableRunLeaseLostError,
-    ErrorCode,
     JsonCodec,
     Lease,
     LiveEvent,
@@ -34,6 +33,7 @@ from durable import (
     as_timedelta,
     canonical_hash,
     check_name,
+    event_payload,
     live_tokens,
     retry_hints,
     step_definition,
@@ -49,6 +49,7 @@ from durable._failures import (
     step_failed_error,
     step_label,
     step_timeout_error,
+    unrecordable,
 )
 from durable._live import text_end
 from durable.conversation import (
@@ -100,6 +101,9 @@ class LocalContext:
         self._next = 0
         self._poll = poll_interval.total_seconds()
         self._declared = dict(declared or {})
+        self.fatal: DurableRunError | None = None
+        """A run-fatal error raised here: every later call raises it again, and the
+        runner fails the run with it even if the agent caught it and returned."""
 
     @property
     def run_id(self) -> str:
@@ -124,6 +128,8 @@ class LocalContext:
     def _position(
         self, intent: str, kind: StepKind, input_hash: str
     ) -> tuple[int, StepRecord | None]:
+        if self.fatal is not None:
+            raise self.fatal
         check_name(intent, what="step intent")
         index = self._next
         self._next += 1
@@ -131,9 +137,15 @@ class LocalContext:
         if record is None:
             return index, None
         if record.intent != intent or record.kind != kind:
-            raise divergence_error(self.run_id, index, (record.kind, record.intent), (kind, intent))
+            self.fatal = divergence_error(
+                self.run_id, index, (record.kind, record.intent), (kind, intent)
+            )
+            raise self.fatal
         if input_hash and record.input_hash and record.input_hash != input_hash:
-            raise input_mismatch_error(self.run_id, index, intent, record.input_hash, input_hash)
+            self.fatal = input_mismatch_error(
+                self.run_id, index, intent, record.input_hash, input_hash
+            )
+            raise self.fatal
         return index, record
 
     async def _begin(
@@ -208,9 +220,10 @@ class LocalContext:
                 self.live.publish(LiveEvent(kind="step_completed", step=index, intent=intent))
                 return cast(T, restored)
             retryable, retry_after = retry_hints(cause)
+            unrecorded = unrecordable(error)
             again = (
                 retryable
-                and error.code != ErrorCode.RESULT_NOT_SERIALIZABLE
+                and unrecorded is None
                 and options.retry.retries(error.type)
                 and options.retry.allows_attempt(attempt + 1)
             )
@@ -219,8 +232,8 @@ class LocalContext:
                 self.live.publish(
                     LiveEvent(kind="step_failed", step=index, intent=intent, error=error.message)
                 )
-                if error.code == ErrorCode.RESULT_NOT_SERIALIZABLE:
-                    raise DurableResultNotSerializableError(error.message) from cause
+                if unrecorded is not None:
+                    raise unrecorded from cause
                 raise step_failed_error(intent, index, error, attempt) from cause
             delay = options.retry.delay_before(attempt + 1).total_seconds()
             await asyncio.sleep(delay if retry_after is None else retry_after)
@@ -355,6 +368,7 @@ class LocalContext:
 
     async def emit_event(self, key: str, payload: object, *, run_id: str | None = None) -> bool:
         check_name(key, what="event key")
+        payload = event_payload(payload, what=f"event {key!r}")
         other = run_id is not None and run_id != self.run_id
         intent = f"emit_event:{key}->{run_id}" if other else f"emit_event:{key}"
         index, record = self._position(intent, "event", "")

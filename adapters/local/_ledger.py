@@ -250,11 +250,12 @@ def emit_event(
 ) -> tuple[bool, EventRecord]:
     if lease is not None:
         check_fence(state, lease)
-    elif state.run.status != "running":
-        raise run_ended(state.run.run_id)
     existing = state.events.get(key)
     if existing is not None:
+        # Also after the end: a retried sender learns its key was taken, not an error.
         return False, existing
+    if state.run.status != "running":
+        raise run_ended(state.run.run_id)
     record = EventRecord(run_id=state.run.run_id, key=key, payload=payload, emitted_at=now)
     state.events[key] = record
     return True, record

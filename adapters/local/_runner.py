@@ -12,7 +12,9 @@ from typing import Any, Generic, TypeVar
 from durable import (
     AgentDefinition,
     DurableContext,
+    DurableError,
     DurableRunDivergenceError,
+    DurableRunInputInvalidError,
     DurableRunLeaseLostError,
     DurableRunManifest,
     LiveEvent,
@@ -159,7 +161,17 @@ async def _execute(
         live=live,
         declared=definition.events,
     )
-    agent_input = definition.input.decode(manifest.input, what=f"the input of {label}")
+    try:
+        agent_input = definition.input.decode(manifest.input, what=f"the input of {label}")
+    except DurableError as exc:
+        # Failed once, not resumed again: no worker can ever start this run's agent.
+        invalid = DurableRunInputInvalidError(
+            f"the recorded input of run {run_id!r} no longer matches the input type of "
+            f"{label} ({exc.message}); deploy a type that accepts it, or start a new run"
+        )
+        await _fail(store, ctx, live, invalid)
+        await live.flush()
+        raise invalid from None
     work = asyncio.create_task(definition.fn(ctx, agent_input), name=f"durable:{run_id}")
     lost: list[DurableRunLeaseLostError] = []
 
@@ -181,10 +193,19 @@ async def _execute(
         except DurableRunLeaseLostError:
             raise
         except Exception as exc:
-            failure = step_error_from(exc)
-            await store.end_run(ctx.lease, status="failed", error=failure)
-            live.publish(LiveEvent(kind="run_failed", error=failure.message))
-            raise
+            if lost:
+                raise lost[0] from None
+            # A run-fatal error the agent caught still ends the run, with its own code.
+            failure = ctx.fatal or exc
+            await _fail(store, ctx, live, failure)
+            if failure is exc:
+                raise
+            raise failure from exc
+        if lost:
+            raise lost[0]  # the agent swallowed its cancellation
+        if ctx.fatal is not None:
+            await _fail(store, ctx, live, ctx.fatal)
+            raise ctx.fatal
         unvisited = ctx.unvisited_recorded_steps()
         if unvisited:
             error = DurableRunDivergenceError(
@@ -192,10 +213,13 @@ async def _execute(
                 f"{unvisited[0].step_index} ({unvisited[0].intent!r}) on, but the code now "
                 f"finishes after {ctx.positions_used}; restore the removed steps or start a new run"
             )
-            await store.end_run(ctx.lease, status="failed", error=step_error_from(error))
-            live.publish(LiveEvent(kind="run_failed", error=error.message))
+            await _fail(store, ctx, live, error)
             raise error
-        data, result = definition.output.round_trip(value, what=f"{label} run {run_id!r}")
+        try:
+            data, result = definition.output.round_trip(value, what=f"{label} run {run_id!r}")
+        except DurableError as exc:
+            await _fail(store, ctx, live, exc)
+            raise
         record = await store.end_run(ctx.lease, status="completed", result=data, outcome=outcome)
         live.publish(LiveEvent(kind="run_completed"))
     finally:
@@ -203,6 +227,15 @@ async def _execute(
         work.cancel()
         await live.flush()
     return RunResult(result=result, run=record, steps=await store.load_steps(run_id))
+
+
+async def _fail(
+    store: DurableRunStore, ctx: LocalContext, live: LivePublisher, error: BaseException
+) -> None:
+    """End the run as failed with ``error``: recorded once, so it is never resumed again."""
+    failure = step_error_from(error)
+    await store.end_run(ctx.lease, status="failed", error=failure)
+    live.publish(LiveEvent(kind="run_failed", error=failure.message))
 
 
 def _ended(

@@ -487,7 +487,11 @@ class SqlStore(ABC):
             if run is None:
                 raise run_not_found(run_id)
             if run.status != "running":
-                raise run_ended(run_id)
+                # A retried sender (a webhook, say) learns its key was taken, not an error.
+                existing = await self.load_event(run_id, key)
+                if existing is None:
+                    raise run_ended(run_id)
+                return EmitResult(accepted=False, record=existing)
         else:
             # A fenced emit from a worker that lost its lease fails even if the key exists.
             run = await self.load_run(run_id)

@@ -23,6 +23,7 @@ from durable import (
     StepKind,
     StepRecord,
     check_name,
+    event_payload,
 )
 from durable._failures import run_ended_error
 
@@ -223,20 +224,4 @@ def checked_event(run_id: str, key: str, payload: Any) -> Any:
     """Validate an event at the store boundary; return a private JSON copy of its payload."""
     check_name(run_id, what="run_id")
     check_name(key, what="event key")
-    return json_payload(payload, what=f"event {key!r}")
-
-
-def json_payload(payload: Any, *, what: str) -> Any:
-    """A private JSON copy of ``payload``; refuses values with no JSON form."""
-    import json
-
-    from durable import DurableEventPayloadError
-    from durable._codec import dumps
-
-    try:
-        return json.loads(dumps(payload))
-    except (TypeError, ValueError) as exc:
-        raise DurableEventPayloadError(
-            f"{what} payload is not JSON ({exc}); send dicts, lists, strings, numbers, "
-            "booleans or None (for pydantic models use model_dump(mode='json'))"
-        ) from None
+    return event_payload(payload, what=f"event {key!r}")

@@ -35,13 +35,21 @@ from durable import (
     TaskSpec,
     agent_definition,
     check_name,
+    event_payload,
     manifest_hash,
 )
 from durable._failures import manifest_mismatch_error, run_ended_error, run_failed_error
 
 from ._convert import durable_error_from
 from ._live import watch_stream
-from ._messages import EVENT_UPDATE, STATUS_QUERY, STEPS_QUERY, USAGE_MEMO, EventMessage
+from ._messages import (
+    EVENT_UPDATE,
+    EVENTS_MEMO,
+    STATUS_QUERY,
+    STEPS_QUERY,
+    USAGE_MEMO,
+    EventMessage,
+)
 from ._search import AGENT_NAME, PROJECT_ID
 
 __all__ = ["AgentClient", "unreachable_run"]
@@ -172,7 +180,10 @@ class AgentClient:
         A malformed event is refused with ``DurableEventPayloadError`` and leaves the
         run unharmed.
         """
-        message = EventMessage(key=check_name(key, what="event key"), payload=payload)
+        check_name(key, what="event key")
+        # Checked here, as the local store checks it: a refused payload never travels.
+        data = event_payload(payload, what=f"event {key!r}")
+        message = EventMessage(key=key, payload=data)
         handle = self._handle(run_id)
         try:
             accepted: bool = await handle.execute_update(EVENT_UPDATE, message, result_type=bool)
@@ -181,10 +192,18 @@ class AgentClient:
                 f"run {run_id!r} refused event {key!r}: {failure.cause}"
             ) from None
         except RPCError as failure:
-            if failure.status == RPCStatusCode.NOT_FOUND:
-                raise unreachable_run(run_id, failure) from None
-            raise
+            if failure.status != RPCStatusCode.NOT_FOUND:
+                raise
+            if "already completed" in failure.message and key in await self._ended_events(run_id):
+                return False  # a retried sender: the run took this key before it ended
+            raise unreachable_run(run_id, failure) from None
         return accepted
+
+    async def _ended_events(self, run_id: str) -> list[str]:
+        """The event keys an ended run accepted, from its memo (no worker needed)."""
+        described = await self._handle(run_id).describe()
+        keys: list[str] = await described.memo_value(EVENTS_MEMO, [])
+        return keys
 
     async def watch(self, run_id: str, *, after: int = 0) -> AsyncIterator[LiveEvent]:
         """Yield the run's live entries after ``after`` as they come, until it ends.

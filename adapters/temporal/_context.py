@@ -26,9 +26,7 @@ from durable import (
     USAGE_KINDS,
     AgentDefinition,
     DurableContext,
-    DurableResultNotSerializableError,
     DurableRunManifest,
-    ErrorCode,
     JsonCodec,
     LiveEvent,
     RetryPolicy,
@@ -40,6 +38,7 @@ from durable import (
     as_timedelta,
     canonical_hash,
     check_name,
+    event_payload,
     step_definition,
 )
 from durable._failures import (
@@ -50,6 +49,7 @@ from durable._failures import (
     step_failed_error,
     step_label,
     step_timeout_error,
+    unrecordable,
 )
 from durable.conversation import (
     Conversation,
@@ -204,8 +204,9 @@ class TemporalContext:
             self.publish(
                 LiveEvent(kind="step_failed", step=index, intent=intent, error=error.message)
             )
-            if error.code == ErrorCode.RESULT_NOT_SERIALIZABLE:
-                raise DurableResultNotSerializableError(error.message) from None
+            unrecorded = unrecordable(error)
+            if unrecorded is not None:
+                raise unrecorded from None
             raise step_failed_error(intent, index, error, attempts) from None
         value: T = definition.result.decode(outcome.result, what=label)
         self._finish(index, status="completed", result=outcome.result, attempts=outcome.attempt)
@@ -282,12 +283,9 @@ class TemporalContext:
     async def _emit_to(self, run_id: str, key: str, payload: object) -> bool:
         """Send the event through the event activity, which learns whether it won."""
         check_name(run_id, what="run_id")
+        data = event_payload(payload, what=f"event {key!r}")
         index = self._begin(f"emit_event:{key}->{run_id}", "event")
-        event = RunEvent(
-            run_id=run_id,
-            key=key,
-            payload=JsonCodec[Any](Any).encode(payload, what=f"event {key!r}"),
-        )
+        event = RunEvent(run_id=run_id, key=key, payload=data)
         try:
             accepted: bool = await workflow.execute_activity(
                 SEND_EVENT_ACTIVITY,
@@ -360,10 +358,11 @@ class TemporalContext:
         check_name(key, what="event key")
         if run_id is not None and run_id != self._run_id:
             return await self._emit_to(run_id, key, payload)
+        data = event_payload(payload, what=f"event {key!r}")
         index = self._begin(f"emit_event:{key}", "event")
         accepted = key not in self.events
         if accepted:
-            self.events[key] = JsonCodec[Any](Any).encode(payload, what=f"event {key!r}")
+            self.events[key] = data
         self._finish(index, status="completed", result={"accepted": accepted})
         return accepted
 

@@ -12,6 +12,8 @@ from durable.conversation import ConversationTurn
 __all__ = [
     "ABORT_SIGNAL",
     "CONVERSATION_WORKFLOW",
+    "EVENTS_MEMO",
+    "EVENTS_MEMO_PATCH",
     "EVENT_SIGNAL",
     "EVENT_UPDATE",
     "SEND_EVENT_ACTIVITY",
@@ -31,6 +33,11 @@ EVENT_SIGNAL = "event"
 EVENT_UPDATE = "send_event"
 """Update carrying one ``EventMessage``; returns whether it was accepted (first emit wins)."""
 STEPS_QUERY = "steps"
+EVENTS_MEMO = "events"
+"""Memo key of the event keys an ended run accepted: a sender retried after the end
+learns its key was taken (not accepted) without a worker replaying the run."""
+EVENTS_MEMO_PATCH = "durable.events-memo"
+"""Patch id under which ended runs record ``EVENTS_MEMO``; older histories replay without it."""
 USAGE_MEMO = "usage"
 """Memo key of the run's model-call totals: input_tokens, output_tokens, cost."""
 SEND_EVENT_ACTIVITY = "durable.send_event"

@@ -503,3 +503,65 @@ async def talk_until_stopped(ctx: DurableContext, job: Job) -> ConversationResul
     conversation = conversation_definition(job.key)
     stop = job.marker or "stop"
     return await ctx.conversation(conversation, seed=f"topic {job.n}", abort_on=stop)
+
+
+# Boundaries every substrate keeps: run-fatal errors, value sizes and canonical values.
+
+
+@step
+async def sized(n_bytes: int) -> str:
+    CALLS["sized"] += 1
+    return "x" * n_bytes
+
+
+@step
+async def measure(value: float) -> float:
+    CALLS["measure"] += 1
+    return value
+
+
+@agent(name="conformance.swallower")
+async def swallower(ctx: DurableContext, job: Job) -> str:
+    """Catches everything, as careless agent code does, and returns normally."""
+    intent = KNOBS.get("intent", "first")
+    fingerprint = KNOBS.get("fingerprint", {"n": job.n})
+    try:
+        await ctx.step(intent, add_one, job.n, input_fingerprint=fingerprint)
+    except Exception as exc:
+        return f"swallowed {type(exc).__name__}"
+    try:
+        await ctx.await_event(job.key)
+    except Exception as exc:
+        return f"swallowed {type(exc).__name__}"
+    return "done"
+
+
+@agent(name="conformance.oversized_step")
+async def oversized_step(ctx: DurableContext, job: Job) -> int:
+    text = await ctx.step("make a large result", sized, job.n)
+    return len(text)
+
+
+@agent(name="conformance.oversized_result")
+async def oversized_result(ctx: DurableContext, job: Job) -> str:
+    return "x" * job.n
+
+
+@agent(name="conformance.echo")
+async def echo(ctx: DurableContext, data: dict[str, Any]) -> dict[str, Any]:
+    await ctx.await_event("go")
+    return data
+
+
+@agent(name="conformance.non_finite_step")
+async def non_finite_step(ctx: DurableContext, job: Job) -> float:
+    return await ctx.step("measure", measure, float(KNOBS.get("value", "nan")))
+
+
+@agent(name="conformance.non_finite_emit")
+async def non_finite_emit(ctx: DurableContext, job: Job) -> str:
+    try:
+        await ctx.emit_event(job.key, {"x": float("inf")})
+    except DurableError as exc:
+        return exc.code.value
+    return "accepted"

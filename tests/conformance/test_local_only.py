@@ -204,7 +204,7 @@ async def test_emit_refuses_a_payload_that_is_not_json(
 ) -> None:
     await acquire(substrate.store, run_id, "worker-a", 30)
 
-    with pytest.raises(DurableEventPayloadError, match=r"not JSON.*model_dump"):
+    with pytest.raises(DurableEventPayloadError, match=r"not JSON.*pydantic models"):
         await substrate.store.emit_event(run_id, "k", {"when": object()})
     assert await substrate.store.load_event(run_id, "k") is None
 
