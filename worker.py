@@ -34,8 +34,7 @@ from activities.conversation import conversation_turn
 from activities.events import send_event
 from activities.steps import run_step
 from adapters.local import LocalWorker, SqliteStore
-from adapters.temporal import DevServer, workflow_runner
-from adapters.temporal._devserver import PortInUseError
+from adapters.temporal import DevServer, PortInUseError, workflow_runner
 from workflows.agent import AgentWorkflow
 from workflows.conversation import ConversationWorkflow
 

@@ -67,10 +67,18 @@ from ._registry import (
     step,
     step_definition,
 )
-from ._retry import DEFAULT_STEP_TIMEOUT, RetryPolicy, StepOptions, as_timedelta, retry_hints
+from ._retry import (
+    DEFAULT_HEARTBEAT_TIMEOUT,
+    DEFAULT_STEP_TIMEOUT,
+    RetryPolicy,
+    StepOptions,
+    as_timedelta,
+    retry_hints,
+)
 from ._usage import USAGE_FIELDS, USAGE_KINDS, add_usage, usage_totals
 
 __all__ = [
+    "DEFAULT_HEARTBEAT_TIMEOUT",
     "DEFAULT_STEP_TIMEOUT",
     "MAX_NAME_LENGTH",
     "MAX_PAYLOAD_BYTES",

@@ -18,6 +18,7 @@ from ._errors import (
     DurableRunDivergenceError,
     DurableRunEndedError,
     DurableRunFailedError,
+    DurableRunInputInvalidError,
     DurableRunInputMismatchError,
     DurableStepFailedError,
     DurableStepInputMismatchError,
@@ -32,6 +33,8 @@ __all__ = [
     "divergence_error",
     "event_label",
     "event_payload_error",
+    "heartbeat_timeout_error",
+    "input_invalid_error",
     "input_mismatch_error",
     "manifest_mismatch_error",
     "replayed_failure",
@@ -109,6 +112,14 @@ def step_timeout_error(attempt: int, label: str, timeout: float) -> DurableStepT
     )
 
 
+def heartbeat_timeout_error(attempt: int, label: str, heartbeat: float) -> DurableStepTimeoutError:
+    return DurableStepTimeoutError(
+        f"attempt {attempt} of {label} sent no heartbeat for {heartbeat:g}s, so its worker "
+        "was taken for lost; if the worker was alive but starved, give the step a longer "
+        "heartbeat= or the worker fewer concurrent activities"
+    )
+
+
 def divergence_error(
     run_id: str, index: int, recorded: tuple[StepKind, str], now: tuple[StepKind, str]
 ) -> DurableRunDivergenceError:
@@ -126,6 +137,15 @@ def input_mismatch_error(
         f"step {index} {intent!r} of run {run_id!r} was recorded with input "
         f"fingerprint {recorded[:12]}…, but replay passes {now[:12]}…; "
         "the step's inputs changed, so restore them or start a new run"
+    )
+
+
+def input_invalid_error(
+    run_id: str, label: str, cause: DurableError
+) -> DurableRunInputInvalidError:
+    return DurableRunInputInvalidError(
+        f"the recorded input of run {run_id!r} no longer matches the input type of "
+        f"{label} ({cause.message}); deploy a type that accepts it, or start a new run"
     )
 
 

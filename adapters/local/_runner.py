@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
@@ -14,7 +13,6 @@ from durable import (
     DurableContext,
     DurableError,
     DurableRunDivergenceError,
-    DurableRunInputInvalidError,
     DurableRunLeaseLostError,
     DurableRunManifest,
     LiveEvent,
@@ -27,7 +25,7 @@ from durable import (
     check_name,
     derive_worker_id,
 )
-from durable._failures import run_failed_error, step_error_from
+from durable._failures import input_invalid_error, run_failed_error, step_error_from
 
 from ._context import LocalContext
 from ._live import LivePublisher
@@ -37,8 +35,6 @@ __all__ = ["RunResult", "resume_run", "run_durable"]
 
 InputT = TypeVar("InputT")
 OutputT = TypeVar("OutputT")
-
-log = logging.getLogger("durable.local")
 
 
 @dataclass(frozen=True)
@@ -165,10 +161,7 @@ async def _execute(
         agent_input = definition.input.decode(manifest.input, what=f"the input of {label}")
     except DurableError as exc:
         # Failed once, not resumed again: no worker can ever start this run's agent.
-        invalid = DurableRunInputInvalidError(
-            f"the recorded input of run {run_id!r} no longer matches the input type of "
-            f"{label} ({exc.message}); deploy a type that accepts it, or start a new run"
-        )
+        invalid = input_invalid_error(run_id, label, exc)
         await _fail(store, ctx, live, invalid)
         await live.flush()
         raise invalid from None

@@ -9,7 +9,7 @@ from ._convert import (
     temporal_retry_policy,
     to_application_error,
 )
-from ._devserver import DevServer, find_temporal_binary
+from ._devserver import DevServer, PortInUseError, find_temporal_binary
 from ._live import LIVE_TOPIC, ActivityTokens, watch_stream
 from ._messages import (
     ABORT_SIGNAL,
@@ -58,6 +58,7 @@ __all__ = [
     "ConversationState",
     "DevServer",
     "EventMessage",
+    "PortInUseError",
     "RunEvent",
     "StepOutcome",
     "TemporalContext",

@@ -17,7 +17,13 @@ from typing import TYPE_CHECKING, Any, TypeVar, TypeVarTuple, Unpack
 
 from pydantic import ValidationError
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError, RetryState
+from temporalio.exceptions import (
+    ActivityError,
+    ApplicationError,
+    ChildWorkflowError,
+    RetryState,
+    TimeoutType,
+)
 from temporalio.exceptions import TimeoutError as TemporalTimeoutError
 from temporalio.workflow import ChildWorkflowHandle
 
@@ -26,6 +32,7 @@ from durable import (
     USAGE_KINDS,
     AgentDefinition,
     DurableContext,
+    DurableError,
     DurableRunManifest,
     JsonCodec,
     LiveEvent,
@@ -45,6 +52,8 @@ from durable._failures import (
     await_timeout_error,
     event_label,
     event_payload_error,
+    heartbeat_timeout_error,
+    input_invalid_error,
     step_error_from,
     step_failed_error,
     step_label,
@@ -382,6 +391,9 @@ def _activity_failure(
         )
         return error, int(details.get("attempt", attempts))
     if isinstance(cause, TemporalTimeoutError):
+        if cause.type == TimeoutType.HEARTBEAT:
+            beat = options.heartbeat_timeout.total_seconds()
+            return step_error_from(heartbeat_timeout_error(attempts, label, beat)), attempts
         timeout = options.timeout.total_seconds()
         return step_error_from(step_timeout_error(attempts, label, timeout)), attempts
     return step_error_from(cause or failure), attempts
@@ -403,6 +415,9 @@ async def run_on_workflow_step(
     it. Temporal's history is the only store, so nothing else is recorded.
     """
     label = f"agent {agent.name!r}"
-    agent_input = agent.input.decode(manifest.input, what=f"the input of {label}")
+    try:
+        agent_input = agent.input.decode(manifest.input, what=f"the input of {label}")
+    except DurableError as exc:
+        raise input_invalid_error(context.run_id, label, exc) from None
     value = await agent.fn(context, agent_input)
     return agent.output.encode(value, what=f"{label} run {context.run_id!r}")

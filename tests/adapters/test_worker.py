@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from adapters.local import DurableRunStore, InMemoryStore, LocalWorker, run_durable
-from durable import DurableRunManifest, TaskSpec
+from durable import DurableRunInputInvalidError, DurableRunManifest, TaskSpec
 from tests.conformance import agents
 from tests.conformance.agents import Job
 from tests.conformance.conftest import LOCAL_SUBSTRATES, open_store
@@ -179,3 +179,33 @@ def test_the_demo_survives_a_killed_worker(tmp_path: Path) -> None:
     assert "'status': 'refunded'" in out.stdout
     ledger = (tmp_path / "refunds.jsonl").read_text().splitlines()
     assert len(ledger) == 1  # paid out exactly once
+
+
+async def test_a_run_whose_input_no_longer_decodes_fails_once(store: DurableRunStore) -> None:
+    # Recorded before the input type gained its required field `by`.
+    stale = DurableRunManifest(
+        project_id="p",
+        task=TaskSpec(id="t", intent="i", domain="d"),
+        input={"approved": True},
+    )
+    await store.start_or_resume(
+        run_id="stale", agent="conformance.strict", manifest=stale, worker_id="gone",
+        lease_for=timedelta(0),
+    )  # fmt: skip
+    worker = LocalWorker(store, scan_interval=timedelta(milliseconds=20))
+
+    running = asyncio.create_task(worker.run())
+    while "stale" not in worker.finished:
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.2)  # ten more scans: none may pick the run up again
+    worker.stop()
+    await running
+
+    error = worker.finished["stale"]
+    assert isinstance(error, DurableRunInputInvalidError)
+    assert "no longer matches the input type of agent 'conformance.strict'" in str(error)
+    assert "'by'" in str(error)
+    run = await store.load_run("stale")
+    assert run is not None
+    assert (run.status, run.error and run.error.code) == ("failed", "input_invalid")
+    assert await worker.scan() == []

@@ -565,3 +565,8 @@ async def non_finite_emit(ctx: DurableContext, job: Job) -> str:
     except DurableError as exc:
         return exc.code.value
     return "accepted"
+
+
+@agent(name="conformance.strict")
+async def strict(ctx: DurableContext, approval: Approval) -> str:
+    return approval.by

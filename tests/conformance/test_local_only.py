@@ -43,10 +43,12 @@ MANIFEST = DurableRunManifest(
 
 
 async def acquire(store: DurableRunStore, run_id: str, worker: str, seconds: float) -> Any:
+    """Take run ``run_id`` (created as a two_phase run if new) for ``worker``."""
+    recorded = await store.load_run(run_id)
     resumed = await store.start_or_resume(
         run_id=run_id,
-        agent="conformance.two_phase",
-        manifest=MANIFEST,
+        agent="conformance.two_phase" if recorded is None else recorded.agent,
+        manifest=await store.load_manifest(run_id) or MANIFEST,
         worker_id=worker,
         lease_for=timedelta(seconds=seconds),
     )
@@ -149,13 +151,13 @@ class _StalledRenewals:
 
 
 async def _paused_then_taken_over(
-    substrate: LocalSubstrate, run_id: str
+    substrate: LocalSubstrate, run_id: str, agent: Any = agents.two_phase
 ) -> tuple[_StalledRenewals, asyncio.Task[Any]]:
     """Worker A waits for 'go' with its renewals stalled until worker B takes the run."""
     stalled = _StalledRenewals(substrate.store)
     paused = asyncio.create_task(
         run_durable(
-            agents.two_phase,
+            agent,
             Job(),
             store=stalled,  # type: ignore[arg-type]
             run_id=run_id,
@@ -195,6 +197,23 @@ async def test_paused_worker_cannot_record_a_step(substrate: LocalSubstrate, run
         await asyncio.wait_for(paused, 5)
     steps = await substrate.store.load_steps(run_id)
     assert [s.status for s in steps] == ["completed", "completed", "running"]
+    stalled.release.set()
+
+
+@pytest.mark.local_only(reason=LEASES)
+async def test_a_caught_lost_lease_still_ends_the_run_as_lost(
+    substrate: LocalSubstrate, run_id: str
+) -> None:
+    stalled, paused = await _paused_then_taken_over(substrate, run_id, agents.swallower)
+
+    # Completing the wait is fenced; the agent catches the error and returns normally.
+    await substrate.store.emit_event(run_id, "go", None)
+
+    with pytest.raises(DurableRunLeaseLostError):
+        await asyncio.wait_for(paused, 5)
+    run = await substrate.store.load_run(run_id)
+    assert run is not None
+    assert (run.status, run.lease_holder, run.result) == ("running", "worker-b", None)
     stalled.release.set()
 
 

@@ -50,6 +50,22 @@ async def test_a_workflow_of_an_unknown_agent_fails_with_a_reason(
     assert "import the module that defines it" in str(failed.value)
 
 
+async def test_a_run_whose_input_no_longer_decodes_fails_with_input_invalid(
+    agents_client: AgentClient, client: Client, task_queue: str
+) -> None:
+    # Started before the input type gained its required field `by`.
+    stale = DurableRunManifest(
+        project_id="p", task=TaskSpec(id="x", intent="x", domain="d"), input={"approved": True}
+    )
+    await client.start_workflow("conformance.strict", stale, id="raw-stale", task_queue=task_queue)
+
+    with pytest.raises(DurableError) as failed:
+        await agents_client.result("raw-stale")
+
+    assert failed.value.code == ErrorCode.INPUT_INVALID
+    assert "no longer matches the input type of agent 'conformance.strict'" in str(failed.value)
+
+
 async def test_a_malformed_event_update_is_rejected_with_the_reason(
     agents_client: AgentClient, client: Client
 ) -> None:

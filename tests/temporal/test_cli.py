@@ -83,9 +83,13 @@ async def test_run_status_event_result_list(
     assert "refund-cli" in listing.stdout
     assert "completed" in listing.stdout
 
-    late = await asyncio.to_thread(
+    # A sender retried after the end: the key was taken, which is no error.
+    again = await asyncio.to_thread(
         durable, "event", "refund-cli", "approval", "--payload", "{}", env=env
     )
+    assert (again.returncode, again.stderr) == (0, "")
+    assert again.stdout.startswith("not accepted: 'approval' was already sent")
+    late = await asyncio.to_thread(durable, "event", "refund-cli", "late", env=env)
     assert late.returncode == 1
     assert "[run_ended] run 'refund-cli' has already ended" in late.stderr
 
@@ -176,6 +180,34 @@ async def test_durable_watch_streams_a_runs_steps_tokens_and_waits(
     assert "event `approval` received" in after
     assert "started: issue the payout" in after
     assert after.rstrip().endswith("run completed")
+
+
+async def test_durable_event_local_after_the_end(env: dict[str, str], tmp_path: Path) -> None:
+    from adapters.local import SqliteStore, run_durable
+    from examples.refund import RefundRequest, refund_review
+
+    store = SqliteStore(tmp_path / "durable.db")  # where DURABLE_DATA puts the local store
+    request = RefundRequest(order_id="A-1001", amount_cents=2500, reason="damaged")
+    run = asyncio.create_task(run_durable(refund_review, request, store=store, run_id="local-e"))
+    while "await_event:approval" not in [s.intent for s in await store.load_steps("local-e")]:
+        await asyncio.sleep(0.01)
+    approve = '{"approved": true, "reviewer": "kim"}'
+
+    first = await asyncio.to_thread(
+        durable, "event", "local-e", "approval", "--payload", approve, "--local", env=env
+    )
+    await run
+    again = await asyncio.to_thread(
+        durable, "event", "local-e", "approval", "--payload", approve, "--local", env=env
+    )
+    late = await asyncio.to_thread(durable, "event", "local-e", "late", "--local", env=env)
+    await store.close()
+
+    assert (first.returncode, first.stdout.strip()) == (0, "accepted")
+    assert (again.returncode, again.stderr) == (0, "")
+    assert again.stdout.startswith("not accepted: 'approval' was already sent")
+    assert late.returncode == 1
+    assert "[run_ended] run 'local-e' has already ended" in late.stderr
 
 
 async def test_durable_watch_local_follows_a_run_in_the_sqlite_store(

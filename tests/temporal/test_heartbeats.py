@@ -20,7 +20,7 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
 from adapters.temporal import AgentClient, DevServer
-from durable._retry import DEFAULT_HEARTBEAT_TIMEOUT
+from durable import DEFAULT_HEARTBEAT_TIMEOUT
 from tests.temporal import heartbeat_agents
 from worker import temporal_worker
 
