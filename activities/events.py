@@ -8,18 +8,9 @@ client, so the sender learns whether its emit won (first emit wins).
 from __future__ import annotations
 
 from temporalio import activity
-from temporalio.client import WorkflowUpdateFailedError
-from temporalio.exceptions import ApplicationError
-from temporalio.service import RPCError, RPCStatusCode
 
-from adapters.temporal import (
-    EVENT_UPDATE,
-    SEND_EVENT_ACTIVITY,
-    EventMessage,
-    RunEvent,
-    unreachable_run,
-)
-from durable import ErrorCode
+from adapters.temporal import SEND_EVENT_ACTIVITY, RunEvent, deliver_event, to_application_error
+from durable import DurableError
 
 __all__ = ["send_event"]
 
@@ -28,21 +19,7 @@ __all__ = ["send_event"]
 async def send_event(event: RunEvent) -> bool:
     handle = activity.client().get_workflow_handle(event.run_id)
     try:
-        accepted: bool = await handle.execute_update(
-            EVENT_UPDATE, EventMessage(key=event.key, payload=event.payload), result_type=bool
-        )
-    except WorkflowUpdateFailedError as failure:
-        raise ApplicationError(
-            f"run {event.run_id!r} refused event {event.key!r}: {failure.cause}",
-            {"code": ErrorCode.EVENT_PAYLOAD_INVALID.value},
-            type="DurableEventPayloadError",
-            non_retryable=True,
-        ) from None
-    except RPCError as failure:
-        if failure.status != RPCStatusCode.NOT_FOUND:
-            raise  # transient: Temporal retries the activity
-        error = unreachable_run(event.run_id, failure)
-        raise ApplicationError(
-            error.message, {"code": error.code.value}, type=type(error).__name__, non_retryable=True
-        ) from None
-    return accepted
+        return await deliver_event(handle, event.key, event.payload)
+    except DurableError as error:
+        # Final answers; a transient RPC error is raised as is, and Temporal retries it.
+        raise to_application_error(error) from None

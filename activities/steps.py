@@ -22,10 +22,8 @@ from temporalio.exceptions import ApplicationError
 from activities._heartbeat import heartbeating
 from adapters.temporal import ActivityTokens, StepOutcome, step_of_activity
 from durable import (
+    UNRECORDABLE_ERRORS,
     DurableError,
-    DurableNonCanonicalValueError,
-    DurablePayloadTooLargeError,
-    DurableResultNotSerializableError,
     live_tokens,
     registered_steps,
     retry_hints,
@@ -79,11 +77,7 @@ async def run_step(args: Sequence[RawValue]) -> StepOutcome:
         ) from exc
     try:
         data = definition.result.encode(value, what=f"step {definition.name!r}")
-    except (
-        DurableResultNotSerializableError,
-        DurableNonCanonicalValueError,
-        DurablePayloadTooLargeError,
-    ) as exc:
+    except UNRECORDABLE_ERRORS as exc:
         # Deterministic: another attempt would return the same value.
         raise ApplicationError(
             exc.message,

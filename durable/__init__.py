@@ -17,6 +17,7 @@ from ._codec import MAX_PAYLOAD_BYTES, JsonCodec, event_payload
 from ._context import UNSET, DurableContext, Unset
 from ._errors import (
     RUN_FATAL_ERRORS,
+    UNRECORDABLE_ERRORS,
     DurableAwaitEventTimeoutError,
     DurableError,
     DurableEventError,
@@ -83,6 +84,7 @@ __all__ = [
     "MAX_NAME_LENGTH",
     "MAX_PAYLOAD_BYTES",
     "RUN_FATAL_ERRORS",
+    "UNRECORDABLE_ERRORS",
     "UNSET",
     "USAGE_FIELDS",
     "USAGE_KINDS",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
@@ -44,18 +44,22 @@ def check_size(text: str, *, what: str) -> None:
         )
 
 
-def _non_finite(value: Any, path: str) -> tuple[str, float] | None:
+def _non_finite(
+    value: Any, path: str, above: frozenset[int] = frozenset()
+) -> tuple[str, float] | None:
     """The path and value of the first NaN or infinity inside ``value``, if any.
 
     Checked on the value itself, because pydantic writes NaN as ``null`` in JSON
-    mode, which would record a different value than the one the code holds.
+    mode, which would record a different value than the one the code holds. A
+    container that holds itself is left to the serializer, which refuses it.
     """
     if isinstance(value, float):
         return None if math.isfinite(value) else (path, value)
-    if isinstance(value, str | int | bytes | type(None)):
+    if isinstance(value, str | int | bytes | type(None)) or id(value) in above:
         return None
+    items: Iterable[tuple[str, Any]]
     if isinstance(value, Mapping):
-        items: Any = ((f"{path}.{key}", item) for key, item in value.items())
+        items = ((f"{path}.{key}", item) for key, item in value.items())
     elif isinstance(value, list | tuple | set | frozenset):
         items = ((f"{path}[{i}]", item) for i, item in enumerate(value))
     elif isinstance(value, BaseModel):
@@ -67,8 +71,9 @@ def _non_finite(value: Any, path: str) -> tuple[str, float] | None:
         )
     else:
         return None
+    above = above | {id(value)}
     for where, item in items:
-        found = _non_finite(item, where)
+        found = _non_finite(item, where, above)
         if found is not None:
             return found
     return None

@@ -39,6 +39,7 @@ from typing import ClassVar
 
 __all__ = [
     "RUN_FATAL_ERRORS",
+    "UNRECORDABLE_ERRORS",
     "DurableAwaitEventTimeoutError",
     "DurableError",
     "DurableEventError",
@@ -262,6 +263,14 @@ _BY_CODE: dict[str, type[DurableError]] = {
         DurableStoreError,
     )
 }
+
+UNRECORDABLE_ERRORS: tuple[type[DurableError], ...] = (
+    DurableResultNotSerializableError,
+    DurableNonCanonicalValueError,
+    DurablePayloadTooLargeError,
+)
+"""Errors of a step result that cannot be recorded. Another attempt would return
+the same value, so such a step is never retried and raises the error itself."""
 
 RUN_FATAL_ERRORS: tuple[type[DurableRunError], ...] = (
     DurableRunDivergenceError,

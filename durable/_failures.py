@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from ._errors import (
+    UNRECORDABLE_ERRORS,
     DurableAwaitEventTimeoutError,
     DurableError,
     DurableEventPayloadError,
@@ -23,7 +24,6 @@ from ._errors import (
     DurableStepFailedError,
     DurableStepInputMismatchError,
     DurableStepTimeoutError,
-    ErrorCode,
     error_for_code,
 )
 from ._records import StepError, StepKind, StepRecord
@@ -47,13 +47,7 @@ __all__ = [
     "unrecordable",
 ]
 
-_UNRECORDABLE = frozenset(
-    {
-        ErrorCode.RESULT_NOT_SERIALIZABLE.value,
-        ErrorCode.NON_CANONICAL_VALUE.value,
-        ErrorCode.PAYLOAD_TOO_LARGE.value,
-    }
-)
+_UNRECORDABLE = frozenset(cls.code.value for cls in UNRECORDABLE_ERRORS)
 
 
 def unrecordable(error: StepError) -> DurableError | None:

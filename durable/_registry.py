@@ -17,7 +17,8 @@ from typing import Any, TypeVar, get_type_hints, overload
 from pydantic import ValidationError
 
 from ._codec import JsonCodec
-from ._errors import DurableEventPayloadError, DurableRegistrationError
+from ._errors import DurableError, DurableEventPayloadError, DurableRegistrationError
+from ._failures import input_invalid_error
 from ._names import check_name
 from ._records import DurableRunManifest, TaskSpec
 from ._retry import (
@@ -114,6 +115,15 @@ class AgentDefinition:
             input=encoded,
             tags=dict(tags) if tags is not None else None,
         )
+
+    def decode_input(self, manifest: DurableRunManifest, *, run_id: str) -> Any:
+        """The typed input a run was started with; ``DurableRunInputInvalidError`` if the
+        input type changed since so that the recorded input no longer fits it."""
+        label = f"agent {self.name!r}"
+        try:
+            return self.input.decode(manifest.input, what=f"the input of {label}")
+        except DurableError as exc:
+            raise input_invalid_error(run_id, label, exc) from None
 
 
 _steps: dict[str, StepDefinition] = {}

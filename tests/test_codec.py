@@ -70,3 +70,10 @@ def test_a_recorded_value_that_no_longer_fits_its_type_is_explained() -> None:
     message = str(caught.value)
     assert "the recorded value of step 1 'locate'" in message
     assert "keep the old type or start a new run" in message
+
+
+def test_a_value_that_holds_itself_is_not_serializable_not_a_crash() -> None:
+    looped: list[Any] = [1.0]
+    looped.append(looped)
+    with pytest.raises(DurableResultNotSerializableError):
+        JsonCodec(Any).encode(looped, what="step 4")

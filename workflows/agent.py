@@ -10,6 +10,7 @@ as a divergence.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from typing import Any
 
@@ -75,6 +76,9 @@ class AgentWorkflow:
             )
             self._context = context
             data = await run_on_workflow_step(context, definition, manifest)
+        except asyncio.CancelledError:
+            self._remember_events()
+            raise
         except DurableError as error:
             await self._end("failed", error.message)
             raise to_application_error(error) from None
@@ -94,8 +98,11 @@ class AgentWorkflow:
         # Release watchers' long polls, or they would keep the run from closing.
         self._stream.detach_pollers()
         await workflow.wait_condition(workflow.all_handlers_finished)
+        self._remember_events()
+
+    def _remember_events(self) -> None:
+        """Keep the accepted keys in the memo, where senders read them after the end."""
         if workflow.patched(EVENTS_MEMO_PATCH):
-            # Read by AgentClient.send_event once the run is closed to updates.
             workflow.upsert_memo({EVENTS_MEMO: sorted(self._events)})
 
     @workflow.signal(name=EVENT_SIGNAL)
@@ -127,7 +134,10 @@ class AgentWorkflow:
 
     @send_event.validator
     def _validate_event(self, message: Any) -> None:
-        _parse_event(message)
+        event = _parse_event(message)
+        # Only here, never in a handler: validators do not run on replay, so a run that
+        # took such an event before this check existed replays it unchanged.
+        event_payload(event.payload, what=f"event {event.key!r}")
 
     async def _after_the_agent_settles(self) -> None:
         """Apply an external event only once the agent has caught up and blocked.
@@ -166,7 +176,6 @@ def _parse_event(message: Any) -> EventMessage:
             f"this one failed with {exc.errors(include_url=False)}"
         ) from None
     check_name(event.key, what="event key")
-    event_payload(event.payload, what=f"event {event.key!r}")
     try:
         # Looked up by type, not from run(): a handler can run before the agent starts.
         definition = agent_definition(workflow.info().workflow_type)

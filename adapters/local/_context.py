@@ -27,6 +27,7 @@ from durable import (
     LiveKind,
     RetryPolicy,
     RunRecord,
+    StepError,
     StepKind,
     StepRecord,
     TokenDeltas,
@@ -156,14 +157,32 @@ class LocalContext:
         input_hash: str = "",
         deadline: datetime | None = None,
     ) -> StepRecord:
-        return await self._store.begin_step(
-            self.lease,
-            step_index=index,
-            intent=intent,
-            kind=kind,
-            input_hash=input_hash,
-            deadline=deadline,
+        return await self._fenced(
+            self._store.begin_step(
+                self.lease,
+                step_index=index,
+                intent=intent,
+                kind=kind,
+                input_hash=input_hash,
+                deadline=deadline,
+            )
         )
+
+    async def _complete(self, index: int, result: Any) -> None:
+        await self._fenced(self._store.complete_step(self.lease, step_index=index, result=result))
+
+    async def _failed(self, index: int, error: StepError, *, final: bool) -> None:
+        await self._fenced(
+            self._store.fail_step(self.lease, step_index=index, error=error, final=final)
+        )
+
+    async def _fenced(self, write: Awaitable[T]) -> T:
+        """A write under the lease; losing the lease makes this context run-fatal."""
+        try:
+            return await write
+        except DurableRunLeaseLostError as lost:
+            self.fatal = self.fatal or lost
+            raise
 
     async def step(
         self,
@@ -216,7 +235,7 @@ class LocalContext:
                 cause = exc
                 error = step_error_from(exc)
             else:
-                await self._store.complete_step(self.lease, step_index=index, result=data)
+                await self._complete(index, data)
                 self.live.publish(LiveEvent(kind="step_completed", step=index, intent=intent))
                 return cast(T, restored)
             retryable, retry_after = retry_hints(cause)
@@ -227,7 +246,7 @@ class LocalContext:
                 and options.retry.retries(error.type)
                 and options.retry.allows_attempt(attempt + 1)
             )
-            await self._store.fail_step(self.lease, step_index=index, error=error, final=not again)
+            await self._failed(index, error, final=not again)
             if not again:
                 self.live.publish(
                     LiveEvent(kind="step_failed", step=index, intent=intent, error=error.message)
@@ -244,7 +263,7 @@ class LocalContext:
             return str(record.result)
         await self._begin(index, intent, "deterministic")
         value = produce()
-        await self._store.complete_step(self.lease, step_index=index, result=value)
+        await self._complete(index, value)
         return value
 
     async def now(self) -> datetime:
@@ -264,7 +283,7 @@ class LocalContext:
         remaining = (record.deadline - utc_now()).total_seconds()
         if remaining > 0:
             await asyncio.sleep(remaining)
-        await self._store.complete_step(self.lease, step_index=index, result=None)
+        await self._complete(index, None)
 
     async def await_event(
         self, key: str, *, timeout: timedelta | float | None = None, type: Any = None
@@ -293,9 +312,7 @@ class LocalContext:
             if deadline is not None and now >= deadline:
                 self.live.publish(LiveEvent(kind="wait_timed_out", step=index, key=key))
                 error = await_timeout_error(label, deadline)
-                await self._store.fail_step(
-                    self.lease, step_index=index, error=step_error_from(error), final=True
-                )
+                await self._failed(index, step_error_from(error), final=True)
                 raise error
             pause = self._poll
             if deadline is not None:
@@ -306,17 +323,15 @@ class LocalContext:
         self, index: int, label: str, payload: Any, codec: JsonCodec[Any] | None
     ) -> Any:
         if codec is None:
-            await self._store.complete_step(self.lease, step_index=index, result=payload)
+            await self._complete(index, payload)
             return payload
         try:
             value = codec.validate(payload)
         except ValidationError as exc:
             error = event_payload_error(label, codec.annotation, exc.errors(include_url=False))
-            await self._store.fail_step(
-                self.lease, step_index=index, error=step_error_from(error), final=True
-            )
+            await self._failed(index, step_error_from(error), final=True)
             raise error from None
-        await self._store.complete_step(self.lease, step_index=index, result=payload)
+        await self._complete(index, payload)
         return value
 
     async def conversation(
@@ -345,13 +360,13 @@ class LocalContext:
             raise
         except Exception as exc:
             error = step_error_from(exc)
-            await self._store.fail_step(self.lease, step_index=index, error=error, final=True)
+            await self._failed(index, error, final=True)
             self.live.publish(
                 LiveEvent(kind="step_failed", step=index, intent=intent, error=error.message)
             )
             raise step_failed_error(intent, index, error, 1) from exc
         data = result.model_dump(mode="json")
-        await self._store.complete_step(self.lease, step_index=index, result=data)
+        await self._complete(index, data)
         self.live.publish(LiveEvent(kind="step_completed", step=index, intent=intent))
         return result
 
@@ -381,14 +396,14 @@ class LocalContext:
             try:
                 accepted = await send_event(self._store, run_id, key, payload)
             except DurableError as error:
-                await self._store.fail_step(
-                    self.lease, step_index=index, error=step_error_from(error), final=True
-                )
+                await self._failed(index, step_error_from(error), final=True)
                 raise
         else:
-            emitted = await self._store.emit_event(self.run_id, key, payload, lease=self.lease)
+            emitted = await self._fenced(
+                self._store.emit_event(self.run_id, key, payload, lease=self.lease)
+            )
             accepted = emitted.accepted
-        await self._store.complete_step(self.lease, step_index=index, result={"accepted": accepted})
+        await self._complete(index, {"accepted": accepted})
         return accepted
 
 

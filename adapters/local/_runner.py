@@ -13,6 +13,7 @@ from durable import (
     DurableContext,
     DurableError,
     DurableRunDivergenceError,
+    DurableRunInputInvalidError,
     DurableRunLeaseLostError,
     DurableRunManifest,
     LiveEvent,
@@ -25,7 +26,7 @@ from durable import (
     check_name,
     derive_worker_id,
 )
-from durable._failures import input_invalid_error, run_failed_error, step_error_from
+from durable._failures import run_failed_error, step_error_from
 
 from ._context import LocalContext
 from ._live import LivePublisher
@@ -158,13 +159,12 @@ async def _execute(
         declared=definition.events,
     )
     try:
-        agent_input = definition.input.decode(manifest.input, what=f"the input of {label}")
-    except DurableError as exc:
+        agent_input = definition.decode_input(manifest, run_id=run_id)
+    except DurableRunInputInvalidError as invalid:
         # Failed once, not resumed again: no worker can ever start this run's agent.
-        invalid = input_invalid_error(run_id, label, exc)
         await _fail(store, ctx, live, invalid)
         await live.flush()
-        raise invalid from None
+        raise
     work = asyncio.create_task(definition.fn(ctx, agent_input), name=f"durable:{run_id}")
     lost: list[DurableRunLeaseLostError] = []
 
@@ -190,14 +190,16 @@ async def _execute(
                 raise lost[0] from None
             # A run-fatal error the agent caught still ends the run, with its own code.
             failure = ctx.fatal or exc
-            await _fail(store, ctx, live, failure)
+            if not isinstance(failure, DurableRunLeaseLostError):
+                await _fail(store, ctx, live, failure)  # a lost lease may write nothing
             if failure is exc:
                 raise
             raise failure from exc
         if lost:
             raise lost[0]  # the agent swallowed its cancellation
         if ctx.fatal is not None:
-            await _fail(store, ctx, live, ctx.fatal)
+            if not isinstance(ctx.fatal, DurableRunLeaseLostError):
+                await _fail(store, ctx, live, ctx.fatal)
             raise ctx.fatal
         unvisited = ctx.unvisited_recorded_steps()
         if unvisited:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import gc
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -175,11 +175,15 @@ class DurableRunStore(Protocol):
         """Runs in creation order, optionally only those in ``status``."""
         ...
 
-    async def list_expired_runs(self, *, now: datetime, limit: int = 100) -> list[RunRecord]:
-        """Running runs whose lease is free or expired at ``now``, in creation order.
+    async def list_expired_runs(
+        self, *, now: datetime, limit: int = 100, agents: Collection[str] | None = None
+    ) -> list[RunRecord]:
+        """Running runs whose lease has no expiry or expired at ``now``, in creation order.
 
         What a recovering worker may take over. The store filters out live
-        leases itself, so no number of held runs can hide an abandoned one.
+        leases itself, so no number of held runs can hide an abandoned one;
+        ``agents``, when given, keeps only runs of those agents, so no number of
+        runs the worker cannot host hides one it can.
         """
         ...
 

@@ -1,6 +1,6 @@
 """The Temporal substrate: agents run as workflows, steps as activities (pattern B)."""
 
-from ._client import SEARCH_ATTRIBUTES_MEMO, AgentClient, unreachable_run
+from ._client import SEARCH_ATTRIBUTES_MEMO, AgentClient, deliver_event, unreachable_run
 from ._context import TemporalContext, run_on_workflow_step
 from ._convert import (
     activity_id,
@@ -63,6 +63,7 @@ __all__ = [
     "StepOutcome",
     "TemporalContext",
     "activity_id",
+    "deliver_event",
     "durable_error_from",
     "exit_without_teardown",
     "find_temporal_binary",

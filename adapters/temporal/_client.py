@@ -71,6 +71,35 @@ async def _recorded_failure(handle: WorkflowHandle[Any, Any], run_id: str) -> Du
     return run_failed_error(run_id, "an unknown error", "the run has no recorded failure")
 
 
+async def deliver_event(handle: WorkflowHandle[Any, Any], key: str, payload: Any) -> bool:
+    """Send one checked event through the run's update; ``True`` if it was accepted.
+
+    The one place an answer about an event is read, for clients and for the
+    activity a run sends events to other runs with. A refused payload raises
+    ``DurableEventPayloadError``; a run that ended answers ``False`` for a key
+    it took (a retried sender) and ``DurableRunEndedError`` for a new one.
+    Transient RPC errors are raised as they are, for the caller to retry.
+    """
+    run_id = handle.id
+    try:
+        accepted: bool = await handle.execute_update(
+            EVENT_UPDATE, EventMessage(key=key, payload=payload), result_type=bool
+        )
+    except WorkflowUpdateFailedError as failure:
+        raise DurableEventPayloadError(
+            f"run {run_id!r} refused event {key!r}: {failure.cause}"
+        ) from None
+    except RPCError as failure:
+        if failure.status != RPCStatusCode.NOT_FOUND:
+            raise
+        if "already completed" in failure.message:
+            described = await handle.describe()
+            if key in await described.memo_value(EVENTS_MEMO, []):
+                return False
+        raise unreachable_run(run_id, failure) from None
+    return accepted
+
+
 def unreachable_run(run_id: str, failure: RPCError) -> DurableRunError:
     """The durable error for a NOT_FOUND answer about a run: ended, or never there."""
     if "already completed" in failure.message:
@@ -183,27 +212,7 @@ class AgentClient:
         check_name(key, what="event key")
         # Checked here, as the local store checks it: a refused payload never travels.
         data = event_payload(payload, what=f"event {key!r}")
-        message = EventMessage(key=key, payload=data)
-        handle = self._handle(run_id)
-        try:
-            accepted: bool = await handle.execute_update(EVENT_UPDATE, message, result_type=bool)
-        except WorkflowUpdateFailedError as failure:
-            raise DurableEventPayloadError(
-                f"run {run_id!r} refused event {key!r}: {failure.cause}"
-            ) from None
-        except RPCError as failure:
-            if failure.status != RPCStatusCode.NOT_FOUND:
-                raise
-            if "already completed" in failure.message and key in await self._ended_events(run_id):
-                return False  # a retried sender: the run took this key before it ended
-            raise unreachable_run(run_id, failure) from None
-        return accepted
-
-    async def _ended_events(self, run_id: str) -> list[str]:
-        """The event keys an ended run accepted, from its memo (no worker needed)."""
-        described = await self._handle(run_id).describe()
-        keys: list[str] = await described.memo_value(EVENTS_MEMO, [])
-        return keys
+        return await deliver_event(self._handle(run_id), key, data)
 
     async def watch(self, run_id: str, *, after: int = 0) -> AsyncIterator[LiveEvent]:
         """Yield the run's live entries after ``after`` as they come, until it ends.

@@ -32,7 +32,6 @@ from durable import (
     USAGE_KINDS,
     AgentDefinition,
     DurableContext,
-    DurableError,
     DurableRunManifest,
     JsonCodec,
     LiveEvent,
@@ -53,7 +52,6 @@ from durable._failures import (
     event_label,
     event_payload_error,
     heartbeat_timeout_error,
-    input_invalid_error,
     step_error_from,
     step_failed_error,
     step_label,
@@ -415,9 +413,6 @@ async def run_on_workflow_step(
     it. Temporal's history is the only store, so nothing else is recorded.
     """
     label = f"agent {agent.name!r}"
-    try:
-        agent_input = agent.input.decode(manifest.input, what=f"the input of {label}")
-    except DurableError as exc:
-        raise input_invalid_error(context.run_id, label, exc) from None
+    agent_input = agent.decode_input(manifest, run_id=context.run_id)
     value = await agent.fn(context, agent_input)
     return agent.output.encode(value, what=f"{label} run {context.run_id!r}")

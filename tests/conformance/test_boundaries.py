@@ -154,3 +154,18 @@ async def test_a_taken_key_is_not_accepted_during_and_after_the_run(
     with pytest.raises(DurableError) as refused:
         await substrate.send_event(run_id, "late", {})
     assert refused.value.code == ErrorCode.RUN_ENDED
+
+
+async def test_a_run_emitting_a_taken_key_into_an_ended_run_is_not_accepted(
+    substrate: Substrate, run_id: str
+) -> None:
+    target = f"{run_id}-target"
+    await substrate.start(agents.two_waits, Job(), run_id=target)
+    await substrate.wait_for_step(target, "await_event:first")
+    assert await substrate.send_event(target, "second", 2) is True
+    assert await substrate.send_event(target, "first", 1) is True
+    assert await substrate.result(target) == [1, 2]
+
+    await substrate.start(agents.relay, Job(key="second", target=target), run_id=run_id)
+
+    assert await substrate.result(run_id) == [False, False, "run_not_found"]
