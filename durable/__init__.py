@@ -13,7 +13,7 @@ from ._canonical import (
     manifest_hash,
     step_id,
 )
-from ._codec import MAX_PAYLOAD_BYTES, JsonCodec, event_payload
+from ._codec import MAX_PAYLOAD_BYTES, JsonCodec, check_arguments, event_payload
 from ._context import UNSET, DurableContext, Unset
 from ._errors import (
     RUN_FATAL_ERRORS,
@@ -139,6 +139,7 @@ __all__ = [
     "as_timedelta",
     "canonical_hash",
     "canonical_json",
+    "check_arguments",
     "check_name",
     "derive_worker_id",
     "error_for_code",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
@@ -18,7 +18,14 @@ from ._errors import (
     DurableResultNotSerializableError,
 )
 
-__all__ = ["MAX_PAYLOAD_BYTES", "JsonCodec", "check_size", "dumps", "event_payload"]
+__all__ = [
+    "MAX_PAYLOAD_BYTES",
+    "JsonCodec",
+    "check_arguments",
+    "check_size",
+    "dumps",
+    "event_payload",
+]
 
 T = TypeVar("T")
 
@@ -157,3 +164,29 @@ def event_payload(payload: Any, *, what: str) -> Any:
             f"{what} payload of type {type(payload).__name__} is not JSON; send dicts, lists, "
             "strings, numbers, booleans, None or pydantic models"
         ) from None
+
+
+def check_arguments(args: Sequence[Any], *, what: str) -> None:
+    """Refuse step arguments over ``MAX_PAYLOAD_BYTES`` or holding NaN or infinities.
+
+    On Temporal the arguments are the activity's input, recorded in history: too
+    large, the run could never schedule the step and would retry its workflow task
+    forever; non-finite, they would arrive as ``null``. Checked on every substrate,
+    before the step takes a position, so all of them refuse the same calls.
+    """
+    if not args:
+        return
+    found = _non_finite(args, "$")
+    if found is not None:
+        raise DurableNonCanonicalValueError(
+            f"the arguments of {what} hold {found[1]} at {found[0]}; canonical JSON has no "
+            "NaN or infinity, so pass None or a string for a missing or unbounded number"
+        )
+    try:
+        text = dumps(_ANY_LIST.dump_python(list(args), mode="json"))
+    except (PydanticSerializationError, ValueError, TypeError):
+        return  # no JSON form: left to the substrate, which reports it where it serializes
+    check_size(text, what=f"the arguments of {what}")
+
+
+_ANY_LIST: TypeAdapter[list[Any]] = TypeAdapter(list[Any])

@@ -14,6 +14,7 @@ from durable import (
     DurableResultNotSerializableError,
     ErrorCode,
     JsonCodec,
+    check_arguments,
 )
 
 
@@ -77,3 +78,12 @@ def test_a_value_that_holds_itself_is_not_serializable_not_a_crash() -> None:
     looped.append(looped)
     with pytest.raises(DurableResultNotSerializableError):
         JsonCodec(Any).encode(looped, what="step 4")
+
+
+def test_step_arguments_are_checked_like_recorded_values() -> None:
+    check_arguments((1, "two", {"three": 3.0}), what="step 'ok'")
+    check_arguments((object(),), what="step 'opaque'")  # no JSON form: the substrate reports it
+    with pytest.raises(DurableNonCanonicalValueError, match=r"arguments of step 'x' hold nan at"):
+        check_arguments((1, {"x": math.nan}), what="step 'x'")
+    with pytest.raises(DurablePayloadTooLargeError, match="the arguments of step 'y'"):
+        check_arguments(("x" * MAX_PAYLOAD_BYTES,), what="step 'y'")

@@ -33,6 +33,7 @@ from durable import (
     TokenDeltas,
     as_timedelta,
     canonical_hash,
+    check_arguments,
     check_name,
     event_payload,
     live_tokens,
@@ -197,6 +198,10 @@ class LocalContext:
     ) -> T:
         definition = step_definition(fn)
         input_hash = "" if input_fingerprint is UNSET else canonical_hash(input_fingerprint)
+        upcoming = self._recorded.get(self._next)
+        if upcoming is None or upcoming.status == "running":
+            # As on Temporal, before taking a position; a recorded outcome replays unchecked.
+            check_arguments(args, what=f"step {intent!r} ({definition.name})")
         index, record = self._position(intent, kind, input_hash)
         label = step_label(index, intent, definition.name)
         if record is not None and record.status == "completed":

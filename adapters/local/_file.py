@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import fcntl
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -325,8 +325,11 @@ class FileStore:
     ) -> list[RunRecord]:
         return await self._select_runs(lambda run: status in (None, run.status), limit)
 
-    async def list_expired_runs(self, *, now: datetime, limit: int = 100) -> list[RunRecord]:
-        return await self._select_runs(lambda run: ledger.lease_free(run, now), limit)
+    async def list_expired_runs(
+        self, *, now: datetime, limit: int = 100, agents: Collection[str] | None = None
+    ) -> list[RunRecord]:
+        hosted = None if agents is None else frozenset(agents)
+        return await self._select_runs(lambda run: ledger.recoverable(run, now, hosted), limit)
 
     async def _select_runs(self, keep: Callable[[RunRecord], bool], limit: int) -> list[RunRecord]:
         """The first ``limit`` runs ``keep`` accepts, in creation order."""

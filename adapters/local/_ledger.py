@@ -7,6 +7,7 @@ states in a dict and the file store can persist exactly the changed records.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -40,6 +41,7 @@ __all__ = [
     "finish_step",
     "lease_free",
     "new_run",
+    "recoverable",
     "renew",
 ]
 
@@ -72,8 +74,17 @@ def new_run(*, run_id: str, agent: str, manifest: DurableRunManifest, now: datet
 
 
 def lease_free(run: RunRecord, now: datetime) -> bool:
-    """Whether a worker may take ``run`` over at ``now``: running, with no live lease."""
+    """Whether a worker may take ``run`` over at ``now``: running, with no live lease.
+
+    The SQL stores' ``list_expired_runs`` applies the same rule. A lease never has
+    a holder without an expiry nor the reverse: every write sets or clears both.
+    """
     return run.status == "running" and (run.lease_expires_at is None or run.lease_expires_at <= now)
+
+
+def recoverable(run: RunRecord, now: datetime, agents: Collection[str] | None) -> bool:
+    """What ``list_expired_runs`` lists: ``lease_free`` runs, of ``agents`` if given."""
+    return lease_free(run, now) and (agents is None or run.agent in agents)
 
 
 def lease_held_error(run: RunRecord, now: datetime) -> DurableRunLeaseHeldError:

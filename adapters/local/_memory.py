@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
@@ -168,8 +168,11 @@ class InMemoryStore:
         runs = [s.snapshot() for s in self._runs.values() if status in (None, s.run.status)]
         return sorted(runs, key=lambda run: run.created_at)[:limit]
 
-    async def list_expired_runs(self, *, now: datetime, limit: int = 100) -> list[RunRecord]:
-        runs = [s.snapshot() for s in self._runs.values() if ledger.lease_free(s.run, now)]
+    async def list_expired_runs(
+        self, *, now: datetime, limit: int = 100, agents: Collection[str] | None = None
+    ) -> list[RunRecord]:
+        hosted = None if agents is None else frozenset(agents)
+        runs = [s.snapshot() for s in self._runs.values() if ledger.recoverable(s.run, now, hosted)]
         return sorted(runs, key=lambda run: run.created_at)[:limit]
 
     async def append_live(self, run_id: str, events: Sequence[LiveEvent]) -> None:

@@ -12,7 +12,7 @@ deadlines compare numerically in both databases; JSON is stored as text.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
@@ -325,7 +325,8 @@ class SqlStore(ABC):
                 "UPDATE durable_runs SET lease_holder = ?, "
                 "lease_generation = lease_generation + 1, lease_expires_at = ?, updated_at = ? "
                 "WHERE run_id = ? AND status = 'running' "
-                "AND (lease_holder IS NULL OR lease_expires_at <= ? OR lease_holder = ?) "
+                "AND (lease_holder IS NULL OR lease_expires_at IS NULL OR lease_expires_at <= ? "
+                "OR lease_holder = ?) "
                 "RETURNING lease_generation",
                 (worker_id, _ms(expires), _ms(now), run_id, _ms(now), worker_id),
             )
@@ -539,13 +540,21 @@ class SqlStore(ABC):
         )
         return [_run_record(row) for row in rows]
 
-    async def list_expired_runs(self, *, now: datetime, limit: int = 100) -> list[RunRecord]:
-        # A range search of durable_runs_expiry: live leases are never read. Here a running
-        # run always has an expiry (set on insert, takeover and renewal, cleared on end).
+    async def list_expired_runs(
+        self, *, now: datetime, limit: int = 100, agents: Collection[str] | None = None
+    ) -> list[RunRecord]:
+        names = None if agents is None else sorted(set(agents))
+        if names == []:
+            return []
+        hosted = "" if names is None else f" AND agent IN ({', '.join(['?'] * len(names))})"
+        # Two searches of durable_runs_expiry, so live leases are never read: an OR of
+        # both conditions makes SQLite scan every running run instead. Every write sets
+        # or clears the expiry, so the NULL search finds nothing unless a row was edited.
+        select = f"SELECT {_RUN_COLUMNS} FROM durable_runs WHERE status = 'running'{hosted} AND "
         rows = await self._fetch(
-            f"SELECT {_RUN_COLUMNS} FROM durable_runs WHERE status = 'running' "
-            "AND lease_expires_at <= ? ORDER BY created_at LIMIT ?",
-            (_ms(now), limit),
+            f"{select}lease_expires_at <= ? UNION ALL {select}lease_expires_at IS NULL "
+            "ORDER BY created_at LIMIT ?",
+            (*(names or ()), _ms(now), *(names or ()), limit),
         )
         return [_run_record(row) for row in rows]
 

@@ -3,7 +3,8 @@
 A run whose lease expired while it was still running lost its worker (a crash,
 a kill, a deploy). The worker scans the store, resumes each such run with
 ``resume_run`` and keeps it going under its own lease, the way DBOS recovers
-pending workflows when a process starts.
+pending workflows when a process starts. It looks only for runs of agents
+registered in its process: runs of other agents are left to workers that host them.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import functools
 import logging
 from datetime import timedelta
 
-from durable import DurableRunLeaseHeldError, derive_worker_id
+from durable import DurableRunLeaseHeldError, derive_worker_id, registered_agents
 
 from ._runner import RunResult, resume_run
 from ._store import DurableRunStore, utc_now
@@ -52,13 +53,18 @@ class LocalWorker:
         self._stopping = asyncio.Event()
 
     async def scan(self) -> list[str]:
-        """Resume every running run whose lease expired; return the ids started."""
+        """Resume every expired run of an agent registered here; return the ids started."""
         started: list[str] = []
         if len(self._tasks) >= self.max_runs:
             return started
-        # The store skips live leases itself: listing running runs and filtering here
-        # would let enough runs held by other workers hide every abandoned one.
-        for run in await self.store.list_expired_runs(now=utc_now(), limit=self.max_runs):
+        # The store skips live leases and agents this process does not host itself:
+        # filtering here would let enough runs held by other workers, or enough runs
+        # no worker here can start (resume_run refuses them before taking the lease,
+        # so they stay expired), hide every abandoned run this worker could finish.
+        expired = await self.store.list_expired_runs(
+            now=utc_now(), limit=self.max_runs, agents=registered_agents().keys()
+        )
+        for run in expired:
             if len(self._tasks) >= self.max_runs:
                 break
             if run.run_id in self._tasks:

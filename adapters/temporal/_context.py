@@ -43,6 +43,7 @@ from durable import (
     add_usage,
     as_timedelta,
     canonical_hash,
+    check_arguments,
     check_name,
     event_payload,
     step_definition,
@@ -180,6 +181,8 @@ class TemporalContext:
     ) -> T:
         definition = step_definition(fn)
         input_hash = "" if input_fingerprint is UNSET else canonical_hash(input_fingerprint)
+        # Before scheduling: an activity input over the limit could never be recorded.
+        check_arguments(args, what=f"step {intent!r} ({definition.name})")
         index = self._begin(intent, kind, input_hash)
         label = step_label(index, intent, definition.name)
         options = definition.options.with_overrides(

@@ -7,13 +7,21 @@ import os
 import subprocess
 import sys
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from adapters.local import DurableRunStore, InMemoryStore, LocalWorker, run_durable
-from durable import DurableRunInputInvalidError, DurableRunManifest, TaskSpec
+from adapters.local import (
+    DurableRunStore,
+    FileStore,
+    InMemoryStore,
+    LocalWorker,
+    PostgresStore,
+    SqliteStore,
+    run_durable,
+)
+from durable import DurableRunInputInvalidError, DurableRunManifest, RunRecord, TaskSpec
 from tests.conformance import agents
 from tests.conformance.agents import Job
 from tests.conformance.conftest import LOCAL_SUBSTRATES, open_store
@@ -104,6 +112,77 @@ async def test_worker_finds_an_expired_lease_behind_a_thousand_live_ones(
     assert not isinstance(result, BaseException)
     assert result.result == 4
     assert [r.run_id for r in await store.list_expired_runs(now=result.run.updated_at)] == []
+
+
+async def test_runs_of_agents_hosted_elsewhere_do_not_hide_one_hosted_here(
+    store: DurableRunStore,
+) -> None:
+    agents.reset()
+    manifest = DurableRunManifest(
+        project_id="p", task=TaskSpec(id="t", intent="i", domain="d"), input={}
+    )
+    # resume_run refuses an agent this process never registered before taking the lease,
+    # so these stay expired; older, they come first in creation order.
+    for i in range(3):
+        await store.start_or_resume(
+            run_id=f"elsewhere-{i}", agent="not.hosted.here", manifest=manifest,
+            worker_id="gone", lease_for=timedelta(0),
+        )  # fmt: skip
+        await asyncio.sleep(0.01)
+    await store.start_or_resume(
+        run_id="hosted", agent="conformance.two_phase", manifest=manifest,
+        worker_id="gone", lease_for=timedelta(0),
+    )  # fmt: skip
+    worker = LocalWorker(store, worker_id="recovery", max_runs=2)
+
+    assert await worker.scan() == ["hosted"]
+
+    worker.stop()
+    await worker.run()  # cancels the resumed run
+    now = datetime.now(UTC)
+    elsewhere = await store.list_expired_runs(now=now, agents=["not.hosted.here", "other"])
+    assert [r.run_id for r in elsewhere] == ["elsewhere-0", "elsewhere-1", "elsewhere-2"]
+    assert await store.list_expired_runs(now=now, agents=()) == []
+
+
+async def _forget_expiry(store: DurableRunStore, run_id: str) -> None:
+    """Leave a running run with a holder but no lease expiry, as a hand-edited row would."""
+    if isinstance(store, InMemoryStore):
+        state = store._runs[run_id]
+        state.run = state.run.model_copy(update={"lease_expires_at": None})
+    elif isinstance(store, FileStore):
+        path = store._dir(run_id) / "run.json"
+        run = RunRecord.model_validate_json(path.read_bytes())
+        path.write_text(run.model_copy(update={"lease_expires_at": None}).model_dump_json())
+    else:
+        assert isinstance(store, SqliteStore | PostgresStore)
+        await store._execute(
+            "UPDATE durable_runs SET lease_expires_at = NULL WHERE run_id = ?", (run_id,)
+        )
+
+
+async def test_a_running_run_without_a_lease_expiry_is_found_and_taken_over(
+    store: DurableRunStore,
+) -> None:
+    manifest = DurableRunManifest(
+        project_id="p", task=TaskSpec(id="t", intent="i", domain="d"), input={}
+    )
+    for run_id in ("no-expiry", "held"):
+        await store.start_or_resume(
+            run_id=run_id, agent="conformance.two_phase", manifest=manifest,
+            worker_id="gone", lease_for=timedelta(minutes=10),
+        )  # fmt: skip
+    await _forget_expiry(store, "no-expiry")
+
+    expired = await store.list_expired_runs(now=datetime.now(UTC))
+
+    assert [r.run_id for r in expired] == ["no-expiry"]
+    resumed = await store.start_or_resume(
+        run_id="no-expiry", agent="conformance.two_phase", manifest=manifest,
+        worker_id="recovery", lease_for=timedelta(seconds=30),
+    )  # fmt: skip
+    assert resumed.lease is not None
+    assert (resumed.lease.holder, resumed.lease.generation) == ("recovery", 2)
 
 
 def test_worker_settings_from_the_environment() -> None:

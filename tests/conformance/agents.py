@@ -570,3 +570,14 @@ async def non_finite_emit(ctx: DurableContext, job: Job) -> str:
 @agent(name="conformance.strict")
 async def strict(ctx: DurableContext, approval: Approval) -> str:
     return approval.by
+
+
+@step
+async def count_text(text: str) -> int:
+    CALLS["count_text"] += 1
+    return len(text)
+
+
+@agent(name="conformance.large_argument")
+async def large_argument(ctx: DurableContext, job: Job) -> int:
+    return await ctx.step("count the text", count_text, "x" * job.n)

@@ -169,3 +169,19 @@ async def test_a_run_emitting_a_taken_key_into_an_ended_run_is_not_accepted(
     await substrate.start(agents.relay, Job(key="second", target=target), run_id=run_id)
 
     assert await substrate.result(run_id) == [False, False, "run_not_found"]
+
+
+async def test_step_arguments_over_the_limit_are_refused_before_the_step(
+    substrate: Substrate, run_id: str
+) -> None:
+    await substrate.start(agents.large_argument, Job(n=3 * 1024 * 1024), run_id=run_id)
+
+    error = await expect_error(substrate, run_id, ErrorCode.PAYLOAD_TOO_LARGE)
+
+    assert "the arguments of step 'count the text' (count_text)" in str(error)
+    assert agents.CALLS["count_text"] == 0
+    assert await substrate.steps(run_id) == []
+
+
+async def test_step_arguments_within_the_limit_run(substrate: Substrate, run_id: str) -> None:
+    assert await substrate.run(agents.large_argument, Job(n=1000), run_id=run_id) == 1000
