@@ -20,8 +20,10 @@ locked read, before anything is appended after it.
 
 from __future__ import annotations
 
+import asyncio
 import fcntl
 import os
+import time
 from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -49,7 +51,7 @@ from durable._live import text_end
 
 from . import _ledger as ledger
 from ._journal import FileJournal
-from ._lease_keeper import LeaseKeeper
+from ._lease_keeper import LeaseKeeper, renewal_timeout
 from ._offload import Offloader, WouldBlock
 from ._store import EmitResult, Resumed, checked_event, gc_paused, run_not_found, utc_now
 
@@ -82,7 +84,10 @@ class FileStore:
         return self._root / ("r_" + quote(run_id, safe=""))
 
     @contextmanager
-    def _locked(self, run_id: str, may_wait: bool, *, create: bool = False) -> Iterator[Path]:
+    def _locked(
+        self, run_id: str, may_wait: bool, *, create: bool = False, timeout: float | None = None
+    ) -> Iterator[Path]:
+        """Hold the run's lock; ``timeout`` bounds the wait when ``may_wait``."""
         directory = self._dir(run_id)
         if create:
             directory.mkdir(exist_ok=True)
@@ -90,10 +95,13 @@ class FileStore:
             raise run_not_found(run_id)
         fd = os.open(directory / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
         try:
+            unbounded = may_wait and timeout is None
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | (0 if may_wait else fcntl.LOCK_NB))
+                fcntl.flock(fd, fcntl.LOCK_EX | (0 if unbounded else fcntl.LOCK_NB))
             except BlockingIOError:
-                raise WouldBlock from None
+                if not may_wait or timeout is None:
+                    raise WouldBlock from None
+                _wait_for_lock(fd, run_id, timeout)
             yield directory
         finally:
             os.close(fd)  # closing the descriptor releases the flock
@@ -179,20 +187,16 @@ class FileStore:
         return await self._offload.call(op)
 
     async def renew_lease(self, lease: Lease, *, lease_for: timedelta) -> Lease:
-        def op(wait: bool) -> Lease:
-            with self._locked(lease.run_id, wait) as directory:
-                state = self._require(lease.run_id, directory)
-                renewed = ledger.renew(state, lease, now=utc_now(), lease_for=lease_for)
-                self._write_run(directory, state)
-                return renewed
-
-        return await self._offload.call(op)
+        # Runs renew from the keeper's thread; delegating keeps one home for the renewal.
+        return await asyncio.to_thread(self.renew_lease_blocking, lease, lease_for=lease_for)
 
     def renew_lease_blocking(self, lease: Lease, *, lease_for: timedelta) -> Lease:
         # The run's flock also excludes this process's other descriptors, so the keeper's
         # thread and the store's other calls take turns on the run. It reads run.json
-        # itself and leaves the cache, which those calls share, untouched.
-        with self._locked(lease.run_id, True) as directory:
+        # itself and leaves the cache, which those calls share, untouched. The wait is
+        # bounded: a process stuck holding the lock must not stall every other renewal.
+        timeout = renewal_timeout(lease_for)
+        with self._locked(lease.run_id, True, timeout=timeout) as directory:
             run_file = directory / "run.json"
             state = ledger.RunState(_parse(RunRecord, run_file.read_bytes(), run_file))
             renewed = ledger.renew(state, lease, now=utc_now(), lease_for=lease_for)
@@ -415,6 +419,22 @@ def _parse(model: type[T], raw: bytes, path: Path) -> T:
             f"{path} holds a record that is not a valid {model.__name__} "
             f"({exc.error_count()} errors); restore the file from a backup or remove the run"
         ) from None
+
+
+def _wait_for_lock(fd: int, run_id: str, timeout: float) -> None:
+    """Poll for the exclusive flock on ``fd`` for up to ``timeout`` s: flock has no timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        time.sleep(0.005)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                raise DurableStoreError(
+                    f"the lock of run {run_id!r} stayed taken for {timeout:.2f}s; "
+                    "check for a stuck process sharing the store"
+                ) from None
 
 
 def _keep_last_step(state: ledger.RunState, record: StepRecord) -> None:

@@ -11,6 +11,10 @@ changes nothing; the keeper then tells the run's event loop, thread-safely.
 
 The thread starts with the first kept lease and exits when none is left, so a
 store that is never closed leaves no thread behind once its runs stop.
+
+Each renewal waits for its store at most ``renewal_timeout(lease_for)``: the
+thread renews one lease after another, so one renewal hung on a lock or a
+silent server would otherwise let every lease it keeps lapse.
 """
 
 from __future__ import annotations
@@ -26,9 +30,22 @@ from typing import Protocol
 
 from durable import DurableRunLeaseLostError, Lease
 
-__all__ = ["KeptLease", "LeaseKeeper"]
+__all__ = ["KeptLease", "LeaseKeeper", "renewal_timeout"]
 
 log = logging.getLogger("durable.local")
+
+MAX_RENEWAL_WAIT = 5.0
+"""Seconds one renewal may wait for its store, whatever the lease: a store that
+answers a one-row update in milliseconds is in trouble long before this."""
+
+
+def renewal_timeout(lease_for: timedelta) -> float:
+    """Seconds a renewal of a ``lease_for`` lease may wait for its store.
+
+    A tenth of the lease: a renewal that times out at ``lease_for``/3 is tried
+    again ``lease_for``/3 later and still lands before the lease lapses.
+    """
+    return min(lease_for.total_seconds() / 10, MAX_RENEWAL_WAIT)
 
 
 class BlockingRenewal(Protocol):
@@ -97,14 +114,26 @@ class LeaseKeeper:
             self._changed.notify()
         return kept
 
-    def close(self) -> None:
-        """Stop renewing every lease and wait for the thread. Idempotent."""
+    def close(self, *, timeout: float = 2 * MAX_RENEWAL_WAIT) -> None:
+        """Stop renewing every lease and wait up to ``timeout`` s for the thread. Idempotent.
+
+        Stores call this from their async ``close``, so the wait is bounded: a
+        renewal under way is bounded by ``renewal_timeout``, and a thread that
+        still outlives the wait is a daemon that stops after that renewal.
+        """
         with self._changed:
             self._kept.clear()
             thread = self._thread
             self._changed.notify()
         if thread is not None and thread is not threading.current_thread():
-            thread.join()
+            thread.join(timeout)
+            if thread.is_alive():
+                log.warning(
+                    "the lease keeper %r is still renewing after %.1fs; it stops once that "
+                    "renewal returns",
+                    self._name,
+                    timeout,
+                )
 
     def _release(self, kept: KeptLease) -> None:
         with self._changed:

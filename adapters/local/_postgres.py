@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -25,17 +26,23 @@ class PostgresStore(SqlStore):
     """A durable-run store on a PostgreSQL server; open it with ``await PostgresStore.connect``.
 
     Leases are renewed on a second, synchronous connection opened from ``dsn``,
-    so a step that blocks the event loop keeps its lease. Without ``dsn`` (a
-    store built from a connection alone) renewals fail and are logged.
+    so a step that blocks the event loop keeps its lease. ``dsn`` is required:
+    a store that could not renew would lose every lease it takes.
     """
 
-    def __init__(self, connection: psycopg.AsyncConnection[Any], *, dsn: str | None = None) -> None:
+    def __init__(self, connection: psycopg.AsyncConnection[Any], *, dsn: str) -> None:
+        if not isinstance(dsn, str) or not dsn:
+            raise ValueError(
+                "PostgresStore needs the connection string of its database to renew leases "
+                "on a second connection; open it with await PostgresStore.connect(dsn)"
+            )
         self._conn = connection
         # One connection serves one statement at a time.
         self._lock = asyncio.Lock()
         # Kept only to open the lease keeper's connection; never logged: it may hold a password.
         self._dsn = dsn
         self._renewals: psycopg.Connection[Any] | None = None
+        self._statement_timeout_ms = 0
         self._renewals_lock = threading.Lock()
         self._closed = False
         self.lease_keeper = LeaseKeeper(self.renew_lease_blocking, name="durable-postgres-leases")
@@ -88,16 +95,25 @@ class PostgresStore(SqlStore):
             cursor = await self._conn.execute(_pg(sql), params)
             return cursor.rowcount
 
-    def _execute_blocking(self, sql: str, params: Sequence[Any]) -> int:
+    def _execute_blocking(self, sql: str, params: Sequence[Any], *, timeout: float) -> int:
         with self._renewals_lock:
-            if self._closed or self._dsn is None:
+            if self._closed:
                 raise DurableStoreError(
-                    "this PostgresStore is closed, or was built from a connection alone and "
-                    "cannot renew leases on a second one; open it with PostgresStore.connect(dsn)"
+                    "this PostgresStore is closed; open it again with PostgresStore.connect(dsn)"
                 )
             try:
                 if self._renewals is None:
-                    self._renewals = psycopg.connect(self._dsn, autocommit=True)
+                    # libpq counts whole seconds, at least 2; 0 would mean none at all.
+                    self._renewals = psycopg.connect(
+                        self._dsn, autocommit=True, connect_timeout=max(1, math.ceil(timeout))
+                    )
+                    self._statement_timeout_ms = 0
+                # A row lock held by a stuck transaction would otherwise hold the renewal,
+                # and every lease renewed after it, for good.
+                timeout_ms = max(1, int(timeout * 1000))
+                if timeout_ms != self._statement_timeout_ms:
+                    self._renewals.execute(f"SET statement_timeout = {timeout_ms}")
+                    self._statement_timeout_ms = timeout_ms
                 return self._renewals.execute(_pg(sql), params).rowcount
             except psycopg.Error as exc:
                 # Reconnect on the next renewal: a dropped connection stays broken.

@@ -11,6 +11,7 @@ deadlines compare numerically in both databases; JSON is stored as text.
 
 from __future__ import annotations
 
+import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import Collection, Sequence
 from datetime import UTC, datetime, timedelta
@@ -35,7 +36,7 @@ from durable import (
 from durable._codec import dumps
 
 from ._journal import SqlJournal
-from ._lease_keeper import LeaseKeeper
+from ._lease_keeper import LeaseKeeper, renewal_timeout
 from ._ledger import lease_held_error, lease_lost_error, mismatch_error
 from ._store import (
     EmitResult,
@@ -230,8 +231,11 @@ class SqlStore(ABC):
         """Run one statement and return the number of rows it changed."""
 
     @abstractmethod
-    def _execute_blocking(self, sql: str, params: Sequence[Any]) -> int:
-        """Run one statement on the lease keeper's own connection, from any thread."""
+    def _execute_blocking(self, sql: str, params: Sequence[Any], *, timeout: float) -> int:
+        """Run one statement on the lease keeper's own connection, from any thread.
+
+        Waits for locks and the server at most ``timeout`` seconds, then raises.
+        """
 
     @abstractmethod
     async def close(self) -> None: ...
@@ -351,17 +355,14 @@ class SqlStore(ABC):
         return Resumed(run=run, steps=await self.load_steps(run_id), lease=lease)
 
     async def renew_lease(self, lease: Lease, *, lease_for: timedelta) -> Lease:
-        now = utc_now()
-        expires = now + lease_for
-        changed = await self._execute(_RENEW, (_ms(expires), _ms(now), *_fence(lease)))
-        if not changed:
-            raise await self._explain(lease)
-        return lease.model_copy(update={"expires_at": _time(_ms(expires))})
+        # Runs renew from the keeper's thread; delegating keeps one home for the renewal.
+        return await asyncio.to_thread(self.renew_lease_blocking, lease, lease_for=lease_for)
 
     def renew_lease_blocking(self, lease: Lease, *, lease_for: timedelta) -> Lease:
         now = utc_now()
         expires = now + lease_for
-        if not self._execute_blocking(_RENEW, (_ms(expires), _ms(now), *_fence(lease))):
+        params = (_ms(expires), _ms(now), *_fence(lease))
+        if not self._execute_blocking(_RENEW, params, timeout=renewal_timeout(lease_for)):
             # Taken over, ended or gone: this worker must stop in every case.
             raise lease_lost_error(lease.run_id, lease)
         return lease.model_copy(update={"expires_at": _time(_ms(expires))})

@@ -126,21 +126,20 @@ class SqliteStore(SqlStore):
 
         return await self._offload.call(op)
 
-    def _execute_blocking(self, sql: str, params: Sequence[Any]) -> int:
+    def _execute_blocking(self, sql: str, params: Sequence[Any], *, timeout: float) -> int:
         with self._renewals_lock:
             if self._closed:
                 raise DurableStoreError(
                     f"the SQLite store at {self.path!r} is closed; open it again to use it"
                 )
             if self._renewals is None:
-                # This thread may wait for the database: it blocks nothing else.
                 self._renewals = sqlite3.connect(
-                    self.path,
-                    isolation_level=None,
-                    check_same_thread=False,
-                    timeout=self._busy_ms / 1000,
+                    self.path, isolation_level=None, check_same_thread=False, timeout=timeout
                 )
                 self._renewals.execute(f"PRAGMA synchronous = {self._synchronous}")
+            # This thread may wait for the database, but not for the store's whole busy
+            # timeout: the other leases it renews would lapse meanwhile.
+            self._renewals.execute(f"PRAGMA busy_timeout = {max(1, int(timeout * 1000))}")
             return self._renewals.execute(sql, params).rowcount
 
     async def close(self) -> None:

@@ -3,17 +3,32 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import os
+import sqlite3
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from adapters.local import InMemoryStore, LeaseKeeper, SqliteStore
-from durable import DurableRunLeaseLostError, DurableRunManifest, Lease, RunRecord, TaskSpec
+from adapters.local._lease_keeper import renewal_timeout
+from durable import (
+    DurableRunLeaseLostError,
+    DurableRunManifest,
+    DurableStoreError,
+    Lease,
+    RunRecord,
+    TaskSpec,
+)
 from tests.conformance.conftest import open_store
 from tests.support.postgres import fresh_database
 
@@ -150,3 +165,88 @@ async def test_closing_a_store_stops_its_keeper(tmp_path: Path) -> None:
 
     assert not [t for t in threading.enumerate() if t.name == "durable-sqlite-leases"]
     assert store._renewals is None
+
+
+@contextmanager
+def _held_by_a_stuck_process(kind: str, location: str, run_id: str) -> Iterator[None]:
+    """Hold what a renewal of ``run_id`` needs, as a process paused mid-write would."""
+    if kind == "file":
+        fd = os.open(Path(location) / f"r_{run_id}" / ".lock", os.O_RDWR)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            os.close(fd)
+    elif kind == "sqlite":
+        db = sqlite3.connect(location, isolation_level=None)
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        finally:
+            db.execute("ROLLBACK")
+            db.close()
+    else:
+        with psycopg.connect(location) as pg:
+            pg.execute("SELECT 1 FROM durable_runs WHERE run_id = %s FOR UPDATE", (run_id,))
+            try:
+                yield
+            finally:
+                pg.rollback()
+
+
+@pytest.mark.parametrize("kind", ["file", "sqlite", "postgres"])
+async def test_a_renewal_stuck_behind_another_process_gives_up_within_a_tenth_of_the_lease(
+    kind: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    location = {"file": str(tmp_path / "runs"), "sqlite": str(tmp_path / "durable.db")}.get(kind)
+    if kind == "postgres":
+        location = fresh_database(request.getfixturevalue("postgres_dsn"), "stuck_renewal")
+    assert location is not None
+    store = await open_store(kind, location)
+    resumed = await store.start_or_resume(
+        run_id="r", agent="a", manifest=MANIFEST, worker_id="w", lease_for=timedelta(seconds=30)
+    )
+    assert resumed.lease is not None
+    one_second = timedelta(seconds=1)
+
+    # The pool is left last: the stuck process lets go first, so a hung renewal ends.
+    with ThreadPoolExecutor(1) as pool, _held_by_a_stuck_process(kind, location, "r"):
+        started = time.monotonic()
+        renewal = pool.submit(store.renew_lease_blocking, resumed.lease, lease_for=one_second)
+        with pytest.raises((DurableStoreError, sqlite3.OperationalError)):
+            renewal.result(timeout=3)
+        assert time.monotonic() - started < 1  # a tenth of the lease, and slack for a busy machine
+
+    renewed = store.renew_lease_blocking(resumed.lease, lease_for=one_second)  # free again
+    run = await store.load_run("r")
+    assert run is not None
+    assert run.lease_expires_at == renewed.expires_at
+    await store.close()
+
+
+async def test_closing_the_keeper_waits_for_a_stuck_renewal_only_so_long() -> None:
+    entered, release = threading.Event(), threading.Event()
+
+    def renew(lease: Lease, *, lease_for: timedelta) -> Lease:
+        entered.set()
+        release.wait()
+        return lease
+
+    keeper = LeaseKeeper(renew, name="stuck-leases")
+    lease = Lease(run_id="r", holder="w", generation=1, expires_at=LONG_AGO)
+    keeper.keep(lease, lease_for=timedelta(seconds=0.03), on_lost=print)
+    try:
+        while not entered.is_set():
+            await asyncio.sleep(0.01)
+        started = time.monotonic()
+        keeper.close(timeout=0.2)
+        assert time.monotonic() - started < 1
+    finally:
+        release.set()
+    while [t for t in threading.enumerate() if t.name == "stuck-leases"]:
+        await asyncio.sleep(0.01)  # the renewal returned, and the thread stopped after it
+
+
+def test_a_renewal_waits_a_tenth_of_the_lease_and_never_long() -> None:
+    assert renewal_timeout(timedelta(seconds=30)) == 3.0
+    assert renewal_timeout(timedelta(hours=1)) == 5.0

@@ -229,6 +229,18 @@ async def test_postgres_store_explains_a_failed_connection() -> None:
         await PostgresStore.connect("postgresql://nobody@127.0.0.1:1/none?connect_timeout=2")
 
 
+async def test_postgres_store_refuses_to_be_built_without_its_dsn(postgres_dsn: str) -> None:
+    # Without a connection string it could never renew a lease, and would lose each one.
+    connection = await psycopg.AsyncConnection.connect(postgres_dsn, autocommit=True)
+    try:
+        with pytest.raises(TypeError, match="dsn"):
+            PostgresStore(connection)  # type: ignore[call-arg]
+        with pytest.raises(ValueError, match=r"open it with await PostgresStore\.connect\(dsn\)"):
+            PostgresStore(connection, dsn="")
+    finally:
+        await connection.close()
+
+
 def test_records_round_trip_through_json() -> None:
     record = json.loads(MANIFEST.model_dump_json())
     assert DurableRunManifest.model_validate(record) == MANIFEST
