@@ -515,9 +515,9 @@ async def sized(n_bytes: int) -> str:
 
 
 @step
-async def measure(value: float) -> float:
+async def measure(reading: str) -> float:
     CALLS["measure"] += 1
-    return value
+    return float(reading)  # "nan" and "inf" parse to numbers JSON cannot hold
 
 
 @agent(name="conformance.swallower")
@@ -555,7 +555,7 @@ async def echo(ctx: DurableContext, data: dict[str, Any]) -> dict[str, Any]:
 
 @agent(name="conformance.non_finite_step")
 async def non_finite_step(ctx: DurableContext, job: Job) -> float:
-    return await ctx.step("measure", measure, float(KNOBS.get("value", "nan")))
+    return await ctx.step("measure", measure, KNOBS.get("reading", "nan"))
 
 
 @agent(name="conformance.non_finite_emit")
