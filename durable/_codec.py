@@ -174,7 +174,7 @@ def check_arguments(args: Sequence[Any], *, what: str) -> None:
     forever; non-finite, they would arrive as ``null``. Checked on every substrate,
     before the step takes a position, so all of them refuse the same calls.
     """
-    if not args:
+    if _plainly_fine(args):
         return
     found = _non_finite(args, "$")
     if found is not None:
@@ -190,3 +190,18 @@ def check_arguments(args: Sequence[Any], *, what: str) -> None:
 
 
 _ANY_LIST: TypeAdapter[list[Any]] = TypeAdapter(list[Any])
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
+def _plainly_fine(args: Sequence[Any]) -> bool:
+    """True for the common case, kept cheap: a few finite numbers and short strings.
+
+    A character takes at most 6 bytes of JSON (``\\uXXXX``), a number or literal
+    less than 32.
+    """
+    if not all(type(arg) in _SCALARS for arg in args):
+        return False
+    if any(type(arg) is float and not math.isfinite(arg) for arg in args):
+        return False
+    text = sum(len(arg) for arg in args if type(arg) is str)
+    return text * 6 + 32 * len(args) <= MAX_PAYLOAD_BYTES
