@@ -2,7 +2,8 @@
 
 Layout under ``root``::
 
-    <root>/r_<quoted run id>/
+    <root>/r_<quoted run id>/   (r_=<sha256 of the id> when the quoted id would not
+                                fit in a file name; see ``_paths``)
         run.json       the RunRecord, replaced atomically (write, fsync, rename)
         manifest.json  the manifest the run was started with, written once
         steps.jsonl    append-only StepRecord log; the last line per position wins
@@ -30,7 +31,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal, TypeVar
-from urllib.parse import quote
 
 from pydantic import TypeAdapter, ValidationError
 
@@ -53,6 +53,7 @@ from . import _ledger as ledger
 from ._journal import FileJournal
 from ._lease_keeper import LeaseKeeper, renewal_timeout
 from ._offload import Offloader, WouldBlock
+from ._paths import file_name
 from ._store import EmitResult, Resumed, checked_event, gc_paused, run_not_found, utc_now
 
 __all__ = ["FileStore"]
@@ -81,7 +82,7 @@ class FileStore:
 
     def _dir(self, run_id: str) -> Path:
         # "r_" keeps "." and ".." from ever naming a run directory.
-        return self._root / ("r_" + quote(run_id, safe=""))
+        return self._root / file_name(run_id, prefix="r_")
 
     @contextmanager
     def _locked(

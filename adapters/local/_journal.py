@@ -15,12 +15,13 @@ from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
-from urllib.parse import quote
 
 from pydantic import BaseModel, ConfigDict
 
 from durable import DurableStoreError
 from durable.conversation import ConversationTurn, HaltReason
+
+from ._paths import file_name
 
 __all__ = [
     "ConversationJournal",
@@ -95,7 +96,7 @@ class FileJournal:
         self._root = Path(root)
 
     def _path(self, run_id: str) -> Path:
-        return self._root / (quote(run_id, safe="") + ".jsonl")
+        return self._root / file_name(run_id, suffix=".jsonl")
 
     async def load(self, run_id: str) -> JournalEntry | None:
         path = self._path(run_id)
@@ -141,7 +142,9 @@ class FileJournal:
 
     async def begin(self, run_id: str, started_at: datetime) -> None:
         if await self.load(run_id) is None:
-            self._append(run_id, {"record": "begin", "started_at": started_at.isoformat()})
+            # The id is kept inside: a long id's file is named by its hash.
+            record = {"record": "begin", "run_id": run_id, "started_at": started_at.isoformat()}
+            self._append(run_id, record)
 
     async def append_turn(self, run_id: str, turn: ConversationTurn) -> ConversationTurn:
         self._append(run_id, {"record": "turn", "turn": turn.model_dump(mode="json")})

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import psycopg
 import pytest
 
 from adapters.local import DurableRunStore, FileStore, PostgresStore, SqliteStore
 from durable import (
+    MAX_NAME_LENGTH,
     DurableRunManifest,
     DurableStoreError,
     ErrorCode,
@@ -94,6 +97,45 @@ async def test_file_store_keeps_odd_run_ids_inside_its_root(tmp_path: Path) -> N
     runs = [p.parent.parent for p in (tmp_path / "root").rglob("run.json")]
     assert runs == [tmp_path / "root"] * 4
     assert not (tmp_path / "escape").exists()
+
+
+async def test_file_store_hashes_only_the_ids_too_long_to_quote(tmp_path: Path) -> None:
+    store = FileStore(tmp_path)
+    short, long = "order ü-1", "😀" * MAX_NAME_LENGTH
+    for run_id in (short, long):
+        await _hold(store, run_id)
+    await store.journal.begin(long, datetime.now(UTC))
+
+    # A short id keeps the directory every earlier version made, so those stay readable.
+    assert (tmp_path / ("r_" + quote(short, safe="")) / "run.json").exists()
+    hashed = tmp_path / ("r_=" + hashlib.sha256(long.encode()).hexdigest())
+    assert json.loads((hashed / "run.json").read_bytes())["run_id"] == long
+    reopened = FileStore(tmp_path)
+    assert sorted(r.run_id for r in await reopened.list_runs()) == sorted([short, long])
+    assert (await reopened.journal.load(long)) is not None
+
+
+async def test_file_store_reads_a_directory_written_by_an_earlier_version(
+    tmp_path: Path,
+) -> None:
+    old = tmp_path / "r_order%2F1"  # the quoted name FileStore has always used
+    old.mkdir()
+    record = {
+        "run_id": "order/1",
+        "agent": "a",
+        "status": "completed",
+        "created_at": "2024-01-01T00:00:00Z",
+        "updated_at": "2024-01-01T00:00:00Z",
+        "manifest_hash": "",
+        "project_id": "p",
+        "result": 7,
+    }
+    (old / "run.json").write_text(json.dumps(record))
+
+    run = await FileStore(tmp_path).load_run("order/1")
+
+    assert run is not None
+    assert (run.status, run.result) == ("completed", 7)
 
 
 # SqliteStore
