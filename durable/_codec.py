@@ -19,6 +19,7 @@ from ._errors import (
 )
 
 __all__ = [
+    "MAX_DEPTH",
     "MAX_PAYLOAD_BYTES",
     "JsonCodec",
     "check_arguments",
@@ -51,6 +52,27 @@ def check_size(text: str, *, what: str) -> None:
         )
 
 
+MAX_DEPTH = 100
+"""The deepest nesting of containers a recorded value may have.
+
+JSON parsers stop somewhere (Python's at its recursion limit, pydantic-core's at
+200 levels), and a store must read back every value it wrote; one limit,
+checked before anything is recorded, keeps a deeply nested value from ending as
+a ``RecursionError`` somewhere between the caller and the store."""
+
+
+class _TooDeep(Exception):
+    pass
+
+
+def _too_deep(what: str) -> DurablePayloadTooLargeError:
+    return DurablePayloadTooLargeError(
+        f"{what} nests containers more than {MAX_DEPTH} levels deep, over the limit every "
+        "substrate keeps; flatten the data (a list of records rather than a chain of nested "
+        "ones) or store it elsewhere and pass its key"
+    )
+
+
 def _non_finite(
     value: Any, path: str, above: frozenset[int] = frozenset()
 ) -> tuple[str, float] | None:
@@ -59,6 +81,7 @@ def _non_finite(
     Checked on the value itself, because pydantic writes NaN as ``null`` in JSON
     mode, which would record a different value than the one the code holds. A
     container that holds itself is left to the serializer, which refuses it.
+    Raises ``_TooDeep`` past ``MAX_DEPTH`` levels of containers.
     """
     if isinstance(value, float):
         return None if math.isfinite(value) else (path, value)
@@ -78,6 +101,8 @@ def _non_finite(
         )
     else:
         return None
+    if len(above) >= MAX_DEPTH:
+        raise _TooDeep
     above = above | {id(value)}
     for where, item in items:
         found = _non_finite(item, where, above)
@@ -107,7 +132,10 @@ class JsonCodec(Generic[T]):
         ``MAX_PAYLOAD_BYTES`` raises ``DurablePayloadTooLargeError``, anything
         else without a JSON form ``DurableResultNotSerializableError``.
         """
-        found = _non_finite(value, "$")
+        try:
+            found = _non_finite(value, "$")
+        except _TooDeep:
+            raise _too_deep(what) from None
         if found is not None:
             raise DurableNonCanonicalValueError(
                 f"{what} holds {found[1]} at {found[0]}; canonical JSON has no NaN or "
@@ -137,8 +165,9 @@ class JsonCodec(Generic[T]):
         except ValidationError as exc:
             raise DurableResultNotSerializableError(
                 f"the recorded value of {what} no longer matches its annotation "
-                f"{self.annotation!r}: {exc.errors(include_url=False)}; the type changed "
-                "after the value was recorded, so keep the old type or start a new run"
+                f"{self.annotation!r}: {exc.errors(include_url=False, include_input=False)}; "
+                "the type changed after the value was recorded, so keep the old type or start "
+                "a new run"
             ) from None
 
     def round_trip(self, value: T, *, what: str) -> tuple[Any, T]:
@@ -176,7 +205,10 @@ def check_arguments(args: Sequence[Any], *, what: str) -> None:
     """
     if _plainly_fine(args):
         return
-    found = _non_finite(args, "$")
+    try:
+        found = _non_finite(list(args), "$")
+    except _TooDeep:
+        raise _too_deep(f"the arguments of {what}") from None
     if found is not None:
         raise DurableNonCanonicalValueError(
             f"the arguments of {what} hold {found[1]} at {found[0]}; canonical JSON has no "

@@ -79,7 +79,8 @@ class AgentDefinition:
         except ValidationError as exc:
             raise DurableEventPayloadError(
                 f"event {key!r} of agent {self.name!r} must be {codec.annotation!r}, but "
-                f"{exc.errors(include_url=False)}; fix the payload and send it again"
+                f"{exc.errors(include_url=False, include_input=False)}; "
+                "fix the payload and send it again"
             ) from None
 
     def manifest(
@@ -99,7 +100,7 @@ class AgentDefinition:
         except ValidationError as exc:
             raise ValueError(
                 f"the input of {label} does not match {self.input.annotation!r}: "
-                f"{exc.errors(include_url=False)}; send an input of that type"
+                f"{exc.errors(include_url=False, include_input=False)}; send an input of that type"
             ) from None
         encoded = self.input.encode(value, what=f"the input of {label}")
         if not isinstance(encoded, dict):

@@ -9,13 +9,19 @@ from pydantic import BaseModel
 
 from durable import (
     MAX_PAYLOAD_BYTES,
+    DurableContext,
+    DurableError,
     DurableNonCanonicalValueError,
     DurablePayloadTooLargeError,
     DurableResultNotSerializableError,
     ErrorCode,
     JsonCodec,
+    agent,
+    agent_definition,
     check_arguments,
+    event_payload,
 )
+from durable._codec import MAX_DEPTH
 
 
 class Point(BaseModel):
@@ -87,3 +93,44 @@ def test_step_arguments_are_checked_like_recorded_values() -> None:
         check_arguments((1, {"x": math.nan}), what="step 'x'")
     with pytest.raises(DurablePayloadTooLargeError, match="the arguments of step 'y'"):
         check_arguments(("x" * MAX_PAYLOAD_BYTES,), what="step 'y'")
+
+
+def _nested(depth: int) -> Any:
+    value: Any = []
+    for _ in range(depth - 1):
+        value = [value]
+    return value
+
+
+class Box(BaseModel):
+    data: list[int]
+
+
+@agent(name="tests.codec.boxes", events={"box": Box})
+async def boxes(ctx: DurableContext, job: dict[str, Any]) -> None: ...
+
+
+@pytest.mark.parametrize("depth", [101, 3_000, 10_000])
+def test_values_nested_too_deep_are_refused_with_the_limit(depth: int) -> None:
+    def refused(call: Any) -> str:
+        with pytest.raises(DurablePayloadTooLargeError) as caught:
+            call()
+        assert caught.value.code == ErrorCode.PAYLOAD_TOO_LARGE
+        assert f"more than {MAX_DEPTH} levels deep" in str(caught.value)
+        return str(caught.value)
+
+    deep = _nested(depth)
+    assert "step 3" in refused(lambda: JsonCodec(Any).encode(deep, what="step 3"))
+    assert "arguments of step 'a'" in refused(lambda: check_arguments((deep,), what="step 'a'"))
+    assert "event 'k'" in refused(lambda: event_payload({"x": deep}, what="event 'k'"))
+
+    # A typed event's check names the mismatch without printing the payload back.
+    definition = agent_definition("tests.codec.boxes")
+    with pytest.raises(DurableError, match="fix the payload"):
+        definition.check_event("box", {"data": deep})
+    assert "levels deep" in refused(lambda: definition.manifest({"data": deep}))
+
+
+def test_values_at_the_depth_limit_are_kept() -> None:
+    value = _nested(MAX_DEPTH)
+    assert JsonCodec(Any).round_trip(value, what="step 1") == (value, value)

@@ -333,7 +333,9 @@ class LocalContext:
         try:
             value = codec.validate(payload)
         except ValidationError as exc:
-            error = event_payload_error(label, codec.annotation, exc.errors(include_url=False))
+            error = event_payload_error(
+                label, codec.annotation, exc.errors(include_url=False, include_input=False)
+            )
             await self._failed(index, step_error_from(error), final=True)
             raise error from None
         await self._complete(index, payload)

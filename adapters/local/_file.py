@@ -22,6 +22,7 @@ locked read, before anything is appended after it.
 from __future__ import annotations
 
 import asyncio
+import errno
 import fcntl
 import os
 import time
@@ -73,12 +74,21 @@ class FileStore:
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self._root = Path(root)
-        self._root.mkdir(parents=True, exist_ok=True)
+        try:
+            self._root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise _file_error(self._root, exc) from None
         self._cache: dict[str, _Cached] = {}
         self._offload = Offloader("durable-file")
         self.journal = FileJournal(self._root / "conversations")
         """The conversation journal: a JSONL file per conversation run."""
         self.lease_keeper = LeaseKeeper(self.renew_lease_blocking, name="durable-file-leases")
+
+    async def _call(self, fn: Callable[[bool], T]) -> T:
+        try:
+            return await self._offload.call(fn)
+        except OSError as exc:
+            raise _file_error(self._root, exc) from None
 
     def _dir(self, run_id: str) -> Path:
         # "r_" keeps "." and ".." from ever naming a run directory.
@@ -107,8 +117,14 @@ class FileStore:
         finally:
             os.close(fd)  # closing the descriptor releases the flock
 
-    def _refresh(self, run_id: str, directory: Path) -> ledger.RunState | None:
-        """Bring this process's view of the run up to date; caller holds the lock."""
+    def _refresh(
+        self, run_id: str, directory: Path, *, repair: bool = True
+    ) -> ledger.RunState | None:
+        """Bring this process's view of the run up to date; caller holds the lock.
+
+        Without ``repair`` (a read-only disk, no lock) a torn last line is skipped
+        rather than cut off.
+        """
         run_file = directory / "run.json"
         if not run_file.exists():
             return None
@@ -123,11 +139,13 @@ class FileStore:
                 directory / "steps.jsonl",
                 cached.steps_offset,
                 lambda raw, path: _keep_last_step(cached.state, _parse(StepRecord, raw, path)),
+                repair=repair,
             )
         cached.events_offset = _tail(
             directory / "events.jsonl",
             cached.events_offset,
             lambda raw, path: _keep_first_event(cached.state, _parse(EventRecord, raw, path)),
+            repair=repair,
         )
         return cached.state
 
@@ -185,7 +203,7 @@ class FileStore:
                 steps = [state.steps[i] for i in sorted(state.steps)]
                 return Resumed(run=state.snapshot(), steps=steps, lease=lease)
 
-        return await self._offload.call(op)
+        return await self._call(op)
 
     async def renew_lease(self, lease: Lease, *, lease_for: timedelta) -> Lease:
         # Runs renew from the keeper's thread; delegating keeps one home for the renewal.
@@ -207,7 +225,7 @@ class FileStore:
     async def _step_op(
         self, lease: Lease, apply: Callable[[ledger.RunState], StepRecord]
     ) -> StepRecord:
-        return await self._offload.call(lambda wait: self._apply_step(lease, apply, wait))
+        return await self._call(lambda wait: self._apply_step(lease, apply, wait))
 
     def _apply_step(
         self, lease: Lease, apply: Callable[[ledger.RunState], StepRecord], wait: bool
@@ -284,7 +302,7 @@ class FileStore:
                 self._write_run(directory, state)
                 return record
 
-        return await self._offload.call(op)
+        return await self._call(op)
 
     async def emit_event(
         self, run_id: str, key: str, payload: Any, *, lease: Lease | None = None
@@ -299,31 +317,41 @@ class FileStore:
                     self._append(run_id, directory, "events.jsonl", record)
                 return EmitResult(accepted=accepted, record=record)
 
-        return await self._offload.call(op)
+        return await self._call(op)
 
     def _read(self, run_id: str, wait: bool) -> ledger.RunState | None:
         if not self._dir(run_id).is_dir():
             return None
-        with self._locked(run_id, wait) as directory:
-            return self._refresh(run_id, directory)
+        try:
+            with self._locked(run_id, wait) as directory:
+                return self._refresh(run_id, directory)
+        except OSError as exc:
+            if exc.errno not in _READ_ONLY:
+                raise
+        # A store on a read-only disk still answers reads. No writer can append there,
+        # so reading without the lock sees whole records.
+        return self._refresh(run_id, self._dir(run_id), repair=False)
 
     async def load_event(self, run_id: str, key: str) -> EventRecord | None:
-        state = await self._offload.call(lambda wait: self._read(run_id, wait))
+        state = await self._call(lambda wait: self._read(run_id, wait))
         return None if state is None else state.events.get(key)
 
     async def load_run(self, run_id: str) -> RunRecord | None:
-        state = await self._offload.call(lambda wait: self._read(run_id, wait))
+        state = await self._call(lambda wait: self._read(run_id, wait))
         return None if state is None else state.snapshot()
 
     async def load_steps(self, run_id: str) -> list[StepRecord]:
-        state = await self._offload.call(lambda wait: self._read(run_id, wait))
+        state = await self._call(lambda wait: self._read(run_id, wait))
         return [] if state is None else [state.steps[i] for i in sorted(state.steps)]
 
     async def load_manifest(self, run_id: str) -> DurableRunManifest | None:
         path = self._dir(run_id) / "manifest.json"
-        if not path.exists():
+        try:
+            return _parse(DurableRunManifest, path.read_bytes(), path)
+        except FileNotFoundError:
             return None
-        return _parse(DurableRunManifest, path.read_bytes(), path)
+        except OSError as exc:
+            raise _file_error(self._root, exc) from None
 
     async def list_runs(
         self, *, status: RunStatus | None = None, limit: int = 100
@@ -340,10 +368,13 @@ class FileStore:
         """The first ``limit`` runs ``keep`` accepts, in creation order."""
         # run.json is only ever replaced whole (rename), so it is read without the lock.
         runs = []
-        for run_file in self._root.glob("r_*/run.json"):
-            run = _parse(RunRecord, run_file.read_bytes(), run_file)
-            if keep(run):
-                runs.append(run)
+        try:
+            for run_file in self._root.glob("r_*/run.json"):
+                run = _parse(RunRecord, run_file.read_bytes(), run_file)
+                if keep(run):
+                    runs.append(run)
+        except OSError as exc:
+            raise _file_error(self._root, exc) from None
         runs.sort(key=lambda run: run.created_at)
         return [
             snapshot
@@ -360,11 +391,11 @@ class FileStore:
             with self._locked(run_id, wait) as directory:
                 _append_lines(directory / "live.jsonl", data)
 
-        await self._offload.call(op)
+        await self._call(op)
 
     async def read_live(self, run_id: str, *, after: int = 0, limit: int = 500) -> list[LiveEvent]:
         # Unlocked: only complete lines are read, and appends never rewrite them.
-        return await self._offload.call(lambda _: self._read_live(run_id, max(after, 0), limit))
+        return await self._call(lambda _: self._read_live(run_id, max(after, 0), limit))
 
     def _read_live(self, run_id: str, after: int, limit: int) -> list[LiveEvent]:
         path = self._dir(run_id) / "live.jsonl"
@@ -422,6 +453,24 @@ def _parse(model: type[T], raw: bytes, path: Path) -> T:
         ) from None
 
 
+_READ_ONLY = (errno.EACCES, errno.EPERM, errno.EROFS)
+
+
+def _file_error(root: Path, exc: OSError) -> DurableStoreError:
+    """An ``OSError`` of the store's files as a ``DurableStoreError`` saying what to do."""
+    where = exc.filename or root
+    if exc.errno in _READ_ONLY:
+        fix = (
+            f"this process may only read {str(root)!r}; make it writable to start, resume "
+            "or send events to runs (reading runs works as it is)"
+        )
+    elif exc.errno == errno.ENOSPC:
+        fix = "the disk is full; free space and try again"
+    else:
+        fix = f"check the file store at {str(root)!r}"
+    return DurableStoreError(f"{exc.strerror or exc} for {str(where)!r}: {fix}")
+
+
 def _wait_for_lock(fd: int, run_id: str, timeout: float) -> None:
     """Poll for the exclusive flock on ``fd`` for up to ``timeout`` s: flock has no timeout."""
     deadline = time.monotonic() + timeout
@@ -446,12 +495,14 @@ def _keep_first_event(state: ledger.RunState, record: EventRecord) -> None:
     state.events.setdefault(record.key, record)
 
 
-def _tail(path: Path, offset: int, apply: Callable[[bytes, Path], None]) -> int:
-    """Apply every complete line after ``offset``; cut off a torn last line."""
+def _tail(
+    path: Path, offset: int, apply: Callable[[bytes, Path], None], *, repair: bool = True
+) -> int:
+    """Apply every complete line after ``offset``; cut off a torn last line if ``repair``."""
     # Logs are only created by appends under the run's lock, which the caller holds.
     if not path.exists():
         return 0
-    with open(path, "r+b") as handle:
+    with open(path, "r+b" if repair else "rb") as handle:
         size = os.fstat(handle.fileno()).st_size
         if size < offset:
             raise DurableStoreError(
@@ -461,7 +512,7 @@ def _tail(path: Path, offset: int, apply: Callable[[bytes, Path], None]) -> int:
         handle.seek(offset)
         data = handle.read()
         complete = data.rfind(b"\n") + 1
-        if complete < len(data):
+        if complete < len(data) and repair:
             # A crash mid-append left a partial line; it was never acknowledged.
             handle.truncate(offset + complete)
             handle.flush()

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import threading
 from collections.abc import Sequence
 from typing import Any, Literal
+from urllib.parse import quote
 
 from durable import DurableStoreError
 
@@ -15,7 +17,7 @@ from ._offload import Offloader, WouldBlock
 from ._sql import Row, SqlStore, schema_statements
 from ._store import gc_paused
 
-__all__ = ["SqliteStore", "Synchronous"]
+__all__ = ["SqliteStore", "Synchronous", "store_error"]
 
 Synchronous = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
 
@@ -42,6 +44,7 @@ class SqliteStore(SqlStore):
             raise ValueError(f"synchronous must be OFF, NORMAL, FULL or EXTRA, got {synchronous!r}")
         self.path = os.fspath(path)
         self._synchronous = synchronous
+        self._busy = busy_timeout
         self._busy_ms = int(busy_timeout * 1000)
         self._offload = Offloader("durable-sqlite")
         # The lease keeper's connection, opened on its first renewal: renewals must not
@@ -50,24 +53,55 @@ class SqliteStore(SqlStore):
         self._renewals_lock = threading.Lock()
         self._closed = False
         self.lease_keeper = LeaseKeeper(self.renew_lease_blocking, name="durable-sqlite-leases")
+        self.read_only = False
+        """True when the file could only be opened for reading: every write is refused."""
         try:
-            self._db = sqlite3.connect(
-                self.path, isolation_level=None, check_same_thread=False, timeout=busy_timeout
+            self._db = self._open()
+        except sqlite3.Error as exc:
+            raise store_error(self.path, exc) from None
+        self._db.execute("PRAGMA busy_timeout = 0")
+
+    def _open(self) -> sqlite3.Connection:
+        try:
+            db = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False, timeout=self._busy
             )
         except sqlite3.Error as exc:
             raise DurableStoreError(
                 f"cannot open the SQLite store at {self.path!r} ({exc}); "
                 "check that the directory exists and is writable"
             ) from None
-        self._db.execute("PRAGMA journal_mode = WAL")
-        self._db.execute(f"PRAGMA synchronous = {synchronous}")
-        # Reads through a memory map skip a system call per page when loading long runs.
-        self._db.execute("PRAGMA mmap_size = 268435456")
-        self._migrate()
-        self._db.execute("PRAGMA busy_timeout = 0")
+        try:
+            db.execute("PRAGMA journal_mode = WAL")
+            db.execute(f"PRAGMA synchronous = {self._synchronous}")
+            # Reads through a memory map skip a system call per page when loading long runs.
+            db.execute("PRAGMA mmap_size = 268435456")
+            self._migrate(db)
+            return db
+        except sqlite3.Error as exc:
+            db.close()
+            if _code(exc) not in _READ_ONLY or not os.path.isfile(self.path):
+                raise
+        # A store on a read-only disk or folder still answers reads (listing, status):
+        # SQLite opens it read-only, immutable when it cannot even create its WAL index.
+        self.read_only = True
+        uri = "file:" + quote(os.path.abspath(self.path)) + "?mode=ro"
+        for suffix in ("", "&immutable=1"):
+            db = sqlite3.connect(
+                uri + suffix, uri=True, isolation_level=None, check_same_thread=False
+            )
+            try:
+                found = db.execute("SELECT MAX(version) FROM durable_schema").fetchone()[0]
+            except sqlite3.Error as exc:
+                db.close()
+                if suffix or _code(exc) not in _READ_ONLY:
+                    raise
+                continue
+            self.schema_upgrade(found, self.path)
+            return db
+        raise AssertionError("unreachable")  # pragma: no cover
 
-    def _migrate(self) -> None:
-        db = self._db
+    def _migrate(self, db: sqlite3.Connection) -> None:
         db.execute("BEGIN IMMEDIATE")
         try:
             for statement in schema_statements(
@@ -80,11 +114,17 @@ class SqliteStore(SqlStore):
                 db.execute(upgrade)
             db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
-            self._db.close()
+            with contextlib.suppress(sqlite3.Error):
+                db.execute("ROLLBACK")
             raise
 
     def _run(self, sql: str, params: Sequence[Any], may_wait: bool) -> sqlite3.Cursor:
+        try:
+            return self._run_raw(sql, params, may_wait)
+        except sqlite3.Error as exc:
+            raise store_error(self.path, exc) from None
+
+    def _run_raw(self, sql: str, params: Sequence[Any], may_wait: bool) -> sqlite3.Cursor:
         if not may_wait:
             try:
                 return self._db.execute(sql, params)
@@ -139,8 +179,11 @@ class SqliteStore(SqlStore):
                 self._renewals.execute(f"PRAGMA synchronous = {self._synchronous}")
             # This thread may wait for the database, but not for the store's whole busy
             # timeout: the other leases it renews would lapse meanwhile.
-            self._renewals.execute(f"PRAGMA busy_timeout = {max(1, int(timeout * 1000))}")
-            return self._renewals.execute(sql, params).rowcount
+            try:
+                self._renewals.execute(f"PRAGMA busy_timeout = {max(1, int(timeout * 1000))}")
+                return self._renewals.execute(sql, params).rowcount
+            except sqlite3.Error as exc:
+                raise store_error(self.path, exc) from None
 
     async def close(self) -> None:
         self.lease_keeper.close()
@@ -151,3 +194,37 @@ class SqliteStore(SqlStore):
                 self._renewals = None
         if self._offload.close():
             self._db.close()
+
+
+_READ_ONLY = (sqlite3.SQLITE_READONLY, sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_PERM)
+
+
+def _code(exc: sqlite3.Error) -> int:
+    # Extended codes (SQLITE_READONLY_DIRECTORY, ...) share the primary code's low byte.
+    return int(getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF
+
+
+def store_error(path: str, exc: sqlite3.Error) -> DurableStoreError:
+    """SQLite's error as a ``DurableStoreError`` naming the file and what to do."""
+    code = _code(exc)
+    if code == sqlite3.SQLITE_NOTADB:
+        fix = (
+            "it is not a SQLite database; point the store at its database file, "
+            "or move this file away to start a new store there"
+        )
+    elif code == sqlite3.SQLITE_CORRUPT:
+        fix = "the file is damaged; restore it from a backup, or move it away to start anew"
+    elif code == sqlite3.SQLITE_READONLY:
+        fix = (
+            "this process may only read it; make the file and its folder writable to start, "
+            "resume or send events to runs (reading commands work as they are)"
+        )
+    elif code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+        fix = "another process holds it locked; check for a stuck process sharing the store"
+    elif code in (sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_PERM, sqlite3.SQLITE_IOERR):
+        fix = "check that the file and its folder exist and are readable and writable"
+    elif code == sqlite3.SQLITE_FULL:
+        fix = "the disk is full; free space and try again"
+    else:
+        fix = "check the file, or restore it from a backup"
+    return DurableStoreError(f"the SQLite store at {path!r} failed ({exc}): {fix}")
