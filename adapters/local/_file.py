@@ -9,7 +9,7 @@ Layout under ``root``::
         steps.jsonl    append-only StepRecord log; the last line per position wins
         events.jsonl   append-only EventRecord log; the first line per key wins
         live.jsonl     the live stream for watchers, appended without fsync; an
-                       entry's ``seq`` is the byte offset where its line ends
+                       entry's ``seq`` is its line number, from 1
         .lock          flock'd around every operation
 
 Every operation takes the run's exclusive ``flock``, rereads ``run.json`` (so a
@@ -31,7 +31,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, BinaryIO, Literal, TypeVar
 
 from pydantic import TypeAdapter, ValidationError
 
@@ -55,7 +55,15 @@ from ._journal import FileJournal
 from ._lease_keeper import LeaseKeeper, renewal_timeout
 from ._offload import Offloader, WouldBlock
 from ._paths import file_name
-from ._store import EmitResult, Resumed, checked_event, gc_paused, run_not_found, utc_now
+from ._store import (
+    EmitResult,
+    Resumed,
+    checked_event,
+    gc_paused,
+    live_position_error,
+    run_not_found,
+    utc_now,
+)
 
 __all__ = ["FileStore"]
 
@@ -395,30 +403,26 @@ class FileStore:
 
     async def read_live(self, run_id: str, *, after: int = 0, limit: int = 500) -> list[LiveEvent]:
         # Unlocked: only complete lines are read, and appends never rewrite them.
-        return await self._call(lambda _: self._read_live(run_id, max(after, 0), limit))
+        return await self._call(lambda _: self._read_live(run_id, after, limit))
 
     def _read_live(self, run_id: str, after: int, limit: int) -> list[LiveEvent]:
+        if after < 0:
+            raise live_position_error(run_id, after, 0)
         path = self._dir(run_id) / "live.jsonl"
         try:
             with open(path, "rb") as handle:
-                if after:
-                    handle.seek(after - 1)
-                    if handle.read(1) != b"\n":
-                        raise ValueError(
-                            f"after={after} is not a position in the live stream of run "
-                            f"{run_id!r}; pass the seq of an entry read from it, or 0"
-                        )
+                _skip_lines(handle, after, lambda end: live_position_error(run_id, after, end))
                 data = handle.read(1 << 20)
         except FileNotFoundError:
+            if after:
+                raise live_position_error(run_id, after, 0) from None
             return []
         events: list[LiveEvent] = []
-        position = after
         for line in data.splitlines(keepends=True):
             if not line.endswith(b"\n") or len(events) >= limit:
                 break
-            position += len(line)
             event = _parse(LiveEvent, line, path)
-            events.append(event.model_copy(update={"seq": position}))
+            events.append(event.model_copy(update={"seq": after + len(events) + 1}))
         return events
 
     async def live_text_end(self, run_id: str, step_index: int) -> int:
@@ -521,6 +525,25 @@ def _tail(
             if line:
                 apply(line, path)
         return offset + complete
+
+
+def _skip_lines(handle: BinaryIO, count: int, beyond: Callable[[int], Exception]) -> None:
+    """Move ``handle`` past its first ``count`` complete lines, or raise ``beyond(lines)``."""
+    # Counting newlines runs at memory speed; an entry's position needs no index.
+    seen = 0
+    while seen < count:
+        start = handle.tell()
+        chunk = handle.read(1 << 20)
+        found = chunk.count(b"\n")
+        if seen + found >= count:
+            at = -1
+            for _ in range(count - seen):
+                at = chunk.index(b"\n", at + 1)
+            handle.seek(start + at + 1)
+            return
+        if len(chunk) < 1 << 20:
+            raise beyond(seen + found)
+        seen += found
 
 
 def _append_lines(path: Path, data: bytes) -> None:

@@ -24,7 +24,14 @@ from durable._live import text_end
 from . import _ledger as ledger
 from ._journal import InMemoryJournal
 from ._lease_keeper import LeaseKeeper
-from ._store import EmitResult, Resumed, checked_event, run_not_found, utc_now
+from ._store import (
+    EmitResult,
+    Resumed,
+    checked_event,
+    live_position_error,
+    run_not_found,
+    utc_now,
+)
 
 __all__ = ["InMemoryStore"]
 
@@ -182,7 +189,10 @@ class InMemoryStore:
         log.extend(e.model_copy(update={"seq": base + i}) for i, e in enumerate(events, 1))
 
     async def read_live(self, run_id: str, *, after: int = 0, limit: int = 500) -> list[LiveEvent]:
-        return self._live.get(run_id, [])[max(after, 0) : max(after, 0) + limit]
+        log = self._live.get(run_id, [])
+        if not 0 <= after <= len(log):
+            raise live_position_error(run_id, after, len(log))
+        return log[after : after + limit]
 
     async def live_text_end(self, run_id: str, step_index: int) -> int:
         return text_end(self._live.get(run_id, []), step_index)

@@ -43,6 +43,7 @@ from ._store import (
     Resumed,
     checked_event,
     gc_paused,
+    live_position_error,
     run_ended,
     run_not_found,
     utc_now,
@@ -576,13 +577,24 @@ class SqlStore(ABC):
         )
 
     async def read_live(self, run_id: str, *, after: int = 0, limit: int = 500) -> list[LiveEvent]:
+        # The table's seq is store-wide; an entry's position in its run's stream is its
+        # rank among the run's rows, which the (run_id, seq) index walks in order.
+        if after < 0:
+            raise live_position_error(run_id, after, 0)
         rows = await self._fetch(
-            "SELECT seq, event FROM durable_live WHERE run_id = ? AND seq > ? ORDER BY seq LIMIT ?",
-            (run_id, after, limit),
+            "SELECT event FROM durable_live WHERE run_id = ? ORDER BY seq LIMIT ? OFFSET ?",
+            (run_id, limit, after),
         )
+        if not rows and after:
+            counted = await self._fetch(
+                "SELECT COUNT(*) FROM durable_live WHERE run_id = ?", (run_id,)
+            )
+            end = int(counted[0][0])
+            if after > end:
+                raise live_position_error(run_id, after, end)
         return [
-            LiveEvent.model_validate_json(event).model_copy(update={"seq": seq})
-            for seq, event in rows
+            LiveEvent.model_validate_json(row[0]).model_copy(update={"seq": after + i})
+            for i, row in enumerate(rows, 1)
         ]
 
     async def live_text_end(self, run_id: str, step_index: int) -> int:

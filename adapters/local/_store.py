@@ -196,7 +196,12 @@ class DurableRunStore(Protocol):
         ...
 
     async def read_live(self, run_id: str, *, after: int = 0, limit: int = 500) -> list[LiveEvent]:
-        """Up to ``limit`` live entries after position ``after``, each with its ``seq``."""
+        """Up to ``limit`` live entries after position ``after``, each with its ``seq``.
+
+        An entry's ``seq`` is its position in the run's stream: 1 for the first
+        entry, on every store. ``after`` is 0 or a position the stream already
+        holds; any other value raises ``ValueError`` (``live_position_error``).
+        """
         ...
 
     async def live_text_end(self, run_id: str, step_index: int) -> int:
@@ -221,6 +226,14 @@ def run_not_found(run_id: str) -> DurableRunNotFoundError:
     return DurableRunNotFoundError(
         f"no run {run_id!r} exists in this store; start it with run_durable first, "
         "or check the run id and the store location"
+    )
+
+
+def live_position_error(run_id: str, after: int, end: int) -> ValueError:
+    """``after`` is no position this store gave out in the run's live stream."""
+    return ValueError(
+        f"after={after} is not a position in the live stream of run {run_id!r}, which holds "
+        f"{end} entries so far; pass 0, or the seq of an entry read from this stream"
     )
 
 
