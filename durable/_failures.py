@@ -86,11 +86,34 @@ def step_error_from(exc: BaseException) -> StepError:
 
 
 def step_failed_error(
-    intent: str, index: int, error: StepError, attempts: int
+    intent: str,
+    index: int,
+    error: StepError,
+    attempts: int,
+    *,
+    maximum_attempts: int | None = None,
 ) -> DurableStepFailedError:
+    """The final failure of a step after ``attempts`` attempts.
+
+    ``maximum_attempts`` is the step's retry policy's (0: unlimited; ``None``:
+    not known here). The message never promises another attempt: none is made.
+    """
+    if maximum_attempts and attempts >= maximum_attempts:
+        how = (
+            f"failed: all {attempts} attempt(s) its retry policy allows are spent, "
+            f"the last with {error.type}: {error.message}"
+        )
+    elif maximum_attempts is not None:
+        how = (
+            f"failed on attempt {attempts} with {error.type}: {error.message}, which is not retried"
+        )
+    else:
+        how = (
+            f"failed after {attempts} attempt(s), with no attempt left, "
+            f"the last with {error.type}: {error.message}"
+        )
     return DurableStepFailedError(
-        f"step {index} {intent!r} failed after {attempts} attempt(s) with "
-        f"{error.type}: {error.message}; the failure is recorded and replays identically, "
+        f"step {index} {intent!r} {how}; the failure is recorded and replays identically, "
         "so catch DurableStepFailedError to handle it or fix the cause and start a new run",
         intent=intent,
         error_type=error.type,
@@ -181,8 +204,11 @@ def run_failed_error(run_id: str, error_type: str, message: str) -> DurableRunFa
     )
 
 
-def replayed_failure(record: StepRecord) -> DurableError:
-    """The error the fresh execution raised for this recorded failure, raised again."""
+def replayed_failure(record: StepRecord, *, maximum_attempts: int | None = None) -> DurableError:
+    """The error the fresh execution raised for this recorded failure, raised again.
+
+    ``maximum_attempts`` is the step's retry policy's, as the fresh execution had it.
+    """
     error = record.error or StepError(message="no error was recorded", type="unknown")
     fatal = unrecordable(error)
     if fatal is not None:
@@ -190,4 +216,6 @@ def replayed_failure(record: StepRecord) -> DurableError:
     cls = error_for_code(error.code)
     if record.kind == "event" and cls is not None:
         return cls(error.message)  # event steps raise their error as is, never wrapped
-    return step_failed_error(record.intent, record.step_index, error, record.attempts)
+    return step_failed_error(
+        record.intent, record.step_index, error, record.attempts, maximum_attempts=maximum_attempts
+    )

@@ -99,7 +99,8 @@ def classify_status(status: int, body: bytes, headers: httpx.Headers, url: str) 
     message = _server_message(body)
     if status in RETRYABLE_STATUSES or status >= 500:
         return ModelUnavailableError(
-            f"{url} answered {status}: {message}; another attempt may succeed",
+            # No promise of another attempt here: the step's retry policy decides.
+            f"{url} answered {status}: {message}",
             status=status,
             retry_after=_retry_after(headers),
         )

@@ -207,11 +207,11 @@ class LocalContext:
         if record is not None and record.status == "completed":
             value: T = definition.result.decode(record.result, what=label)
             return value
-        if record is not None and record.status == "failed":
-            raise replayed_failure(record)
         options = definition.options.with_overrides(
             timeout=timeout, retry=retry, heartbeat=heartbeat
         )
+        if record is not None and record.status == "failed":
+            raise replayed_failure(record, maximum_attempts=options.retry.maximum_attempts)
         timeout = options.timeout.total_seconds()
         attempt = record.attempts if record is not None else 0
         # A step begun before this execution may have streamed text already.
@@ -258,7 +258,9 @@ class LocalContext:
                 )
                 if unrecorded is not None:
                     raise unrecorded from cause
-                raise step_failed_error(intent, index, error, attempt) from cause
+                raise step_failed_error(
+                    intent, index, error, attempt, maximum_attempts=options.retry.maximum_attempts
+                ) from cause
             delay = options.retry.delay_before(attempt + 1).total_seconds()
             await asyncio.sleep(delay if retry_after is None else retry_after)
 

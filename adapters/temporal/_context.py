@@ -217,7 +217,9 @@ class TemporalContext:
             unrecorded = unrecordable(error)
             if unrecorded is not None:
                 raise unrecorded from None
-            raise step_failed_error(intent, index, error, attempts) from None
+            raise step_failed_error(
+                intent, index, error, attempts, maximum_attempts=options.retry.maximum_attempts
+            ) from None
         value: T = definition.result.decode(outcome.result, what=label)
         self._finish(index, status="completed", result=outcome.result, attempts=outcome.attempt)
         self.publish(LiveEvent(kind="step_completed", step=index, intent=intent))
