@@ -120,6 +120,7 @@ async def cmd_run(args: argparse.Namespace, settings: worker.WorkerSettings) -> 
 async def cmd_event(args: argparse.Namespace, settings: worker.WorkerSettings) -> int:
     worker.import_agents(settings.agent_modules)
     payload = _json_argument(args.payload, "--payload")
+    accepted: bool | None
     if args.local:
         store = SqliteStore(settings.local_store)
         try:
@@ -128,7 +129,17 @@ async def cmd_event(args: argparse.Namespace, settings: worker.WorkerSettings) -
             await store.close()
     else:
         client = await _client(settings)
-        accepted = await client.send_event(args.run, args.key, payload)
+        # Only a worker answers an update: wait for one a bounded time, then go by signal.
+        accepted = await client.send_event(args.run, args.key, payload, answer_within=10.0)
+        if accepted is None:
+            described = await client.client.get_workflow_handle(args.run).describe()
+            queue = described.raw_description.execution_config.task_queue.name
+            print(
+                f"delivered, not yet acknowledged: no worker answered within 10s, so {args.key!r} "
+                f"went to run {args.run} by signal; it is applied when a worker polls task queue "
+                f"{queue!r} (start `durable worker` with TASK_QUEUE={queue}), first emit wins"
+            )
+            return 0
     print("accepted" if accepted else f"not accepted: {args.key!r} was already sent (first wins)")
     return 0
 
@@ -144,26 +155,41 @@ async def cmd_status(args: argparse.Namespace, settings: worker.WorkerSettings) 
         finally:
             await store.close()
         print(f"run {run.run_id}: {run.status} (agent {run.agent})")
+        if run.status == "failed" and run.error is not None:
+            print(f"failed with {run.error.type}: {run.error.message}")
         usage = usage_totals(steps)
+        next_attempts: dict[int, str] = {}
     else:
         client = await _client(settings)
         try:
-            described = await client.client.get_workflow_handle(args.run).describe()
-            status = await client.status(args.run)
-            steps = await client.steps(args.run)
-        except RPCError as exc:
-            if exc.status == RPCStatusCode.NOT_FOUND:
-                raise _not_found(args.run, exc) from None
-            raise
+            snapshot = await client.snapshot(args.run)
+        except DurableRunNotFoundError as exc:
+            raise UsageError(str(exc)) from None
         usage = await client.usage(args.run)
-        state = described.status.name.lower() if described.status else "unknown"
-        waiting = ", ".join(status["waiting_for"]) or "nothing"
-        print(f"run {args.run}: {state} (agent {described.workflow_type}), waiting for {waiting}")
+        steps, next_attempts = snapshot.steps, snapshot.next_attempts
+        waiting = (
+            "unknown (no worker answered)"
+            if snapshot.waiting_for is None
+            else ", ".join(snapshot.waiting_for) or "nothing"
+        )
+        print(f"run {args.run}: {snapshot.state} (agent {snapshot.agent}), waiting for {waiting}")
+        if snapshot.failure is not None:
+            print(f"failed with {snapshot.failure}")
+        if snapshot.unanswered is not None:
+            print(f"worker: {snapshot.unanswered}; the steps below come from the run's history")
     print(
         f"model calls: {usage['input_tokens']:g} tokens in, {usage['output_tokens']:g} out, "
         f"cost {usage['cost']:g}"
     )
     print(_steps_table(steps))
+    for record in steps:
+        if record.error is None:
+            continue
+        last = "last failure" if record.status == "running" else "failed with"
+        line = f"step {record.step_index}: attempt {record.attempts}, {last} {record.error.type}"
+        print(f"{line}: {record.error.message}")
+        if record.step_index in next_attempts:
+            print(f"  next attempt at {next_attempts[record.step_index]}")
     return 0
 
 

@@ -32,6 +32,7 @@ from ._messages import (
 from ._process import exit_without_teardown
 from ._sandbox import PASSTHROUGH_MODULES, workflow_runner
 from ._search import AGENT_NAME, PROJECT_ID, SEARCH_ATTRIBUTES, WAITING_FOR
+from ._status import RunSnapshot
 
 __all__ = [
     "ABORT_SIGNAL",
@@ -60,6 +61,7 @@ __all__ = [
     "EventMessage",
     "PortInUseError",
     "RunEvent",
+    "RunSnapshot",
     "StepOutcome",
     "TemporalContext",
     "activity_id",

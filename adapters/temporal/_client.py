@@ -7,9 +7,11 @@ starting it with the same input attaches to the existing run.
 
 from __future__ import annotations
 
+import re
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from typing import Any
+from datetime import timedelta
+from typing import Any, overload
 
 from temporalio.client import (
     Client,
@@ -17,9 +19,10 @@ from temporalio.client import (
     WorkflowFailureError,
     WorkflowHandle,
     WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
 )
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
-from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+from temporalio.exceptions import ApplicationError, FailureError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from durable import (
@@ -34,6 +37,7 @@ from durable import (
     StepRecord,
     TaskSpec,
     agent_definition,
+    as_timedelta,
     check_name,
     event_payload,
     manifest_hash,
@@ -43,6 +47,7 @@ from durable._failures import manifest_mismatch_error, run_ended_error, run_fail
 from ._convert import durable_error_from
 from ._live import watch_stream
 from ._messages import (
+    EVENT_SIGNAL,
     EVENT_UPDATE,
     EVENTS_MEMO,
     STATUS_QUERY,
@@ -50,7 +55,8 @@ from ._messages import (
     USAGE_MEMO,
     EventMessage,
 )
-from ._search import AGENT_NAME, PROJECT_ID
+from ._search import AGENT_NAME, PROJECT_ID, SEARCH_ATTRIBUTES
+from ._status import QUERY_WITHIN, RunSnapshot, run_snapshot
 
 __all__ = ["AgentClient", "unreachable_run"]
 
@@ -58,6 +64,8 @@ _RECENT_HANDLES = 1024
 MANIFEST_MEMO = "manifest_hash"
 SEARCH_ATTRIBUTES_MEMO = "search_attributes"
 """Memo flag: the run carries the custom search attributes, so it may update them."""
+_UPDATE_OUTLIVED = "AcceptedUpdateCompletedWorkflow"
+"""Temporal's failure type for an update whose run ended before the update finished."""
 
 
 async def _recorded_failure(handle: WorkflowHandle[Any, Any], run_id: str) -> DurableRunFailedError:
@@ -71,33 +79,91 @@ async def _recorded_failure(handle: WorkflowHandle[Any, Any], run_id: str) -> Du
     return run_failed_error(run_id, "an unknown error", "the run has no recorded failure")
 
 
-async def deliver_event(handle: WorkflowHandle[Any, Any], key: str, payload: Any) -> bool:
+@overload
+async def deliver_event(handle: WorkflowHandle[Any, Any], key: str, payload: Any) -> bool: ...
+@overload
+async def deliver_event(
+    handle: WorkflowHandle[Any, Any], key: str, payload: Any, *, answer_within: timedelta
+) -> bool | None: ...
+async def deliver_event(
+    handle: WorkflowHandle[Any, Any],
+    key: str,
+    payload: Any,
+    *,
+    answer_within: timedelta | None = None,
+) -> bool | None:
     """Send one checked event through the run's update; ``True`` if it was accepted.
 
     The one place an answer about an event is read, for clients and for the
     activity a run sends events to other runs with. A refused payload raises
-    ``DurableEventPayloadError``; a run that ended answers ``False`` for a key
-    it took (a retried sender) and ``DurableRunEndedError`` for a new one.
-    Transient RPC errors are raised as they are, for the caller to retry.
+    ``DurableEventPayloadError``; a run that ended, before or during the update,
+    answers ``False`` for a key it took (a retried sender) and
+    ``DurableRunEndedError`` for a new one. Transient RPC errors are raised as
+    they are, for the caller to retry.
+
+    Only a worker can answer an update. With ``answer_within``, when none
+    answers in time the event goes by signal instead and the answer is
+    ``None``: delivered, applied when a worker runs the run, not yet
+    acknowledged. The update may still arrive too; first emit wins, so the
+    second copy is not accepted and harms nothing.
     """
     run_id = handle.id
+    message = EventMessage(key=key, payload=payload)
     try:
         accepted: bool = await handle.execute_update(
-            EVENT_UPDATE, EventMessage(key=key, payload=payload), result_type=bool
+            EVENT_UPDATE, message, result_type=bool, rpc_timeout=answer_within
         )
+    except WorkflowUpdateRPCTimeoutOrCancelledError:
+        if answer_within is None:
+            raise
+        try:
+            await handle.signal(EVENT_SIGNAL, message)
+        except RPCError as failure:
+            if failure.status != RPCStatusCode.NOT_FOUND:
+                raise
+            return await _after_the_end(handle, key, failure)
+        return None
     except WorkflowUpdateFailedError as failure:
-        raise DurableEventPayloadError(
-            f"run {run_id!r} refused event {key!r}: {failure.cause}"
-        ) from None
+        cause = failure.cause
+        if isinstance(cause, ApplicationError) and cause.type == _UPDATE_OUTLIVED:
+            return await _after_the_end(handle, key, None)
+        raise _refused(run_id, key, failure.cause) from None
     except RPCError as failure:
         if failure.status != RPCStatusCode.NOT_FOUND:
             raise
-        if "already completed" in failure.message:
-            described = await handle.describe()
-            if key in await described.memo_value(EVENTS_MEMO, []):
-                return False
-        raise unreachable_run(run_id, failure) from None
+        return await _after_the_end(handle, key, failure)
     return accepted
+
+
+async def _after_the_end(
+    handle: WorkflowHandle[Any, Any], key: str, failure: RPCError | None
+) -> bool:
+    """The answer for an event the run could not take: it ended, or was never there.
+
+    Temporal says "not found" both for a run that never existed and for an
+    update the run's end aborted, so the run's own description decides.
+    """
+    try:
+        described = await handle.describe()
+    except RPCError as missing:
+        if missing.status == RPCStatusCode.NOT_FOUND:
+            raise unreachable_run(handle.id, missing) from None
+        raise
+    if described.status == WorkflowExecutionStatus.RUNNING and failure is not None:
+        raise failure  # neither ended nor missing: transient, for the caller to retry
+    if key in await described.memo_value(EVENTS_MEMO, []):
+        return False
+    raise run_ended_error(handle.id) from None
+
+
+def _refused(run_id: str, key: str, cause: BaseException | None) -> DurableEventPayloadError:
+    """The update validator's refusal, said once.
+
+    The validator's error arrives as its text, which already starts with its code.
+    """
+    text = cause.message if isinstance(cause, FailureError) else str(cause)
+    text = re.sub(r"^\[\w+\] ", "", text)
+    return DurableEventPayloadError(f"run {run_id!r} refused event {key!r}: {text}")
 
 
 def unreachable_run(run_id: str, failure: RPCError) -> DurableRunError:
@@ -106,6 +172,21 @@ def unreachable_run(run_id: str, failure: RPCError) -> DurableRunError:
         return run_ended_error(run_id)
     return DurableRunNotFoundError(
         f"no run {run_id!r} on this Temporal namespace ({failure.message}); check the run id"
+    )
+
+
+def _unregistered_attribute(failure: RPCError) -> bool:
+    text = failure.message.lower()
+    return failure.status == RPCStatusCode.INVALID_ARGUMENT and "search attribute" in text
+
+
+def _unregistered_attributes_error(namespace: str) -> DurableRegistrationError:
+    names = ", ".join(SEARCH_ATTRIBUTES)
+    return DurableRegistrationError(
+        f"the Temporal namespace {namespace!r} has not registered the search attributes "
+        f"agent runs carry ({names}); register them with "
+        "deploy/register_search_attributes.py (TEMPORAL_ADDRESS and TEMPORAL_NAMESPACE "
+        "name the server), or start runs without them: AgentClient(..., search_attributes=False)"
     )
 
 
@@ -174,6 +255,10 @@ class AgentClient:
             if len(self._started) > _RECENT_HANDLES:
                 self._started.popitem(last=False)
             return handle
+        except RPCError as failure:
+            if self.search_attributes and _unregistered_attribute(failure):
+                raise _unregistered_attributes_error(self.client.namespace) from None
+            raise
         except WorkflowAlreadyStartedError:
             handle = self.client.get_workflow_handle(run_id)
             described = await handle.describe()
@@ -203,16 +288,34 @@ class AgentClient:
             return data  # the agent is not importable here: its result as plain JSON
         return definition.output.decode(data, what=f"the result of run {run_id!r}")
 
-    async def send_event(self, run_id: str, key: str, payload: Any) -> bool:
+    @overload
+    async def send_event(self, run_id: str, key: str, payload: Any) -> bool: ...
+    @overload
+    async def send_event(
+        self, run_id: str, key: str, payload: Any, *, answer_within: timedelta | float
+    ) -> bool | None: ...
+    async def send_event(
+        self,
+        run_id: str,
+        key: str,
+        payload: Any,
+        *,
+        answer_within: timedelta | float | None = None,
+    ) -> bool | None:
         """Send an event; ``True`` if accepted, ``False`` if the key was already emitted.
 
         A malformed event is refused with ``DurableEventPayloadError`` and leaves the
-        run unharmed.
+        run unharmed. Only a worker answers; with ``answer_within``, when none answers
+        in time the event is delivered by signal and the answer is ``None``: it is
+        applied when a worker runs the run, but nobody has acknowledged it yet.
         """
         check_name(key, what="event key")
         # Checked here, as the local store checks it: a refused payload never travels.
         data = event_payload(payload, what=f"event {key!r}")
-        return await deliver_event(self._handle(run_id), key, data)
+        if answer_within is None:
+            return await deliver_event(self._handle(run_id), key, data)
+        bound = as_timedelta(answer_within, what="answer_within")
+        return await deliver_event(self._handle(run_id), key, data, answer_within=bound)
 
     async def watch(self, run_id: str, *, after: int = 0) -> AsyncIterator[LiveEvent]:
         """Yield the run's live entries after ``after`` as they come, until it ends.
@@ -241,6 +344,17 @@ class AgentClient:
         totals: dict[str, float] = dict.fromkeys(USAGE_FIELDS, 0.0)
         totals.update(await described.memo_value(USAGE_MEMO, {}))
         return totals
+
+    async def snapshot(self, run_id: str, *, query_within: timedelta = QUERY_WITHIN) -> RunSnapshot:
+        """The run's state, steps and failure; answered from describe and history when
+        no worker answers its query within ``query_within``."""
+        check_name(run_id, what="run_id")
+        try:
+            return await run_snapshot(self.client, run_id, query_within=query_within)
+        except RPCError as failure:
+            if failure.status == RPCStatusCode.NOT_FOUND:
+                raise unreachable_run(run_id, failure) from None
+            raise
 
     async def status(self, run_id: str) -> dict[str, Any]:
         handle = self._handle(run_id)

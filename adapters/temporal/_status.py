@@ -1,0 +1,214 @@
+"""What a run on Temporal is doing, told truthfully with or without a worker.
+
+The run's worker answers the steps and what the run waits for through a query,
+but only a live worker on the run's task queue can answer one. Describe and
+history need none: they give the state, the task queue, the pending step's live
+attempt and last failure, the run's failure and the steps run as activities.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import timedelta
+from typing import Any
+
+from temporalio.api.enums.v1 import EventType, TaskQueueType
+from temporalio.api.failure.v1 import Failure
+from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowQueryFailedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from durable import StepError, StepRecord
+
+from ._convert import durable_error_from, step_of_activity
+from ._messages import SEND_EVENT_ACTIVITY, STATUS_QUERY, STEPS_QUERY
+
+__all__ = ["QUERY_WITHIN", "RunSnapshot", "run_snapshot"]
+
+QUERY_WITHIN = timedelta(seconds=5)
+"""How long a status waits for the run's worker to answer its query."""
+
+
+@dataclass(frozen=True)
+class RunSnapshot:
+    """A run's state as Temporal knows it, with or without a worker."""
+
+    run_id: str
+    agent: str
+    state: str
+    """``running``, ``completed``, ``failed``, ``terminated``, ``timed_out``, ..."""
+    task_queue: str
+    steps: list[StepRecord]
+    waiting_for: list[str] | None
+    """The events the run waits for; ``None`` when no worker answered."""
+    unanswered: str | None = None
+    """Why the worker's query gave no answer (the steps then come from history)."""
+    failure: str | None = None
+    """How the run failed, for a failed run."""
+    next_attempts: dict[int, str] = field(default_factory=dict)
+    """When a retrying step's next attempt starts, by step index."""
+
+
+async def _pollers(client: Client, task_queue: str) -> int | None:
+    try:
+        answer = await client.workflow_service.describe_task_queue(
+            DescribeTaskQueueRequest(
+                namespace=client.namespace,
+                task_queue=TaskQueue(name=task_queue),
+                task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+            ),
+            timeout=QUERY_WITHIN,
+        )
+    except RPCError:
+        return None
+    return len(answer.pollers)
+
+
+def _no_worker(task_queue: str) -> str:
+    return (
+        f"no worker polls task queue {task_queue!r}; start `durable worker` with "
+        f"TASK_QUEUE={task_queue} to run it"
+    )
+
+
+async def _failure_text(client: Client, failure: Failure, run_id: str) -> str:
+    error = await client.data_converter.decode_failure(failure)
+    durable = durable_error_from(error, run_id)
+    return str(durable) if durable is not None else f"{type(error).__name__}: {error}"
+
+
+async def run_snapshot(
+    client: Client, run_id: str, *, query_within: timedelta = QUERY_WITHIN
+) -> RunSnapshot:
+    """The run's state; raises ``RPCError`` NOT_FOUND when there is no such run."""
+    handle = client.get_workflow_handle(run_id)
+    described = await handle.describe()
+    raw = described.raw_description
+    task_queue = raw.execution_config.task_queue.name
+    state = described.status.name.lower() if described.status else "unknown"
+    running = described.status == WorkflowExecutionStatus.RUNNING
+    history = await handle.fetch_history()
+    failure: str | None = None
+    for event in history.events:
+        if event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED:
+            attributes = event.workflow_execution_failed_event_attributes
+            failure = await _failure_text(client, attributes.failure, run_id)
+
+    steps: list[StepRecord] | None = None
+    waiting_for: list[str] | None = None
+    unanswered: str | None = None
+    if running and await _pollers(client, task_queue) == 0:
+        unanswered = _no_worker(task_queue)
+    else:
+        try:
+            status: dict[str, Any] = await handle.query(
+                STATUS_QUERY, result_type=dict[str, Any], rpc_timeout=query_within
+            )
+            steps = await handle.query(
+                STEPS_QUERY, result_type=list[StepRecord], rpc_timeout=query_within
+            )
+            waiting_for = list(status["waiting_for"])
+        except WorkflowQueryFailedError as exc:
+            # A worker answered, but could not replay the run (a nondeterminism failure).
+            unanswered = f"the worker could not replay the run: {exc}"
+        except RPCError as exc:
+            if exc.status == RPCStatusCode.NOT_FOUND:
+                raise
+            unanswered = (
+                f"no worker answered within {query_within.total_seconds():g}s; "
+                + _no_worker(task_queue)
+            )
+    if steps is None:
+        steps = _steps_from_history(run_id, history.events)
+    steps, next_attempts = _with_pending(steps, raw.pending_activities)
+    return RunSnapshot(
+        run_id=run_id,
+        agent=described.workflow_type,
+        state=state,
+        task_queue=task_queue,
+        steps=steps,
+        waiting_for=[] if not running else waiting_for,
+        unanswered=unanswered,
+        failure=failure,
+        next_attempts=next_attempts,
+    )
+
+
+def _error(failure: Failure) -> StepError:
+    kind = failure.application_failure_info.type or "ActivityFailure"
+    return StepError(message=failure.message, type=kind)
+
+
+def _steps_from_history(run_id: str, events: Any) -> list[StepRecord]:
+    """The steps run as activities, as history records them (no worker needed)."""
+    steps: dict[int, StepRecord] = {}
+    scheduled: dict[int, int] = {}
+    for event in events:
+        kind = event.event_type
+        if kind == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+            attributes = event.activity_task_scheduled_event_attributes
+            position = step_of_activity(attributes.activity_id)
+            if position is None:
+                continue
+            index, intent = position
+            scheduled[event.event_id] = index
+            is_event = attributes.activity_type.name == SEND_EVENT_ACTIVITY
+            steps[index] = StepRecord(
+                run_id=run_id,
+                step_index=index,
+                intent=intent,
+                kind="event" if is_event else "logic",
+                input_hash="",
+                status="running",
+                attempts=1,
+                started_at=event.event_time.ToDatetime(),
+            )
+        elif kind == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED:
+            attributes = event.activity_task_started_event_attributes
+            index_of = scheduled.get(attributes.scheduled_event_id)
+            if index_of is not None:
+                steps[index_of] = replace(steps[index_of], attempts=attributes.attempt)
+        elif kind == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
+            completed = event.activity_task_completed_event_attributes
+            index_of = scheduled.get(completed.scheduled_event_id)
+            if index_of is not None:
+                steps[index_of] = replace(steps[index_of], status="completed")
+        elif kind == EventType.EVENT_TYPE_ACTIVITY_TASK_FAILED:
+            attributes = event.activity_task_failed_event_attributes
+            index_of = scheduled.get(attributes.scheduled_event_id)
+            if index_of is not None:
+                steps[index_of] = replace(
+                    steps[index_of], status="failed", error=_error(attributes.failure)
+                )
+        elif kind == EventType.EVENT_TYPE_ACTIVITY_TASK_TIMED_OUT:
+            attributes = event.activity_task_timed_out_event_attributes
+            index_of = scheduled.get(attributes.scheduled_event_id)
+            if index_of is not None:
+                steps[index_of] = replace(
+                    steps[index_of], status="failed", error=_error(attributes.failure)
+                )
+    return [steps[index] for index in sorted(steps)]
+
+
+def _with_pending(steps: list[StepRecord], pending: Any) -> tuple[list[StepRecord], dict[int, str]]:
+    """The live attempt and last failure of each step still pending on the server.
+
+    The workflow learns a step's attempts only when the step ends, so while it
+    retries only the server's pending activity knows them.
+    """
+    by_index = {record.step_index: i for i, record in enumerate(steps)}
+    next_attempts: dict[int, str] = {}
+    merged = list(steps)
+    for activity in pending:
+        position = step_of_activity(activity.activity_id)
+        if position is None or position[0] not in by_index:
+            continue
+        at = by_index[position[0]]
+        record = merged[at]
+        error = _error(activity.last_failure) if activity.HasField("last_failure") else record.error
+        merged[at] = replace(record, attempts=max(activity.attempt, record.attempts), error=error)
+        if activity.HasField("next_attempt_schedule_time"):
+            when = activity.next_attempt_schedule_time.ToDatetime().strftime("%H:%M:%S")
+            next_attempts[position[0]] = f"{when} UTC"
+    return merged, next_attempts
