@@ -22,6 +22,7 @@ import json
 import sys
 import uuid
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from temporalio.client import Client
@@ -36,6 +37,7 @@ from durable import (
     DurableRunNotFoundError,
     JsonCodec,
     LiveView,
+    RunRecord,
     StepRecord,
     agent_definition,
     check_name,
@@ -193,6 +195,21 @@ async def cmd_status(args: argparse.Namespace, settings: worker.WorkerSettings) 
     return 0
 
 
+def _lease_holder(run: RunRecord) -> str:
+    """Who continues a running local run: a live lease holder, or no one until a worker."""
+    expires = run.lease_expires_at
+    if run.lease_holder is not None and expires is not None and expires > datetime.now(UTC):
+        return (
+            f"worker {run.lease_holder!r} holds its lease until {expires.isoformat()} "
+            "and continues it while it renews the lease"
+        )
+    lapsed = f"expired at {expires.isoformat()}" if expires is not None else "is not held"
+    return (
+        f"no worker holds it (its lease {lapsed}); start `durable worker --local` "
+        "to resume it, then ask again"
+    )
+
+
 async def cmd_result(args: argparse.Namespace, settings: worker.WorkerSettings) -> int:
     worker.import_agents(settings.agent_modules)
     if args.local:
@@ -204,7 +221,7 @@ async def cmd_result(args: argparse.Namespace, settings: worker.WorkerSettings) 
         if run is None:
             raise UsageError(f"no run {args.run!r} in {settings.local_store}")
         if run.status == "running":
-            print(f"run {args.run} is still running; its worker continues it")
+            print(f"run {args.run} is still running; {_lease_holder(run)}")
             return 0
         if run.status == "failed":
             error = run.error

@@ -124,8 +124,13 @@ class DurableRunInputMismatchError(DurableRunError):
     code = ErrorCode.MANIFEST_MISMATCH
 
 
-class DurableRunInputInvalidError(DurableRunError):
-    """The run's recorded input no longer matches its agent's input type."""
+class DurableRunInputInvalidError(DurableRunError, ValueError):
+    """A run's input does not match its agent's input type.
+
+    Either the input given to start the run (a bad argument, hence also a
+    ``ValueError``, raised before anything is written) or the recorded input of
+    a run whose agent's input type changed since.
+    """
 
     code = ErrorCode.INPUT_INVALID
 

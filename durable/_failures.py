@@ -36,6 +36,7 @@ __all__ = [
     "heartbeat_timeout_error",
     "input_invalid_error",
     "input_mismatch_error",
+    "input_type_error",
     "manifest_mismatch_error",
     "replayed_failure",
     "run_ended_error",
@@ -163,6 +164,14 @@ def input_invalid_error(
     return DurableRunInputInvalidError(
         f"the recorded input of run {run_id!r} no longer matches the input type of "
         f"{label} ({cause.message}); deploy a type that accepts it, or start a new run"
+    )
+
+
+def input_type_error(label: str, annotation: Any, reason: str) -> DurableRunInputInvalidError:
+    """The input given to start a run of ``label`` does not fit its input type."""
+    return DurableRunInputInvalidError(
+        f"the input of {label} does not match {annotation!r}: {reason}; send an input of "
+        "that type (JSON data, or a pydantic model or dataclass of it) and start the run again"
     )
 
 

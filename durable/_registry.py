@@ -17,8 +17,13 @@ from typing import Any, TypeVar, get_type_hints, overload
 from pydantic import ValidationError
 
 from ._codec import JsonCodec
-from ._errors import DurableError, DurableEventPayloadError, DurableRegistrationError
-from ._failures import input_invalid_error
+from ._errors import (
+    DurableError,
+    DurableEventPayloadError,
+    DurableRegistrationError,
+    DurableResultNotSerializableError,
+)
+from ._failures import input_invalid_error, input_type_error
 from ._names import check_name
 from ._records import DurableRunManifest, TaskSpec
 from ._retry import (
@@ -98,11 +103,14 @@ class AgentDefinition:
             # Validating first turns JSON from a command line or HTTP body into the typed input.
             value = self.input.validate(input)
         except ValidationError as exc:
-            raise ValueError(
-                f"the input of {label} does not match {self.input.annotation!r}: "
-                f"{exc.errors(include_url=False, include_input=False)}; send an input of that type"
-            ) from None
-        encoded = self.input.encode(value, what=f"the input of {label}")
+            reason = str(exc.errors(include_url=False, include_input=False))
+            raise input_type_error(label, self.input.annotation, reason) from None
+        try:
+            encoded = self.input.encode(value, what=f"the input of {label}")
+        except DurableResultNotSerializableError:
+            # A value the type accepts but JSON cannot hold: still the caller's input to fix.
+            reason = f"it holds a value of type {type(value).__name__} that has no JSON form"
+            raise input_type_error(label, self.input.annotation, reason) from None
         if not isinstance(encoded, dict):
             raise DurableRegistrationError(
                 f"the input of {label} serializes to a {type(encoded).__name__}, but a run's "

@@ -10,6 +10,7 @@ from temporalio.common import RetryPolicy as TemporalRetryPolicy
 from durable import (
     DurableContext,
     DurableRegistrationError,
+    DurableRunInputInvalidError,
     ErrorCode,
     RetryPolicy,
     agent,
@@ -143,6 +144,38 @@ def test_agent_errors() -> None:
     unknown = _registration_error(lambda: agent_definition("no.such.agent"))
     assert "import the module" in str(unknown)
     assert "decorate it with @agent" in str(_registration_error(lambda: agent_definition(echo)))
+
+
+@agent(name="tests.registry.counter")
+async def counter(ctx: DurableContext, input: dict[str, int]) -> int:
+    return len(input)
+
+
+@agent(name="tests.registry.bag")
+async def bag(ctx: DurableContext, input: dict[str, Any]) -> int:
+    return len(input)
+
+
+@pytest.mark.parametrize(
+    ("definition", "given", "reason"),
+    [
+        ("tests.registry.counter", {"n": "many"}, "valid integer"),
+        ("tests.registry.bag", {"n": object()}, "no JSON form"),
+    ],
+)
+def test_input_of_the_wrong_type_is_input_invalid_and_a_value_error(
+    definition: str, given: dict[str, Any], reason: str
+) -> None:
+    with pytest.raises(DurableRunInputInvalidError) as refused:
+        agent_definition(definition).manifest(given)
+
+    assert isinstance(refused.value, ValueError)  # a bad argument, refused before any write
+    assert refused.value.code == ErrorCode.INPUT_INVALID
+    message = str(refused.value)
+    assert f"the input of agent {definition!r} does not match" in message
+    assert reason in message
+    assert "send an input of that type" in message
+    assert "return" not in message
 
 
 class _Hinted(Exception):

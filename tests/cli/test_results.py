@@ -1,0 +1,117 @@
+"""``durable run`` and ``durable result`` as a process: what they say about a run's input and state.
+
+Every answer is one clear line with a proper exit status, never a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from adapters.local import SqliteStore
+from adapters.temporal import DevServer
+from durable import agent_definition
+from tests.conformance.agents import Job
+
+ROOT = Path(__file__).resolve().parents[2]
+MODULES = "tests.conformance.agents"
+
+
+def durable(*args: str, env: Mapping[str, str]) -> subprocess.CompletedProcess[str]:
+    script = Path(sys.executable).parent / "durable"
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "cli"]
+    return subprocess.run(
+        [*command, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+
+
+def no_traceback(done: subprocess.CompletedProcess[str]) -> None:
+    for stream in (done.stdout, done.stderr):
+        assert "Traceback" not in stream, stream
+
+
+@pytest.fixture
+def local_env(tmp_path: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "TEMPORAL_ADDRESS": "127.0.0.1:1",
+        "DURABLE_AGENT_MODULES": MODULES,
+        "DURABLE_DATA": str(tmp_path),
+    }
+
+
+@pytest.fixture(params=["local", "temporal"])
+def substrate_args(
+    request: pytest.FixtureRequest, local_env: dict[str, str]
+) -> tuple[tuple[str, ...], dict[str, str]]:
+    if request.param == "local":
+        return ("--local",), local_env
+    server: DevServer = request.getfixturevalue("temporal_server")
+    return (), {**local_env, "TEMPORAL_ADDRESS": server.address}
+
+
+def test_an_input_of_the_wrong_type_is_input_invalid_not_a_result_error(
+    substrate_args: tuple[tuple[str, ...], dict[str, str]],
+) -> None:
+    flags, env = substrate_args
+
+    done = durable("run", "conformance.pipeline", "--input", '{"n": "many"}', *flags, env=env)
+
+    no_traceback(done)
+    assert done.returncode == 2, done
+    assert "[input_invalid]" in done.stderr
+    assert "the input of agent 'conformance.pipeline' does not match" in done.stderr
+    assert "send an input of that type" in done.stderr
+    assert "result_not_serializable" not in done.stderr
+    assert "return type" not in done.stderr
+
+
+async def _running_run(tmp_path: Path, *, lease_for: timedelta) -> None:
+    """A run of ``conformance.pipeline`` left running under worker ``w1``'s lease."""
+    store = SqliteStore(tmp_path / "durable.db")
+    try:
+        await store.start_or_resume(
+            run_id="held",
+            agent="conformance.pipeline",
+            manifest=agent_definition("conformance.pipeline").manifest(Job()),
+            worker_id="w1",
+            lease_for=lease_for,
+        )
+    finally:
+        await store.close()
+
+
+async def test_result_of_a_running_run_names_its_live_lease_holder(
+    tmp_path: Path, local_env: dict[str, str]
+) -> None:
+    await _running_run(tmp_path, lease_for=timedelta(minutes=10))
+
+    done = durable("result", "held", "--local", env=local_env)
+
+    no_traceback(done)
+    assert done.returncode == 0, done
+    assert "run held is still running" in done.stdout
+    assert "worker 'w1' holds its lease until" in done.stdout
+    expires = done.stdout.split("until ")[1].split(" ")[0]
+    assert datetime.fromisoformat(expires) > datetime.now(UTC) + timedelta(minutes=9)
+
+
+async def test_result_of_a_running_run_without_a_live_worker_says_so(
+    tmp_path: Path, local_env: dict[str, str]
+) -> None:
+    await _running_run(tmp_path, lease_for=timedelta(milliseconds=1))
+
+    done = durable("result", "held", "--local", env=local_env)
+
+    no_traceback(done)
+    assert done.returncode == 0, done
+    assert "run held is still running" in done.stdout
+    assert "no worker holds it (its lease expired at" in done.stdout
+    assert "start `durable worker --local`" in done.stdout
+    assert "its worker continues it" not in done.stdout
