@@ -76,11 +76,13 @@ from ._retry import (
     as_timedelta,
     retry_hints,
 )
+from ._table import ELLIPSIS, steps_table, table
 from ._usage import USAGE_FIELDS, USAGE_KINDS, add_usage, usage_totals
 
 __all__ = [
     "DEFAULT_HEARTBEAT_TIMEOUT",
     "DEFAULT_STEP_TIMEOUT",
+    "ELLIPSIS",
     "MAX_NAME_LENGTH",
     "MAX_PAYLOAD_BYTES",
     "RUN_FATAL_ERRORS",
@@ -154,5 +156,7 @@ __all__ = [
     "step",
     "step_definition",
     "step_id",
+    "steps_table",
+    "table",
     "usage_totals",
 ]

@@ -20,7 +20,7 @@ import uuid
 from pathlib import Path
 
 from adapters.temporal import AgentClient, find_temporal_binary
-from durable import LiveView
+from durable import LiveView, table
 from examples.refund import RefundRequest, refund_review
 from worker import WorkerSettings, temporal_client, temporal_worker
 
@@ -103,8 +103,8 @@ async def demo(approve_after: float, keep_running: bool) -> None:
             f"Model calls: {usage['input_tokens']:g} tokens in, {usage['output_tokens']:g} out "
             "(the offline scripted model, unless DURABLE_DEFAULT_MODEL names another)\n"
         )
-        for record in await agents.steps(run_id):
-            print(f"   step {record.step_index}: {record.intent:<34} {record.status}")
+        steps = [(s.step_index, s.intent, s.status) for s in await agents.steps(run_id)]
+        print(table(("step", "intent", "status"), steps, right=(0,), indent="   "))
         print(f"\nSee it in the Temporal UI: {settings.ui_link(run_id)}")
         if keep_running:
             print("The server and worker keep running; press Ctrl-C to stop.", flush=True)

@@ -21,6 +21,7 @@ import uuid
 from pathlib import Path
 
 from adapters.local import SqliteStore, run_durable
+from durable import steps_table
 from examples.refund import LEDGER_ENV, Approval, RefundRequest, refund_review
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -103,12 +104,7 @@ async def demo() -> None:
 
     print(f"\nRun {run_id} is {run.status}. Result:")
     print(f"   {run.result}\n")
-    print(f"   {'#':>2}  {'intent':<24}{'kind':<15}{'status':<11}attempts")
-    for record in await store.load_steps(run_id):
-        print(
-            f"   {record.step_index:>2}  {record.intent:<24}{record.kind:<15}"
-            f"{record.status:<11}{record.attempts}"
-        )
+    print(steps_table(await store.load_steps(run_id), indent="   "))
     print(
         "\nThe lookup, the decision and the uuid ran once, before the crash; the approval wait"
         "\nwas begun twice (attempts=2) and the payout ran once, after the resume."
