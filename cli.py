@@ -1,28 +1,31 @@
 """The ``durable`` command: start agent runs, send them events, read their state.
 
     durable worker [--local]
-    durable run AGENT --input JSON [--run-id ID] [--wait] [--local]
-    durable event RUN KEY --payload JSON [--local]
+    durable run AGENT --input JSON|@FILE|- [--run-id ID] [--wait] [--local]
+    durable event RUN KEY --payload JSON|@FILE|- [--local]
     durable status RUN [--local]
     durable result RUN [--local]
-    durable watch RUN [--after SEQ] [--json] [--local]
+    durable watch RUN [--after SEQ] [--json] [--timeout SECONDS] [--local]
     durable list [--local]
 
 Temporal is the default, configured like the worker (``TEMPORAL_ADDRESS``, else
 the embedded server a running ``durable worker`` started). ``--local`` uses the
-SQLite store instead. Exit status: 0 on success, 1 when the run reports a
-durable error, 2 for bad input.
+SQLite store instead. ``EXIT_CODES`` lists the exit statuses.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import os
 import sys
+import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from temporalio.client import Client
@@ -33,18 +36,39 @@ import worker
 from adapters.local import SqliteStore, run_durable, send_event, watch_run
 from adapters.temporal import AgentClient, exit_without_teardown
 from durable import (
+    AgentDefinition,
     DurableError,
+    DurableRegistrationError,
     DurableRunNotFoundError,
     JsonCodec,
+    LiveEvent,
     LiveView,
     RunRecord,
-    StepRecord,
     agent_definition,
     check_name,
+    steps_table,
+    table,
     usage_totals,
 )
 
 _JSON: JsonCodec[Any] = JsonCodec(Any)
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141
+EXIT_CODES: dict[int, str] = {
+    EXIT_OK: "success; a run still running is reported as such",
+    EXIT_FAILED: "the run failed, or a durable error: a refused event, a store or server error",
+    EXIT_USAGE: "bad input: arguments, JSON, settings, an unknown agent or run",
+    EXIT_INTERRUPTED: "interrupted with Ctrl-C",
+    EXIT_BROKEN_PIPE: "the reader of the output went away (as with `| head`); nothing is printed",
+}
+"""Every exit status of ``durable``, as the README's exit-status table lists them."""
+
+WATCH_TIMEOUT = 30.0
+"""Seconds ``durable watch`` waits for a run that does not exist yet."""
 
 
 class UsageError(Exception):
@@ -52,27 +76,44 @@ class UsageError(Exception):
 
 
 def _json_argument(text: str, what: str) -> Any:
+    """JSON given inline, as ``@FILE`` or as ``-`` for standard input.
+
+    A file or standard input carries values too large for the command line.
+    """
+    source = what
+    try:
+        if text == "-":
+            source = f"{what} from standard input"
+            text = sys.stdin.read()
+        elif text.startswith("@"):
+            source = f"{what} file {text[1:]!r}"
+            text = Path(text[1:]).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise UsageError(
+            f"cannot read {source} ({reason}); give a readable UTF-8 file of JSON"
+        ) from None
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
+        hint = (
+            """quote it for the shell, for example '{"approved": true}', or pass @FILE or -"""
+            if source == what
+            else "fix the JSON"
+        )
         raise UsageError(
-            f"{what} is not valid JSON ({exc.msg} at column {exc.colno}); quote it for the "
-            """shell, for example '{"approved": true}'"""
+            f"{source} is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno}); "
+            f"{hint}"
         ) from None
+    except RecursionError:
+        raise UsageError(f"{source} is nested too deeply to read; flatten the JSON") from None
 
 
 def _show(value: Any) -> str:
     return json.dumps(_JSON.encode(value, what="the output"), indent=2, ensure_ascii=False)
 
 
-def _steps_table(steps: Sequence[StepRecord]) -> str:
-    lines = [f"{'#':>3}  {'intent':<32}{'kind':<15}{'status':<11}attempts"]
-    for record in steps:
-        lines.append(
-            f"{record.step_index:>3}  {record.intent[:31]:<32}{record.kind:<15}"
-            f"{record.status:<11}{record.attempts}"
-        )
-    return "\n".join(lines)
+_steps_table = steps_table  # one layout for every table, in durable's table module
 
 
 async def _client(settings: worker.WorkerSettings) -> AgentClient:
@@ -92,18 +133,29 @@ def _not_found(run_id: str, exc: RPCError) -> UsageError:
     return UsageError(f"no run {run_id!r} on this Temporal namespace ({exc.message})")
 
 
+def _agent(name: str) -> AgentDefinition:
+    try:
+        return agent_definition(name)
+    except DurableRegistrationError as exc:
+        raise UsageError(exc.message) from None
+
+
 async def cmd_run(args: argparse.Namespace, settings: worker.WorkerSettings) -> int:
     worker.import_agents(settings.agent_modules)
-    definition = agent_definition(args.agent)
+    definition = _agent(args.agent)
     payload = _json_argument(args.input, "--input")
-    run_id = args.run_id or f"{definition.name}-{uuid.uuid4().hex[:8]}"
+    # An empty --run-id is refused, never replaced: the caller meant a particular run.
+    run_id = f"{definition.name}-{uuid.uuid4().hex[:8]}" if args.run_id is None else args.run_id
     check_name(run_id, what="--run-id")
+    definition.manifest(payload)  # input of the wrong type is refused before anything is said
     if args.local:
         settings.local_store.parent.mkdir(parents=True, exist_ok=True)
         store = SqliteStore(settings.local_store)
         try:
             print(f"run {run_id} of {definition.name} on {settings.local_store}", flush=True)
-            outcome = await run_durable(definition.fn, payload, store=store, run_id=run_id)
+            outcome = await run_durable(
+                definition.fn, payload, store=store, run_id=run_id, lease=settings.lease
+            )
         finally:
             await store.close()
         print(_show(outcome.result))
@@ -240,67 +292,121 @@ async def cmd_result(args: argparse.Namespace, settings: worker.WorkerSettings) 
     return 0
 
 
+async def _once_started(
+    watch: Callable[[], AsyncIterator[LiveEvent]], run_id: str, timeout: float
+) -> AsyncIterator[LiveEvent]:
+    """The run's live stream, waiting up to ``timeout`` seconds for the run to exist.
+
+    A watcher is often started just before the run it follows.
+    """
+    deadline = time.monotonic() + timeout
+    said = False
+    while True:
+        events = watch()
+        try:
+            first = await anext(events)
+        except StopAsyncIteration:
+            return
+        except DurableRunNotFoundError as exc:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                waited = f"; waited {timeout:g}s for it (--timeout)" if timeout else ""
+                raise UsageError(f"{exc.message}{waited}") from None
+            if not said:
+                print(
+                    f"waiting up to {timeout:g}s (--timeout) for run {run_id!r} to start",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                said = True
+            await asyncio.sleep(min(0.25, left))
+            continue
+        yield first
+        async for event in events:
+            yield event
+        return
+
+
 async def cmd_watch(args: argparse.Namespace, settings: worker.WorkerSettings) -> int:
     if args.after < 0:
         raise UsageError("--after must be 0 or the seq of an entry already seen")
+    if not args.timeout >= 0:
+        raise UsageError("--timeout must be 0 or more seconds")
     view = LiveView()
     failed = False
     store = SqliteStore(settings.local_store) if args.local else None
-    try:
+    client = None if store is not None else await _client(settings)
+
+    def watch() -> AsyncIterator[LiveEvent]:
         if store is not None:
-            events = watch_run(store, args.run, after=args.after)
-        else:
-            events = (await _client(settings)).watch(args.run, after=args.after)
-        async for event in events:
+            return watch_run(store, args.run, after=args.after)
+        assert client is not None
+        return client.watch(args.run, after=args.after)
+
+    try:
+        async for event in _once_started(watch, args.run, args.timeout):
             if args.json:
                 print(event.model_dump_json(exclude_none=True), flush=True)
             else:
                 view.show(event)
             failed = event.kind == "run_failed"
-    except DurableRunNotFoundError as exc:
-        raise UsageError(str(exc)) from None
     finally:
         if store is not None:
             await store.close()
-    return 1 if failed else 0
+    return EXIT_FAILED if failed else EXIT_OK
 
 
 async def cmd_list(args: argparse.Namespace, settings: worker.WorkerSettings) -> int:
-    print(f"{'run':<40}{'agent':<28}status")
+    rows: list[tuple[str, str, str]] = []
     if args.local:
         store = SqliteStore(settings.local_store)
         try:
             for run in await store.list_runs(limit=args.limit):
-                print(f"{run.run_id:<40}{run.agent:<28}{run.status}")
+                rows.append((run.run_id, run.agent, run.status))
         finally:
             await store.close()
-        return 0
-    client = await _client(settings)
-    async for execution in client.client.list_workflows(limit=args.limit):
-        state = execution.status.name.lower() if execution.status else "unknown"
-        print(f"{execution.id:<40}{execution.workflow_type:<28}{state}")
-    return 0
+    else:
+        client = await _client(settings)
+        async for execution in client.client.list_workflows(limit=args.limit):
+            state = execution.status.name.lower() if execution.status else "unknown"
+            rows.append((execution.id, execution.workflow_type, state))
+    print(table(("run", "agent", "status"), rows, whole=(0,)))
+    return EXIT_OK
+
+
+def _plain(text: str) -> str:
+    """Help text without the docstrings' reStructuredText literals."""
+    return text.replace("``", "")
 
 
 def parser() -> argparse.ArgumentParser:
-    root = argparse.ArgumentParser(prog="durable", description=__doc__.splitlines()[0])
+    statuses = "\n".join(f"  {code:<4} {meaning}" for code, meaning in EXIT_CODES.items())
+    root = argparse.ArgumentParser(
+        prog="durable",
+        description=_plain(__doc__.splitlines()[0]),
+        epilog=f"exit status:\n{statuses}\n\nSettings come from the environment; see the README.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     commands = root.add_subparsers(dest="command", required=True)
 
     def command(name: str, help: str) -> argparse.ArgumentParser:
-        sub = commands.add_parser(name, help=help)
+        sub = commands.add_parser(name, help=help, description=help)
         sub.add_argument("--local", action="store_true", help="use the local SQLite store")
         return sub
 
+    json_forms = "inline, @FILE to read a file, or - to read standard input"
     command("worker", "run a worker (Temporal, or the local store with --local)")
     run = command("run", "start a run of an agent")
     run.add_argument("agent", help="the agent's name")
-    run.add_argument("--input", required=True, help="the agent's input as JSON")
+    run.add_argument("--input", required=True, help=f"the agent's input as JSON: {json_forms}")
     run.add_argument("--run-id", help="the run's id (default: <agent>-<random>)")
     run.add_argument("--wait", action="store_true", help="wait for the result and print it")
     event = command("event", "send an event to a run")
     event.add_argument("run")
     event.add_argument("key")
-    event.add_argument("--payload", default="null", help="the event's payload as JSON")
+    event.add_argument(
+        "--payload", default="null", help=f"the event's payload as JSON: {json_forms}"
+    )
     status = command("status", "show a run's state and steps")
     status.add_argument("run")
     result = command("result", "wait for a run's result and print it")
@@ -309,6 +415,12 @@ def parser() -> argparse.ArgumentParser:
     watch.add_argument("run")
     watch.add_argument("--after", type=int, default=0, help="start after this seq")
     watch.add_argument("--json", action="store_true", help="print each entry as a JSON line")
+    watch.add_argument(
+        "--timeout",
+        type=float,
+        default=WATCH_TIMEOUT,
+        help=f"seconds to wait for a run that has not started yet (default {WATCH_TIMEOUT:g})",
+    )
     listing = command("list", "list recent runs")
     listing.add_argument("--limit", type=int, default=20)
     return root
@@ -316,10 +428,18 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parser().parse_args(argv)
-    if args.command == "worker":
-        worker.main(["--local"] if args.local else [])
-        return
+    # Never through the interpreter's teardown: the Temporal client's native threads
+    # can abort it ("Fatal Python error"), even after a graceful stop.
+    exit_without_teardown(_run(args))
+
+
+def _run(args: argparse.Namespace) -> int:
+    """The command's exit status; every failure becomes a message, never a traceback."""
+    command = args.command
     try:
+        if command == "worker":
+            worker.main(["--local"] if args.local else [])
+            return EXIT_OK
         settings = worker.WorkerSettings.from_env()
         handler = {
             "run": cmd_run,
@@ -328,15 +448,45 @@ def main(argv: Sequence[str] | None = None) -> None:
             "result": cmd_result,
             "list": cmd_list,
             "watch": cmd_watch,
-        }[args.command]
+        }[command]
         code = asyncio.run(handler(args, settings))
+        sys.stdout.flush()  # a reader that went away shows here for buffered output
+        return code
+    except BrokenPipeError:
+        # As Unix tools do when the reader stops (`durable watch RUN | head`): no message.
+        # The output still buffered goes nowhere, so the last flush cannot fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    except SystemExit as exc:  # the worker's and the agent import's own refusals
+        if exc.code is None or isinstance(exc.code, int):
+            return exc.code or EXIT_OK
+        return _say(command, str(exc.code).removeprefix("worker: "), EXIT_USAGE)
     except (UsageError, ValueError) as exc:
-        print(f"durable {args.command}: {exc}", file=sys.stderr)
-        code = 2
+        return _say(command, str(exc), EXIT_USAGE)
     except DurableError as exc:
-        print(f"durable {args.command}: {exc}", file=sys.stderr)
-        code = 1
-    exit_without_teardown(code)
+        return _say(command, str(exc), EXIT_FAILED)
+    except RPCError as exc:
+        return _say(
+            command,
+            f"the Temporal server answered {exc.status.name}: {exc.message.rstrip('.')}; "
+            "check that it is up and that TEMPORAL_ADDRESS and TEMPORAL_NAMESPACE name it",
+            EXIT_FAILED,
+        )
+    except Exception as exc:
+        return _say(
+            command,
+            f"unexpected {type(exc).__name__}: {exc}; this is a defect in durable, "
+            "please report it with the command that caused it",
+            EXIT_FAILED,
+        )
+
+
+def _say(command: str, message: str, code: int) -> int:
+    with contextlib.suppress(OSError):
+        print(f"durable {command}: {message}", file=sys.stderr)
+    return code
 
 
 if __name__ == "__main__":

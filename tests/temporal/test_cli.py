@@ -121,8 +121,8 @@ async def test_durable_event_is_first_emit_wins(
         (("run", "no_such_agent", "--input", "{}"), "no agent named 'no_such_agent'"),
         (("run", "refund_review", "--input", '{"order_id": 1}'), "does not match"),
         (("event", "missing-run", "approval"), "no run 'missing-run'"),
-        (("watch", "missing-run"), "no run 'missing-run'"),
-        (("watch", "missing-run", "--local"), "no run 'missing-run'"),
+        (("watch", "missing-run", "--timeout", "0"), "no run 'missing-run'"),
+        (("watch", "missing-run", "--timeout", "0", "--local"), "no run 'missing-run'"),
         (("watch", "some-run", "--after", "-1"), "--after must be 0 or the seq"),
     ],
 )
