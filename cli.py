@@ -48,6 +48,7 @@ from durable import (
     check_name,
     steps_table,
     table,
+    usage_line,
     usage_totals,
 )
 
@@ -231,10 +232,7 @@ async def cmd_status(args: argparse.Namespace, settings: worker.WorkerSettings) 
             print(f"failed with {snapshot.failure}")
         if snapshot.unanswered is not None:
             print(f"worker: {snapshot.unanswered}; the steps below come from the run's history")
-    print(
-        f"model calls: {usage['input_tokens']:g} tokens in, {usage['output_tokens']:g} out, "
-        f"cost {usage['cost']:g}"
-    )
+    print(usage_line(usage))
     print(_steps_table(steps))
     for record in steps:
         if record.error is None:

@@ -77,7 +77,7 @@ from ._retry import (
     retry_hints,
 )
 from ._table import ELLIPSIS, steps_table, table
-from ._usage import USAGE_FIELDS, USAGE_KINDS, add_usage, usage_totals
+from ._usage import USAGE_FIELDS, USAGE_KINDS, add_usage, usage_line, usage_totals
 
 __all__ = [
     "DEFAULT_HEARTBEAT_TIMEOUT",
@@ -158,5 +158,6 @@ __all__ = [
     "step_id",
     "steps_table",
     "table",
+    "usage_line",
     "usage_totals",
 ]

@@ -15,7 +15,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -136,11 +136,22 @@ class Participant(_Frozen):
 
 
 class TurnUsage(_Frozen):
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cost: float = 0.0
+    """A turn's tokens and cost; ``None`` where the model server reported no usage."""
+
+    input_tokens: int | None = 0
+    output_tokens: int | None = 0
+    cost: float | None = 0.0
     latency_ms: float = 0.0
     model: str | None = None
+
+
+_Number = TypeVar("_Number", int, float)
+
+
+def _known_sum(values: Sequence[_Number | None]) -> _Number | None:
+    """The sum, or ``None`` if any value is unknown: unknown is never counted as 0."""
+    known = [value for value in values if value is not None]
+    return sum(known) if len(known) == len(values) else None
 
 
 class SpeakRequest(_Frozen):
@@ -459,7 +470,8 @@ class ConversationDriver:
 
     @property
     def spent_cents(self) -> float:
-        return sum(t.usage.cost for t in self.transcript) * 100
+        # A turn of unknown cost adds nothing it could prove; the totals say it is unknown.
+        return sum(t.usage.cost or 0.0 for t in self.transcript) * 100
 
     def state(self) -> DriveState:
         return DriveState(tuple(self.transcript), len(self.transcript), self.spent_cents)
@@ -542,10 +554,11 @@ class ConversationDriver:
 
     def result(self, ended_at: datetime) -> ConversationResult:
         assert self.halted is not None, "result() before the conversation halted"
+        usages = [t.usage for t in self.transcript]
         totals = TurnUsage(
-            input_tokens=sum(t.usage.input_tokens for t in self.transcript),
-            output_tokens=sum(t.usage.output_tokens for t in self.transcript),
-            cost=sum(t.usage.cost for t in self.transcript),
+            input_tokens=_known_sum([u.input_tokens for u in usages]),
+            output_tokens=_known_sum([u.output_tokens for u in usages]),
+            cost=_known_sum([u.cost for u in usages]),
             latency_ms=sum(t.usage.latency_ms for t in self.transcript),
         )
         return ConversationResult(

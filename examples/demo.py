@@ -20,7 +20,7 @@ import uuid
 from pathlib import Path
 
 from adapters.temporal import AgentClient, find_temporal_binary
-from durable import LiveView, table
+from durable import LiveView, table, usage_line
 from examples.refund import RefundRequest, refund_review
 from worker import WorkerSettings, temporal_client, temporal_worker
 
@@ -100,8 +100,8 @@ async def demo(approve_after: float, keep_running: bool) -> None:
         print(f"\nRun {run_id} completed: {outcome.model_dump_json()}")
         usage = await agents.usage(run_id)
         print(
-            f"Model calls: {usage['input_tokens']:g} tokens in, {usage['output_tokens']:g} out "
-            "(the offline scripted model, unless DURABLE_DEFAULT_MODEL names another)\n"
+            f"{usage_line(usage)} (the offline scripted model, unless DURABLE_DEFAULT_MODEL "
+            "names another)\n"
         )
         steps = [(s.step_index, s.intent, s.status) for s in await agents.steps(run_id)]
         print(table(("step", "intent", "status"), steps, right=(0,), indent="   "))

@@ -169,13 +169,15 @@ class ChatClient:
         ``headers`` are added to the request (correlation and forwarding headers).
         """
         url = f"{self.settings.base_url}/chat/completions"
+        streamed = self.settings.stream
         body: dict[str, Any] = {
             **(options or {}),
             "model": self.settings.model,
             "messages": as_messages(messages),
-            "stream": True,
-            "stream_options": {"include_usage": True},
+            "stream": streamed,
         }
+        if streamed:
+            body["stream_options"] = {"include_usage": True}
         if tools:
             body["tools"] = list(tools)
         sent = {**(headers or {}), **self._headers()}
@@ -196,6 +198,8 @@ class ChatClient:
                 raise classify_status(
                     response.status_code, await self._body(response), response.headers, url
                 )
+            if not streamed:
+                return await self._read_whole(response, url, started, on_delta)
             return await self._read_stream(response, url, started, on_delta)
         finally:
             await response.aclose()
@@ -258,21 +262,86 @@ class ChatClient:
                 f"the stream from {url} ended before the completion finished; "
                 "the connection was dropped mid-stream"
             )
-        input_tokens = int(usage.get("prompt_tokens") or 0)
-        output_tokens = int(usage.get("completion_tokens") or 0)
         return ChatResult(
             text="".join(text),
             tool_calls=[ToolCall(**calls[i]) for i in sorted(calls)],
             finish_reason=finish,
-            usage=Usage(
-                input_tokens=input_tokens,
-                output_tokens=output_tokens,
-                cost=self.settings.cost(input_tokens, output_tokens),
-                latency_s=time.monotonic() - started,
-                first_token_s=first,
-                model=self.settings.model,
-            ),
+            usage=self._usage(usage, started, first),
         )
+
+    async def _read_whole(
+        self,
+        response: httpx.Response,
+        url: str,
+        started: float,
+        on_delta: DeltaCallback | None,
+    ) -> ChatResult:
+        """A completion answered in one JSON response (``stream`` off), as one delta."""
+        try:
+            async with asyncio.timeout(self.idle_timeout):
+                raw = await response.aread()
+        except TimeoutError:
+            raise ModelUnavailableError(
+                f"the answer from {url} stalled: no data for {self.idle_timeout:g}s"
+            ) from None
+        except httpx.TransportError as exc:
+            raise ModelUnavailableError(f"the answer from {url} was cut off: {exc!r}") from None
+        completion = _chunk(raw.decode("utf-8", errors="replace"), url)
+        text: list[str] = []
+        calls: dict[int, dict[str, str]] = {}
+        # A whole message folds like a single chunk whose delta is the message.
+        choices = completion.get("choices") or []
+        as_delta = {
+            "choices": [
+                {"delta": c.get("message") or {}} if isinstance(c, Mapping) else c for c in choices
+            ]
+        }
+        for i, call in enumerate(_tool_calls(as_delta)):
+            call.setdefault("index", i)  # a whole message's calls carry no index
+        _apply(as_delta, text, calls, url)
+        first = time.monotonic() - started if text else None
+        if on_delta is not None:
+            outcome = on_delta("".join(text))
+            if inspect.isawaitable(outcome):
+                await outcome
+        usage = completion.get("usage")
+        return ChatResult(
+            text="".join(text),
+            tool_calls=[ToolCall(**calls[i]) for i in sorted(calls)],
+            finish_reason=_finish(completion),
+            usage=self._usage(usage if isinstance(usage, Mapping) else {}, started, first),
+        )
+
+    def _usage(self, usage: Mapping[str, Any], started: float, first: float | None) -> Usage:
+        """The call's usage; tokens the server did not report stay unknown (``None``)."""
+        input_tokens = _tokens(usage.get("prompt_tokens"))
+        output_tokens = _tokens(usage.get("completion_tokens"))
+        cost = None
+        if input_tokens is not None and output_tokens is not None:
+            cost = self.settings.cost(input_tokens, output_tokens)
+        return Usage(
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            cost=cost,
+            latency_s=time.monotonic() - started,
+            first_token_s=first,
+            model=self.settings.model,
+        )
+
+
+def _tokens(value: Any) -> int | None:
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    return None
+
+
+def _tool_calls(chunk: Mapping[str, Any]) -> list[dict[str, Any]]:
+    calls: list[dict[str, Any]] = []
+    for choice in chunk.get("choices") or []:
+        delta = choice.get("delta") if isinstance(choice, Mapping) else None
+        if isinstance(delta, Mapping):
+            calls.extend(c for c in delta.get("tool_calls") or [] if isinstance(c, dict))
+    return calls
 
 
 def _chunk(data: str, url: str) -> Mapping[str, Any]:

@@ -29,6 +29,10 @@ class ModelSettings(BaseModel):
     """Seconds an attempt may wait for the response headers before it is abandoned."""
     idle_timeout: float = Field(default=60.0, gt=0)
     """Seconds a stream may go without a chunk before the attempt fails."""
+    stream: bool = True
+    """Stream the answer. ``False`` asks for the whole answer in one response, for
+    servers that report token usage only then; ``headers_deadline`` then bounds the
+    whole answer, because such a server sends its headers with it."""
 
     @field_validator("base_url")
     @classmethod
@@ -62,9 +66,15 @@ class ToolCall(BaseModel):
 
 
 class Usage(BaseModel):
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cost: float = 0.0
+    """Tokens and cost of one model call; ``None`` where the server reported no usage.
+
+    Unknown is never written as 0: a server that ignores ``include_usage`` leaves
+    the tokens, and so the cost, unknown (see ``ModelSettings.stream``).
+    """
+
+    input_tokens: int | None = 0
+    output_tokens: int | None = 0
+    cost: float | None = 0.0
     latency_s: float = 0.0
     first_token_s: float | None = None
     model: str = ""

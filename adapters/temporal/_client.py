@@ -338,10 +338,10 @@ class AgentClient:
         steps: list[StepRecord] = await handle.query(STEPS_QUERY, result_type=list[StepRecord])
         return steps
 
-    async def usage(self, run_id: str) -> dict[str, float]:
-        """Tokens and cost of the run's model calls so far, from its memo."""
+    async def usage(self, run_id: str) -> dict[str, float | None]:
+        """Tokens and cost of the run's model calls so far, from its memo (``None``: unknown)."""
         described = await self._handle(run_id).describe()
-        totals: dict[str, float] = dict.fromkeys(USAGE_FIELDS, 0.0)
+        totals: dict[str, float | None] = dict.fromkeys(USAGE_FIELDS, 0.0)
         totals.update(await described.memo_value(USAGE_MEMO, {}))
         return totals
 

@@ -106,7 +106,7 @@ class TemporalContext:
         self._codecs: dict[Any, JsonCodec[Any]] = {}
         self._declared = dict(declared or {})
         self._wakes_on: Callable[[], bool] | None = None
-        self.usage: dict[str, float] = {}
+        self.usage: dict[str, float | None] = {}
         self._search_attributes = search_attributes
         self._live = live
         self._abortable: dict[str, tuple[str, ChildWorkflowHandle[Any, ConversationResult]]] = {}

@@ -5,6 +5,8 @@ Every answer is one clear line with a proper exit status, never a traceback.
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -14,10 +16,12 @@ from pathlib import Path
 
 import pytest
 
-from adapters.local import SqliteStore
+from adapters.local import SqliteStore, run_durable
 from adapters.temporal import DevServer
 from durable import agent_definition
-from tests.conformance.agents import Job
+from tests.conformance.agents import Job, ask
+from tests.support.llm_server import catalog as models_on
+from tests.support.llm_server import model_server
 
 ROOT = Path(__file__).resolve().parents[2]
 MODULES = "tests.conformance.agents"
@@ -115,3 +119,22 @@ async def test_result_of_a_running_run_without_a_live_worker_says_so(
     assert "no worker holds it (its lease expired at" in done.stdout
     assert "start `durable worker --local`" in done.stdout
     assert "its worker continues it" not in done.stdout
+
+
+async def test_status_shows_usage_a_server_never_reported_as_unknown(
+    tmp_path: Path, local_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with model_server() as server:
+        monkeypatch.setenv("DURABLE_MODELS", json.dumps(models_on(server, ["no-usage"])))
+        store = SqliteStore(tmp_path / "durable.db")
+        try:
+            await run_durable(ask, Job(key="no-usage"), store=store, run_id="unknown-usage")
+        finally:
+            await store.close()
+
+    done = await asyncio.to_thread(durable, "status", "unknown-usage", "--local", env=local_env)
+
+    no_traceback(done)
+    assert done.returncode == 0, done
+    assert "model calls: unknown tokens in, unknown out, cost unknown" in done.stdout
+    assert "0 tokens" not in done.stdout

@@ -22,6 +22,7 @@ from tests.support.llm_server import catalog as models_on
 MODELS = (
     "ok", "flaky", "bad-request", "unauthorized", "malformed", "hang-once", "busy-once",
     "drop-once", "hang-stream-once", "rate-limited-once", "hang-stream-heartbeat", "one-shot",
+    "no-usage", "no-usage-whole",
 )  # fmt: skip
 
 
@@ -35,6 +36,8 @@ async def models(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[ModelServer]:
         # Served like hang-stream-once, with an idle timeout longer than the call's heartbeat.
         catalog["hang-stream-heartbeat"]["model"] = "hang-stream-once"
         catalog["hang-stream-heartbeat"]["idle_timeout"] = 3.0
+        # A server that reports usage only without streaming, called that way.
+        catalog["no-usage-whole"].update(model="no-usage", stream=False)
         monkeypatch.setenv("DURABLE_MODELS", json.dumps(catalog))
         yield server
 
@@ -166,6 +169,29 @@ async def test_a_runs_usage_adds_up_its_model_calls(
     assert totals == {"input_tokens": 24, "output_tokens": 6, "cost": pytest.approx(0.021)}
     if isinstance(substrate, TemporalSubstrate):
         assert await substrate.client.usage(run_id) == totals  # also in the run's memo
+
+
+async def test_usage_a_server_never_reported_is_unknown_never_zero(
+    substrate: Substrate, run_id: str, models: ModelServer
+) -> None:
+    result = await substrate.run(agents.ask, Job(key="no-usage"), run_id=run_id)
+
+    assert result == {"text": "Durable hello", "tokens": [None, None], "cost": None}
+    totals = usage_totals(await substrate.steps(run_id))
+    assert totals == {"input_tokens": None, "output_tokens": None, "cost": None}
+    if isinstance(substrate, TemporalSubstrate):
+        assert await substrate.client.usage(run_id) == totals  # also in the run's memo
+
+
+async def test_a_model_set_not_to_stream_reports_its_usage(
+    substrate: Substrate, run_id: str, models: ModelServer
+) -> None:
+    result = await substrate.run(agents.ask, Job(key="no-usage-whole"), run_id=run_id)
+
+    assert result == {"text": "Durable hello", "tokens": [12, 3], "cost": 0.0105}
+    assert models.bodies[-1]["stream"] is False
+    totals = usage_totals(await substrate.steps(run_id))
+    assert totals == {"input_tokens": 12, "output_tokens": 3, "cost": pytest.approx(0.0105)}
 
 
 def _contiguous(events: list[LiveEvent]) -> bool:

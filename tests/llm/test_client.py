@@ -25,13 +25,14 @@ async def server() -> AsyncIterator[ModelServer]:
         yield running
 
 
-def client(server: ModelServer, model: str, **options: float) -> ChatClient:
+def client(server: ModelServer, model: str, *, stream: bool = True, **options: float) -> ChatClient:
     settings = ModelSettings(
         base_url=server.base_url,
         model=model,
         input_price_per_1k=0.5,
         output_price_per_1k=1.5,
         api_key_env="TEST_MODEL_KEY",
+        stream=stream,
     )
     return ChatClient(settings, environ={"TEST_MODEL_KEY": "sk-test-123"}, **options)
 
@@ -56,6 +57,39 @@ async def test_a_stream_yields_text_usage_and_cost(server: ModelServer) -> None:
     assert body["stream_options"] == {"include_usage": True}
     assert body["messages"] == [{"role": "user", "content": "Say hello"}]
     assert server.authorizations == ["Bearer sk-test-123"]
+    await chat.aclose()
+
+
+async def test_a_server_that_reports_no_usage_leaves_it_unknown_never_zero(
+    server: ModelServer,
+) -> None:
+    chat = client(server, "no-usage")
+
+    result = await chat.chat("Say hello")
+
+    assert result.text == "Durable hello"
+    usage = result.usage
+    assert (usage.input_tokens, usage.output_tokens, usage.cost) == (None, None, None)
+    assert usage.model == "no-usage"
+    await chat.aclose()
+
+
+async def test_a_model_set_not_to_stream_gets_its_answer_and_usage_whole(
+    server: ModelServer,
+) -> None:
+    deltas: list[str] = []
+    chat = client(server, "no-usage", stream=False)
+
+    result = await chat.chat("Say hello", on_delta=deltas.append)
+
+    body = server.bodies[-1]
+    assert body["stream"] is False
+    assert "stream_options" not in body
+    assert (result.text, result.finish_reason) == ("Durable hello", "stop")
+    assert deltas == ["Durable hello"]  # watchers still see the text, in one piece
+    usage = result.usage
+    assert (usage.input_tokens, usage.output_tokens) == (12, 3)
+    assert usage.cost == pytest.approx(12 / 1000 * 0.5 + 3 / 1000 * 1.5)
     await chat.aclose()
 
 

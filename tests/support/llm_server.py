@@ -6,8 +6,11 @@ retry-after-ms), ``flaky`` (500, then 200), ``bad-request`` (400),
 ``unauthorized`` (401), ``drop`` (connection cut mid-stream), ``malformed``,
 ``down`` (500 every time) and ``slow`` (a quarter second before answering);
 ``hang-once``, ``hang-stream-once``, ``rate-limited-once``, ``busy-once`` and
-``drop-once`` misbehave on the first request only. It counts requests per model,
-notes when each arrived, and records the Authorization headers it saw.
+``drop-once`` misbehave on the first request only. ``no-usage`` ignores
+``stream_options.include_usage`` and reports usage only when asked without
+streaming; any model asked with ``"stream": false`` answers in one JSON response.
+It counts requests per model, notes when each arrived, and records the
+Authorization headers it saw.
 """
 
 from __future__ import annotations
@@ -43,6 +46,18 @@ def _error(status: int, reason: str, message: str, extra: str = "") -> bytes:
     ).encode()
 
 
+def _whole(model: str) -> bytes:
+    """A completion in one JSON response, as a server answers ``"stream": false``."""
+    message = {"role": "assistant", "content": "".join(REPLY)}
+    body = json.dumps({"id": "c1", "object": "chat.completion", "model": model,
+                       "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+                       "usage": USAGE})  # fmt: skip
+    return (
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n{body}"
+    ).encode()
+
+
 @dataclass
 class ModelServer:
     base_url: str = ""
@@ -68,7 +83,10 @@ class ModelServer:
             model = body["model"]
             self.requests[model] += 1
             self.arrivals.setdefault(model, []).append(time.monotonic())
-            await self._respond(model, writer)
+            if body.get("stream") is False:
+                writer.write(_whole(model))
+            else:
+                await self._respond(model, writer)
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
         finally:
@@ -130,8 +148,10 @@ class ModelServer:
                     writer.transport.abort()
                     return
             writer.write(_chunk({}, "stop"))
-        usage = {"id": "c1", "object": "chat.completion.chunk", "choices": [], "usage": USAGE}
-        writer.write(f"data: {json.dumps(usage)}\n\ndata: [DONE]\n\n".encode())
+        if model != "no-usage":
+            usage = {"id": "c1", "object": "chat.completion.chunk", "choices": [], "usage": USAGE}
+            writer.write(f"data: {json.dumps(usage)}\n\n".encode())
+        writer.write(b"data: [DONE]\n\n")
         await writer.drain()
 
 
