@@ -34,7 +34,7 @@ from activities.conversation import conversation_turn
 from activities.events import send_event
 from activities.steps import run_step
 from adapters.local import LocalWorker, SqliteStore
-from adapters.temporal import DevServer, PortInUseError, workflow_runner
+from adapters.temporal import DevServer, PortInUseError, exit_without_teardown, workflow_runner
 from workflows.agent import AgentWorkflow
 from workflows.conversation import ConversationWorkflow
 
@@ -273,3 +273,6 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
+    # As `durable worker` does: a stopped worker has nothing to tear down, and the
+    # interpreter's teardown can abort under the Temporal client's native threads.
+    exit_without_teardown(0)

@@ -84,8 +84,9 @@ async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
 # A graceful stop exits 0, and no failure ends in a traceback.
 
 
+@pytest.mark.parametrize("script", [False, True], ids=["durable-worker", "worker.py"])
 async def test_a_worker_stopped_by_sigterm_exits_0_every_time(
-    env: dict[str, str], client: Client, task_queue: str, tmp_path: Path
+    env: dict[str, str], client: Client, task_queue: str, tmp_path: Path, script: bool
 ) -> None:
     # The abort is intermittent (about one stop in ten here): stop several times, after
     # real work and after idle polls of different lengths.
@@ -94,8 +95,9 @@ async def test_a_worker_stopped_by_sigterm_exits_0_every_time(
         log = tmp_path / f"worker-{attempt}.log"
         with log.open("w") as sink:
             worker = await asyncio.create_subprocess_exec(
-                *_command(), "worker", cwd=ROOT, env=env, stdout=sink, stderr=subprocess.STDOUT
-            )
+                *([sys.executable, "worker.py"] if script else [*_command(), "worker"]),
+                cwd=ROOT, env=env, stdout=sink, stderr=subprocess.STDOUT,
+            )  # fmt: skip
         try:
             run_id = f"stop-{attempt}-{task_queue}"
             await agents.start(pipeline, Job(n=attempt), run_id=run_id)
