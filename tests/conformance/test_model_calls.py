@@ -22,7 +22,7 @@ from tests.support.llm_server import catalog as models_on
 MODELS = (
     "ok", "flaky", "bad-request", "unauthorized", "malformed", "hang-once", "busy-once",
     "drop-once", "hang-stream-once", "rate-limited-once", "hang-stream-heartbeat", "one-shot",
-    "no-usage", "no-usage-whole",
+    "no-usage", "no-usage-whole", "hang-headers-heartbeat",
 )  # fmt: skip
 
 
@@ -36,6 +36,7 @@ async def models(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[ModelServer]:
         # Served like hang-stream-once, with an idle timeout longer than the call's heartbeat.
         catalog["hang-stream-heartbeat"]["model"] = "hang-stream-once"
         catalog["hang-stream-heartbeat"]["idle_timeout"] = 3.0
+        catalog["hang-headers-heartbeat"].update(model="hang-once", headers_deadline=3.0)
         # A server that reports usage only without streaming, called that way.
         catalog["no-usage-whole"].update(model="no-usage", stream=False)
         monkeypatch.setenv("DURABLE_MODELS", json.dumps(catalog))
@@ -284,18 +285,24 @@ async def test_watching_an_unknown_run_is_refused(substrate: Substrate) -> None:
     assert refused.value.code == ErrorCode.RUN_NOT_FOUND
 
 
-@pytest.mark.parametrize("substrate", ["temporal"], indirect=True)
-async def test_a_silent_stream_outlives_the_calls_heartbeat_until_its_idle_timeout(
-    substrate: Substrate, run_id: str, models: ModelServer
+@pytest.mark.parametrize(
+    ("model", "served_as"),
+    [
+        ("hang-stream-heartbeat", "hang-stream-once"),  # silent after a chunk: idle_timeout
+        ("hang-headers-heartbeat", "hang-once"),  # no headers: headers_deadline
+    ],
+)
+async def test_a_silent_model_outlives_the_calls_heartbeat_until_its_own_clock(
+    substrate: Substrate, run_id: str, models: ModelServer, model: str, served_as: str
 ) -> None:
-    # The step activity heartbeats in the background, so a model silent for longer
-    # than the call's heartbeat (1 s) is not cut off by it: the model's own idle
-    # timeout (3 s) ends the attempt, and the retry answers.
-    job = Job(key="hang-stream-heartbeat", heartbeat=1.0)
+    # The step heartbeats in the background, so a model silent for longer than the
+    # call's heartbeat (1 s) is not cut off by it, on any substrate: the model's own
+    # clock (3 s: idle_timeout or headers_deadline) ends the attempt, and the retry answers.
+    job = Job(key=model, heartbeat=1.0)
     result = await substrate.run(agents.ask, job, run_id=run_id)
 
     assert result["text"] == "Durable hello"
-    first, second = models.arrivals["hang-stream-once"]
+    first, second = models.arrivals[served_as]
     assert second - first >= 3.0
     (record,) = await substrate.steps(run_id)
     assert record.attempts == 2
