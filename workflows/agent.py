@@ -95,7 +95,9 @@ class AgentWorkflow:
         self._status = status
         kind: LiveKind = "run_completed" if error is None else "run_failed"
         self._live.publish(LiveEvent(kind=kind, error=error, at=workflow.now()))
-        # Release watchers' long polls, or they would keep the run from closing.
+        # Watchers read by query; this releases any long-poll update still waiting (a
+        # subscriber of the stream library's own, or an earlier client's), which would
+        # keep the run from closing.
         self._stream.detach_pollers()
         await workflow.wait_condition(workflow.all_handlers_finished)
         self._remember_events()

@@ -322,6 +322,9 @@ class AgentClient:
 
         Steps starting, retrying and finishing, model token deltas, and waits;
         pass the ``seq`` of the last entry seen as ``after`` to pick up there.
+        Watching adds no events to the run's history: it reads the stream by query,
+        again at once while entries come and at most ``IDLE_POLL`` apart when idle.
+        A query needs a worker; while none answers, the watch waits.
         """
         check_name(run_id, what="run_id")
         try:

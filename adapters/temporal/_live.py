@@ -3,7 +3,8 @@
 The agent workflow hosts a ``WorkflowStream``; the workflow itself publishes
 step and wait entries (rebuilt identically on every replay), and a step
 activity publishes its model's token deltas with ``ActivityTokens``. Entries
-share one topic, ``live``; a watcher subscribes with ``watch_stream``.
+share one topic, ``live``; a watcher reads it with ``watch_stream``, by query, so
+watching adds nothing to the run's history.
 
 Deduplication across attempts: a retried activity first reads how much of its
 step's text earlier attempts published, and ``TokenDeltas`` publishes only
@@ -13,17 +14,31 @@ what lies beyond it.
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
+import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any
 
 from temporalio import activity
-from temporalio.client import Client
-from temporalio.contrib.workflow_streams import TopicHandle, WorkflowStreamClient
+from temporalio.api.common.v1 import Payload
+from temporalio.client import (
+    Client,
+    WorkflowExecutionStatus,
+    WorkflowHandle,
+    WorkflowQueryFailedError,
+)
+from temporalio.contrib.workflow_streams import (
+    PollInput,
+    PollResult,
+    TopicHandle,
+    WorkflowStreamClient,
+)
+from temporalio.service import RPCError, RPCStatusCode
 
-from durable import LiveEvent, TokenDeltas
+from durable import DurableRunDivergenceError, LiveEvent, TokenDeltas
 from durable._live import joined_tokens, text_end
 
 __all__ = ["LIVE_TOPIC", "TOKEN_BATCH_INTERVAL", "ActivityTokens", "watch_stream"]
@@ -79,7 +94,10 @@ class ActivityTokens:
         self._topic = stream.topic(LIVE_TOPIC, type=LiveEvent)
         shown = 0
         if info.attempt > 1:
-            shown = await _published_text(stream, self._step, self._turn)
+            assert info.workflow_id is not None  # from_within_activity refuses otherwise
+            shown = await _published_text(
+                activity.client(), info.workflow_id, self._step, self._turn
+            )
             retry = LiveEvent(
                 kind="step_retry", step=self._step, intent=self._intent, attempt=info.attempt
             )
@@ -142,27 +160,131 @@ class ActivityTokens:
             await self._send()
 
 
-async def _published_text(stream: WorkflowStreamClient, step: int, turn: int | None) -> int:
-    """How far into ``step``'s text the run's stream already reaches."""
-    end = await stream.get_offset()
-    shown = 0
-    if end == 0:
+async def _published_text(client: Client, run_id: str, step: int, turn: int | None) -> int:
+    """How far into ``step``'s text the run's stream already reaches (0 when nobody answers)."""
+    handle = client.get_workflow_handle(run_id)
+    shown, offset = 0, 0
+    try:
+        while True:
+            read = await _read(handle, offset, answer_within=ANSWER_WITHIN)
+            shown = max(shown, text_end([e for _, e in _entries(client, read)], step, turn))
+            if not read.more_ready:
+                return shown
+            offset = read.next_offset
+    except (RPCError, WorkflowQueryFailedError):
+        # The stream is progress, not state: a retry that cannot read it shows its text again.
+        log.warning("could not read step %d's published text", step, exc_info=True)
         return shown
-    async for item in stream.subscribe([LIVE_TOPIC], result_type=LiveEvent):
-        shown = max(shown, text_end([item.data], step, turn))
-        if item.offset >= end - 1:
-            break
-    return shown
 
 
-async def watch_stream(client: Client, run_id: str, *, after: int = 0) -> AsyncIterator[LiveEvent]:
-    """The run's live entries after ``after``, until its final entry or its end."""
-    stream = WorkflowStreamClient.create(client, run_id)
-    items: AsyncIterator[Any] = stream.subscribe(
-        [LIVE_TOPIC], from_offset=after, result_type=LiveEvent
+STREAM_POLL_QUERY = "__temporal_workflow_stream_poll"
+"""The stream's immediate read. The stream registers this name twice: as a long-poll
+update and as this query. Only the query leaves the run's history as it was."""
+
+ANSWER_WITHIN = timedelta(seconds=5)
+"""How long one read waits for a worker; a watcher then waits and reads again."""
+IDLE_POLL = timedelta(milliseconds=250)
+"""The longest pause between reads of an idle stream: the most an entry waits for a watcher."""
+FIRST_IDLE_POLL = timedelta(milliseconds=10)
+"""The first pause once a read comes back empty; pauses double up to ``IDLE_POLL``."""
+END_CHECK = timedelta(seconds=1)
+"""How often an idle watcher asks the server whether the run has closed."""
+
+
+async def _read(
+    handle: WorkflowHandle[Any, Any], offset: int, *, answer_within: timedelta
+) -> PollResult:
+    result: PollResult = await handle.query(
+        STREAM_POLL_QUERY,
+        PollInput(topics=[LIVE_TOPIC], from_offset=offset),
+        result_type=PollResult,
+        rpc_timeout=answer_within,
     )
-    async for item in items:
-        event: LiveEvent = item.data.model_copy(update={"seq": item.offset + 1})
-        yield event
-        if event.final:
-            return
+    return result
+
+
+def _entries(client: Client, read: PollResult) -> list[tuple[int, LiveEvent]]:
+    """The read's entries by offset; each travels as base64 of its serialized payload."""
+    converter = client.data_converter.payload_converter
+    entries = []
+    for item in read.items:
+        payload = Payload()
+        payload.ParseFromString(base64.b64decode(item.data))
+        entries.append((item.offset, converter.from_payload(payload, LiveEvent)))
+    return entries
+
+
+async def _closed(handle: WorkflowHandle[Any, Any]) -> bool:
+    """Whether the run has closed; a server that does not answer leaves it open for now."""
+    try:
+        described = await handle.describe(rpc_timeout=ANSWER_WITHIN)
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            raise
+        return False
+    return described.status not in (None, WorkflowExecutionStatus.RUNNING)
+
+
+async def watch_stream(
+    client: Client,
+    run_id: str,
+    *,
+    after: int = 0,
+    idle_poll: timedelta = IDLE_POLL,
+    answer_within: timedelta = ANSWER_WITHIN,
+) -> AsyncIterator[LiveEvent]:
+    """The run's live entries after ``after``, until its final entry or its end.
+
+    Reads the stream by query, which adds no events to the run's history (a
+    long-poll update would add two per read). A read that returns entries is
+    followed at once by the next; an empty one by a pause that doubles from
+    ``FIRST_IDLE_POLL`` up to ``idle_poll``, which bounds how late an entry
+    reaches the watcher. A query needs a worker: when none answers within
+    ``answer_within`` the watcher keeps waiting. The watch also ends when the
+    run closes without a final entry (terminated, timed out, a conversation),
+    once what the stream holds has been read.
+    """
+    if after < 0:
+        raise ValueError(f"after={after} is not a position: positions start at 1 (0 for all)")
+    handle = client.get_workflow_handle(run_id)
+    offset = after
+    pause = 0.0
+    closed = False
+    checked = time.monotonic()
+    unanswered = False
+    while True:
+        read: PollResult | None = None
+        try:
+            read = await _read(handle, offset, answer_within=answer_within)
+        except (RPCError, WorkflowQueryFailedError) as exc:
+            if isinstance(exc, RPCError) and exc.status == RPCStatusCode.NOT_FOUND:
+                raise
+            if isinstance(exc, WorkflowQueryFailedError) and closed:
+                # A worker answered, but cannot replay the closed run: waiting would never end.
+                raise DurableRunDivergenceError(
+                    f"the worker cannot replay run {run_id!r} to read its live stream: "
+                    f"{exc}; read it with a worker running the agent code that ran it"
+                ) from None
+            if not unanswered:
+                log.info("no worker answered the stream query of run %r; waiting: %s", run_id, exc)
+            unanswered = True
+        if read is not None:
+            unanswered = False
+            for position, entry in _entries(client, read):
+                event = entry.model_copy(update={"seq": position + 1})
+                yield event
+                if event.final:
+                    return
+            offset = read.next_offset
+            if read.items or read.more_ready:
+                pause = 0.0
+                continue
+            if closed:
+                return  # read after the run closed: nothing more can come
+        if read is None or time.monotonic() - checked >= END_CHECK.total_seconds():
+            checked = time.monotonic()
+            closed = await _closed(handle)
+            if closed and read is not None:
+                continue  # one more read: entries published just before it closed
+        pause = min(idle_poll.total_seconds(), max(FIRST_IDLE_POLL.total_seconds(), 2 * pause))
+        await asyncio.sleep(pause)
