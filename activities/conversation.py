@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from pydantic import BaseModel
 from temporalio import activity
@@ -22,7 +23,7 @@ from temporalio.exceptions import ApplicationError
 from activities.llm import call_model
 from adapters.blobs import default_blob_store
 from adapters.temporal import ActivityTokens
-from durable import DurableError, LiveEvent, live_tokens, retry_hints, step
+from durable import DurableError, live_tokens, retry_hints, step
 from durable.conversation import (
     FORWARD_HEADERS,
     SPEAK_STEP,
@@ -114,13 +115,12 @@ async def conversation_turn(request: TurnRequest) -> TurnOutcome:
         messages = turn_messages(conversation, speaker, seed, turns)
         index = len(turns)
 
-        def retrying(attempt: int) -> LiveEvent:
+        def retrying(attempt: int) -> dict[str, Any]:
             event = ConversationEvent(
                 type="turn_retry", run_id=request.run_id, index=index, speaker=speaker.name,
                 turn_id=request.turn_id, attempt=attempt, timestamp=datetime.now(UTC),
             )  # fmt: skip
-            detail = event.model_dump(mode="json", exclude_none=True)
-            return LiveEvent(kind="conversation", step=index, turn=index, detail=detail)
+            return event.model_dump(mode="json", exclude_none=True)
 
         intent = f"turn {index}: {speaker.name}"
         async with ActivityTokens(index, intent, turn=index, on_retry=retrying) as deltas:

@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict
 __all__ = [
     "FINAL_KINDS",
     "LIVE_KINDS",
+    "RETRY_MESSAGE_LIMIT",
     "LiveEvent",
     "LiveKind",
     "LiveView",
@@ -30,6 +31,7 @@ __all__ = [
     "joined_tokens",
     "live_tokens",
     "publish_token",
+    "retry_entry",
     "text_end",
 ]
 
@@ -72,6 +74,11 @@ class LiveEvent(BaseModel):
     """Waits: the event key waited for."""
     until: datetime | None = None
     error: str | None = None
+    """Failures and retries: the error's message, as its step record keeps it."""
+    error_type: str | None = None
+    """Retries: the class name of the error that failed the previous attempt."""
+    delay: float | None = None
+    """Retries: the seconds between the previous attempt's failure and this attempt."""
     turn: int | None = None
     """Conversation turns: the turn a token delta or conversation event belongs to."""
     detail: dict[str, Any] | None = None
@@ -82,6 +89,45 @@ class LiveEvent(BaseModel):
     def final(self) -> bool:
         """True for the run's last entry: it completed or failed."""
         return self.kind in FINAL_KINDS
+
+
+RETRY_MESSAGE_LIMIT = 300
+"""The most characters of an error's message a retry entry carries."""
+
+
+def retry_entry(
+    step: int,
+    attempt: int,
+    *,
+    error_type: str | None,
+    message: str | None,
+    delay: float | None,
+    intent: str | None = None,
+    turn: int | None = None,
+    detail: dict[str, Any] | None = None,
+) -> LiveEvent:
+    """The entry announcing ``attempt`` of a step (``step_retry``) or, given the
+    conversation event's ``detail``, of a conversation turn (``turn_retry``).
+
+    It says why: the previous attempt's error type and message (the message its
+    step record keeps, cut to ``RETRY_MESSAGE_LIMIT``), and the delay waited since.
+    ``None`` where a substrate could not learn it.
+    """
+    if message is not None and len(message) > RETRY_MESSAGE_LIMIT:
+        message = message[: RETRY_MESSAGE_LIMIT - 1] + "…"
+    if detail is not None and message is not None:
+        detail = {**detail, "reason": message}
+    return LiveEvent(
+        kind="step_retry" if detail is None else "conversation",
+        step=step,
+        intent=intent,
+        attempt=attempt,
+        turn=turn,
+        detail=detail,
+        error=message,
+        error_type=error_type,
+        delay=None if delay is None else round(max(delay, 0.0), 3),
+    )
 
 
 def text_end(events: Iterable[LiveEvent], step: int, turn: int | None = None) -> int:
@@ -196,16 +242,19 @@ class LiveView:
             self._out.write(event.text or "")
         elif event.kind == "conversation":
             detail = event.detail or {}
+            retry = detail.get("type") == "turn_retry" and event.error is not None
             words = [
                 str(detail.get(k))
-                for k in ("type", "index", "speaker", "reason")
+                for k in ("type", "index", "speaker", *(() if retry else ("reason",)))
                 if detail.get(k) is not None
             ]
-            self._line(event, "conversation " + " ".join(words))
+            reason = _retry_reason(event) if retry else ""
+            self._line(event, "conversation " + " ".join(words) + reason)
         elif event.kind == "step_started":
             self._line(event, f"{step} started: {event.intent}")
         elif event.kind == "step_retry":
-            self._line(event, f"{step} retrying: attempt {event.attempt} of {event.intent}")
+            retrying = f"{step} retrying: attempt {event.attempt} of {event.intent}"
+            self._line(event, retrying + _retry_reason(event))
         elif event.kind == "step_completed":
             self._line(event, f"{step} completed")
         elif event.kind == "step_failed":
@@ -224,3 +273,12 @@ class LiveView:
         elif event.kind == "run_failed":
             self._line(event, f"run failed: {event.error}")
         self._out.flush()
+
+
+def _retry_reason(event: LiveEvent) -> str:
+    """`` after ConnectionError: refused (waited 0.5s)`` for a retry entry that says why."""
+    if event.error is None and event.error_type is None:
+        return ""
+    what = ": ".join(p for p in (event.error_type, event.error) if p)
+    waited = "" if event.delay is None else f" (waited {event.delay:g}s)"
+    return f" after {what}{waited}"

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from durable import LiveEvent, TokenDeltas
-from durable._live import joined_tokens, text_end
+import io
+
+from durable import LiveEvent, LiveView, TokenDeltas
+from durable._live import RETRY_MESSAGE_LIMIT, joined_tokens, retry_entry, text_end
 
 
 def test_a_retried_attempt_publishes_only_text_beyond_what_was_shown() -> None:
@@ -39,3 +41,27 @@ def test_only_adjacent_deltas_of_one_text_are_joined() -> None:
     assert joined_tokens(first, then.model_copy(update={"offset": 4})) is None
     assert joined_tokens(first, then.model_copy(update={"step": 2})) is None
     assert joined_tokens(first, LiveEvent(kind="step_completed", step=1)) is None
+
+
+def test_a_retry_entry_is_shown_with_its_reason_and_delay() -> None:
+    out = io.StringIO()
+    view = LiveView(out)
+    long = "upstream refused: " + "x" * 400
+    step = retry_entry(2, 3, intent="fetch", error_type="ConnectionError", message=long, delay=0.25)
+    turn = retry_entry(
+        1, 2, turn=0, error_type="ModelUnavailableError", message="answered 429", delay=2,
+        detail={"type": "turn_retry", "index": 0, "speaker": "alice", "attempt": 2},
+    )  # fmt: skip
+
+    view.show(step)
+    view.show(turn)
+
+    assert len(step.error or "") == RETRY_MESSAGE_LIMIT
+    assert (step.error or "").endswith("…")
+    assert (turn.kind, (turn.detail or {})["reason"]) == ("conversation", "answered 429")
+    first, second = out.getvalue().splitlines()
+    assert first.startswith("--:--:--  step 2 retrying: attempt 3 of fetch after ConnectionError: ")
+    assert first.endswith("… (waited 0.25s)")
+    assert second.endswith(
+        "conversation turn_retry 0 alice after ModelUnavailableError: answered 429 (waited 2s)"
+    )

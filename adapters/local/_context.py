@@ -24,7 +24,6 @@ from durable import (
     JsonCodec,
     Lease,
     LiveEvent,
-    LiveKind,
     RetryPolicy,
     RunRecord,
     StepError,
@@ -53,7 +52,7 @@ from durable._failures import (
     step_timeout_error,
     unrecordable,
 )
-from durable._live import text_end
+from durable._live import retry_entry, text_end
 from durable.conversation import (
     Conversation,
     ConversationResult,
@@ -217,11 +216,22 @@ class LocalContext:
         # A step begun before this execution may have streamed text already.
         shown = 0 if record is None else await self._store.live_text_end(self.run_id, index)
         deltas = TokenDeltas(index, self.live.publish, shown=shown)
+        # Why the attempt under way is a retry: the failure before it and the delay waited
+        # (unknown for the first attempt of a resumed step, whose failure another process saw).
+        previous: StepError | None = None if record is None else record.error
+        waited: float | None = None
         while True:
             attempt += 1
             await self._begin(index, intent, kind, input_hash)
-            started: LiveKind = "step_started" if attempt == 1 else "step_retry"
-            self.live.publish(LiveEvent(kind=started, step=index, intent=intent, attempt=attempt))
+            if attempt == 1:
+                started = LiveEvent(kind="step_started", step=index, intent=intent, attempt=1)
+            else:
+                started = retry_entry(
+                    index, attempt, intent=intent, delay=waited,
+                    error_type=None if previous is None else previous.type,
+                    message=None if previous is None else previous.message,
+                )  # fmt: skip
+            self.live.publish(started)
             deltas.new_attempt()
             cause: BaseException | None = None
             try:
@@ -262,7 +272,8 @@ class LocalContext:
                     intent, index, error, attempt, maximum_attempts=options.retry.maximum_attempts
                 ) from cause
             delay = options.retry.delay_before(attempt + 1).total_seconds()
-            await asyncio.sleep(delay if retry_after is None else retry_after)
+            previous, waited = error, delay if retry_after is None else retry_after
+            await asyncio.sleep(waited)
 
     async def _checkpoint(self, intent: str, produce: Callable[[], str]) -> str:
         index, record = self._position(intent, "deterministic", "")

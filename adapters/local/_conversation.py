@@ -23,6 +23,7 @@ from durable import (
     registered_steps,
     retry_hints,
 )
+from durable._live import retry_entry
 from durable.conversation import (
     SPEAK_STEP,
     Conversation,
@@ -119,16 +120,19 @@ class _LocalConversation:
     parent_turn: str | None
 
     def emit(self, kind: str, **fields: Any) -> None:
+        detail = self._detail(kind, **fields)
+        self.publish(
+            LiveEvent(kind="conversation", step=self.step, turn=fields.get("index"), detail=detail)
+        )
+
+    def _detail(self, kind: str, **fields: Any) -> dict[str, Any]:
         event = ConversationEvent(
             type=kind,  # type: ignore[arg-type]
             run_id=self.driver.run_id,
             timestamp=utc_now(),
             **fields,
         )
-        detail = event.model_dump(mode="json", exclude_none=True)
-        self.publish(
-            LiveEvent(kind="conversation", step=self.step, turn=event.index, detail=detail)
-        )
+        return event.model_dump(mode="json", exclude_none=True)
 
     async def turn(self, speaker: Participant, already: int) -> ConversationTurn | None:
         """Run one turn under the speaker's call policy; ``None`` if it failed (the run halted)."""
@@ -162,9 +166,16 @@ class _LocalConversation:
                 if not (timed_out or retry_hints(exc)[0]) or attempt >= allowed:
                     driver.turn_failed(speaker, attempt, message, utc_now())
                     return None
-                self.emit("turn_retry", index=index, speaker=speaker.name, turn_id=tid,
-                          attempt=attempt + 1, reason=message)  # fmt: skip
-                await asyncio.sleep(retry.delay_before(attempt + 1).total_seconds())
+                delay = retry.delay_before(attempt + 1).total_seconds()
+                detail = self._detail("turn_retry", index=index, speaker=speaker.name,
+                                      turn_id=tid, attempt=attempt + 1)  # fmt: skip
+                self.publish(
+                    retry_entry(
+                        self.step, attempt + 1, turn=index, detail=detail, delay=delay,
+                        error_type=type(exc).__name__, message=message,
+                    )
+                )  # fmt: skip
+                await asyncio.sleep(delay)
         return ConversationTurn(
             index=index, speaker=speaker.name, turn_id=tid, text=text, usage=usage,
             attempts=attempt, started_at=started, ended_at=utc_now(),

@@ -12,6 +12,7 @@ import re
 from typing import Any
 
 import temporalio.common
+from temporalio.api.failure.v1 import Failure
 from temporalio.exceptions import ApplicationError
 
 from durable import (
@@ -19,6 +20,7 @@ from durable import (
     DurableRunDivergenceError,
     DurableStepFailedError,
     RetryPolicy,
+    StepError,
     error_for_code,
 )
 from durable._failures import input_mismatch_error
@@ -26,12 +28,19 @@ from durable._failures import input_mismatch_error
 __all__ = [
     "activity_id",
     "durable_error_from",
+    "failure_error",
     "step_of_activity",
     "temporal_retry_policy",
     "to_application_error",
 ]
 
 NONDETERMINISM = "NondeterminismError"
+
+
+def failure_error(failure: Failure) -> StepError:
+    """An activity attempt's failure as the server keeps it, in a step record's terms."""
+    kind = failure.application_failure_info.type or "ActivityFailure"
+    return StepError(message=failure.message, type=kind)
 
 
 @functools.cache

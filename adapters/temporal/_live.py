@@ -8,7 +8,8 @@ watching adds nothing to the run's history.
 
 Deduplication across attempts: a retried activity first reads how much of its
 step's text earlier attempts published, and ``TokenDeltas`` publishes only
-what lies beyond it.
+what lies beyond it. Its ``step_retry`` entry says why, from the server's
+pending activity, which keeps the previous attempt's failure.
 """
 
 from __future__ import annotations
@@ -39,7 +40,9 @@ from temporalio.contrib.workflow_streams import (
 from temporalio.service import RPCError, RPCStatusCode
 
 from durable import DurableRunDivergenceError, LiveEvent, TokenDeltas
-from durable._live import joined_tokens, text_end
+from durable._live import joined_tokens, retry_entry, text_end
+
+from ._convert import failure_error
 
 __all__ = ["LIVE_TOPIC", "TOKEN_BATCH_INTERVAL", "ActivityTokens", "watch_stream"]
 
@@ -69,9 +72,10 @@ class ActivityTokens:
         intent: str,
         *,
         turn: int | None = None,
-        on_retry: Callable[[int], LiveEvent] | None = None,
+        on_retry: Callable[[int], dict[str, Any]] | None = None,
     ) -> None:
-        """``on_retry(attempt)`` makes the entry announcing a retry (default ``step_retry``)."""
+        """``on_retry(attempt)`` makes the conversation event announcing a retried turn
+        (the default is a ``step_retry`` entry)."""
         self._step = step
         self._intent = intent
         self._turn = turn
@@ -98,10 +102,15 @@ class ActivityTokens:
             shown = await _published_text(
                 activity.client(), info.workflow_id, self._step, self._turn
             )
-            retry = LiveEvent(
-                kind="step_retry", step=self._step, intent=self._intent, attempt=info.attempt
-            )
-            self._publish(retry if self._on_retry is None else self._on_retry(info.attempt))
+            error_type, message, delay = await _previous_failure(activity.client(), info)
+            self._publish(
+                retry_entry(
+                    self._step, info.attempt, turn=self._turn,
+                    error_type=error_type, message=message, delay=delay,
+                    intent=self._intent if self._on_retry is None else None,
+                    detail=None if self._on_retry is None else self._on_retry(info.attempt),
+                )
+            )  # fmt: skip
         return TokenDeltas(self._step, self._publish, shown=shown, turn=self._turn)
 
     def _publish(self, event: LiveEvent) -> None:
@@ -158,6 +167,36 @@ class ActivityTokens:
         if self._stream is not None:
             # A send cut short keeps its batch pending; this resends it under the same number.
             await self._send()
+
+
+async def _previous_failure(
+    client: Client, info: activity.Info
+) -> tuple[str | None, str | None, float | None]:
+    """The error type and message that failed this activity's previous attempt, and the
+    seconds since; ``None`` where the server does not say (a local activity is never pending).
+
+    The server's pending activity keeps the last failure, as the step record keeps it,
+    while the activity retries: reading it adds nothing to the run's history.
+    """
+    if info.is_local or info.workflow_id is None:
+        return None, None, None
+    try:
+        described = await client.get_workflow_handle(
+            info.workflow_id, run_id=info.workflow_run_id
+        ).describe(rpc_timeout=ANSWER_WITHIN)
+    except RPCError:
+        log.warning("could not read why activity %s is retried", info.activity_id, exc_info=True)
+        return None, None, None
+    for pending in described.raw_description.pending_activities:
+        if pending.activity_id != info.activity_id or not pending.HasField("last_failure"):
+            continue
+        error = failure_error(pending.last_failure)
+        delay = None
+        if pending.HasField("last_attempt_complete_time"):
+            failed = pending.last_attempt_complete_time.ToDatetime(UTC)
+            delay = (info.current_attempt_scheduled_time - failed).total_seconds()
+        return error.type, error.message, delay
+    return None, None, None
 
 
 async def _published_text(client: Client, run_id: str, step: int, turn: int | None) -> int:

@@ -19,9 +19,9 @@ from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowQueryFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from durable import StepError, StepRecord
+from durable import StepRecord
 
-from ._convert import durable_error_from, step_of_activity
+from ._convert import durable_error_from, failure_error, step_of_activity
 from ._messages import SEND_EVENT_ACTIVITY, STATUS_QUERY, STEPS_QUERY
 
 __all__ = ["QUERY_WITHIN", "RunSnapshot", "run_snapshot"]
@@ -135,11 +135,6 @@ async def run_snapshot(
     )
 
 
-def _error(failure: Failure) -> StepError:
-    kind = failure.application_failure_info.type or "ActivityFailure"
-    return StepError(message=failure.message, type=kind)
-
-
 def _steps_from_history(run_id: str, events: Any) -> list[StepRecord]:
     """The steps run as activities, as history records them (no worker needed)."""
     steps: dict[int, StepRecord] = {}
@@ -179,14 +174,14 @@ def _steps_from_history(run_id: str, events: Any) -> list[StepRecord]:
             index_of = scheduled.get(attributes.scheduled_event_id)
             if index_of is not None:
                 steps[index_of] = replace(
-                    steps[index_of], status="failed", error=_error(attributes.failure)
+                    steps[index_of], status="failed", error=failure_error(attributes.failure)
                 )
         elif kind == EventType.EVENT_TYPE_ACTIVITY_TASK_TIMED_OUT:
             attributes = event.activity_task_timed_out_event_attributes
             index_of = scheduled.get(attributes.scheduled_event_id)
             if index_of is not None:
                 steps[index_of] = replace(
-                    steps[index_of], status="failed", error=_error(attributes.failure)
+                    steps[index_of], status="failed", error=failure_error(attributes.failure)
                 )
     return [steps[index] for index in sorted(steps)]
 
@@ -206,7 +201,9 @@ def _with_pending(steps: list[StepRecord], pending: Any) -> tuple[list[StepRecor
             continue
         at = by_index[position[0]]
         record = merged[at]
-        error = _error(activity.last_failure) if activity.HasField("last_failure") else record.error
+        error = record.error
+        if activity.HasField("last_failure"):
+            error = failure_error(activity.last_failure)
         merged[at] = replace(record, attempts=max(activity.attempt, record.attempts), error=error)
         if activity.HasField("next_attempt_schedule_time"):
             when = activity.next_attempt_schedule_time.ToDatetime().strftime("%H:%M:%S")

@@ -124,6 +124,22 @@ async def test_a_failed_attempt_is_retried_within_the_turn(
     assert result.halted.kind == "max_turns"
 
 
+async def test_a_turn_retry_entry_says_why_and_how_long_it_waited(
+    substrate: Substrate, run_id: str, models: ModelServer
+) -> None:
+    await _talk(substrate, run_id, "conformance.retried")
+
+    events = await substrate.watch(_conversation_stream(substrate, run_id))
+
+    (retry,) = [e for e in events if (e.detail or {}).get("type") == "turn_retry"]
+    assert (retry.turn, retry.detail["attempt"]) == (0, 2)  # type: ignore[index]
+    assert retry.error_type == "ModelUnavailableError"
+    assert "answered 500" in (retry.error or "")
+    assert retry.detail["reason"] == retry.error  # type: ignore[index]
+    assert retry.delay is not None
+    assert 0 <= retry.delay < 5
+
+
 async def test_the_circuit_breaker_stops_retrying_a_failing_participant(
     substrate: Substrate, run_id: str, models: ModelServer
 ) -> None:

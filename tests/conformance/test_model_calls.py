@@ -316,3 +316,23 @@ async def test_a_models_own_retry_policy_applies_to_its_calls(
     with pytest.raises(DurableError, match="The server had an error"):
         await substrate.result(run_id)
     assert models.requests["flaky"] == 1  # the 500 was not retried: one attempt for this model
+
+
+@pytest.mark.parametrize(
+    ("model", "status", "waited"),
+    [("flaky", "answered 500", 0.0), ("busy-once", "answered 503", 0.2)],
+)
+async def test_a_retry_entry_says_why_and_how_long_it_waited(
+    substrate: Substrate, run_id: str, models: ModelServer, model: str, status: str, waited: float
+) -> None:
+    await substrate.run(agents.ask, Job(key=model), run_id=run_id)
+
+    events = await substrate.watch(run_id)
+
+    (retry,) = [e for e in events if e.kind == "step_retry"]
+    assert (retry.attempt, retry.error_type) == (2, "ModelUnavailableError")
+    assert status in (retry.error or "")
+    assert "partner-secret" not in retry.model_dump_json()
+    # The policy's delay (10 ms), or the server's retry-after-ms (200 ms) when it sends one.
+    assert retry.delay is not None
+    assert waited <= retry.delay < waited + 2

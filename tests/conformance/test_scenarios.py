@@ -245,6 +245,26 @@ async def test_retry_then_success(substrate: Substrate, run_id: str) -> None:
     assert (record.status, record.attempts) == ("completed", 3)
 
 
+async def test_a_retry_entry_carries_the_error_and_the_delay(
+    substrate: Substrate, run_id: str
+) -> None:
+    await substrate.run(agents.retrying, Job(n=2), run_id=run_id)
+    await substrate.run(agents.hinted_agent, Job(key="busy"), run_id=f"{run_id}-hinted")
+
+    retries = [e for e in await substrate.watch(run_id) if e.kind == "step_retry"]
+    (hinted,) = [e for e in await substrate.watch(f"{run_id}-hinted") if e.kind == "step_retry"]
+
+    assert [(e.attempt, e.error_type, e.error) for e in retries] == [
+        (2, "ConnectionError", "upstream refused attempt 1"),
+        (3, "ConnectionError", "upstream refused attempt 2"),
+    ]
+    # The policy's backoff (10 ms, then 20 ms); Temporal's is as its server timed it.
+    assert all(e.delay is not None and 0.01 <= e.delay < 2 for e in retries)
+    assert (hinted.error_type, hinted.error) == ("UpstreamBusy", "rate limited, retry in 0.3s")
+    assert hinted.delay is not None
+    assert 0.3 <= hinted.delay < 2
+
+
 async def test_retry_after_hint_sets_the_next_delay(substrate: Substrate, run_id: str) -> None:
     started = time.monotonic()
 
