@@ -29,6 +29,7 @@ __all__ = [
     "LiveView",
     "TokenDeltas",
     "joined_tokens",
+    "live_position_error",
     "live_tokens",
     "publish_token",
     "retry_entry",
@@ -282,3 +283,11 @@ def _retry_reason(event: LiveEvent) -> str:
     what = ": ".join(p for p in (event.error_type, event.error) if p)
     waited = "" if event.delay is None else f" (waited {event.delay:g}s)"
     return f" after {what}{waited}"
+
+
+def live_position_error(run_id: str, after: int, end: int) -> ValueError:
+    """``after`` is no position the run's live stream gave out; the same on every substrate."""
+    return ValueError(
+        f"after={after} is not a position in the live stream of run {run_id!r}, which holds "
+        f"{end} entries so far; pass 0, or the seq of an entry read from this stream"
+    )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import re
 import sqlite3
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
@@ -273,3 +274,11 @@ async def test_error(code: ErrorCode, tmp_path: Path) -> None:
     assert str(error).startswith(f"[{code}] ")
     for fragment in fragments:
         assert fragment in str(error), (fragment, str(error))
+
+
+def test_the_readme_lists_every_error_code() -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("\n## Errors\n", 1)[1].split("\n## ", 1)[0]
+    listed = section.split("carries a stable `code`:", 1)[1].split(".\n", 1)[0]
+
+    assert re.findall(r"`([a-z_]+)`", listed) == [code.value for code in ErrorCode]

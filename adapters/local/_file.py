@@ -48,7 +48,7 @@ from durable import (
     StepKind,
     StepRecord,
 )
-from durable._live import text_end
+from durable._live import live_position_error, text_end
 
 from . import _ledger as ledger
 from ._journal import FileJournal
@@ -60,7 +60,6 @@ from ._store import (
     Resumed,
     checked_event,
     gc_paused,
-    live_position_error,
     run_not_found,
     utc_now,
 )

@@ -19,7 +19,7 @@ from durable import (
     StepKind,
     StepRecord,
 )
-from durable._live import text_end
+from durable._live import live_position_error, text_end
 
 from . import _ledger as ledger
 from ._journal import InMemoryJournal
@@ -28,7 +28,6 @@ from ._store import (
     EmitResult,
     Resumed,
     checked_event,
-    live_position_error,
     run_not_found,
     utc_now,
 )

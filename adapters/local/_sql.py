@@ -34,6 +34,7 @@ from durable import (
     manifest_hash,
 )
 from durable._codec import dumps
+from durable._live import live_position_error
 
 from ._journal import SqlJournal
 from ._lease_keeper import LeaseKeeper, renewal_timeout
@@ -43,7 +44,6 @@ from ._store import (
     Resumed,
     checked_event,
     gc_paused,
-    live_position_error,
     run_ended,
     run_not_found,
     utc_now,

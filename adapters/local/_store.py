@@ -200,7 +200,7 @@ class DurableRunStore(Protocol):
 
         An entry's ``seq`` is its position in the run's stream: 1 for the first
         entry, on every store. ``after`` is 0 or a position the stream already
-        holds; any other value raises ``ValueError`` (``live_position_error``).
+        holds; any other value raises ``ValueError`` (``durable._live.live_position_error``).
         """
         ...
 
@@ -226,14 +226,6 @@ def run_not_found(run_id: str) -> DurableRunNotFoundError:
     return DurableRunNotFoundError(
         f"no run {run_id!r} exists in this store; start it with run_durable first, "
         "or check the run id and the store location"
-    )
-
-
-def live_position_error(run_id: str, after: int, end: int) -> ValueError:
-    """``after`` is no position this store gave out in the run's live stream."""
-    return ValueError(
-        f"after={after} is not a position in the live stream of run {run_id!r}, which holds "
-        f"{end} entries so far; pass 0, or the seq of an entry read from this stream"
     )
 
 

@@ -40,7 +40,7 @@ from temporalio.contrib.workflow_streams import (
 from temporalio.service import RPCError, RPCStatusCode
 
 from durable import DurableRunDivergenceError, LiveEvent, TokenDeltas
-from durable._live import joined_tokens, retry_entry, text_end
+from durable._live import joined_tokens, live_position_error, retry_entry, text_end
 
 from ._convert import failure_error
 
@@ -284,7 +284,7 @@ async def watch_stream(
     once what the stream holds has been read.
     """
     if after < 0:
-        raise ValueError(f"after={after} is not a position: positions start at 1 (0 for all)")
+        raise live_position_error(run_id, after, 0)
     handle = client.get_workflow_handle(run_id)
     offset = after
     pause = 0.0
@@ -309,6 +309,8 @@ async def watch_stream(
             unanswered = True
         if read is not None:
             unanswered = False
+            if read.next_offset < offset:  # only the first read can ask past the end
+                raise live_position_error(run_id, after, read.next_offset)
             for position, entry in _entries(client, read):
                 event = entry.model_copy(update={"seq": position + 1})
                 yield event

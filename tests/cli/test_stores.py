@@ -219,3 +219,22 @@ def test_a_file_store_on_a_read_only_disk_answers_reads(read_only: Path) -> None
     assert "refused [store_error]" in output
     assert "may only read" in output
     assert str(read_only / "runs") in output
+
+
+def test_watch_from_a_position_the_stream_never_gave_out_is_refused(tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "DURABLE_DATA": str(tmp_path),
+        "DURABLE_AGENT_MODULES": "tests.conformance.agents",
+    }
+    started = durable(
+        "run", "conformance.pipeline", "--input", '{"n": 1}', "--run-id", "p-1", "--local", env=env
+    )
+    clean(started, 0)
+    whole = clean(durable("watch", "p-1", "--local", "--json", env=env), 0)
+    count = len(whole.strip().splitlines())
+
+    refused = clean(durable("watch", "p-1", "--local", "--after", str(count + 1), env=env), 2)
+
+    assert f"after={count + 1} is not a position in the live stream of run 'p-1'" in refused
+    assert f"holds {count} entries" in refused

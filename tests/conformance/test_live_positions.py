@@ -34,3 +34,15 @@ async def test_a_position_never_given_out_is_refused(substrate: Substrate, run_i
         with pytest.raises(ValueError, match=f"after={after} is not a position") as caught:
             await substrate.store.read_live(run_id, after=after)
         assert f"holds {count} entries" in str(caught.value) or after < 0
+
+
+async def test_watching_from_a_position_never_given_out_is_refused(
+    substrate: Substrate, run_id: str
+) -> None:
+    await substrate.run(agents.pipeline, Job(n=1), run_id=run_id)
+    count = len(await substrate.watch(run_id))
+
+    assert await substrate.watch(run_id, after=count) == []
+    for after in (count + 1, -1):
+        with pytest.raises(ValueError, match=f"after={after} is not a position"):
+            await substrate.watch(run_id, after=after)
