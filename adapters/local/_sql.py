@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 from abc import ABC, abstractmethod
+from collections import OrderedDict
 from collections.abc import Collection, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -216,12 +217,18 @@ def _step_record(row: Row) -> StepRecord:
     )
 
 
+_LIVE_CURSORS = 1024
+"""How many stream positions a store remembers, for watchers reading on."""
+
+
 class SqlStore(ABC):
     """Store logic over two primitives a dialect provides: ``_fetch`` and ``_execute``.
 
     Statements are written with ``?`` placeholders; a dialect that uses another
     style rewrites them in ``_fetch`` / ``_execute``.
     """
+
+    _cursors: OrderedDict[tuple[str, int], int] | None = None
 
     @abstractmethod
     async def _fetch(self, sql: str, params: Sequence[Any]) -> list[Row]:
@@ -581,11 +588,26 @@ class SqlStore(ABC):
         # rank among the run's rows, which the (run_id, seq) index walks in order.
         if after < 0:
             raise live_position_error(run_id, after, 0)
-        rows = await self._fetch(
-            "SELECT event FROM durable_live WHERE run_id = ? ORDER BY seq LIMIT ? OFFSET ?",
-            (run_id, limit, after),
-        )
-        if not rows and after:
+        cursors = self._live_cursors()
+        known = cursors.get((run_id, after))
+        if known is not None:
+            # A watcher reading on from where it stopped: a range search, not a walk from 1.
+            rows = await self._fetch(
+                "SELECT seq, event FROM durable_live WHERE run_id = ? AND seq > ? "
+                "ORDER BY seq LIMIT ?",
+                (run_id, known, limit),
+            )
+        else:
+            rows = await self._fetch(
+                "SELECT seq, event FROM durable_live WHERE run_id = ? "
+                "ORDER BY seq LIMIT ? OFFSET ?",
+                (run_id, limit, after),
+            )
+        if rows:
+            cursors[(run_id, after + len(rows))] = int(rows[-1][0])
+            while len(cursors) > _LIVE_CURSORS:
+                cursors.popitem(last=False)
+        if not rows and after and known is None:
             counted = await self._fetch(
                 "SELECT COUNT(*) FROM durable_live WHERE run_id = ?", (run_id,)
             )
@@ -593,9 +615,18 @@ class SqlStore(ABC):
             if after > end:
                 raise live_position_error(run_id, after, end)
         return [
-            LiveEvent.model_validate_json(row[0]).model_copy(update={"seq": after + i})
+            LiveEvent.model_validate_json(row[1]).model_copy(update={"seq": after + i})
             for i, row in enumerate(rows, 1)
         ]
+
+    def _live_cursors(self) -> OrderedDict[tuple[str, int], int]:
+        """Positions in runs' streams this store gave out, mapped to the table's seq there.
+
+        Bounded; a position not found here is counted from the run's first row.
+        """
+        if self._cursors is None:
+            self._cursors = OrderedDict()
+        return self._cursors
 
     async def live_text_end(self, run_id: str, step_index: int) -> int:
         rows = await self._fetch(

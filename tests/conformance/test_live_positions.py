@@ -46,3 +46,23 @@ async def test_watching_from_a_position_never_given_out_is_refused(
     for after in (count + 1, -1):
         with pytest.raises(ValueError, match=f"after={after} is not a position"):
             await substrate.watch(run_id, after=after)
+
+
+@pytest.mark.local_only(reason="a store's own reads")
+async def test_reading_on_in_small_batches_matches_one_read(
+    substrate: Substrate, run_id: str
+) -> None:
+    assert isinstance(substrate, LocalSubstrate)
+    await substrate.run(agents.pipeline, Job(n=1), run_id=f"{run_id}-other")
+    await substrate.run(agents.pipeline, Job(n=2), run_id=run_id)
+    whole = await substrate.store.read_live(run_id)
+
+    batches, after = [], 0
+    while batch := await substrate.store.read_live(run_id, after=after, limit=2):
+        batches += batch
+        after = batch[-1].seq
+    middle = await substrate.store.read_live(run_id, after=3, limit=2)
+
+    assert [(e.seq, e.kind, e.step) for e in batches] == [(e.seq, e.kind, e.step) for e in whole]
+    assert [e.seq for e in middle] == [4, 5]
+    assert [e.kind for e in middle] == [e.kind for e in whole[3:5]]
