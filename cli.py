@@ -461,10 +461,18 @@ def _run(args: argparse.Namespace) -> int:
         if exc.code is None or isinstance(exc.code, int):
             return exc.code or EXIT_OK
         return _say(command, str(exc.code).removeprefix("worker: "), EXIT_USAGE)
-    except (UsageError, ValueError) as exc:
-        return _say(command, str(exc), EXIT_USAGE)
+    except (UsageError, ValueError, DurableRunNotFoundError) as exc:
+        return _say(command, str(exc), EXIT_USAGE)  # an unknown run is bad input too
     except DurableError as exc:
         return _say(command, str(exc), EXIT_FAILED)
+    except OSError as exc:
+        where = f" {exc.filename!r}" if exc.filename else ""
+        return _say(
+            command,
+            f"cannot use{where}: {exc.strerror or exc}; check that DURABLE_DATA names a folder "
+            "this user can read and write",
+            EXIT_FAILED,
+        )
     except RPCError as exc:
         return _say(
             command,

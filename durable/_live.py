@@ -287,6 +287,11 @@ def _retry_reason(event: LiveEvent) -> str:
 
 def live_position_error(run_id: str, after: int, end: int) -> ValueError:
     """``after`` is no position the run's live stream gave out; the same on every substrate."""
+    if after < 0:
+        return ValueError(
+            f"after={after} is not a position in the live stream of run {run_id!r}: positions "
+            "start at 1; pass 0 for the whole stream, or the seq of an entry read from it"
+        )
     return ValueError(
         f"after={after} is not a position in the live stream of run {run_id!r}, which holds "
         f"{end} entries so far; pass 0, or the seq of an entry read from this stream"

@@ -175,7 +175,7 @@ def _parse_event(message: Any) -> EventMessage:
     except ValidationError as exc:
         raise ValueError(
             'an event must be one JSON object {"key": "<name>", "payload": <any JSON>}; '
-            f"this one failed with {exc.errors(include_url=False)}"
+            f"this one failed with {exc.errors(include_url=False, include_input=False)}"
         ) from None
     check_name(event.key, what="event key")
     try:

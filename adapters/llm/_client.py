@@ -17,6 +17,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 from httpx_sse import EventSource
@@ -93,6 +94,13 @@ def _server_message(body: bytes) -> str:
         if isinstance(data.get("message"), str):
             return str(data["message"])
     return text[:500]
+
+
+def shown_url(url: str) -> str:
+    """``url`` without the parts that may carry credentials: user info and query."""
+    parts = urlsplit(url)
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
 def classify_status(status: int, body: bytes, headers: httpx.Headers, url: str) -> ModelCallError:
@@ -182,6 +190,8 @@ class ChatClient:
             body["tools"] = list(tools)
         sent = {**(headers or {}), **self._headers()}
         request = self.http.build_request("POST", url, json=body, headers=sent)
+        # Messages reach step records, live streams and history: name the endpoint only.
+        url = shown_url(url)
         started = time.monotonic()
         try:
             async with asyncio.timeout(self.headers_deadline):

@@ -286,7 +286,9 @@ class TemporalContext:
         try:
             value = codec.validate(payload)
         except ValidationError as exc:
-            error = event_payload_error(label, codec.annotation, exc.errors(include_url=False))
+            error = event_payload_error(
+                label, codec.annotation, exc.errors(include_url=False, include_input=False)
+            )
             self._finish(index, status="failed", error=step_error_from(error))
             raise error from None
         self._finish(index, status="completed", result=payload)

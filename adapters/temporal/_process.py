@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from typing import NoReturn
@@ -16,6 +17,7 @@ def exit_without_teardown(code: int) -> NoReturn:
     interpreter tears down, aborting a short-lived process (sdk-python issue
     300). A command whose work is done and written has nothing left to tear down.
     """
-    sys.stdout.flush()
-    sys.stderr.flush()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError):  # a reader that went away has nothing to lose
+            stream.flush()
     os._exit(code)

@@ -238,3 +238,19 @@ def test_watch_from_a_position_the_stream_never_gave_out_is_refused(tmp_path: Pa
 
     assert f"after={count + 1} is not a position in the live stream of run 'p-1'" in refused
     assert f"holds {count} entries" in refused
+
+
+def test_a_data_folder_that_cannot_be_made_is_named_with_the_fix(tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("not a folder")
+    env = {
+        **os.environ,
+        "DURABLE_DATA": str(tmp_path / "a-file" / "data"),
+        "DURABLE_AGENT_MODULES": "tests.conformance.agents",
+    }
+
+    refused = durable("run", "conformance.pipeline", "--input", "{}", "--local", env=env)
+
+    output = clean(refused, 1)
+    assert "a-file" in output
+    assert "DURABLE_DATA" in output
+    assert "defect" not in output

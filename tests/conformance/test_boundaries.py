@@ -185,3 +185,19 @@ async def test_step_arguments_over_the_limit_are_refused_before_the_step(
 
 async def test_step_arguments_within_the_limit_run(substrate: Substrate, run_id: str) -> None:
     assert await substrate.run(agents.large_argument, Job(n=1000), run_id=run_id) == 1000
+
+
+async def test_a_refused_typed_payload_is_not_repeated_in_the_error(
+    substrate: Substrate, run_id: str
+) -> None:
+    await substrate.start(agents.approval_waiter, Job(key="approval"), run_id=run_id)
+    await substrate.wait_for_step(run_id, "await_event:approval")
+
+    await substrate.send_event(run_id, "approval", {"approved": "sk-not-for-logs", "by": 1})
+
+    error = await expect_error(substrate, run_id, ErrorCode.EVENT_PAYLOAD_INVALID)
+    assert "approved" in str(error)
+    assert "sk-not-for-logs" not in str(error)
+    (record,) = await substrate.steps(run_id)
+    assert record.error is not None
+    assert "sk-not-for-logs" not in record.error.message

@@ -250,3 +250,14 @@ async def test_a_message_that_is_not_a_chat_message_is_named() -> None:
     with pytest.raises(ModelRequestError, match=r"message 1 is not a chat message.*'role'"):
         await chat.chat([{"role": "user", "content": "hi"}, "a bare string"])  # type: ignore[list-item]
     await chat.aclose()
+
+
+def test_messages_name_the_endpoint_without_its_credentials() -> None:
+    from adapters.llm._client import shown_url
+
+    assert shown_url("https://user:sk-secret@models.example/v1/chat/completions?key=sk-2") == (
+        "https://models.example/v1/chat/completions"
+    )
+    assert shown_url("http://localhost:8080/v1/chat/completions") == (
+        "http://localhost:8080/v1/chat/completions"
+    )
