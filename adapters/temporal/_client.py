@@ -7,6 +7,7 @@ starting it with the same input attaches to the existing run.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -116,6 +117,7 @@ async def deliver_event(
     except WorkflowUpdateRPCTimeoutOrCancelledError:
         if answer_within is None:
             raise
+        await _check_declared(handle, key, payload)
         try:
             await handle.signal(EVENT_SIGNAL, message)
         except RPCError as failure:
@@ -133,6 +135,20 @@ async def deliver_event(
             raise
         return await _after_the_end(handle, key, failure)
     return accepted
+
+
+async def _check_declared(handle: WorkflowHandle[Any, Any], key: str, payload: Any) -> None:
+    """Check a payload as the update's validator would, before it goes by signal.
+
+    A signal cannot be refused: the run would log a bad payload and drop it,
+    while the sender was told it was delivered.
+    """
+    try:
+        described = await handle.describe()
+    except RPCError:
+        return  # the signal itself reports a missing run
+    with contextlib.suppress(DurableRegistrationError):  # an agent not imported here
+        agent_definition(described.workflow_type).check_event(key, payload)
 
 
 async def _after_the_end(

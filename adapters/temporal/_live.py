@@ -39,7 +39,7 @@ from temporalio.contrib.workflow_streams import (
 )
 from temporalio.service import RPCError, RPCStatusCode
 
-from durable import DurableRunDivergenceError, LiveEvent, TokenDeltas
+from durable import DurableRunDivergenceError, DurableRunEndedError, LiveEvent, TokenDeltas
 from durable._live import joined_tokens, live_position_error, retry_entry, text_end
 
 from ._convert import failure_error
@@ -253,15 +253,17 @@ def _entries(client: Client, read: PollResult) -> list[tuple[int, LiveEvent]]:
     return entries
 
 
-async def _closed(handle: WorkflowHandle[Any, Any]) -> bool:
-    """Whether the run has closed; a server that does not answer leaves it open for now."""
+async def _closed(handle: WorkflowHandle[Any, Any]) -> str | None:
+    """The task queue of a run that has closed, else ``None`` (also when the server is silent)."""
     try:
         described = await handle.describe(rpc_timeout=ANSWER_WITHIN)
     except RPCError as exc:
         if exc.status == RPCStatusCode.NOT_FOUND:
             raise
-        return False
-    return described.status not in (None, WorkflowExecutionStatus.RUNNING)
+        return None
+    if described.status in (None, WorkflowExecutionStatus.RUNNING):
+        return None
+    return described.task_queue
 
 
 async def watch_stream(
@@ -288,7 +290,7 @@ async def watch_stream(
     handle = client.get_workflow_handle(run_id)
     offset = after
     pause = 0.0
-    closed = False
+    closed: str | None = None
     checked = time.monotonic()
     unanswered = False
     while True:
@@ -298,7 +300,7 @@ async def watch_stream(
         except (RPCError, WorkflowQueryFailedError) as exc:
             if isinstance(exc, RPCError) and exc.status == RPCStatusCode.NOT_FOUND:
                 raise
-            if isinstance(exc, WorkflowQueryFailedError) and closed:
+            if isinstance(exc, WorkflowQueryFailedError) and closed is not None:
                 # A worker answered, but cannot replay the closed run: waiting would never end.
                 raise DurableRunDivergenceError(
                     f"the worker cannot replay run {run_id!r} to read its live stream: "
@@ -320,12 +322,19 @@ async def watch_stream(
             if read.items or read.more_ready:
                 pause = 0.0
                 continue
-            if closed:
+            if closed is not None:
                 return  # read after the run closed: nothing more can come
         if read is None or time.monotonic() - checked >= END_CHECK.total_seconds():
             checked = time.monotonic()
             closed = await _closed(handle)
-            if closed and read is not None:
+            if closed is not None and read is not None:
                 continue  # one more read: entries published just before it closed
+            if closed is not None and unanswered:
+                # An ended run can only be read by a worker replaying it; none may ever come.
+                raise DurableRunEndedError(
+                    f"run {run_id!r} has ended, and no worker answered the query that reads its "
+                    f"live stream; start a worker on task queue {closed!r} (durable worker with "
+                    f"TASK_QUEUE={closed}) and watch again"
+                )
         pause = min(idle_poll.total_seconds(), max(FIRST_IDLE_POLL.total_seconds(), 2 * pause))
         await asyncio.sleep(pause)

@@ -118,3 +118,22 @@ async def test_deterministic_misuse_fails_the_workflow_not_the_task(
 
     with pytest.raises(DurableRunFailedError, match="RestrictedWorkflowAccessError"):
         await asyncio.wait_for(agents_client.result(run_id), 20)
+
+
+async def test_an_event_sent_by_signal_for_want_of_a_worker_is_still_checked(
+    client: Client, task_queue: str
+) -> None:
+    unserved = AgentClient(client, task_queue=task_queue)  # nobody polls this queue
+    await unserved.start(agents.gate, Job(), run_id="gate-unserved")
+
+    with pytest.raises(DurableError) as refused:
+        await unserved.send_event(
+            "gate-unserved", "approval", {"approved": "maybe"}, answer_within=0.5
+        )
+    delivered = await unserved.send_event(
+        "gate-unserved", "approval", {"approved": True, "by": "ops"}, answer_within=0.5
+    )
+
+    assert refused.value.code == ErrorCode.EVENT_PAYLOAD_INVALID
+    assert delivered is None  # delivered by signal, not yet acknowledged
+    await client.get_workflow_handle("gate-unserved").terminate()

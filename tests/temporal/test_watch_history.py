@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
+import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import Client
 
 from adapters.temporal import AgentClient, watch_stream
-from durable import LiveEvent
+from durable import DurableRunEndedError, LiveEvent
 from tests.conformance import agents
 from tests.conformance.agents import Job
 from worker import temporal_worker
@@ -101,3 +102,22 @@ async def test_a_watch_waits_for_a_worker_then_follows_the_run(
 
     assert [e.kind for e in seen][-1] == "run_completed"
     assert [e.seq for e in seen] == list(range(1, len(seen) + 1))
+
+
+async def test_watching_an_ended_run_with_no_worker_says_so_instead_of_hanging(
+    client: Client, task_queue: str
+) -> None:
+    agents_client = AgentClient(client, task_queue=task_queue)
+    modules = ("tests.conformance.agents",)
+    async with temporal_worker(client, task_queue=task_queue, agent_modules=modules):
+        await agents_client.start(agents.pipeline, Job(n=2), run_id="ended-unserved")
+        await agents_client.result("ended-unserved")
+
+    async def watch() -> list[LiveEvent]:
+        stream = watch_stream(client, "ended-unserved", answer_within=timedelta(seconds=0.5))
+        return [event async for event in stream]
+
+    with pytest.raises(DurableRunEndedError) as ended:
+        await asyncio.wait_for(watch(), 20)
+
+    assert f"start a worker on task queue {task_queue!r}" in str(ended.value)
