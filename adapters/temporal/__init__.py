@@ -5,6 +5,7 @@ from ._context import TemporalContext, run_on_workflow_step
 from ._convert import (
     activity_id,
     durable_error_from,
+    failure_error,
     step_of_activity,
     temporal_retry_policy,
     to_application_error,
@@ -68,6 +69,7 @@ __all__ = [
     "deliver_event",
     "durable_error_from",
     "exit_without_teardown",
+    "failure_error",
     "find_temporal_binary",
     "run_on_workflow_step",
     "step_of_activity",

@@ -39,6 +39,11 @@ NONDETERMINISM = "NondeterminismError"
 
 def failure_error(failure: Failure) -> StepError:
     """An activity attempt's failure as the server keeps it, in a step record's terms."""
+    if failure.HasField("timeout_failure_info"):
+        # Locally the same attempt fails with DurableStepTimeoutError: name it alike.
+        return StepError(
+            message=failure.message, type="DurableStepTimeoutError", code="step_timeout"
+        )
     kind = failure.application_failure_info.type or "ActivityFailure"
     return StepError(message=failure.message, type=kind)
 
