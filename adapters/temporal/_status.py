@@ -65,6 +65,13 @@ async def _pollers(client: Client, task_queue: str) -> int | None:
     return len(answer.pollers)
 
 
+_ACTIVITY_ENDED_IN_FAILURE = {
+    EventType.EVENT_TYPE_ACTIVITY_TASK_FAILED: "activity_task_failed_event_attributes",
+    EventType.EVENT_TYPE_ACTIVITY_TASK_TIMED_OUT: "activity_task_timed_out_event_attributes",
+}
+"""History events that end an activity's last attempt in failure, and where their failure is."""
+
+
 def _no_worker(task_queue: str) -> str:
     return (
         f"no worker polls task queue {task_queue!r}; start `durable worker` with "
@@ -169,19 +176,12 @@ def _steps_from_history(run_id: str, events: Any) -> list[StepRecord]:
             index_of = scheduled.get(completed.scheduled_event_id)
             if index_of is not None:
                 steps[index_of] = replace(steps[index_of], status="completed")
-        elif kind == EventType.EVENT_TYPE_ACTIVITY_TASK_FAILED:
-            attributes = event.activity_task_failed_event_attributes
-            index_of = scheduled.get(attributes.scheduled_event_id)
+        elif kind in _ACTIVITY_ENDED_IN_FAILURE:
+            ended = getattr(event, _ACTIVITY_ENDED_IN_FAILURE[kind])
+            index_of = scheduled.get(ended.scheduled_event_id)
             if index_of is not None:
                 steps[index_of] = replace(
-                    steps[index_of], status="failed", error=failure_error(attributes.failure)
-                )
-        elif kind == EventType.EVENT_TYPE_ACTIVITY_TASK_TIMED_OUT:
-            attributes = event.activity_task_timed_out_event_attributes
-            index_of = scheduled.get(attributes.scheduled_event_id)
-            if index_of is not None:
-                steps[index_of] = replace(
-                    steps[index_of], status="failed", error=failure_error(attributes.failure)
+                    steps[index_of], status="failed", error=failure_error(ended.failure)
                 )
     return [steps[index] for index in sorted(steps)]
 

@@ -28,32 +28,13 @@ from adapters.temporal import AgentClient, DevServer
 from durable import ELLIPSIS, steps_table, table
 from tests.cli.wide_agents import LONG_INTENT, long_intent
 from tests.conformance.agents import Job, pipeline
+from tests.support.cli import command, durable, no_traceback
 from worker import WorkerSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 MODULES = "examples.refund,tests.conformance.agents,tests.cli.wide_agents"
 BIG = 200 * 1024
 """Over the 128 KiB a single command-line argument may hold."""
-
-
-def _command() -> list[str]:
-    script = Path(sys.executable).parent / "durable"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "cli"]
-
-
-def durable(
-    *args: str, env: Mapping[str, str], stdin: str | None = None, timeout: float = 60
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*_command(), *args], cwd=ROOT, env=env, input=stdin,
-        capture_output=True, text=True, timeout=timeout,
-    )  # fmt: skip
-
-
-def no_traceback(done: subprocess.CompletedProcess[str]) -> None:
-    for stream in (done.stdout, done.stderr):
-        assert "Traceback" not in stream, stream
-        assert "Fatal Python error" not in stream, stream
 
 
 @pytest.fixture
@@ -95,7 +76,7 @@ async def test_a_worker_stopped_by_sigterm_exits_0_every_time(
         log = tmp_path / f"worker-{attempt}.log"
         with log.open("w") as sink:
             worker = await asyncio.create_subprocess_exec(
-                *([sys.executable, "worker.py"] if script else [*_command(), "worker"]),
+                *([sys.executable, "worker.py"] if script else [*command(), "worker"]),
                 cwd=ROOT, env=env, stdout=sink, stderr=subprocess.STDOUT,
             )  # fmt: skip
         try:
@@ -137,7 +118,7 @@ def test_an_agent_module_that_does_not_import_is_bad_input(local_env: dict[str, 
 
 def test_ctrl_c_ends_a_watch_quietly(local_env: dict[str, str]) -> None:
     watcher = subprocess.Popen(
-        [*_command(), "watch", "not-yet", "--local"], cwd=ROOT, env=local_env, text=True,
+        [*command(), "watch", "not-yet", "--local"], cwd=ROOT, env=local_env, text=True,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )  # fmt: skip
     assert watcher.stderr is not None
@@ -156,7 +137,7 @@ async def test_watch_waits_for_a_run_started_after_it_on_temporal(
     agents_client: AgentClient, env: dict[str, str]
 ) -> None:
     watcher = await asyncio.create_subprocess_exec(
-        *_command(), "watch", "later-t", cwd=ROOT, env=env,
+        *command(), "watch", "later-t", cwd=ROOT, env=env,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     assert watcher.stderr is not None
@@ -175,7 +156,7 @@ async def test_watch_waits_for_a_run_started_after_it_locally(
     local_env: dict[str, str], tmp_path: Path
 ) -> None:
     watcher = await asyncio.create_subprocess_exec(
-        *_command(), "watch", "later-l", "--local", "--timeout", "20", cwd=ROOT, env=local_env,
+        *command(), "watch", "later-l", "--local", "--timeout", "20", cwd=ROOT, env=local_env,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     assert watcher.stderr is not None
@@ -215,7 +196,7 @@ def _into_a_closed_pipe(*args: str, env: Mapping[str, str]) -> tuple[int, str]:
     os.close(read)
     try:
         done = subprocess.run(
-            [*_command(), *args], cwd=ROOT, env=env, stdout=write,
+            [*command(), *args], cwd=ROOT, env=env, stdout=write,
             stderr=subprocess.PIPE, text=True, timeout=60,
         )  # fmt: skip
     finally:
@@ -355,7 +336,7 @@ async def test_run_local_holds_the_configured_lease(
     local_env: dict[str, str], store: SqliteStore
 ) -> None:
     waiter = await asyncio.create_subprocess_exec(
-        *_command(), "run", "conformance.waiter", "--input", '{"key": "go"}',
+        *command(), "run", "conformance.waiter", "--input", '{"key": "go"}',
         "--run-id", "leased", "--local",
         cwd=ROOT, env={**local_env, "DURABLE_LEASE_SECONDS": "600"},
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

@@ -8,9 +8,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import subprocess
-import sys
-from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -20,24 +17,11 @@ from adapters.local import SqliteStore, run_durable
 from adapters.temporal import DevServer
 from durable import agent_definition
 from tests.conformance.agents import Job, ask
+from tests.support.cli import durable, no_traceback
 from tests.support.llm_server import catalog as models_on
 from tests.support.llm_server import model_server
 
-ROOT = Path(__file__).resolve().parents[2]
 MODULES = "tests.conformance.agents"
-
-
-def durable(*args: str, env: Mapping[str, str]) -> subprocess.CompletedProcess[str]:
-    script = Path(sys.executable).parent / "durable"
-    command = [str(script)] if script.exists() else [sys.executable, "-m", "cli"]
-    return subprocess.run(
-        [*command, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
-    )
-
-
-def no_traceback(done: subprocess.CompletedProcess[str]) -> None:
-    for stream in (done.stdout, done.stderr):
-        assert "Traceback" not in stream, stream
 
 
 @pytest.fixture

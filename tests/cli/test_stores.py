@@ -23,6 +23,7 @@ import pytest
 
 from adapters.local import SqliteStore
 from durable import DurableRunManifest, TaskSpec
+from tests.support.cli import command as durable_command
 
 ROOT = Path(__file__).resolve().parents[2]
 MANIFEST = DurableRunManifest(
@@ -56,9 +57,7 @@ def _run(
 def durable(
     *args: str, env: dict[str, str], plain_user: bool = False
 ) -> subprocess.CompletedProcess[str]:
-    script = Path(sys.executable).parent / "durable"
-    command = [str(script)] if script.exists() else [sys.executable, "-m", "cli"]
-    return _run([*command, *args], env, plain_user=plain_user)
+    return _run([*durable_command(), *args], env, plain_user=plain_user)
 
 
 def clean(result: subprocess.CompletedProcess[str], code: int) -> str:

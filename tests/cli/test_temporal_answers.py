@@ -24,7 +24,7 @@ from adapters.local import SqliteStore, run_durable
 from adapters.temporal import EVENT_SIGNAL, AgentClient, DevServer
 from durable import DurableRegistrationError, DurableRunEndedError
 from tests.cli import answer_agents
-from tests.temporal.test_cli import durable
+from tests.support.cli import checked
 from worker import temporal_worker
 
 MODULES = ("tests.cli.answer_agents",)
@@ -56,10 +56,7 @@ def nobody(client: Client) -> AgentClient:
     return AgentClient(client, task_queue=f"nobody-{uuid.uuid4().hex[:8]}")
 
 
-def run(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    done = durable(*args, env=env)
-    assert "Traceback" not in done.stdout + done.stderr, done.stdout + done.stderr
-    return done
+run = checked
 
 
 async def arun(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -17,7 +16,7 @@ from temporalio.client import Client
 
 from adapters.temporal import AgentClient, DevServer
 from tests.cli import answer_agents
-from tests.temporal.test_cli import durable
+from tests.support.cli import checked
 from worker import temporal_worker
 
 MODULES = ("tests.cli.answer_agents",)
@@ -41,10 +40,7 @@ async def answers(client: Client, task_queue: str) -> AsyncIterator[AgentClient]
         yield AgentClient(client, task_queue=task_queue)
 
 
-def run(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    done = durable(*args, env=env)
-    assert "Traceback" not in done.stdout + done.stderr, done.stdout + done.stderr
-    return done
+run = checked
 
 
 def _retries(watched: str) -> list[str]:

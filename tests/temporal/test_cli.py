@@ -12,16 +12,9 @@ from pathlib import Path
 import pytest
 
 from adapters.temporal import AgentClient, DevServer, find_temporal_binary
+from tests.support.cli import durable
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def durable(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    script = Path(sys.executable).parent / "durable"
-    command = [str(script)] if script.exists() else [sys.executable, "-m", "cli"]
-    return subprocess.run(
-        [*command, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
-    )
 
 
 @pytest.fixture
