@@ -13,12 +13,24 @@ from ._canonical import (
     manifest_hash,
     step_id,
 )
+from ._attempt import attempt_scope, current_attempt
+from ._children import (
+    DELEGATION_REASONS,
+    ChildCalls,
+    ChildRun,
+    ChildSpec,
+    DelegationReason,
+    child_conversation,
+    child_envelope,
+)
 from ._codec import MAX_PAYLOAD_BYTES, JsonCodec, check_arguments, event_payload
 from ._context import UNSET, DurableContext, Unset
 from ._errors import (
     RUN_FATAL_ERRORS,
     UNRECORDABLE_ERRORS,
     DurableAwaitEventTimeoutError,
+    DurableChildRunFailedError,
+    DurableDelegationError,
     DurableError,
     DurableEventError,
     DurableEventPayloadError,
@@ -26,6 +38,7 @@ from ._errors import (
     DurablePayloadTooLargeError,
     DurableRegistrationError,
     DurableResultNotSerializableError,
+    DurableRunCancelledError,
     DurableRunDivergenceError,
     DurableRunEndedError,
     DurableRunError,
@@ -46,6 +59,8 @@ from ._errors import (
 from ._live import LiveEvent, LiveKind, LiveView, TokenDeltas, live_tokens, publish_token
 from ._names import MAX_NAME_LENGTH, check_name
 from ._records import (
+    ENDED_STATUSES,
+    DelegationPolicy,
     DurableRunManifest,
     EventRecord,
     Lease,
@@ -81,6 +96,8 @@ from ._usage import USAGE_FIELDS, USAGE_KINDS, add_usage, usage_line, usage_tota
 
 __all__ = [
     "DEFAULT_HEARTBEAT_TIMEOUT",
+    "DELEGATION_REASONS",
+    "ENDED_STATUSES",
     "DEFAULT_STEP_TIMEOUT",
     "ELLIPSIS",
     "MAX_NAME_LENGTH",
@@ -91,7 +108,14 @@ __all__ = [
     "USAGE_FIELDS",
     "USAGE_KINDS",
     "AgentDefinition",
+    "ChildCalls",
+    "ChildRun",
+    "ChildSpec",
+    "DelegationPolicy",
+    "DelegationReason",
     "DurableAwaitEventTimeoutError",
+    "DurableChildRunFailedError",
+    "DurableDelegationError",
     "DurableContext",
     "DurableError",
     "DurableEventError",
@@ -100,6 +124,7 @@ __all__ = [
     "DurablePayloadTooLargeError",
     "DurableRegistrationError",
     "DurableResultNotSerializableError",
+    "DurableRunCancelledError",
     "DurableRunDivergenceError",
     "DurableRunEndedError",
     "DurableRunError",
@@ -139,10 +164,14 @@ __all__ = [
     "agent",
     "agent_definition",
     "as_timedelta",
+    "attempt_scope",
     "canonical_hash",
     "canonical_json",
     "check_arguments",
     "check_name",
+    "child_conversation",
+    "child_envelope",
+    "current_attempt",
     "derive_worker_id",
     "error_for_code",
     "event_payload",

@@ -10,6 +10,8 @@ conformance suite checks:
 - ``sleep`` and ``await_event`` use durable deadlines, fixed when first reached
   and never restarted by a resume.
 - ``emit_event`` is first-emit-wins and returns whether this emit was accepted.
+- ``call_agent`` runs another agent as a child run at one position; a resumed
+  parent resumes its unfinished children and replays finished ones.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from datetime import datetime, timedelta
 from typing import (
     TYPE_CHECKING,
     Any,
+    NoReturn,
     Protocol,
     TypeVar,
     TypeVarTuple,
@@ -28,10 +31,12 @@ from typing import (
     runtime_checkable,
 )
 
+from ._live import LiveEvent
 from ._records import StepKind
 from ._retry import RetryPolicy
 
 if TYPE_CHECKING:
+    from ._children import ChildRun
     from .conversation import Conversation, ConversationResult
 
 __all__ = ["UNSET", "DurableContext", "Unset"]
@@ -129,6 +134,83 @@ class DurableContext(Protocol):
         """
         ...
 
+    def publish(self, event: LiveEvent) -> None:
+        """Append ``event`` to this run's live stream; a replay never repeats it."""
+        ...
+
+    async def has_event(self, key: str) -> bool:
+        """Whether event ``key`` has arrived, without waiting; replay answers the same."""
+        ...
+
+    @overload
+    async def call_agent(
+        self,
+        agent: Callable[[Any, Any], Awaitable[T]],
+        input: Any,
+        *,
+        run_id: str | None = None,
+        timeout: timedelta | float | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> T: ...
+    @overload
+    async def call_agent(
+        self,
+        agent: str,
+        input: Any,
+        *,
+        run_id: str | None = None,
+        timeout: timedelta | float | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> Any: ...
+    async def call_agent(
+        self,
+        agent: Any,
+        input: Any,
+        *,
+        run_id: str | None = None,
+        timeout: timedelta | float | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> Any:
+        """Run ``agent`` (a registered agent or its name) as a child run; return its result.
+
+        The child's id is ``run_id`` or ``<this run>/<agent>-<position>``. Its result
+        comes back typed by the agent's return annotation; a failure raises
+        ``DurableChildRunFailedError`` with the child's run id and error code.
+        ``timeout`` bounds the whole child run; ``retry`` runs it again from the
+        start when it fails. The run's ``DelegationPolicy`` is checked first and
+        a refusal raises ``DurableDelegationError``, spending nothing.
+        """
+        ...
+
+    async def start_agent(
+        self,
+        agent: Any,
+        input: Any,
+        *,
+        run_id: str | None = None,
+        timeout: timedelta | float | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> ChildRun[Any]:
+        """``call_agent`` without waiting: await the handle for the result.
+
+        Start several to run children in parallel. A child still in flight when
+        this run ends is cancelled, and the run ends only once it has settled.
+        """
+        ...
+
+    def continue_as_new_suggested(self) -> bool:
+        """Whether the substrate asks this run to continue as new (Temporal's history
+        limit); never locally, where a run's record has no such limit."""
+        ...
+
+    async def continue_as_new(self, input: Any) -> NoReturn:
+        """End this execution and start the agent again on ``input``, as the same run.
+
+        Only on Temporal (after ``continue_as_new_suggested``): the new execution
+        starts with fresh positions and carries nothing but ``input``.
+        """
+        ...
+
     async def conversation(
         self, conversation: Conversation, *, seed: str, abort_on: str | None = None
     ) -> ConversationResult:
@@ -137,9 +219,9 @@ class DurableContext(Protocol):
         ``abort_on`` names an event key of this run: once it is emitted, the
         conversation halts before its next turn with ``HaltReason(kind="abort")``.
 
-        On Temporal it is a child workflow (``<run>/conversation-<position>``)
-        whose turns are model-call activities; locally its turns are journaled
-        in the store. Either way a resumed run never repeats a committed turn,
-        and the result's ``usage`` counts toward this run's totals.
+        It is a child run (``<run>/conversation-<position>``: a child workflow on
+        Temporal) whose turns are steps of kind ``llm``. A resumed run never
+        repeats a committed turn, and the conversation's usage counts toward
+        this run's totals.
         """
         ...

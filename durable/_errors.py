@@ -10,7 +10,10 @@
      │    ├── DurableStepInputMismatchError     step_input_mismatch
      │    ├── DurableRunFailedError             run_failed
      │    ├── DurableRunEndedError              run_ended
-     │    └── DurableRunNotFoundError           run_not_found
+     │    ├── DurableRunNotFoundError           run_not_found
+     │    ├── DurableRunCancelledError          cancelled
+     │    ├── DurableChildRunFailedError        child_failed
+     │    └── DurableDelegationError            delegation_refused
      ├── DurableStepError                     a step did not produce a result
      │    ├── DurableStepFailedError            step_failed
      │    ├── DurableStepTimeoutError           step_timeout
@@ -41,6 +44,8 @@ __all__ = [
     "RUN_FATAL_ERRORS",
     "UNRECORDABLE_ERRORS",
     "DurableAwaitEventTimeoutError",
+    "DurableChildRunFailedError",
+    "DurableDelegationError",
     "DurableError",
     "DurableEventError",
     "DurableEventPayloadError",
@@ -48,6 +53,7 @@ __all__ = [
     "DurablePayloadTooLargeError",
     "DurableRegistrationError",
     "DurableResultNotSerializableError",
+    "DurableRunCancelledError",
     "DurableRunDivergenceError",
     "DurableRunEndedError",
     "DurableRunError",
@@ -86,6 +92,9 @@ class ErrorCode(StrEnum):
     PAYLOAD_TOO_LARGE = "payload_too_large"
     REGISTRATION = "registration"
     STORE_ERROR = "store_error"
+    CANCELLED = "cancelled"
+    CHILD_FAILED = "child_failed"
+    DELEGATION_REFUSED = "delegation_refused"
 
 
 class DurableError(Exception):
@@ -163,6 +172,53 @@ class DurableRunNotFoundError(DurableRunError):
     """No run with this id exists in the store."""
 
     code = ErrorCode.RUN_NOT_FOUND
+
+
+class DurableRunCancelledError(DurableRunError):
+    """The run was cancelled (``durable cancel`` or ``cancel``); ``reason`` says why."""
+
+    code = ErrorCode.CANCELLED
+
+    def __init__(self, message: str, *, reason: str = "") -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class DurableChildRunFailedError(DurableRunError):
+    """A child run ended without a result; raised in the parent that awaited it.
+
+    ``child_run_id`` names the child, ``error_code`` is the child's own error
+    code (``None`` for an agent's plain exception) and ``error_type`` its class.
+    """
+
+    code = ErrorCode.CHILD_FAILED
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        child_run_id: str,
+        error_type: str,
+        error_code: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.child_run_id = child_run_id
+        self.error_type = error_type
+        self.error_code = error_code
+
+
+class DurableDelegationError(DurableRunError):
+    """The delegation policy refused a child-agent call; nothing was started or spent.
+
+    ``reason`` is one of ``DELEGATION_REASONS``.
+    """
+
+    code = ErrorCode.DELEGATION_REFUSED
+
+    def __init__(self, message: str, *, reason: str = "", agent: str = "") -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.agent = agent
 
 
 class DurableStepError(DurableError):
@@ -258,6 +314,9 @@ _BY_CODE: dict[str, type[DurableError]] = {
         DurableRunFailedError,
         DurableRunEndedError,
         DurableRunNotFoundError,
+        DurableRunCancelledError,
+        DurableChildRunFailedError,
+        DurableDelegationError,
         DurableStepTimeoutError,
         DurableResultNotSerializableError,
         DurableAwaitEventTimeoutError,

@@ -49,9 +49,10 @@ LiveKind = Literal[
     "conversation",
     "run_completed",
     "run_failed",
+    "run_cancelled",
 ]
 LIVE_KINDS: tuple[LiveKind, ...] = get_args(LiveKind)
-FINAL_KINDS: frozenset[str] = frozenset({"run_completed", "run_failed"})
+FINAL_KINDS: frozenset[str] = frozenset({"run_completed", "run_failed", "run_cancelled"})
 
 
 class LiveEvent(BaseModel):

@@ -9,6 +9,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.dataclasses import dataclass
 
 __all__ = [
+    "ENDED_STATUSES",
+    "DelegationPolicy",
     "DurableRunManifest",
     "EventRecord",
     "Lease",
@@ -23,16 +25,20 @@ __all__ = [
 ]
 
 StepKind = Literal[
-    "logic", "llm", "tool", "readiness", "deterministic", "event", "timer", "conversation"
+    "logic", "llm", "tool", "readiness", "deterministic", "event", "timer", "conversation", "agent"
 ]
 """What a step did: user code (``logic``), a model or tool call, a checkpointed
 clock or uuid read (``deterministic``), an event wait or emit (``event``), or a
-durable sleep (``timer``)."""
+durable sleep (``timer``), a conversation or another agent run as a child
+(``conversation``, ``agent``)."""
 
 StepStatus = Literal["running", "completed", "failed"]
 """``running`` covers a step that has begun and may be retrying; ``failed`` is final."""
 
-RunStatus = Literal["running", "completed", "failed"]
+RunStatus = Literal["running", "completed", "failed", "cancelled"]
+"""``cancelled`` is final like ``completed`` and ``failed``: the run is never resumed."""
+
+ENDED_STATUSES: frozenset[str] = frozenset({"completed", "failed", "cancelled"})
 
 
 class _Record(BaseModel):
@@ -48,14 +54,45 @@ class TaskSpec(_Record):
     metadata: dict[str, Any] | None = None
 
 
+class DelegationPolicy(_Record):
+    """What a run may delegate to child agents with ``ctx.call_agent``.
+
+    Checked in this order, before anything is started or spent: the run is not
+    cancelled, delegation is ``enabled``, the agent is in ``allowed_agents``
+    (``None``: any registered agent), the child's depth is within ``max_depth``,
+    fewer than ``max_calls`` calls were made, and fewer than ``max_parallel``
+    are in flight. ``max_depth=0`` disables delegation; the default 1 lets a
+    run delegate and its children not.
+    """
+
+    enabled: bool = True
+    allowed_agents: tuple[str, ...] | None = None
+    max_calls: int = Field(default=32, ge=0)
+    max_parallel: int = Field(default=8, ge=1)
+    max_depth: int = Field(default=1, ge=0)
+
+
 class DurableRunManifest(_Record):
-    """Everything that identifies a run; hashed into ``RunRecord.manifest_hash``."""
+    """Everything that identifies a run; hashed into ``RunRecord.manifest_hash``.
+
+    Only project, scenario, task and input are hashed: ``tags`` and the child-run
+    fields (``parent_run_id``, ``depth``, ``max_depth``, ``delegation``) travel
+    with the run without changing its identity.
+    """
 
     project_id: str = Field(min_length=1)
     scenario_id: str | None = None
     task: TaskSpec
     input: dict[str, Any]
     tags: dict[str, str] | None = None
+    parent_run_id: str | None = None
+    """The run that started this one as a child; ``None`` for a run started by a caller."""
+    depth: int = Field(default=0, ge=0)
+    """Delegation depth: 0 for a run started by a caller, the parent's plus one for a child."""
+    max_depth: int | None = Field(default=None, ge=0)
+    """The deepest delegation any ancestor's policy allows; a child never exceeds it."""
+    delegation: DelegationPolicy | None = None
+    """This run's delegation policy when passed per run; else the agent's own."""
 
 
 class StepError(_Record):
@@ -108,6 +145,11 @@ class RunRecord(_Record):
     result: Any = None
     error: StepError | None = None
     step_count: int = 0
+    parent_run_id: str | None = None
+    """The run that started this one as a child run."""
+    cancel_requested: str | None = None
+    """The reason of a cancellation asked for while a worker held the run; the
+    holder cancels it, its children first, and ends it ``cancelled``."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, config=ConfigDict(extra="forbid"))

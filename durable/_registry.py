@@ -25,7 +25,7 @@ from ._errors import (
 )
 from ._failures import input_invalid_error, input_type_error
 from ._names import check_name
-from ._records import DurableRunManifest, TaskSpec
+from ._records import DelegationPolicy, DurableRunManifest, TaskSpec
 from ._retry import (
     DEFAULT_HEARTBEAT_TIMEOUT,
     DEFAULT_STEP_TIMEOUT,
@@ -73,6 +73,8 @@ class AgentDefinition:
     description: str
     events: Mapping[str, JsonCodec[Any]]
     """Declared payload types of event keys."""
+    delegation: DelegationPolicy | None = None
+    """What runs of this agent may delegate with ``ctx.call_agent``; ``None`` refuses it."""
 
     def check_event(self, key: str, payload: Any) -> None:
         """Refuse a payload that does not match its key's declared type, saying why."""
@@ -275,6 +277,7 @@ def agent(
     name: str | None = None,
     description: str | None = None,
     events: Mapping[str, Any] | None = None,
+    delegation: DelegationPolicy | None = None,
 ) -> Callable[[F], F]: ...
 def agent(
     fn: F | None = None,
@@ -283,6 +286,7 @@ def agent(
     name: str | None = None,
     description: str | None = None,
     events: Mapping[str, Any] | None = None,
+    delegation: DelegationPolicy | None = None,
 ) -> F | Callable[[F], F]:
     """Register ``async def f(ctx, input) -> output`` as an agent named ``name``.
 
@@ -290,6 +294,8 @@ def agent(
     run's input; the return annotation types its result. ``events`` declares the
     payload type of event keys, so a payload of the wrong type is refused to its
     sender before it reaches the run, and ``await_event`` returns that type.
+    ``delegation`` lets its runs call other agents as child runs
+    (``ctx.call_agent``); without it, delegation is refused, as in the reference.
     """
     declared: dict[str, JsonCodec[Any]] = {
         check_name(key, what="event key"): JsonCodec(annotation)
@@ -321,6 +327,7 @@ def agent(
             output=JsonCodec(hints.get("return", Any)),
             description=description or inspect.getdoc(checked) or agent_name,
             events=declared,
+            delegation=delegation,
         )
         _agents[agent_name] = definition
         setattr(func, _AGENT_ATTR, definition)

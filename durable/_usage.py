@@ -16,8 +16,8 @@ from ._records import StepRecord
 __all__ = ["USAGE_FIELDS", "Totals", "add_usage", "usage_line", "usage_totals"]
 
 USAGE_FIELDS = ("input_tokens", "output_tokens", "cost")
-USAGE_KINDS = frozenset({"llm", "conversation"})
-"""Steps whose results carry ``usage``: model calls, and conversations (their totals)."""
+USAGE_KINDS = frozenset({"llm", "conversation", "agent"})
+"""Steps whose results carry ``usage``: model calls, and child runs (their totals)."""
 
 
 Totals = dict[str, float | None]

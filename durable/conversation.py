@@ -25,7 +25,12 @@ from ._names import check_name
 from ._retry import RetryPolicy
 
 __all__ = [
+    "ABORT_EVENT",
+    "CONVERSATION_AGENT",
     "DEFAULT_MAX_DEPTH",
+    "BreakerState",
+    "ConversationRun",
+    "ConversationState",
     "FORWARD_HEADERS",
     "SPEAK_STEP",
     "TURN_ACTIVITY",
@@ -57,6 +62,11 @@ __all__ = [
 
 DEFAULT_MAX_DEPTH = 4
 """Nested conversations deeper than this are refused."""
+
+CONVERSATION_AGENT = "durable.conversation"
+"""The agent that runs one conversation as a child run (the workflow type on Temporal)."""
+ABORT_EVENT = "abort"
+"""The event that halts a conversation run before its next turn; ``abort_on`` forwards it."""
 
 SPEAK_STEP = "conversation.speak"
 """The step that makes one participant's model call (``activities/conversation.py``)."""
@@ -198,6 +208,35 @@ class ConversationResult(_Frozen):
     duration_ms: float
     started_at: datetime
     ended_at: datetime
+
+
+class BreakerState(BaseModel):
+    failures: int = 0
+    opened_at: datetime | None = None
+
+
+class ConversationState(BaseModel):
+    """What a conversation carries into its next execution when it continues as new."""
+
+    transcript: list[ConversationTurn]
+    started_at: datetime
+    transcript_ref: str | None
+    pending: list[ConversationTurn] = []
+    breakers: dict[str, BreakerState]
+
+
+class ConversationRun(BaseModel):
+    """The input of a conversation's child run."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    conversation: str
+    seed: str
+    depth: int = 1
+    parent_turn: str | None = None
+    aborted: bool = False
+    """Set when the abort event had arrived before this execution started."""
+    state: ConversationState | None = None
 
 
 class ConversationEvent(_Frozen):

@@ -11,14 +11,17 @@ import asyncio
 import uuid as _uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, TypeVar, TypeVarTuple, Unpack, cast
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar, TypeVarTuple, Unpack, cast
 
 from pydantic import ValidationError
 
 from durable import (
     UNSET,
+    DelegationPolicy,
     DurableContext,
     DurableError,
+    DurableRegistrationError,
+    DurableRunManifest,
     DurableRunError,
     DurableRunLeaseLostError,
     JsonCodec,
@@ -31,6 +34,7 @@ from durable import (
     StepRecord,
     TokenDeltas,
     as_timedelta,
+    attempt_scope,
     canonical_hash,
     check_arguments,
     check_name,
@@ -52,15 +56,9 @@ from durable._failures import (
     step_timeout_error,
     unrecordable,
 )
-from durable._live import retry_entry, text_end
-from durable.conversation import (
-    Conversation,
-    ConversationResult,
-    conversation_call,
-    conversation_run_id,
-)
+from durable._live import retry_entry
 
-from ._conversation import run_local_conversation
+from ._children import LocalChildren, RunChild
 from ._events import send_event
 from ._live import LivePublisher
 from ._store import DurableRunStore, utc_now
@@ -80,7 +78,7 @@ def _codec(annotation: Any) -> JsonCodec[Any]:
     return codec
 
 
-class LocalContext:
+class LocalContext(LocalChildren):
     """Implements ``DurableContext`` over a ``DurableRunStore`` and a held lease."""
 
     def __init__(
@@ -93,12 +91,21 @@ class LocalContext:
         poll_interval: timedelta,
         live: LivePublisher,
         declared: Mapping[str, JsonCodec[Any]] | None = None,
+        manifest: DurableRunManifest | None = None,
+        delegation: DelegationPolicy | None = None,
+        run_child: RunChild | None = None,
     ) -> None:
         self._store = store
+        self._manifest = manifest
+        self._delegation = delegation
+        self.cancel_reason: str | None = None
+        """Set once a cancellation of this run is under way."""
+        self._init_local_children(run_child)
         self.live = live
         self.lease = lease
         self._run = run
         self._recorded = {record.step_index: record for record in steps}
+        self._replayed_until = max(self._recorded, default=-1)
         self._next = 0
         self._poll = poll_interval.total_seconds()
         self._declared = dict(declared or {})
@@ -117,6 +124,44 @@ class LocalContext:
     @property
     def scenario_id(self) -> str | None:
         return self._run.scenario_id
+
+    def _own_manifest(self) -> DurableRunManifest:
+        if self._manifest is None:
+            raise RuntimeError("this context was made without its run's manifest")
+        return self._manifest
+
+    def _own_policy(self) -> DelegationPolicy | None:
+        return self._delegation
+
+    def _next_position(self) -> int:
+        return self._next
+
+    def _cancel_reason(self) -> str | None:
+        return self.cancel_reason
+
+    def publish(self, event: LiveEvent) -> None:
+        # What a replay re-runs was published by the execution that recorded it.
+        if self._next > self._replayed_until:
+            self.live.publish(event)
+
+    async def has_event(self, key: str) -> bool:
+        intent = f"has_event:{check_name(key, what='event key')}"
+        index, record = self._position(intent, "event", "")
+        if record is not None and record.status == "completed":
+            return bool(record.result["arrived"])
+        await self._begin(index, intent, "event")
+        arrived = await self._store.load_event(self.run_id, key) is not None
+        await self._complete(index, {"arrived": arrived})
+        return arrived
+
+    def continue_as_new_suggested(self) -> bool:
+        return False  # a local run's record has no history limit
+
+    async def continue_as_new(self, input: Any) -> NoReturn:
+        raise DurableRegistrationError(
+            f"run {self.run_id!r} asked to continue as new, which only Temporal does; "
+            "call it only when continue_as_new_suggested() is true"
+        )
 
     @property
     def positions_used(self) -> int:
@@ -235,7 +280,7 @@ class LocalContext:
             deltas.new_attempt()
             cause: BaseException | None = None
             try:
-                with live_tokens(deltas):
+                with live_tokens(deltas), attempt_scope(attempt):
                     async with asyncio.timeout(timeout) as deadline:
                         value = await definition.fn(*args)
                 data, restored = definition.result.round_trip(value, what=label)
@@ -353,50 +398,6 @@ class LocalContext:
             raise error from None
         await self._complete(index, payload)
         return value
-
-    async def conversation(
-        self, conversation: Conversation, *, seed: str, abort_on: str | None = None
-    ) -> ConversationResult:
-        intent, input_hash = conversation_call(conversation, seed, abort_on)
-        index, record = self._position(intent, "conversation", input_hash)
-        if record is not None and record.status == "completed":
-            return ConversationResult.model_validate(record.result)
-        if record is not None and record.status == "failed":
-            raise replayed_failure(record)
-        await self._begin(index, intent, "conversation", input_hash)
-        self.live.publish(LiveEvent(kind="step_started", step=index, intent=intent, attempt=1))
-        try:
-            result = await run_local_conversation(
-                conversation,
-                seed=seed,
-                run_id=conversation_run_id(self.run_id, index),
-                journal=self._store.journal,
-                publish=self.live.publish,
-                step=index,
-                aborted=None if abort_on is None else lambda: self._emitted(abort_on),
-                shown=lambda turn: self._turn_text_shown(index, turn),
-            )
-        except DurableRunLeaseLostError:
-            raise
-        except Exception as exc:
-            error = step_error_from(exc)
-            await self._failed(index, error, final=True)
-            self.live.publish(
-                LiveEvent(kind="step_failed", step=index, intent=intent, error=error.message)
-            )
-            raise step_failed_error(intent, index, error, 1) from exc
-        data = result.model_dump(mode="json")
-        await self._complete(index, data)
-        self.live.publish(LiveEvent(kind="step_completed", step=index, intent=intent))
-        return result
-
-    async def _turn_text_shown(self, step: int, turn: int) -> int:
-        """How much of a conversation turn's text this run's live stream already has."""
-        shown, after = 0, 0
-        while batch := await self._store.read_live(self.run_id, after=after):
-            shown = max(shown, text_end(batch, step, turn))
-            after = batch[-1].seq
-        return shown
 
     async def _emitted(self, key: str) -> bool:
         return await self._store.load_event(self.run_id, key) is not None

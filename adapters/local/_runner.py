@@ -10,12 +10,15 @@ from typing import Any, Generic, TypeVar
 
 from durable import (
     AgentDefinition,
+    ChildSpec,
     DurableContext,
     DurableError,
+    DurableRunCancelledError,
     DurableRunDivergenceError,
     DurableRunInputInvalidError,
     DurableRunLeaseLostError,
     DurableRunManifest,
+    DurableStepTimeoutError,
     LiveEvent,
     RunOutcome,
     RunRecord,
@@ -28,6 +31,7 @@ from durable import (
 )
 from durable._failures import run_failed_error, step_error_from
 
+from ._children import ChildControl, ChildOutcome
 from ._context import LocalContext
 from ._live import LivePublisher
 from ._store import DurableRunStore, run_not_found
@@ -136,17 +140,33 @@ async def _execute(
     lease_for: timedelta,
     poll: timedelta,
     outcome: RunOutcome | None,
+    control: ChildControl | None = None,
 ) -> RunResult[Any]:
     label = f"agent {definition.name!r}"
+    worker = worker_id or derive_worker_id()
     resumed = await store.start_or_resume(
         run_id=run_id,
         agent=definition.name,
         manifest=manifest,
-        worker_id=worker_id or derive_worker_id(),
+        worker_id=worker,
         lease_for=lease_for,
     )
     if resumed.lease is None:
         return _ended(resumed.run, resumed.steps, definition.output.decode, label)
+
+    async def run_child(spec: ChildSpec, child_control: ChildControl) -> ChildOutcome:
+        child = await _execute(
+            spec.definition,
+            spec.manifest,
+            store=store,
+            run_id=spec.run_id,
+            worker_id=worker,
+            lease_for=lease_for,
+            poll=poll,
+            outcome=None,
+            control=child_control,
+        )
+        return ChildOutcome(run=child.run, steps=child.steps)
 
     live = LivePublisher(store, run_id)
     ctx = LocalContext(
@@ -157,6 +177,9 @@ async def _execute(
         poll_interval=poll,
         live=live,
         declared=definition.events,
+        manifest=manifest,
+        delegation=manifest.delegation or definition.delegation,
+        run_child=run_child,
     )
     try:
         agent_input = definition.decode_input(manifest, run_id=run_id)
@@ -172,31 +195,47 @@ async def _execute(
         lost.append(exc)
         work.cancel()
 
+    def cancel(reason: str) -> None:
+        if ctx.cancel_reason is None:
+            ctx.cancel_reason = reason
+            work.cancel()
+
     # Renewed from the store's keeper thread, not this loop: a step that blocks the loop
     # longer than the lease must not let another worker take the run over and rerun it.
     kept = store.lease_keeper.keep(ctx.lease, lease_for=lease_for, on_lost=lease_lost)
+    watcher = asyncio.create_task(_watch_cancel(store, run_id, poll, cancel, resumed.run))
     try:
         try:
-            value = await work
+            value = await _agent(work, control, cancel)
         except asyncio.CancelledError:
-            current = asyncio.current_task()
-            if lost and (current is None or not current.cancelling()):
+            if lost:
                 raise lost[0] from None
-            raise
+            if ctx.cancel_reason is None:
+                ctx._abandon_children()  # the worker stops: the children resume with this run
+                raise
+            await _end_cancelled(store, ctx, live, control)
+            raise _cancelled_error(run_id, ctx.cancel_reason, control) from None
         except DurableRunLeaseLostError:
+            ctx._abandon_children()
             raise
         except Exception as exc:
             if lost:
+                ctx._abandon_children()
                 raise lost[0] from None
             # A run-fatal error the agent caught still ends the run, with its own code.
             failure = ctx.fatal or exc
-            if not isinstance(failure, DurableRunLeaseLostError):
-                await _fail(store, ctx, live, failure)  # a lost lease may write nothing
+            if isinstance(failure, DurableRunLeaseLostError):
+                ctx._abandon_children()  # a lost lease may write nothing
+            else:
+                await ctx._settle_children(f"its parent run {run_id!r} failed")
+                await _fail(store, ctx, live, failure)
             if failure is exc:
                 raise
             raise failure from exc
         if lost:
+            ctx._abandon_children()
             raise lost[0]  # the agent swallowed its cancellation
+        await ctx._settle_children(f"its parent run {run_id!r} finished")
         if ctx.fatal is not None:
             if not isinstance(ctx.fatal, DurableRunLeaseLostError):
                 await _fail(store, ctx, live, ctx.fatal)
@@ -218,10 +257,66 @@ async def _execute(
         record = await store.end_run(ctx.lease, status="completed", result=data, outcome=outcome)
         live.publish(LiveEvent(kind="run_completed"))
     finally:
+        watcher.cancel()
         kept.release()
         work.cancel()
         await live.flush()
     return RunResult(result=result, run=record, steps=await store.load_steps(run_id))
+
+
+async def _agent(
+    work: asyncio.Task[Any], control: ChildControl | None, cancel: Callable[[str], None]
+) -> Any:
+    """Await the agent; a parent cancelling this child run cancels it with its reason."""
+    try:
+        return await work
+    except asyncio.CancelledError:
+        if control is not None and control.reason is not None:
+            cancel(control.reason)
+            if not work.done():
+                await asyncio.gather(work, return_exceptions=True)
+        raise
+
+
+async def _watch_cancel(
+    store: DurableRunStore,
+    run_id: str,
+    poll: timedelta,
+    cancel: Callable[[str], None],
+    run: RunRecord,
+) -> None:
+    """Cancel the run once someone asked to (``cancel`` from any process)."""
+    every = min(max(poll.total_seconds() * 5, 0.2), 1.0)
+    while run.cancel_requested is None:
+        await asyncio.sleep(every)
+        found = await store.load_run(run_id)
+        if found is None:
+            return
+        run = found
+    cancel(run.cancel_requested)
+
+
+def _cancelled_error(
+    run_id: str, reason: str | None, control: ChildControl | None
+) -> DurableRunCancelledError | DurableStepTimeoutError:
+    if control is not None and control.timed_out:
+        return DurableStepTimeoutError(f"child run {run_id!r} ran past its timeout")
+    return DurableRunCancelledError(f"run {run_id!r} was cancelled: {reason}", reason=reason or "")
+
+
+async def _end_cancelled(
+    store: DurableRunStore, ctx: LocalContext, live: LivePublisher, control: ChildControl | None
+) -> None:
+    """Cancel the children first, then end the run ``cancelled`` (or timed out)."""
+    reason = ctx.cancel_reason or "cancelled"
+    await ctx._settle_children(f"its parent run {ctx.run_id!r} was cancelled: {reason}")
+    error = step_error_from(_cancelled_error(ctx.run_id, reason, control))
+    if control is not None and control.timed_out:
+        await store.end_run(ctx.lease, status="failed", error=error)
+        live.publish(LiveEvent(kind="run_failed", error=error.message))
+        return
+    await store.end_run(ctx.lease, status="cancelled", error=error)
+    live.publish(LiveEvent(kind="run_cancelled", error=error.message))
 
 
 async def _fail(
@@ -243,6 +338,9 @@ def _ended(
         result = decode(run.result, what=f"the result of {label} run {run.run_id!r}")
         return RunResult(result=result, run=run, steps=steps)
     error = run.error
+    if run.status == "cancelled":
+        reason = "no reason was recorded" if error is None else error.message
+        raise DurableRunCancelledError(reason, reason=reason)
     if error is None:
         raise run_failed_error(run.run_id, "an unknown error", "none was recorded")
     raise run_failed_error(run.run_id, error.type, error.message)

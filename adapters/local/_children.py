@@ -1,0 +1,250 @@
+"""Child runs on a local store: a run in the same store, executed by the parent's worker.
+
+The parent's step at the call's position records the child's envelope once it
+ends. A resumed parent reaches that step again: a step still running resumes
+the child run (its own steps replay), a completed one returns the recorded
+result without touching the child. The policy, ids and "no orphans" are
+written once in ``durable._children``; this module only runs the child.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+from durable import (
+    ChildCalls,
+    ChildSpec,
+    DurableChildRunFailedError,
+    DurableError,
+    DurableRunCancelledError,
+    DurableRunFailedError,
+    DurableRunLeaseHeldError,
+    DurableRunLeaseLostError,
+    LiveEvent,
+    RunRecord,
+    StepError,
+    StepRecord,
+    child_envelope,
+    usage_totals,
+)
+
+from ._store import DurableRunStore, utc_now
+
+if TYPE_CHECKING:
+    from ._context import LocalContext
+
+__all__ = ["ChildControl", "ChildOutcome", "LocalChildren", "RunChild"]
+
+
+@dataclass
+class ChildControl:
+    """How a parent ends a child it cancels: set before the child's task is cancelled.
+
+    A child task cancelled with no ``reason`` (the worker shutting down) stays
+    running in the store, to be resumed with its parent.
+    """
+
+    reason: str | None = None
+    timed_out: bool = False
+
+
+@dataclass(frozen=True)
+class ChildOutcome:
+    """A child run that ended with a result: its record and its steps."""
+
+    run: RunRecord
+    steps: list[StepRecord] = field(default_factory=list)
+
+
+RunChild = Callable[[ChildSpec, ChildControl], Awaitable[ChildOutcome]]
+"""Executes (or resumes) one child run to its end; the runner provides it."""
+
+
+class LocalChildren(ChildCalls):
+    """``LocalContext``'s child runs."""
+
+    _store: DurableRunStore
+    _poll: float
+    _run_child: RunChild | None
+
+    def _init_local_children(self, run_child: RunChild | None) -> None:
+        self._init_children()
+        self._run_child = run_child
+        self._controls: dict[asyncio.Future[dict[str, Any]], ChildControl] = {}
+
+    async def _start_child(self, spec: ChildSpec) -> asyncio.Future[dict[str, Any]]:
+        ctx: LocalContext = self  # type: ignore[assignment]
+        index, record = ctx._position(spec.intent, spec.kind, spec.input_hash)
+        loop = asyncio.get_running_loop()
+        if record is not None and record.status == "completed":
+            done: asyncio.Future[dict[str, Any]] = loop.create_future()
+            done.set_result(record.result)
+            return done
+        if record is not None and record.status == "failed":
+            failed: asyncio.Future[dict[str, Any]] = loop.create_future()
+            failed.set_exception(await self._recorded_failure(spec, record))
+            return failed
+        if self._run_child is None:
+            raise RuntimeError("this context was made without a way to run child runs")
+        deadline = None if spec.timeout is None else utc_now() + spec.timeout
+        begun = await ctx._begin(index, spec.intent, spec.kind, spec.input_hash, deadline)
+        ctx.live.publish(LiveEvent(kind="step_started", step=index, intent=spec.intent, attempt=1))
+        control = ChildControl()
+        task = asyncio.create_task(
+            self._child(ctx, index, spec, control, begun.deadline), name=f"durable:{spec.run_id}"
+        )
+        self._controls[task] = control
+        task.add_done_callback(lambda t: self._controls.pop(t, None))
+        return task
+
+    async def _cancel_child(self, task: asyncio.Future[dict[str, Any]], reason: str) -> None:
+        control = self._controls.get(task)
+        if control is not None and control.reason is None:
+            control.reason = reason
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    def _abandon_children(self) -> None:
+        """The worker stops: cancel child tasks, leaving their runs to resume with the parent."""
+        for task in list(self._controls):
+            task.cancel()
+
+    async def _child(
+        self,
+        ctx: LocalContext,
+        index: int,
+        spec: ChildSpec,
+        control: ChildControl,
+        deadline: Any,
+    ) -> dict[str, Any]:
+        assert self._run_child is not None
+        forwarding = None
+        if spec.forward:
+            forwarding = asyncio.create_task(self._forward(spec))
+        try:
+            outcome = await self._within(deadline, self._attempts(spec, control), control)
+        except DurableChildRunFailedError as error:
+            failure = StepError(message=error.message, type=type(error).__name__, code=error.code)
+            await ctx._failed(index, failure, final=True)
+            ctx.live.publish(
+                LiveEvent(kind="step_failed", step=index, intent=spec.intent, error=error.message)
+            )
+            raise
+        finally:
+            if forwarding is not None:
+                forwarding.cancel()
+        envelope = child_envelope(spec.run_id, outcome.run.result, usage_totals(outcome.steps))
+        await ctx._complete(index, envelope)
+        ctx.live.publish(LiveEvent(kind="step_completed", step=index, intent=spec.intent))
+        return envelope
+
+    async def _within(
+        self, deadline: Any, work: Awaitable[ChildOutcome], control: ChildControl
+    ) -> ChildOutcome:
+        """``work`` bounded by the child's durable deadline, fixed when it first started."""
+        if deadline is None:
+            return await work
+        task = asyncio.ensure_future(work)
+        remaining = max((deadline - utc_now()).total_seconds(), 0.0)
+        done, _ = await asyncio.wait({task}, timeout=remaining)
+        if not done:
+            control.reason = control.reason or "its timeout passed"
+            control.timed_out = True
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        return await task
+
+    async def _attempts(self, spec: ChildSpec, control: ChildControl) -> ChildOutcome:
+        """Run the child; with a retry policy, run it again from the start as ``<id>.<n>``."""
+        assert self._run_child is not None
+        attempt = 1
+        while True:
+            attempt_spec = spec if attempt == 1 else _nth(spec, attempt)
+            try:
+                return await self._resumed(attempt_spec, control)
+            except DurableChildRunFailedError as error:
+                retry = spec.retry
+                again = (
+                    retry is not None
+                    and error.error_code != "cancelled"
+                    and retry.retries(error.error_type)
+                    and retry.allows_attempt(attempt + 1)
+                )
+                if not again or retry is None:
+                    raise
+                await asyncio.sleep(retry.delay_before(attempt + 1).total_seconds())
+                attempt += 1
+
+    async def _resumed(self, spec: ChildSpec, control: ChildControl) -> ChildOutcome:
+        """Run the child; a lease its dead worker still holds is waited out."""
+        assert self._run_child is not None
+        while True:
+            try:
+                return await self._run_child(spec, control)
+            except DurableRunLeaseHeldError:
+                # The parent's worker died holding the child too; its lease ends soon.
+                await asyncio.sleep(max(self._poll, 0.2))
+            except (DurableRunCancelledError, DurableRunFailedError):
+                raise await self._failure_of(spec) from None
+            except (DurableRunLeaseLostError, asyncio.CancelledError):
+                raise
+            except Exception:
+                failure = await self._failure_of(spec)
+                if failure.error_type == "unknown":
+                    raise  # the child never ended: not a failure of the child run
+                raise failure from None
+
+    async def _recorded_failure(
+        self, spec: ChildSpec, record: StepRecord
+    ) -> DurableChildRunFailedError:
+        error = await self._failure_of(spec)
+        if error.error_type != "unknown":
+            return error
+        recorded = record.error or StepError(message="no error was recorded", type="unknown")
+        return DurableChildRunFailedError(
+            recorded.message, child_run_id=spec.run_id, error_type=recorded.type
+        )
+
+    async def _failure_of(self, spec: ChildSpec) -> DurableChildRunFailedError:
+        """The child's own recorded error, as the parent raises it."""
+        run = await self._store.load_run(spec.run_id)
+        error = None if run is None else run.error
+        status = "running" if run is None else run.status
+        if error is None:
+            return DurableChildRunFailedError(
+                f"child run {spec.run_id!r} ({spec.definition.name}) ended {status} without "
+                "a recorded error",
+                child_run_id=spec.run_id,
+                error_type="unknown",
+            )
+        verb = "was cancelled" if status == "cancelled" else "failed"
+        return DurableChildRunFailedError(
+            f"child run {spec.run_id!r} ({spec.definition.name}) {verb}: "
+            f"[{error.code or error.type}] {error.message}",
+            child_run_id=spec.run_id,
+            error_type=error.type,
+            error_code=error.code,
+        )
+
+    async def _forward(self, spec: ChildSpec) -> None:
+        """Pass the parent's events on to the child as they arrive (first emit wins)."""
+        assert spec.forward is not None
+        waiting = dict(spec.forward)
+        while waiting:
+            for key, child_key in list(waiting.items()):
+                event = await self._store.load_event(self.run_id, key)
+                if event is None:
+                    continue
+                try:
+                    await self._store.emit_event(spec.run_id, child_key, event.payload)
+                except DurableError:
+                    continue  # the child run does not exist yet; try again
+                del waiting[key]
+            await asyncio.sleep(max(self._poll, 0.05))
+
+
+def _nth(spec: ChildSpec, attempt: int) -> ChildSpec:
+    return replace(spec, run_id=f"{spec.run_id}.{attempt}")
