@@ -5,6 +5,7 @@ same function runs on the local store (``adapters.local.run_durable``) and on
 Temporal. This package imports only the standard library and pydantic.
 """
 
+from ._attempt import attempt_scope, current_attempt
 from ._canonical import (
     canonical_hash,
     canonical_json,
@@ -13,7 +14,6 @@ from ._canonical import (
     manifest_hash,
     step_id,
 )
-from ._attempt import attempt_scope, current_attempt
 from ._children import (
     DELEGATION_REASONS,
     ChildCalls,
@@ -96,10 +96,10 @@ from ._usage import USAGE_FIELDS, USAGE_KINDS, add_usage, usage_line, usage_tota
 
 __all__ = [
     "DEFAULT_HEARTBEAT_TIMEOUT",
-    "DELEGATION_REASONS",
-    "ENDED_STATUSES",
     "DEFAULT_STEP_TIMEOUT",
+    "DELEGATION_REASONS",
     "ELLIPSIS",
+    "ENDED_STATUSES",
     "MAX_NAME_LENGTH",
     "MAX_PAYLOAD_BYTES",
     "RUN_FATAL_ERRORS",
@@ -115,8 +115,8 @@ __all__ = [
     "DelegationReason",
     "DurableAwaitEventTimeoutError",
     "DurableChildRunFailedError",
-    "DurableDelegationError",
     "DurableContext",
+    "DurableDelegationError",
     "DurableError",
     "DurableEventError",
     "DurableEventPayloadError",
