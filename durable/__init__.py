@@ -60,6 +60,7 @@ from ._live import LiveEvent, LiveKind, LiveView, TokenDeltas, live_tokens, publ
 from ._names import MAX_NAME_LENGTH, check_name
 from ._records import (
     ENDED_STATUSES,
+    CancelOutcome,
     DelegationPolicy,
     DurableRunManifest,
     EventRecord,
@@ -108,6 +109,7 @@ __all__ = [
     "USAGE_FIELDS",
     "USAGE_KINDS",
     "AgentDefinition",
+    "CancelOutcome",
     "ChildCalls",
     "ChildRun",
     "ChildSpec",

@@ -197,8 +197,8 @@ class DurableChildRunFailedError(DurableRunError):
         self,
         message: str,
         *,
-        child_run_id: str,
-        error_type: str,
+        child_run_id: str = "",
+        error_type: str = "",
         error_code: str | None = None,
     ) -> None:
         super().__init__(message)

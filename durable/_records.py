@@ -10,6 +10,7 @@ from pydantic.dataclasses import dataclass
 
 __all__ = [
     "ENDED_STATUSES",
+    "CancelOutcome",
     "DelegationPolicy",
     "DurableRunManifest",
     "EventRecord",
@@ -39,6 +40,10 @@ RunStatus = Literal["running", "completed", "failed", "cancelled"]
 """``cancelled`` is final like ``completed`` and ``failed``: the run is never resumed."""
 
 ENDED_STATUSES: frozenset[str] = frozenset({"completed", "failed", "cancelled"})
+
+CancelOutcome = Literal["requested", "cancelled", "already_ended"]
+"""What a cancel did: asked the worker holding the run, ended the run at once (no
+worker held it), or found it already ended (not an error)."""
 
 
 class _Record(BaseModel):

@@ -37,6 +37,7 @@ with workflow.unsafe.imports_passed_through():
         to_application_error,
     )
     from durable import (
+        USAGE_FIELDS,
         DurableError,
         DurableRunManifest,
         LiveEvent,
@@ -44,6 +45,7 @@ with workflow.unsafe.imports_passed_through():
         StepRecord,
         agent_definition,
         check_name,
+        child_envelope,
         event_payload,
     )
 
@@ -73,27 +75,65 @@ class AgentWorkflow:
                 declared=definition.events,
                 search_attributes=bool(workflow.memo_value(SEARCH_ATTRIBUTES_MEMO, False)),
                 live=self._live.publish,
+                manifest=manifest,
+                agent=definition,
+                before_continue=self._release_handlers,
             )
             self._context = context
             data = await run_on_workflow_step(context, definition, manifest)
         except asyncio.CancelledError:
-            self._remember_events()
+            if workflow.cancellation_reason() is None:
+                self._remember_events()
+                raise
+            await self._cancelled()
             raise
-        except DurableError as error:
-            await self._end("failed", error.message)
-            raise to_application_error(error) from None
         except Exception as exc:
+            if workflow.cancellation_reason() is not None:
+                # The agent turned its cancellation into an error: the run is still cancelled.
+                await self._cancelled()
+                raise asyncio.CancelledError(workflow.cancellation_reason()) from exc
+            await self._settle(f"its parent run {info.workflow_id!r} failed")
+            if isinstance(exc, DurableError):
+                await self._end("failed", exc.message)
+                raise to_application_error(exc) from None
             # An agent's own error fails the run, as it does on the local store.
             await self._end("failed", str(exc) or repr(exc))
             raise ApplicationError(
                 str(exc) or repr(exc), {"code": None}, type=type(exc).__name__, non_retryable=True
             ) from exc
+        await self._settle(f"its parent run {info.workflow_id!r} finished")
         await self._end("completed")
+        if manifest.parent_run_id is not None:
+            # A child run hands its parent its usage along with its result.
+            totals = dict.fromkeys(USAGE_FIELDS, 0) | context.usage
+            return child_envelope(info.workflow_id, data, totals)
         return data
+
+    async def _cancelled(self) -> None:
+        """This run was cancelled: its children first, then the run itself."""
+        run_id = workflow.info().workflow_id
+        reason = workflow.cancellation_reason() or "no reason given"
+        await self._settle(f"its parent run {run_id!r} was cancelled: {reason}")
+        await self._end("cancelled", f"run {run_id!r} was cancelled: {reason}")
+
+    async def _settle(self, reason: str) -> None:
+        """No orphans: children still in flight are cancelled, and settle, before the end."""
+        if self._context is not None:
+            await self._context._settle_children(reason)
+
+    async def _release_handlers(self) -> None:
+        """Before continuing as new: watchers detached, handlers finished."""
+        self._stream.detach_pollers()
+        await workflow.wait_condition(workflow.all_handlers_finished)
 
     async def _end(self, status: str, error: str | None = None) -> None:
         self._status = status
-        kind: LiveKind = "run_completed" if error is None else "run_failed"
+        kinds: dict[str, LiveKind] = {
+            "completed": "run_completed",
+            "failed": "run_failed",
+            "cancelled": "run_cancelled",
+        }
+        kind = kinds[status]
         self._live.publish(LiveEvent(kind=kind, error=error, at=workflow.now()))
         # Watchers read by query; this releases any long-poll update still waiting (a
         # subscriber of the stream library's own, or an earlier client's), which would

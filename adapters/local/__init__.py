@@ -6,6 +6,7 @@ processes), ``SqliteStore`` (the embedded default) and ``PostgresStore``.
 
 import typing
 
+from ._cancel import cancel_run
 from ._context import LocalContext
 from ._events import send_event
 from ._file import FileStore
@@ -32,6 +33,7 @@ __all__ = [
     "RunResult",
     "SqliteStore",
     "Synchronous",
+    "cancel_run",
     "resume_run",
     "run_durable",
     "send_event",

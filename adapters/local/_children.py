@@ -107,6 +107,11 @@ class LocalChildren(ChildCalls):
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
 
+    def _doom_children(self, reason: str) -> None:
+        """Children cancelled from now on end ``cancelled`` with ``reason``."""
+        for control in self._controls.values():
+            control.reason = control.reason or reason
+
     def _abandon_children(self) -> None:
         """The worker stops: cancel child tasks, leaving their runs to resume with the parent."""
         for task in list(self._controls):

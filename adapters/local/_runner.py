@@ -198,6 +198,8 @@ async def _execute(
     def cancel(reason: str) -> None:
         if ctx.cancel_reason is None:
             ctx.cancel_reason = reason
+            # Children the agent awaits get the cancellation through it: with the reason.
+            ctx._doom_children(f"its parent run {run_id!r} was cancelled: {reason}")
             work.cancel()
 
     # Renewed from the store's keeper thread, not this loop: a step that blocks the loop
@@ -222,6 +224,10 @@ async def _execute(
             if lost:
                 ctx._abandon_children()
                 raise lost[0] from None
+            if ctx.cancel_reason is not None and ctx.fatal is None:
+                # The agent turned its cancellation into an error: the run is still cancelled.
+                await _end_cancelled(store, ctx, live, control)
+                raise _cancelled_error(run_id, ctx.cancel_reason, control) from exc
             # A run-fatal error the agent caught still ends the run, with its own code.
             failure = ctx.fatal or exc
             if isinstance(failure, DurableRunLeaseLostError):

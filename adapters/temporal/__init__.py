@@ -1,6 +1,6 @@
 """The Temporal substrate: agents run as workflows, steps as activities (pattern B)."""
 
-from ._client import SEARCH_ATTRIBUTES_MEMO, AgentClient, deliver_event, unreachable_run
+from ._client import AgentClient, deliver_event, unreachable_run
 from ._context import TemporalContext, run_on_workflow_step
 from ._convert import (
     activity_id,
@@ -19,6 +19,8 @@ from ._messages import (
     EVENT_UPDATE,
     EVENTS_MEMO,
     EVENTS_MEMO_PATCH,
+    MANIFEST_MEMO,
+    SEARCH_ATTRIBUTES_MEMO,
     SEND_EVENT_ACTIVITY,
     STATUS_QUERY,
     STEPS_QUERY,
@@ -44,6 +46,7 @@ __all__ = [
     "EVENT_SIGNAL",
     "EVENT_UPDATE",
     "LIVE_TOPIC",
+    "MANIFEST_MEMO",
     "PASSTHROUGH_MODULES",
     "PROJECT_ID",
     "SEARCH_ATTRIBUTES",

@@ -23,16 +23,23 @@ from temporalio.client import (
     WorkflowUpdateRPCTimeoutOrCancelledError,
 )
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
-from temporalio.exceptions import ApplicationError, FailureError, WorkflowAlreadyStartedError
+from temporalio.exceptions import (
+    ApplicationError,
+    CancelledError,
+    FailureError,
+    WorkflowAlreadyStartedError,
+)
 from temporalio.service import RPCError, RPCStatusCode
 
 from durable import (
     USAGE_FIELDS,
+    CancelOutcome,
     DurableContext,
     DurableEventPayloadError,
     DurableRegistrationError,
     DurableRunError,
     DurableRunFailedError,
+    DurableRunCancelledError,
     DurableRunNotFoundError,
     LiveEvent,
     StepRecord,
@@ -51,6 +58,8 @@ from ._messages import (
     EVENT_SIGNAL,
     EVENT_UPDATE,
     EVENTS_MEMO,
+    MANIFEST_MEMO,
+    SEARCH_ATTRIBUTES_MEMO,
     STATUS_QUERY,
     STEPS_QUERY,
     USAGE_MEMO,
@@ -62,9 +71,6 @@ from ._status import QUERY_WITHIN, RunSnapshot, run_snapshot
 __all__ = ["AgentClient", "unreachable_run"]
 
 _RECENT_HANDLES = 1024
-MANIFEST_MEMO = "manifest_hash"
-SEARCH_ATTRIBUTES_MEMO = "search_attributes"
-"""Memo flag: the run carries the custom search attributes, so it may update them."""
 _UPDATE_OUTLIVED = "AcceptedUpdateCompletedWorkflow"
 """Temporal's failure type for an update whose run ended before the update finished."""
 
@@ -291,6 +297,11 @@ class AgentClient:
         try:
             data = await handle.result()
         except WorkflowFailureError as failure:
+            if isinstance(failure.cause, CancelledError):
+                reason = await _cancel_reason(handle)
+                raise DurableRunCancelledError(
+                    f"run {run_id!r} was cancelled: {reason}", reason=reason
+                ) from None
             error = durable_error_from(failure.cause, run_id)
             if error is not None:
                 raise error from None
@@ -298,11 +309,40 @@ class AgentClient:
                 f"run {run_id!r} failed: {failure.cause}; see the run in the Temporal UI"
             ) from None
         described = await handle.describe()
+        if described.parent_id is not None and isinstance(data, dict) and "result" in data:
+            data = data["result"]  # a child run's envelope: its result, with its usage
         try:
             definition = agent_definition(described.workflow_type)
         except DurableRegistrationError:
             return data  # the agent is not importable here: its result as plain JSON
         return definition.output.decode(data, what=f"the result of run {run_id!r}")
+
+    async def cancel(self, run_id: str, reason: str = "") -> CancelOutcome:
+        """Cancel run ``run_id`` and, first, its children; ``already_ended`` if it had ended.
+
+        The run's agent gets the cancellation at the point it waits (a step's
+        activity is cancelled too), its children are cancelled and settle, and
+        the run ends ``cancelled`` with ``reason``, which its history keeps.
+        """
+        check_name(run_id, what="run_id")
+        handle = self._handle(run_id)
+        try:
+            described = await handle.describe()
+            if described.status != WorkflowExecutionStatus.RUNNING:
+                return "already_ended"
+            await handle.cancel(reason=reason or "cancelled by a caller")
+        except RPCError as failure:
+            if failure.status == RPCStatusCode.NOT_FOUND:
+                raise unreachable_run(run_id, failure) from None
+            raise
+        return "requested"
+
+    async def children(self, run_id: str) -> list[str]:
+        """The ids of the child runs ``run_id`` started, oldest first."""
+        check_name(run_id, what="run_id")
+        query = f"ParentWorkflowId = '{_quoted(run_id)}'"
+        found = [(w.start_time, w.id) async for w in self.client.list_workflows(query)]
+        return [workflow_id for _, workflow_id in sorted(found)]
 
     @overload
     async def send_event(self, run_id: str, key: str, payload: Any) -> bool: ...
@@ -379,3 +419,17 @@ class AgentClient:
         handle = self._handle(run_id)
         status: dict[str, Any] = await handle.query(STATUS_QUERY, result_type=dict[str, Any])
         return status
+
+
+def _quoted(value: str) -> str:
+    """``value`` inside a single-quoted visibility query string."""
+    return value.replace("\\", "\\\\").replace("'", "\\'")
+
+
+async def _cancel_reason(handle: WorkflowHandle[Any, Any]) -> str:
+    """The reason a cancelled run was given, as its history keeps it."""
+    async for event in handle.fetch_history_events():
+        if event.HasField("workflow_execution_cancel_requested_event_attributes"):
+            cause = event.workflow_execution_cancel_requested_event_attributes.cause
+            return cause or "no reason given"
+    return "no reason given"

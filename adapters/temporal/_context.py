@@ -13,24 +13,23 @@ import uuid as _uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, TypeVar, TypeVarTuple, Unpack
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar, TypeVarTuple, Unpack
 
 from pydantic import ValidationError
 from temporalio import workflow
 from temporalio.exceptions import (
     ActivityError,
     ApplicationError,
-    ChildWorkflowError,
     RetryState,
     TimeoutType,
 )
 from temporalio.exceptions import TimeoutError as TemporalTimeoutError
-from temporalio.workflow import ChildWorkflowHandle
 
 from durable import (
     UNSET,
     USAGE_KINDS,
     AgentDefinition,
+    DelegationPolicy,
     DurableContext,
     DurableRunManifest,
     JsonCodec,
@@ -59,23 +58,10 @@ from durable._failures import (
     step_timeout_error,
     unrecordable,
 )
-from durable.conversation import (
-    Conversation,
-    ConversationResult,
-    conversation_call,
-    conversation_run_id,
-)
 
+from ._children import TemporalChildren
 from ._convert import activity_id, durable_error_from, temporal_retry_policy
-from ._messages import (
-    ABORT_SIGNAL,
-    CONVERSATION_WORKFLOW,
-    SEND_EVENT_ACTIVITY,
-    USAGE_MEMO,
-    ConversationInput,
-    RunEvent,
-    StepOutcome,
-)
+from ._messages import SEND_EVENT_ACTIVITY, USAGE_MEMO, RunEvent, StepOutcome
 from ._search import WAITING_FOR
 
 __all__ = ["TemporalContext", "run_on_workflow_step"]
@@ -84,7 +70,7 @@ T = TypeVar("T")
 Ts = TypeVarTuple("Ts")
 
 
-class TemporalContext:
+class TemporalContext(TemporalChildren):
     """Implements ``DurableContext`` inside a workflow; ``events`` is the run's event map."""
 
     def __init__(
@@ -96,6 +82,9 @@ class TemporalContext:
         declared: Mapping[str, JsonCodec[Any]] | None = None,
         search_attributes: bool = False,
         live: Callable[[LiveEvent], None] | None = None,
+        manifest: DurableRunManifest | None = None,
+        agent: AgentDefinition | None = None,
+        before_continue: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self._run_id = workflow.info().workflow_id
         self._project_id = project_id
@@ -109,13 +98,47 @@ class TemporalContext:
         self.usage: dict[str, float | None] = {}
         self._search_attributes = search_attributes
         self._live = live
-        self._abortable: dict[str, tuple[str, ChildWorkflowHandle[Any, ConversationResult]]] = {}
+        self._manifest = manifest
+        self._agent = agent
+        self._before_continue = before_continue
+        self._init_temporal_children()
 
-    async def event_arrived(self, key: str) -> None:
-        """Pass an abort event on to the running conversations that halt on it."""
-        for abort_on, handle in list(self._abortable.values()):
-            if abort_on == key:
-                await handle.signal(ABORT_SIGNAL)
+    def _own_manifest(self) -> DurableRunManifest:
+        if self._manifest is None:
+            raise RuntimeError("this context was made without its run's manifest")
+        return self._manifest
+
+    def _own_policy(self) -> DelegationPolicy | None:
+        manifest = self._own_manifest()
+        agent = self._agent
+        return manifest.delegation or (None if agent is None else agent.delegation)
+
+    def _next_position(self) -> int:
+        return len(self.steps)
+
+    def _cancel_reason(self) -> str | None:
+        return workflow.cancellation_reason()
+
+    async def has_event(self, key: str) -> bool:
+        check_name(key, what="event key")
+        index = self._begin(f"has_event:{key}", "event")
+        arrived = key in self.events
+        self._finish(index, status="completed", result={"arrived": arrived})
+        return arrived
+
+    def continue_as_new_suggested(self) -> bool:
+        return workflow.info().is_continue_as_new_suggested()
+
+    async def continue_as_new(self, input: Any) -> NoReturn:
+        agent = self._agent
+        if agent is None:
+            raise RuntimeError("this context was made without its agent's definition")
+        data = agent.input.encode(input, what=f"the input of agent {agent.name!r}")
+        manifest = self._own_manifest().model_copy(update={"input": data})
+        await self._settle_children(f"its parent run {self.run_id!r} continued as new")
+        if self._before_continue is not None:
+            await self._before_continue()
+        workflow.continue_as_new(manifest)
 
     def publish(self, event: LiveEvent) -> None:
         """Append to the run's live stream; replays rebuild it identically."""
@@ -328,45 +351,6 @@ class TemporalContext:
         if self._search_attributes:
             update = WAITING_FOR.value_set(key) if key else WAITING_FOR.value_unset()
             workflow.upsert_search_attributes([update])
-
-    async def conversation(
-        self, conversation: Conversation, *, seed: str, abort_on: str | None = None
-    ) -> ConversationResult:
-        intent, input_hash = conversation_call(conversation, seed, abort_on)
-        index = self._begin(intent, "conversation", input_hash)
-        self.publish(LiveEvent(kind="step_started", step=index, intent=intent, attempt=1))
-        child_id = conversation_run_id(self._run_id, index)
-        try:
-            handle = await workflow.start_child_workflow(
-                CONVERSATION_WORKFLOW,
-                ConversationInput(
-                    conversation=conversation.name,
-                    seed=seed,
-                    aborted=abort_on is not None and abort_on in self.events,
-                ),
-                id=child_id,
-                result_type=ConversationResult,
-                static_summary=conversation.summary[:200],
-                static_details=conversation.description or f"conversation run {child_id}",
-            )
-            if abort_on is not None:
-                self._abortable[child_id] = (abort_on, handle)
-            try:
-                result: ConversationResult = await handle
-            finally:
-                self._abortable.pop(child_id, None)
-        except ChildWorkflowError as failure:
-            cause = failure.cause
-            message = getattr(cause, "message", None) or str(cause or failure)
-            error = StepError(message=message, type=type(cause or failure).__name__)
-            self._finish(index, status="failed", error=error)
-            self.publish(LiveEvent(kind="step_failed", step=index, intent=intent, error=message))
-            raise step_failed_error(intent, index, error, 1) from None
-        data = result.model_dump(mode="json")
-        self._finish(index, status="completed", result=data)
-        self.publish(LiveEvent(kind="step_completed", step=index, intent=intent))
-        workflow.upsert_memo({USAGE_MEMO: add_usage(self.usage, data)})
-        return result
 
     async def emit_event(self, key: str, payload: object, *, run_id: str | None = None) -> bool:
         check_name(key, what="event key")

@@ -13,10 +13,13 @@ from typing import Any
 
 import temporalio.common
 from temporalio.api.failure.v1 import Failure
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, CancelledError
 
 from durable import (
+    DurableChildRunFailedError,
+    DurableDelegationError,
     DurableError,
+    DurableRunCancelledError,
     DurableRunDivergenceError,
     DurableStepFailedError,
     RetryPolicy,
@@ -102,6 +105,16 @@ def to_application_error(error: DurableError) -> ApplicationError:
             error_code=error.error_code,
             attempts=error.attempts,
         )
+    elif isinstance(error, DurableChildRunFailedError):
+        details.update(
+            child_run_id=error.child_run_id,
+            error_type=error.error_type,
+            error_code=error.error_code,
+        )
+    elif isinstance(error, DurableDelegationError):
+        details.update(reason=error.reason, agent=error.agent)
+    elif isinstance(error, DurableRunCancelledError):
+        details.update(reason=error.reason)
     return ApplicationError(error.message, details, type=type(error).__name__, non_retryable=True)
 
 
@@ -136,8 +149,35 @@ def durable_error_from(failure: BaseException | None, run_id: str = "") -> Durab
                         error_code=details.get("error_code"),
                         attempts=details.get("attempts", 1),
                     )
+                known = _with_details(failure.message, details)
+                if known is not None:
+                    return known
                 cls = error_for_code(details["code"])
                 if cls is not None:
                     return cls(failure.message)
+        if isinstance(failure, CancelledError):
+            return DurableRunCancelledError(
+                f"run {run_id!r} was cancelled: {failure.message or 'no reason given'}",
+                reason=failure.message,
+            )
         failure = failure.__cause__
+    return None
+
+
+def _with_details(message: str, details: dict[str, Any]) -> DurableError | None:
+    """The errors whose attributes travel in the failure's details, rebuilt whole."""
+    code = details["code"]
+    if code == DurableChildRunFailedError.code:
+        return DurableChildRunFailedError(
+            message,
+            child_run_id=str(details.get("child_run_id", "")),
+            error_type=str(details.get("error_type", "")),
+            error_code=details.get("error_code"),
+        )
+    if code == DurableDelegationError.code:
+        return DurableDelegationError(
+            message, reason=str(details.get("reason", "")), agent=str(details.get("agent", ""))
+        )
+    if code == DurableRunCancelledError.code:
+        return DurableRunCancelledError(message, reason=str(details.get("reason", "")))
     return None

@@ -16,6 +16,8 @@ __all__ = [
     "EVENTS_MEMO_PATCH",
     "EVENT_SIGNAL",
     "EVENT_UPDATE",
+    "MANIFEST_MEMO",
+    "SEARCH_ATTRIBUTES_MEMO",
     "SEND_EVENT_ACTIVITY",
     "STATUS_QUERY",
     "STEPS_QUERY",
@@ -38,6 +40,10 @@ EVENTS_MEMO = "events"
 learns its key was taken (not accepted) without a worker replaying the run."""
 EVENTS_MEMO_PATCH = "durable.events-memo"
 """Patch id under which ended runs record ``EVENTS_MEMO``; older histories replay without it."""
+MANIFEST_MEMO = "manifest_hash"
+"""Memo key of the run's manifest hash: starting its id again with other input is refused."""
+SEARCH_ATTRIBUTES_MEMO = "search_attributes"
+"""Memo flag: the run carries the custom search attributes, so it may update them."""
 USAGE_MEMO = "usage"
 """Memo key of the run's model-call totals: input_tokens, output_tokens, cost."""
 SEND_EVENT_ACTIVITY = "durable.send_event"

@@ -15,15 +15,29 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.worker import Worker
 
-from adapters.local import DurableRunStore, run_durable, send_event, watch_run
+from adapters.local import DurableRunStore, cancel_run, run_durable, send_event, watch_run
 from adapters.temporal import EVENT_SIGNAL, AgentClient
-from durable import DurableContext, DurableError, LiveEvent, StepRecord, derive_worker_id
+from durable import (
+    CancelOutcome,
+    DurableContext,
+    DurableError,
+    LiveEvent,
+    StepRecord,
+    derive_worker_id,
+)
 from worker import temporal_worker
 
 Agent = Callable[[DurableContext, Any], Awaitable[Any]]
+
+_STATES = {
+    WorkflowExecutionStatus.RUNNING: "running",
+    WorkflowExecutionStatus.COMPLETED: "completed",
+    WorkflowExecutionStatus.CANCELED: "cancelled",
+    WorkflowExecutionStatus.CONTINUED_AS_NEW: "running",
+}
 
 
 class Substrate(ABC):
@@ -78,11 +92,27 @@ class Substrate(ABC):
         """Wait until the run has begun the step ``intent`` (for example, is waiting)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            for record in await self.steps(run_id):
+            try:
+                steps = await self.steps(run_id)
+            except Exception:  # a child run may not exist yet, or have no worker yet
+                steps = []
+            for record in steps:
                 if record.intent == intent:
                     return record
             await asyncio.sleep(0.02)
         raise AssertionError(f"run {run_id!r} never reached step {intent!r}")
+
+    @abstractmethod
+    async def cancel(self, run_id: str, reason: str) -> CancelOutcome:
+        """Cancel the run (its children first) through the substrate's public API."""
+
+    @abstractmethod
+    async def status(self, run_id: str) -> str:
+        """The run's state: running, completed, failed or cancelled."""
+
+    @abstractmethod
+    async def children(self, run_id: str) -> list[str]:
+        """The ids of the run's child runs, oldest first."""
 
     async def close(self) -> None:
         return None
@@ -146,6 +176,17 @@ class LocalSubstrate(Substrate):
     def live(self, run_id: str, *, after: int = 0) -> AsyncIterator[LiveEvent]:
         return watch_run(self.store, run_id, after=after, poll_interval=0.05)
 
+    async def cancel(self, run_id: str, reason: str) -> CancelOutcome:
+        return await cancel_run(self.store, run_id, reason)
+
+    async def status(self, run_id: str) -> str:
+        run = await self.store.load_run(run_id)
+        assert run is not None, f"no run {run_id!r}"
+        return run.status
+
+    async def children(self, run_id: str) -> list[str]:
+        return [run.run_id for run in await self.store.list_children(run_id)]
+
     async def close(self) -> None:
         for task in self._tasks.values():
             task.cancel()
@@ -177,7 +218,7 @@ class TemporalSubstrate(Substrate):
         self._worker = temporal_worker(
             self.client.client,
             task_queue=self.task_queue,
-            agent_modules=("tests.conformance.agents",),
+            agent_modules=("tests.conformance.agents", "tests.conformance.family"),
             max_cached_workflows=0,
         )
         self._worker_task = asyncio.create_task(self._worker.run())
@@ -220,6 +261,16 @@ class TemporalSubstrate(Substrate):
 
     def live(self, run_id: str, *, after: int = 0) -> AsyncIterator[LiveEvent]:
         return self.client.watch(run_id, after=after)
+
+    async def cancel(self, run_id: str, reason: str) -> CancelOutcome:
+        return await self.client.cancel(run_id, reason)
+
+    async def status(self, run_id: str) -> str:
+        described = await self.client.client.get_workflow_handle(run_id).describe()
+        return _STATES.get(described.status, "failed") if described.status else "running"
+
+    async def children(self, run_id: str) -> list[str]:
+        return await self.client.children(run_id)
 
     async def close(self) -> None:
         await self.stop_worker()

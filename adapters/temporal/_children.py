@@ -1,0 +1,170 @@
+"""Child runs on Temporal: a child workflow of the agent's own type, id derived from its parent.
+
+The policy, ids and "no orphans" are written once in ``durable._children``.
+Here a child is started with ``PARENT_CLOSE_POLICY`` request-cancel (a parent
+that vanishes never leaves it running) and waits for the child's cancellation
+to complete when cancelled, so a parent ends only once its children settled.
+This module does no I/O: it runs inside the workflow.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from temporalio import workflow
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
+from temporalio.exceptions import (
+    ApplicationError,
+    CancelledError,
+    ChildWorkflowError,
+    TerminatedError,
+)
+from temporalio.exceptions import TimeoutError as TemporalTimeoutError
+from temporalio.workflow import (
+    ChildWorkflowCancellationType,
+    ChildWorkflowHandle,
+    ParentClosePolicy,
+)
+
+from durable import (
+    USAGE_KINDS,
+    ChildCalls,
+    ChildSpec,
+    DurableChildRunFailedError,
+    LiveEvent,
+    StepError,
+    add_usage,
+    manifest_hash,
+)
+
+from ._convert import temporal_retry_policy
+from ._messages import EVENT_SIGNAL, MANIFEST_MEMO, SEARCH_ATTRIBUTES_MEMO, USAGE_MEMO
+from ._search import AGENT_NAME, PROJECT_ID
+
+if TYPE_CHECKING:
+    from ._context import TemporalContext
+
+__all__ = ["TemporalChildren"]
+
+
+@dataclass
+class _Child:
+    spec: ChildSpec
+    handle: ChildWorkflowHandle[Any, Any]
+
+
+class TemporalChildren(ChildCalls):
+    """``TemporalContext``'s child runs."""
+
+    events: dict[str, Any]
+    _search_attributes: bool
+
+    def _init_temporal_children(self) -> None:
+        self._init_children()
+        self._forwarding: dict[str, _Child] = {}
+
+    async def _start_child(self, spec: ChildSpec) -> asyncio.Future[dict[str, Any]]:
+        ctx: TemporalContext = self  # type: ignore[assignment]
+        index = ctx._begin(spec.intent, spec.kind, spec.input_hash)
+        ctx.publish(LiveEvent(kind="step_started", step=index, intent=spec.intent, attempt=1))
+        definition = spec.definition
+        manifest = spec.manifest
+        handle: ChildWorkflowHandle[Any, Any] = await workflow.start_child_workflow(
+            definition.name,
+            manifest,
+            id=spec.run_id,
+            result_type=dict,
+            parent_close_policy=ParentClosePolicy.REQUEST_CANCEL,
+            cancellation_type=ChildWorkflowCancellationType.WAIT_CANCELLATION_COMPLETED,
+            execution_timeout=spec.timeout,
+            retry_policy=None if spec.retry is None else temporal_retry_policy(spec.retry),
+            memo={
+                MANIFEST_MEMO: manifest_hash(manifest),
+                SEARCH_ATTRIBUTES_MEMO: self._search_attributes,
+            },
+            search_attributes=(
+                TypedSearchAttributes(
+                    [
+                        SearchAttributePair(AGENT_NAME, definition.name),
+                        SearchAttributePair(PROJECT_ID, manifest.project_id),
+                    ]
+                )
+                if self._search_attributes
+                else None
+            ),
+            static_summary=f"{definition.name}: {definition.description}"[:200],
+            static_details=f"child run of `{self.run_id}` at step {index} ({spec.intent})",
+        )
+        child = _Child(spec, handle)
+        if spec.forward:
+            self._forwarding[spec.run_id] = child
+            for key in spec.forward:
+                if key in self.events:
+                    await self._pass_on(child, key)
+        return asyncio.ensure_future(self._child(ctx, index, child))
+
+    async def _child(self, ctx: TemporalContext, index: int, child: _Child) -> dict[str, Any]:
+        spec = child.spec
+        try:
+            envelope: dict[str, Any] = await child.handle
+        except ChildWorkflowError as failure:
+            if (
+                isinstance(failure.cause, CancelledError)
+                and workflow.cancellation_reason() is not None
+            ):
+                # Cancelled along with this run: the agent sees its own cancellation.
+                raise asyncio.CancelledError(workflow.cancellation_reason()) from None
+            error = _child_failure(spec, failure)
+            recorded = StepError(message=error.message, type=type(error).__name__, code=error.code)
+            ctx._finish(index, status="failed", error=recorded)
+            ctx.publish(
+                LiveEvent(kind="step_failed", step=index, intent=spec.intent, error=error.message)
+            )
+            raise error from None
+        finally:
+            self._forwarding.pop(spec.run_id, None)
+        ctx._finish(index, status="completed", result=envelope)
+        ctx.publish(LiveEvent(kind="step_completed", step=index, intent=spec.intent))
+        if spec.kind in USAGE_KINDS:
+            workflow.upsert_memo({USAGE_MEMO: add_usage(ctx.usage, envelope)})
+        return envelope
+
+    async def event_arrived(self, key: str) -> None:
+        """Pass an event on to the children that forward it (a conversation's abort)."""
+        for child in list(self._forwarding.values()):
+            if child.spec.forward and key in child.spec.forward:
+                await self._pass_on(child, key)
+
+    async def _pass_on(self, child: _Child, key: str) -> None:
+        assert child.spec.forward is not None
+        message = {"key": child.spec.forward[key], "payload": self.events[key]}
+        await child.handle.signal(EVENT_SIGNAL, message)
+
+
+def _child_failure(spec: ChildSpec, failure: ChildWorkflowError) -> DurableChildRunFailedError:
+    """The child's own error, as its parent raises it: type, code and run id kept."""
+    cause = failure.cause
+    code: str | None = None
+    label = f"child run {spec.run_id!r} ({spec.definition.name})"
+    if isinstance(cause, ApplicationError):
+        details = cause.details[0] if cause.details and isinstance(cause.details[0], dict) else {}
+        code = details.get("code")
+        error_type = cause.type or "ApplicationError"
+        message = f"{label} failed: [{code or error_type}] {cause.message}"
+    elif isinstance(cause, CancelledError):
+        error_type, code = "DurableRunCancelledError", "cancelled"
+        message = f"{label} was cancelled: {cause.message or 'no reason given'}"
+    elif isinstance(cause, TemporalTimeoutError):
+        error_type, code = "DurableStepTimeoutError", "step_timeout"
+        message = f"{label} ran past its timeout"
+    elif isinstance(cause, TerminatedError):
+        error_type = "TerminatedError"
+        message = f"{label} was terminated: {cause.message}"
+    else:
+        error_type = type(cause or failure).__name__
+        message = f"{label} failed: {cause or failure}"
+    return DurableChildRunFailedError(
+        message, child_run_id=spec.run_id, error_type=error_type, error_code=code
+    )

@@ -1,0 +1,209 @@
+"""Agents that call agents: the child-run scenarios' parents and children.
+
+Module level, like every agent, so the Temporal worker finds them by name.
+``OBSERVED`` records what agents saw where the run's own result cannot say it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from pydantic import BaseModel
+
+from durable import (
+    DelegationPolicy,
+    DurableChildRunFailedError,
+    DurableContext,
+    DurableDelegationError,
+    DurableRunCancelledError,
+    agent,
+    step,
+)
+from tests.conformance.agents import mark
+
+OBSERVED: list[Any] = []
+
+
+class Ask(BaseModel):
+    n: int = 0
+    path: str = ""
+    """A file each counted step appends to: executions across processes and resumes."""
+
+
+class Answer(BaseModel):
+    n: int
+    by: str
+
+
+@step
+async def square(n: int) -> int:
+    return n * n
+
+
+@step
+async def priced(n: int) -> dict[str, Any]:
+    """A model call's recorded shape: text and usage (what the run's totals add up)."""
+    return {"text": "ok", "usage": {"input_tokens": 10 * n, "output_tokens": n, "cost": 0.5 * n}}
+
+
+@agent(name="family.leaf")
+async def leaf(ctx: DurableContext, ask: Ask) -> Answer:
+    if ask.path:
+        await ctx.step("mark", mark, ask.path, f"leaf-{ask.n}")
+    return Answer(n=await ctx.step("square", square, ask.n), by=ctx.run_id)
+
+
+@agent(name="family.waiting_leaf")
+async def waiting_leaf(ctx: DurableContext, ask: Ask) -> Answer:
+    if ask.path:
+        await ctx.step("mark", mark, ask.path, f"before-{ask.n}")
+    go: int = await ctx.await_event("go", type=int)
+    return Answer(n=go, by=ctx.run_id)
+
+
+@agent(name="family.failing_leaf")
+async def failing_leaf(ctx: DurableContext, ask: Ask) -> Answer:
+    raise ValueError(f"leaf {ask.n} cannot answer")
+
+
+@agent(name="family.impatient_leaf")
+async def impatient_leaf(ctx: DurableContext, ask: Ask) -> Answer:
+    await ctx.await_event("never", timeout=0.05)
+    return Answer(n=0, by=ctx.run_id)
+
+
+@agent(name="family.paid_leaf")
+async def paid_leaf(ctx: DurableContext, ask: Ask) -> Answer:
+    await ctx.step("model call", priced, ask.n, kind="llm")
+    return Answer(n=ask.n, by=ctx.run_id)
+
+
+@agent(name="family.parent", delegation=DelegationPolicy())
+async def parent(ctx: DurableContext, ask: Ask) -> Answer:
+    return await ctx.call_agent(leaf, ask)
+
+
+@agent(name="family.by_name", delegation=DelegationPolicy())
+async def by_name(ctx: DurableContext, ask: Ask) -> Answer:
+    answer: Answer = await ctx.call_agent("family.leaf", ask, run_id=f"{ctx.run_id}-helper")
+    return answer
+
+
+@agent(name="family.fan_out", delegation=DelegationPolicy(max_parallel=3))
+async def fan_out(ctx: DurableContext, ask: Ask) -> list[Answer]:
+    handles = [await ctx.start_agent(leaf, Ask(n=i, path=ask.path)) for i in range(1, 4)]
+    return list(await asyncio.gather(*(handle.result() for handle in handles)))
+
+
+@agent(name="family.waiting_parent", delegation=DelegationPolicy())
+async def waiting_parent(ctx: DurableContext, ask: Ask) -> Answer:
+    return await ctx.call_agent(waiting_leaf, ask)
+
+
+@agent(name="family.hold_two", delegation=DelegationPolicy())
+async def hold_two(ctx: DurableContext, ask: Ask) -> list[Answer]:
+    first = await ctx.start_agent(waiting_leaf, Ask(n=1))
+    second = await ctx.start_agent(waiting_leaf, Ask(n=2))
+    try:
+        return [await first, await second]
+    except asyncio.CancelledError:
+        try:
+            await ctx.call_agent(leaf, Ask(n=3))
+        except DurableRunCancelledError as refused:
+            OBSERVED.append(("refused after cancel", refused.code))
+        raise
+
+
+@agent(name="family.leave_behind", delegation=DelegationPolicy())
+async def leave_behind(ctx: DurableContext, ask: Ask) -> str:
+    """Finishes with two children still waiting: they must not outlive it."""
+    await ctx.start_agent(waiting_leaf, Ask(n=1))
+    await ctx.start_agent(waiting_leaf, Ask(n=2))
+    return "done"
+
+
+@agent(name="family.fail_behind", delegation=DelegationPolicy())
+async def fail_behind(ctx: DurableContext, ask: Ask) -> str:
+    """Fails with a child still waiting: the child must not outlive it."""
+    await ctx.start_agent(waiting_leaf, Ask(n=1))
+    await ctx.step("square", square, 2)
+    raise RuntimeError("the parent gave up")
+
+
+@agent(name="family.catching", delegation=DelegationPolicy())
+async def catching(ctx: DurableContext, ask: Ask) -> list[dict[str, Any]]:
+    seen = []
+    for child in (failing_leaf, impatient_leaf):
+        try:
+            await ctx.call_agent(child, Ask(n=ask.n))
+        except DurableChildRunFailedError as failed:
+            seen.append(
+                {
+                    "child": failed.child_run_id,
+                    "type": failed.error_type,
+                    "code": failed.error_code,
+                    "parent_code": failed.code,
+                }
+            )
+    return seen
+
+
+@agent(name="family.uncaught", delegation=DelegationPolicy())
+async def uncaught(ctx: DurableContext, ask: Ask) -> Answer:
+    return await ctx.call_agent(failing_leaf, ask)
+
+
+@agent(name="family.paying", delegation=DelegationPolicy())
+async def paying(ctx: DurableContext, ask: Ask) -> list[Answer]:
+    own = await ctx.step("model call", priced, 1, kind="llm")
+    assert own["text"] == "ok"
+    return [await ctx.call_agent(paid_leaf, Ask(n=n)) for n in (2, 3)]
+
+
+async def _refusal(call: Any) -> str:
+    try:
+        await call
+    except DurableDelegationError as refused:
+        return refused.reason
+    return "allowed"
+
+
+@agent(
+    name="family.refusals",
+    delegation=DelegationPolicy(allowed_agents=("family.leaf",), max_calls=2, max_parallel=1),
+)
+async def refusals(ctx: DurableContext, ask: Ask) -> list[str]:
+    """Each refusal of the policy, in the order they arise; refusals spend nothing."""
+    reasons = [await _refusal(ctx.call_agent(failing_leaf, Ask()))]
+    first = await ctx.start_agent(leaf, Ask(n=1))
+    reasons.append(await _refusal(ctx.start_agent(leaf, Ask(n=2))))
+    await first
+    reasons.append(await _refusal(ctx.call_agent(leaf, Ask(n=3))))
+    reasons.append(await _refusal(ctx.call_agent(leaf, Ask(n=4))))
+    return reasons
+
+
+@agent(name="family.undelegated")
+async def undelegated(ctx: DurableContext, ask: Ask) -> str:
+    return await _refusal(ctx.call_agent(leaf, Ask()))
+
+
+@agent(
+    name="family.first_check_wins",
+    delegation=DelegationPolicy(allowed_agents=(), max_calls=0, max_depth=0),
+)
+async def first_check_wins(ctx: DurableContext, ask: Ask) -> str:
+    return await _refusal(ctx.call_agent(leaf, Ask()))
+
+
+@agent(name="family.delegating_leaf", delegation=DelegationPolicy(max_depth=5))
+async def delegating_leaf(ctx: DurableContext, ask: Ask) -> str:
+    """A child whose own policy allows depth 5 stays within its root's max_depth of 1."""
+    return await _refusal(ctx.call_agent(leaf, Ask()))
+
+
+@agent(name="family.deep_parent", delegation=DelegationPolicy())
+async def deep_parent(ctx: DurableContext, ask: Ask) -> str:
+    result: str = await ctx.call_agent(delegating_leaf, ask)
+    return result

@@ -1,0 +1,210 @@
+"""Child runs on every substrate: delegation, its policy, cancellation, no orphans."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from durable import (
+    DurableChildRunFailedError,
+    DurableRunCancelledError,
+    DurableRunFailedError,
+    usage_totals,
+)
+from tests.conformance import family
+from tests.conformance.family import Answer, Ask
+from tests.conformance.substrates import Substrate, TemporalSubstrate
+
+
+@pytest.fixture(autouse=True)
+def _fresh_observations() -> None:
+    family.OBSERVED.clear()
+
+
+async def _settled(substrate: Substrate, run_ids: list[str], *, timeout: float = 20) -> list[str]:
+    """The runs' states once none is running any more."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        states = [await substrate.status(run_id) for run_id in run_ids]
+        if "running" not in states or asyncio.get_running_loop().time() > deadline:
+            return states
+        await asyncio.sleep(0.05)
+
+
+async def test_a_child_run_returns_its_typed_result_under_a_derived_id(
+    substrate: Substrate, run_id: str
+) -> None:
+    answer = await substrate.run(family.parent, Ask(n=7), run_id=run_id)
+
+    child = f"{run_id}/family.leaf-0"
+    assert answer == Answer(n=49, by=child)
+    (step,) = await substrate.steps(run_id)
+    assert (step.kind, step.intent, step.status) == ("agent", "agent:family.leaf", "completed")
+    assert step.result["run_id"] == child
+    assert await substrate.children(run_id) == [child]
+    assert await substrate.status(child) == "completed"
+
+
+async def test_a_child_named_by_string_with_its_own_run_id(
+    substrate: Substrate, run_id: str
+) -> None:
+    answer = await substrate.run(family.by_name, Ask(n=3), run_id=run_id)
+
+    assert answer == Answer(n=9, by=f"{run_id}-helper")
+    assert await substrate.children(run_id) == [f"{run_id}-helper"]
+
+
+async def test_parallel_children_each_run_once(
+    substrate: Substrate, run_id: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "marks"
+    answers = await substrate.run(family.fan_out, Ask(path=str(path)), run_id=run_id)
+
+    assert [a.n for a in answers] == [1, 4, 9]
+    assert [a.by for a in answers] == [f"{run_id}/family.leaf-{i}" for i in range(3)]
+    assert sorted(path.read_text().split()) == ["leaf-1", "leaf-2", "leaf-3"]
+    assert len(await substrate.children(run_id)) == 3
+
+
+async def test_a_crash_mid_child_resumes_the_child_with_its_parent(
+    substrate: Substrate, run_id: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "marks"
+    job = Ask(n=1, path=str(path))
+    child = f"{run_id}/family.waiting_leaf-0"
+    await substrate.start(family.waiting_parent, job, run_id=run_id)
+    await substrate.wait_for_step(child, "await_event:go")
+    await substrate.crash(run_id)
+
+    await substrate.resume(family.waiting_parent, job, run_id=run_id)
+    assert await substrate.send_event(child, "go", 5)
+    answer = await substrate.result(run_id)
+
+    assert answer == Answer(n=5, by=child)
+    assert path.read_text().split() == ["before-1"]  # the child's step ran once
+    # Run again, the completed parent replays the child's result without running it.
+    await substrate.start(family.waiting_parent, job, run_id=run_id)
+    assert await substrate.result(run_id) == answer
+    assert path.read_text().split() == ["before-1"]
+
+
+async def test_every_delegation_refusal_in_the_reference_order(
+    substrate: Substrate, run_id: str
+) -> None:
+    reasons = await substrate.run(family.refusals, Ask(), run_id=run_id)
+
+    assert reasons == [
+        "agent_not_allowed",  # spends nothing: the next two calls still fit max_calls=2
+        "max_parallel_child_agent_calls_exceeded",
+        "allowed",
+        "max_child_agent_calls_exceeded",
+    ]
+    assert len(await substrate.children(run_id)) == 2
+
+
+async def test_delegation_is_refused_without_a_policy(substrate: Substrate, run_id: str) -> None:
+    assert await substrate.run(family.undelegated, Ask(), run_id=run_id) == "delegation_disabled"
+    assert await substrate.children(run_id) == []
+
+
+async def test_the_first_failing_check_names_the_refusal(substrate: Substrate, run_id: str) -> None:
+    reason = await substrate.run(family.first_check_wins, Ask(), run_id=run_id)
+    assert reason == "agent_not_allowed"
+
+
+async def test_the_depth_travels_with_the_child(substrate: Substrate, run_id: str) -> None:
+    # The root allows depth 1; its child's own policy allowing 5 does not lift that.
+    reason = await substrate.run(family.deep_parent, Ask(), run_id=run_id)
+    assert reason == "max_delegation_depth_exceeded"
+
+
+async def test_a_childs_failure_reaches_the_parent_with_its_code_and_run_id(
+    substrate: Substrate, run_id: str
+) -> None:
+    seen = await substrate.run(family.catching, Ask(n=1), run_id=run_id)
+
+    assert seen == [
+        {
+            "child": f"{run_id}/family.failing_leaf-0",
+            "type": "ValueError",
+            "code": None,
+            "parent_code": "child_failed",
+        },
+        {
+            "child": f"{run_id}/family.impatient_leaf-1",
+            "type": "DurableAwaitEventTimeoutError",
+            "code": "await_event_timeout",
+            "parent_code": "child_failed",
+        },
+    ]
+
+
+async def test_an_uncaught_child_failure_fails_the_parent(
+    substrate: Substrate, run_id: str
+) -> None:
+    with pytest.raises((DurableChildRunFailedError, DurableRunFailedError)) as raised:
+        await substrate.run(family.uncaught, Ask(n=2), run_id=run_id)
+
+    assert "leaf 2 cannot answer" in str(raised.value)
+    assert await substrate.status(run_id) == "failed"
+
+
+async def test_a_childs_usage_counts_toward_the_parent(substrate: Substrate, run_id: str) -> None:
+    await substrate.run(family.paying, Ask(), run_id=run_id)
+
+    totals = usage_totals(await substrate.steps(run_id))
+    # Its own call (n=1) and its two children's (n=2, n=3).
+    assert totals == {"input_tokens": 60, "output_tokens": 6, "cost": pytest.approx(3.0)}
+    if isinstance(substrate, TemporalSubstrate):
+        assert await substrate.client.usage(run_id) == totals
+
+
+async def test_cancel_with_children_in_flight_leaves_no_orphan(
+    substrate: Substrate, run_id: str
+) -> None:
+    await substrate.start(family.hold_two, Ask(), run_id=run_id)
+    children = [f"{run_id}/family.waiting_leaf-{i}" for i in range(2)]
+    for child in children:
+        await substrate.wait_for_step(child, "await_event:go")
+
+    assert await substrate.cancel(run_id, "the operator said stop") in ("requested", "cancelled")
+    with pytest.raises(DurableRunCancelledError, match="the operator said stop"):
+        await substrate.result(run_id)
+
+    assert await substrate.children(run_id) == children
+    assert await _settled(substrate, [run_id, *children]) == ["cancelled"] * 3
+    # A cancelled run starts no child runs: refused before the policy is consulted
+    # (seen once per replay of the workflow on Temporal, whose worker keeps no cache).
+    assert set(family.OBSERVED) == {("refused after cancel", "cancelled")}
+    # Cancelling it again is no error: it has already ended.
+    assert await substrate.cancel(run_id, "again") == "already_ended"
+
+
+@pytest.mark.parametrize("agent", [family.leave_behind, family.fail_behind])
+async def test_a_parent_that_ends_cancels_its_children_first(
+    substrate: Substrate, run_id: str, agent: object
+) -> None:
+    await substrate.start(agent, Ask(), run_id=run_id)  # type: ignore[arg-type]
+    try:
+        await substrate.result(run_id)
+    except (DurableRunFailedError, RuntimeError):
+        pass
+
+    children = await substrate.children(run_id)
+    assert children
+    assert await _settled(substrate, children) == ["cancelled"] * len(children)
+
+
+async def test_cancelling_a_child_fails_its_parents_call(substrate: Substrate, run_id: str) -> None:
+    child = f"{run_id}/family.waiting_leaf-0"
+    await substrate.start(family.waiting_parent, Ask(n=1), run_id=run_id)
+    await substrate.wait_for_step(child, "await_event:go")
+
+    await substrate.cancel(child, "not needed")
+
+    with pytest.raises(DurableChildRunFailedError, match="was cancelled") as raised:
+        await substrate.result(run_id)
+    assert (raised.value.child_run_id, raised.value.error_code) == (child, "cancelled")
+    assert await _settled(substrate, [child, run_id]) == ["cancelled", "failed"]
