@@ -182,19 +182,24 @@ async def test_cancel_with_children_in_flight_leaves_no_orphan(
     assert await substrate.cancel(run_id, "again") == "already_ended"
 
 
-@pytest.mark.parametrize("agent", [family.leave_behind, family.fail_behind])
-async def test_a_parent_that_ends_cancels_its_children_first(
-    substrate: Substrate, run_id: str, agent: object
+async def test_a_parent_that_finishes_cancels_its_children_first(
+    substrate: Substrate, run_id: str
 ) -> None:
-    await substrate.start(agent, Ask(), run_id=run_id)  # type: ignore[arg-type]
-    try:
-        await substrate.result(run_id)
-    except (DurableRunFailedError, RuntimeError):
-        pass
+    assert await substrate.run(family.leave_behind, Ask(), run_id=run_id) == "done"
 
     children = await substrate.children(run_id)
-    assert children
-    assert await _settled(substrate, children) == ["cancelled"] * len(children)
+    assert len(children) == 2
+    assert await _settled(substrate, children) == ["cancelled", "cancelled"]
+
+
+async def test_a_parent_that_fails_cancels_its_children_first(
+    substrate: Substrate, run_id: str
+) -> None:
+    with pytest.raises((DurableRunFailedError, RuntimeError), match="the parent gave up"):
+        await substrate.run(family.fail_behind, Ask(), run_id=run_id)
+
+    (child,) = await substrate.children(run_id)
+    assert await _settled(substrate, [child]) == ["cancelled"]
 
 
 async def test_cancelling_a_child_fails_its_parents_call(substrate: Substrate, run_id: str) -> None:
