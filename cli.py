@@ -6,6 +6,7 @@
     durable status RUN [--local]
     durable result RUN [--local]
     durable watch RUN [--after SEQ] [--json] [--timeout SECONDS] [--local]
+    durable cancel RUN [--reason TEXT] [--local]
     durable list [--local]
 
 Temporal is the default, configured like the worker (``TEMPORAL_ADDRESS``, else
@@ -28,12 +29,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError, RPCStatusCode
 
 import worker
-from adapters.local import SqliteStore, run_durable, send_event, watch_run
+from adapters.local import SqliteStore, cancel_run, run_durable, send_event, watch_run
 from adapters.temporal import AgentClient, exit_without_teardown
 from durable import (
     AgentDefinition,
@@ -46,6 +47,7 @@ from durable import (
     RunRecord,
     agent_definition,
     check_name,
+    run_tree,
     steps_table,
     table,
     usage_line,
@@ -207,11 +209,14 @@ async def cmd_status(args: argparse.Namespace, settings: worker.WorkerSettings) 
             if run is None:
                 raise UsageError(f"no run {args.run!r} in {settings.local_store}")
             steps = await store.load_steps(args.run)
+            children = await store.list_children(args.run)
         finally:
             await store.close()
         print(f"run {run.run_id}: {run.status} (agent {run.agent})")
-        if run.status == "failed" and run.error is not None:
-            print(f"failed with {run.error.type}: {run.error.message}")
+        if run.status in ("failed", "cancelled") and run.error is not None:
+            print(f"{run.status} with {run.error.type}: {run.error.message}")
+        family: list[tuple[str, str, str]] = [(c.run_id, c.agent, c.status) for c in children]
+        parent = run.parent_run_id
         usage = usage_totals(steps)
         next_attempts: dict[int, str] = {}
     else:
@@ -232,6 +237,9 @@ async def cmd_status(args: argparse.Namespace, settings: worker.WorkerSettings) 
             print(f"failed with {snapshot.failure}")
         if snapshot.unanswered is not None:
             print(f"worker: {snapshot.unanswered}; the steps below come from the run's history")
+        family, parent = await _temporal_family(client, args.run)
+    if parent is not None:
+        print(f"child run of {parent}")
     print(usage_line(usage))
     print(_steps_table(steps))
     for record in steps:
@@ -242,7 +250,22 @@ async def cmd_status(args: argparse.Namespace, settings: worker.WorkerSettings) 
         print(f"{line}: {record.error.message}")
         if record.step_index in next_attempts:
             print(f"  next attempt at {next_attempts[record.step_index]}")
+    if family:
+        print("child runs:")
+        print(table(("run", "agent", "status"), family, whole=(0,), indent="  "))
     return 0
+
+
+async def _temporal_family(
+    client: AgentClient, run_id: str
+) -> tuple[list[tuple[str, str, str]], str | None]:
+    """A Temporal run's children (id, agent, state) and its parent's id."""
+    described = await client.client.get_workflow_handle(run_id).describe()
+    family = []
+    for child in await client.children(run_id):
+        about = await client.client.get_workflow_handle(child).describe()
+        family.append((child, about.workflow_type, _temporal_state(about.status)))
+    return family, described.parent_id
 
 
 def _lease_holder(run: RunRecord) -> str:
@@ -355,20 +378,47 @@ async def cmd_watch(args: argparse.Namespace, settings: worker.WorkerSettings) -
 
 
 async def cmd_list(args: argparse.Namespace, settings: worker.WorkerSettings) -> int:
-    rows: list[tuple[str, str, str]] = []
+    rows: list[tuple[str, str | None, str, str]] = []
     if args.local:
         store = SqliteStore(settings.local_store)
         try:
             for run in await store.list_runs(limit=args.limit):
-                rows.append((run.run_id, run.agent, run.status))
+                rows.append((run.run_id, run.parent_run_id, run.agent, run.status))
         finally:
             await store.close()
     else:
         client = await _client(settings)
         async for execution in client.client.list_workflows(limit=args.limit):
-            state = execution.status.name.lower() if execution.status else "unknown"
-            rows.append((execution.id, execution.workflow_type, state))
-    print(table(("run", "agent", "status"), rows, whole=(0,)))
+            state = _temporal_state(execution.status)
+            rows.append((execution.id, execution.parent_id, execution.workflow_type, state))
+        rows.reverse()  # oldest first, as the local store lists them
+    print(run_tree(rows))
+    return EXIT_OK
+
+
+def _temporal_state(status: WorkflowExecutionStatus | None) -> str:
+    if status is None:
+        return "unknown"
+    return "cancelled" if status == WorkflowExecutionStatus.CANCELED else status.name.lower()
+
+
+async def cmd_cancel(args: argparse.Namespace, settings: worker.WorkerSettings) -> int:
+    check_name(args.run, what="run id")
+    reason = args.reason or "cancelled with `durable cancel`"
+    if args.local:
+        store = SqliteStore(settings.local_store)
+        try:
+            outcome = await cancel_run(store, args.run, reason)
+        finally:
+            await store.close()
+    else:
+        outcome = await (await _client(settings)).cancel(args.run, reason)
+    said = {
+        "requested": "cancelling: its worker cancels its children, then ends it",
+        "cancelled": "cancelled, with its children (no worker was running it)",
+        "already_ended": "already ended; nothing to cancel",
+    }[outcome]
+    print(f"run {args.run}: {said}")
     return EXIT_OK
 
 
@@ -419,7 +469,10 @@ def parser() -> argparse.ArgumentParser:
         default=WATCH_TIMEOUT,
         help=f"seconds to wait for a run that has not started yet (default {WATCH_TIMEOUT:g})",
     )
-    listing = command("list", "list recent runs")
+    cancel = command("cancel", "cancel a run and its child runs")
+    cancel.add_argument("run")
+    cancel.add_argument("--reason", default="", help="why; kept with the cancelled run")
+    listing = command("list", "list recent runs, each child under its parent")
     listing.add_argument("--limit", type=int, default=20)
     return root
 
@@ -446,6 +499,7 @@ def _run(args: argparse.Namespace) -> int:
             "result": cmd_result,
             "list": cmd_list,
             "watch": cmd_watch,
+            "cancel": cmd_cancel,
         }[command]
         code = asyncio.run(handler(args, settings))
         sys.stdout.flush()  # a reader that went away shows here for buffered output

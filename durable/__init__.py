@@ -92,7 +92,7 @@ from ._retry import (
     as_timedelta,
     retry_hints,
 )
-from ._table import ELLIPSIS, steps_table, table
+from ._table import ELLIPSIS, run_tree, steps_table, table
 from ._usage import USAGE_FIELDS, USAGE_KINDS, add_usage, usage_line, usage_totals
 
 __all__ = [
@@ -184,6 +184,7 @@ __all__ = [
     "registered_agents",
     "registered_steps",
     "retry_hints",
+    "run_tree",
     "step",
     "step_definition",
     "step_id",

@@ -98,8 +98,12 @@ class AgentDefinition:
         scenario_id: str | None = None,
         task: TaskSpec | None = None,
         tags: Mapping[str, str] | None = None,
+        delegation: DelegationPolicy | None = None,
     ) -> DurableRunManifest:
-        """The manifest of a run of this agent on ``input``: what identifies the run."""
+        """The manifest of a run of this agent on ``input``: what identifies the run.
+
+        ``delegation``, when given, replaces the agent's own policy for this run.
+        """
         label = f"agent {self.name!r}"
         try:
             # Validating first turns JSON from a command line or HTTP body into the typed input.
@@ -125,6 +129,7 @@ class AgentDefinition:
             task=task or TaskSpec(id=self.name, intent=self.name, domain="agent"),
             input=encoded,
             tags=dict(tags) if tags is not None else None,
+            delegation=delegation,
         )
 
     def decode_input(self, manifest: DurableRunManifest, *, run_id: str) -> Any:

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 
 from ._records import StepRecord
 
-__all__ = ["ELLIPSIS", "steps_table", "table"]
+__all__ = ["ELLIPSIS", "run_tree", "steps_table", "table"]
 
 ELLIPSIS = "…"
 """Ends a cell that was cut to fit its column."""
@@ -68,6 +68,37 @@ def steps_table(steps: Iterable[StepRecord], *, indent: str = "") -> str:
         right=(0,),
         indent=indent,
     )
+
+
+def run_tree(runs: Sequence[tuple[str, str | None, str, str]]) -> str:
+    """Runs as a tree: each child under its parent, indented.
+
+    ``runs`` holds ``(run_id, parent_run_id, agent, status)`` in listing order. A
+    child whose parent is not listed shows at the top level, naming its parent.
+    """
+    listed = {run_id for run_id, *_ in runs}
+    children: dict[str, list[tuple[str, str | None, str, str]]] = {}
+    roots = []
+    for run in runs:
+        parent = run[1]
+        if parent is not None and parent in listed:
+            children.setdefault(parent, []).append(run)
+        else:
+            roots.append(run)
+    rows: list[tuple[str, str, str]] = []
+
+    def add(run: tuple[str, str | None, str, str], depth: int) -> None:
+        run_id, parent, agent, status = run
+        shown = "  " * (depth - 1) + "└ " + run_id if depth else run_id
+        if depth == 0 and parent is not None:
+            shown += f" (child of {parent})"
+        rows.append((shown, agent, status))
+        for child in children.get(run_id, []):
+            add(child, depth + 1)
+
+    for root in roots:
+        add(root, 0)
+    return table(("run", "agent", "status"), rows, whole=(0,))
 
 
 def _printable(text: str) -> str:

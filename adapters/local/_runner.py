@@ -11,6 +11,7 @@ from typing import Any, Generic, TypeVar
 from durable import (
     AgentDefinition,
     ChildSpec,
+    DelegationPolicy,
     DurableContext,
     DurableError,
     DurableRunCancelledError,
@@ -64,6 +65,7 @@ async def run_durable(
     lease: timedelta | float = timedelta(seconds=30),
     poll_interval: timedelta | float = timedelta(milliseconds=100),
     outcome: RunOutcome | None = None,
+    delegation: DelegationPolicy | None = None,
 ) -> RunResult[OutputT]:
     """Run ``agent`` as run ``run_id``, or resume it where it stopped.
 
@@ -71,14 +73,20 @@ async def run_durable(
     renewed every ``lease``/3; if another worker takes the run over, the agent
     is cancelled and ``DurableRunLeaseLostError`` is raised with nothing more
     written. A run that already ended returns its recorded result, or raises
-    ``DurableRunFailedError`` with its recorded error.
+    ``DurableRunFailedError`` with its recorded error. ``delegation`` replaces
+    the agent's own ``DelegationPolicy`` for this run.
     """
     definition = agent_definition(agent)
     check_name(run_id, what="run_id")
     lease_for = _positive_lease(lease)
     poll = as_timedelta(poll_interval, what="poll_interval")
     manifest = definition.manifest(
-        input, project_id=project_id, scenario_id=scenario_id, task=task, tags=tags
+        input,
+        project_id=project_id,
+        scenario_id=scenario_id,
+        task=task,
+        tags=tags,
+        delegation=delegation,
     )
     return await _execute(
         definition,

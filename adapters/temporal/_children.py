@@ -40,7 +40,13 @@ from durable import (
 )
 
 from ._convert import temporal_retry_policy
-from ._messages import EVENT_SIGNAL, MANIFEST_MEMO, SEARCH_ATTRIBUTES_MEMO, USAGE_MEMO
+from ._messages import (
+    EVENT_SIGNAL,
+    MANIFEST_MEMO,
+    SEARCH_ATTRIBUTES_MEMO,
+    STEP_MEMO,
+    USAGE_MEMO,
+)
 from ._search import AGENT_NAME, PROJECT_ID
 
 if TYPE_CHECKING:
@@ -83,6 +89,7 @@ class TemporalChildren(ChildCalls):
             memo={
                 MANIFEST_MEMO: manifest_hash(manifest),
                 SEARCH_ATTRIBUTES_MEMO: self._search_attributes,
+                STEP_MEMO: {"step": index, "intent": spec.intent, "kind": spec.kind},
             },
             search_attributes=(
                 TypedSearchAttributes(

@@ -34,6 +34,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from durable import (
     USAGE_FIELDS,
     CancelOutcome,
+    DelegationPolicy,
     DurableContext,
     DurableEventPayloadError,
     DurableRegistrationError,
@@ -240,8 +241,11 @@ class AgentClient:
         scenario_id: str | None = None,
         task: TaskSpec | None = None,
         tags: Mapping[str, str] | None = None,
+        delegation: DelegationPolicy | None = None,
     ) -> WorkflowHandle[Any, Any]:
         """Start run ``run_id`` of ``agent``, or attach to it if it exists with this input.
+
+        ``delegation`` replaces the agent's own ``DelegationPolicy`` for this run.
 
         Raises ``DurableRunInputMismatchError`` if the run exists with other input
         and ``DurableRunFailedError`` if it exists and already failed.
@@ -249,7 +253,12 @@ class AgentClient:
         definition = agent_definition(agent)
         check_name(run_id, what="run_id")
         manifest = definition.manifest(
-            input, project_id=project_id, scenario_id=scenario_id, task=task, tags=tags
+            input,
+            project_id=project_id,
+            scenario_id=scenario_id,
+            task=task,
+            tags=tags,
+            delegation=delegation,
         )
         digest = manifest_hash(manifest)
         try:

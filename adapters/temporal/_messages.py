@@ -21,6 +21,7 @@ __all__ = [
     "SEND_EVENT_ACTIVITY",
     "STATUS_QUERY",
     "STEPS_QUERY",
+    "STEP_MEMO",
     "USAGE_MEMO",
     "BreakerState",
     "ConversationInput",
@@ -44,6 +45,9 @@ MANIFEST_MEMO = "manifest_hash"
 """Memo key of the run's manifest hash: starting its id again with other input is refused."""
 SEARCH_ATTRIBUTES_MEMO = "search_attributes"
 """Memo flag: the run carries the custom search attributes, so it may update them."""
+STEP_MEMO = "parent_step"
+"""Memo of a child run: its position, intent and kind in its parent, so the parent's
+steps can be read from history without a worker."""
 USAGE_MEMO = "usage"
 """Memo key of the run's model-call totals: input_tokens, output_tokens, cost."""
 SEND_EVENT_ACTIVITY = "durable.send_event"

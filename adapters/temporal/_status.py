@@ -8,6 +8,7 @@ attempt and last failure, the run's failure and the steps run as activities.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any
@@ -19,10 +20,10 @@ from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowQueryFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from durable import StepRecord
+from durable import StepRecord, StepStatus
 
 from ._convert import durable_error_from, failure_error, step_of_activity
-from ._messages import SEND_EVENT_ACTIVITY, STATUS_QUERY, STEPS_QUERY
+from ._messages import SEND_EVENT_ACTIVITY, STATUS_QUERY, STEP_MEMO, STEPS_QUERY
 
 __all__ = ["QUERY_WITHIN", "RunSnapshot", "run_snapshot"]
 
@@ -70,6 +71,20 @@ _ACTIVITY_ENDED_IN_FAILURE = {
     EventType.EVENT_TYPE_ACTIVITY_TASK_TIMED_OUT: "activity_task_timed_out_event_attributes",
 }
 """History events that end an activity's last attempt in failure, and where their failure is."""
+
+_CHILD_ENDED: dict[int, tuple[str, StepStatus]] = {
+    EventType.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_COMPLETED: (
+        "child_workflow_execution_completed_event_attributes", "completed"),
+    EventType.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_FAILED: (
+        "child_workflow_execution_failed_event_attributes", "failed"),
+    EventType.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_CANCELED: (
+        "child_workflow_execution_canceled_event_attributes", "failed"),
+    EventType.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_TIMED_OUT: (
+        "child_workflow_execution_timed_out_event_attributes", "failed"),
+    EventType.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_TERMINATED: (
+        "child_workflow_execution_terminated_event_attributes", "failed"),
+}  # fmt: skip
+"""History events that end a child run, where their attributes are, and the step's status."""
 
 
 def _no_worker(task_queue: str) -> str:
@@ -148,7 +163,18 @@ def _steps_from_history(run_id: str, events: Any) -> list[StepRecord]:
     scheduled: dict[int, int] = {}
     for event in events:
         kind = event.event_type
-        if kind == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+        if kind == EventType.EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED:
+            child = _child_step(run_id, event)
+            if child is not None:
+                scheduled[event.event_id] = child.step_index
+                steps[child.step_index] = child
+        elif kind in _CHILD_ENDED:
+            where, status = _CHILD_ENDED[kind]
+            ended = getattr(event, where)
+            index_of = scheduled.get(ended.initiated_event_id)
+            if index_of is not None:
+                steps[index_of] = replace(steps[index_of], status=status)
+        elif kind == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
             attributes = event.activity_task_scheduled_event_attributes
             position = step_of_activity(attributes.activity_id)
             if position is None:
@@ -184,6 +210,29 @@ def _steps_from_history(run_id: str, events: Any) -> list[StepRecord]:
                     steps[index_of], status="failed", error=failure_error(ended.failure)
                 )
     return [steps[index] for index in sorted(steps)]
+
+
+def _child_step(run_id: str, event: Any) -> StepRecord | None:
+    """The parent's step of a child run, from the position its memo carries."""
+    attributes = event.start_child_workflow_execution_initiated_event_attributes
+    payload = attributes.memo.fields.get(STEP_MEMO)
+    if payload is None:
+        return None
+    try:
+        step = json.loads(payload.data)
+        index, intent, kind = int(step["step"]), str(step["intent"]), str(step["kind"])
+    except (ValueError, KeyError, TypeError):
+        return None
+    return StepRecord(
+        run_id=run_id,
+        step_index=index,
+        intent=intent,
+        kind="conversation" if kind == "conversation" else "agent",
+        input_hash="",
+        status="running",
+        attempts=1,
+        started_at=event.event_time.ToDatetime(),
+    )
 
 
 def _with_pending(steps: list[StepRecord], pending: Any) -> tuple[list[StepRecord], dict[int, str]]:

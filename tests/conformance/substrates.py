@@ -22,6 +22,7 @@ from adapters.local import DurableRunStore, cancel_run, run_durable, send_event,
 from adapters.temporal import EVENT_SIGNAL, AgentClient
 from durable import (
     CancelOutcome,
+    DelegationPolicy,
     DurableContext,
     DurableError,
     LiveEvent,
@@ -46,15 +47,19 @@ class Substrate(ABC):
     """True when the substrate is a local store, whose leases scenarios may race."""
 
     @abstractmethod
-    async def start(self, agent: Agent, job: Any, *, run_id: str) -> None:
-        """Begin the run in the background."""
+    async def start(
+        self, agent: Agent, job: Any, *, run_id: str, delegation: DelegationPolicy | None = None
+    ) -> None:
+        """Begin the run in the background (``delegation``: its own policy)."""
 
     @abstractmethod
     async def result(self, run_id: str, *, timeout: float = 20) -> Any:
         """Wait for the run and return its result, or raise its error."""
 
-    async def run(self, agent: Agent, job: Any, *, run_id: str) -> Any:
-        await self.start(agent, job, run_id=run_id)
+    async def run(
+        self, agent: Agent, job: Any, *, run_id: str, delegation: DelegationPolicy | None = None
+    ) -> Any:
+        await self.start(agent, job, run_id=run_id, delegation=delegation)
         return await self.result(run_id)
 
     @abstractmethod
@@ -134,7 +139,13 @@ class LocalSubstrate(Substrate):
         self._tasks: dict[str, asyncio.Task[Any]] = {}
 
     async def start(
-        self, agent: Agent, job: Any, *, run_id: str, worker_id: str | None = None
+        self,
+        agent: Agent,
+        job: Any,
+        *,
+        run_id: str,
+        delegation: DelegationPolicy | None = None,
+        worker_id: str | None = None,
     ) -> None:
         self._tasks[run_id] = asyncio.create_task(
             run_durable(
@@ -145,6 +156,7 @@ class LocalSubstrate(Substrate):
                 worker_id=worker_id or derive_worker_id(),
                 lease=self.lease,
                 poll_interval=0.01,
+                delegation=delegation,
             )
         )
         await asyncio.sleep(0)
@@ -230,10 +242,12 @@ class TemporalSubstrate(Substrate):
             await worker.shutdown()
             await task
 
-    async def start(self, agent: Agent, job: Any, *, run_id: str) -> None:
+    async def start(
+        self, agent: Agent, job: Any, *, run_id: str, delegation: DelegationPolicy | None = None
+    ) -> None:
         self._start_errors.pop(run_id, None)
         try:
-            await self.client.start(agent, job, run_id=run_id)
+            await self.client.start(agent, job, run_id=run_id, delegation=delegation)
         except DurableError as exc:
             # run_durable reports these when awaited; so does this substrate.
             self._start_errors[run_id] = exc

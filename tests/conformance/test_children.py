@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from durable import (
+    DelegationPolicy,
     DurableChildRunFailedError,
     DurableRunCancelledError,
     DurableRunFailedError,
@@ -107,6 +108,16 @@ async def test_every_delegation_refusal_in_the_reference_order(
 async def test_delegation_is_refused_without_a_policy(substrate: Substrate, run_id: str) -> None:
     assert await substrate.run(family.undelegated, Ask(), run_id=run_id) == "delegation_disabled"
     assert await substrate.children(run_id) == []
+
+
+async def test_a_policy_passed_per_run_replaces_the_agents(
+    substrate: Substrate, run_id: str
+) -> None:
+    allowed = await substrate.run(
+        family.undelegated, Ask(), run_id=run_id, delegation=DelegationPolicy()
+    )
+    assert allowed == "allowed"
+    assert await substrate.children(run_id) == [f"{run_id}/family.leaf-0"]
 
 
 async def test_the_first_failing_check_names_the_refusal(substrate: Substrate, run_id: str) -> None:
