@@ -4,7 +4,9 @@ Layout under ``root``::
 
     <root>/r_<quoted run id>/   (r_=<sha256 of the id> when the quoted id would not
                                 fit in a file name; see ``_paths``)
-        run.json       the RunRecord, replaced atomically (write, fsync, rename)
+        run.json       the RunRecord, replaced atomically (write, fsync, rename);
+                       it names the run's parent (``parent_run_id``) and a
+                       cancellation asked of its holder (``cancel_requested``)
         manifest.json  the manifest the run was started with, written once
         steps.jsonl    append-only StepRecord log; the last line per position wins
         events.jsonl   append-only EventRecord log; the first line per key wins
@@ -17,6 +19,11 @@ takeover by another process is seen before any write), tails the logs from
 where this process last read them, applies the ledger rules and appends the
 changed record with ``fsync``. A line torn by a crash is cut off on the next
 locked read, before anything is appended after it.
+
+Listing (runs, expired runs, a run's children) reads every ``run.json``
+without the lock: it is only ever replaced whole. Cancelling a tree changes one
+run at a time, each under its own lock, so no two runs' locks are ever held
+together.
 """
 
 from __future__ import annotations
@@ -31,11 +38,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, BinaryIO, Literal, TypeVar
+from typing import Any, BinaryIO, TypeVar
 
 from pydantic import TypeAdapter, ValidationError
 
 from durable import (
+    CancelOutcome,
     DurableRunManifest,
     DurableStoreError,
     EventRecord,
@@ -51,12 +59,12 @@ from durable import (
 from durable._live import live_position_error, text_end
 
 from . import _ledger as ledger
-from ._journal import FileJournal
 from ._lease_keeper import LeaseKeeper, renewal_timeout
 from ._offload import Offloader, WouldBlock
 from ._paths import file_name
 from ._store import (
     EmitResult,
+    EndStatus,
     Resumed,
     checked_event,
     gc_paused,
@@ -87,8 +95,6 @@ class FileStore:
             raise _file_error(self._root, exc) from None
         self._cache: dict[str, _Cached] = {}
         self._offload = Offloader("durable-file")
-        self.journal = FileJournal(self._root / "conversations")
-        """The conversation journal: a JSONL file per conversation run."""
         self.lease_keeper = LeaseKeeper(self.renew_lease_blocking, name="durable-file-leases")
 
     async def _call(self, fn: Callable[[bool], T]) -> T:
@@ -289,7 +295,7 @@ class FileStore:
         self,
         lease: Lease,
         *,
-        status: Literal["completed", "failed"],
+        status: EndStatus,
         result: Any = None,
         error: StepError | None = None,
         outcome: RunOutcome | None = None,
@@ -310,6 +316,28 @@ class FileStore:
                 return record
 
         return await self._call(op)
+
+    async def request_cancel(
+        self, run_id: str, reason: str, *, now: datetime | None = None
+    ) -> tuple[CancelOutcome, RunRecord]:
+        return await ledger.cancel_tree(self, run_id, reason, now=now or utc_now())
+
+    async def _cancel_one(
+        self, run_id: str, reason: str, now: datetime
+    ) -> tuple[CancelOutcome, RunRecord]:
+        def op(wait: bool) -> tuple[CancelOutcome, RunRecord]:
+            with self._locked(run_id, wait) as directory:
+                state = self._require(run_id, directory)
+                before = state.run
+                outcome = ledger.cancel(state, reason, now=now)
+                if state.run is not before:
+                    self._write_run(directory, state)
+                return outcome, state.snapshot()
+
+        return await self._call(op)
+
+    async def list_children(self, run_id: str) -> list[RunRecord]:
+        return await self._select_runs(lambda run: run.parent_run_id == run_id, None)
 
     async def emit_event(
         self, run_id: str, key: str, payload: Any, *, lease: Lease | None = None
@@ -371,8 +399,10 @@ class FileStore:
         hosted = None if agents is None else frozenset(agents)
         return await self._select_runs(lambda run: ledger.recoverable(run, now, hosted), limit)
 
-    async def _select_runs(self, keep: Callable[[RunRecord], bool], limit: int) -> list[RunRecord]:
-        """The first ``limit`` runs ``keep`` accepts, in creation order."""
+    async def _select_runs(
+        self, keep: Callable[[RunRecord], bool], limit: int | None
+    ) -> list[RunRecord]:
+        """The first ``limit`` runs ``keep`` accepts (all if ``None``), in creation order."""
         # run.json is only ever replaced whole (rename), so it is read without the lock.
         runs = []
         try:
@@ -382,7 +412,7 @@ class FileStore:
                     runs.append(run)
         except OSError as exc:
             raise _file_error(self._root, exc) from None
-        runs.sort(key=lambda run: run.created_at)
+        runs.sort(key=ledger.creation_order)
         return [
             snapshot
             for run in runs[:limit]

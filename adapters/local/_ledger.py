@@ -3,6 +3,10 @@
 A ``RunState`` is one run's record, steps and events. The functions below apply
 one store operation to it and return what changed, so the memory store can keep
 states in a dict and the file store can persist exactly the changed records.
+
+Cancelling a run with its descendants (``cancel_tree``) is kept here once for
+every store, the SQL stores included: each store provides only the atomic
+change of one run (``cancel`` here, one conditional ``UPDATE`` in SQL).
 """
 
 from __future__ import annotations
@@ -10,9 +14,10 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Protocol
 
 from durable import (
+    CancelOutcome,
     DurableRunInputMismatchError,
     DurableRunLeaseHeldError,
     DurableRunLeaseLostError,
@@ -29,18 +34,23 @@ from durable import (
 )
 from durable._failures import manifest_mismatch_error
 
-from ._store import run_ended
+from ._store import EndStatus, run_ended, run_not_found
 
 __all__ = [
     "RunState",
     "acquire",
     "begin_step",
+    "cancel",
+    "cancel_tree",
+    "cancelled_error",
     "check_fence",
+    "creation_order",
     "emit_event",
     "end_run",
     "finish_step",
     "lease_free",
     "new_run",
+    "parent_cancelled_reason",
     "recoverable",
     "renew",
 ]
@@ -68,9 +78,15 @@ def new_run(*, run_id: str, agent: str, manifest: DurableRunManifest, now: datet
             status="running",
             created_at=now,
             updated_at=now,
+            parent_run_id=manifest.parent_run_id,
         ),
         manifest=manifest,
     )
+
+
+def creation_order(run: RunRecord) -> tuple[datetime, str]:
+    """The key ``list_runs`` and ``list_children`` sort by; ties go by run id."""
+    return (run.created_at, run.run_id)
 
 
 def lease_free(run: RunRecord, now: datetime) -> bool:
@@ -83,8 +99,16 @@ def lease_free(run: RunRecord, now: datetime) -> bool:
 
 
 def recoverable(run: RunRecord, now: datetime, agents: Collection[str] | None) -> bool:
-    """What ``list_expired_runs`` lists: ``lease_free`` runs, of ``agents`` if given."""
-    return lease_free(run, now) and (agents is None or run.agent in agents)
+    """What ``list_expired_runs`` lists: ``lease_free`` runs, of ``agents`` if given.
+
+    Child runs never: their parent's worker resumes them with the parent, so a
+    recovering worker that took a child on its own would race that worker.
+    """
+    return (
+        run.parent_run_id is None
+        and lease_free(run, now)
+        and (agents is None or run.agent in agents)
+    )
 
 
 def lease_held_error(run: RunRecord, now: datetime) -> DurableRunLeaseHeldError:
@@ -99,11 +123,24 @@ def mismatch_error(run: RunRecord, manifest: DurableRunManifest) -> DurableRunIn
     return manifest_mismatch_error(run.run_id, run.manifest_hash, manifest_hash(manifest))
 
 
-def lease_lost_error(run_id: str, lease: Lease) -> DurableRunLeaseLostError:
+def lease_lost_error(
+    run_id: str, lease: Lease, run: RunRecord | None = None
+) -> DurableRunLeaseLostError:
+    """The fence refused ``lease``; ``run``, the run as it is now, says why when known."""
+    lost = (
+        f"worker {lease.holder!r} lost the lease on run {run_id!r} (generation {lease.generation})"
+    )
+    if run is not None and run.status == "cancelled":
+        why = f"{lost}: the run was cancelled"
+        if run.cancel_requested is not None:
+            why += f" ({run.cancel_requested})"
+        return DurableRunLeaseLostError(f"{why}; stop this attempt, the run is over")
+    if run is not None and run.status != "running":
+        return DurableRunLeaseLostError(
+            f"{lost}: the run already ended {run.status}; stop this attempt, the run is over"
+        )
     return DurableRunLeaseLostError(
-        f"worker {lease.holder!r} lost the lease on run {run_id!r} (generation "
-        f"{lease.generation}) to another worker; stop this attempt, "
-        "the new holder continues the run"
+        f"{lost} to another worker; stop this attempt, the new holder continues the run"
     )
 
 
@@ -148,7 +185,7 @@ def check_fence(state: RunState, lease: Lease) -> None:
         or run.lease_holder != lease.holder
         or run.lease_generation != lease.generation
     ):
-        raise lease_lost_error(run.run_id, lease)
+        raise lease_lost_error(run.run_id, lease, run)
 
 
 def renew(state: RunState, lease: Lease, *, now: datetime, lease_for: timedelta) -> Lease:
@@ -234,7 +271,7 @@ def end_run(
     state: RunState,
     lease: Lease,
     *,
-    status: Literal["completed", "failed"],
+    status: EndStatus,
     result: Any,
     error: StepError | None,
     outcome: RunOutcome | None,
@@ -270,3 +307,94 @@ def emit_event(
     record = EventRecord(run_id=state.run.run_id, key=key, payload=payload, emitted_at=now)
     state.events[key] = record
     return True, record
+
+
+def cancelled_error(run_id: str, reason: str) -> StepError:
+    """The error a cancelled run ends with, on every store and in the runner."""
+    return StepError(
+        message=f"run {run_id!r} was cancelled: {reason}",
+        type="DurableRunCancelledError",
+        code="cancelled",
+    )
+
+
+def parent_cancelled_reason(parent_run_id: str, reason: str) -> str:
+    """Why a child run is cancelled when its parent is."""
+    return f"its parent run {parent_run_id!r} was cancelled: {reason}"
+
+
+def cancel(state: RunState, reason: str, *, now: datetime) -> CancelOutcome:
+    """Apply a cancellation to one run; ``state.run`` is replaced only if it changed.
+
+    A holder with a live lease is asked (``cancel_requested``, the first reason
+    kept); a run no one holds ends here, and the generation moves on so a
+    holder that comes back is fenced even if it still thinks its lease live.
+    """
+    run = state.run
+    if run.status != "running":
+        return "already_ended"
+    if not lease_free(run, now):
+        if run.cancel_requested is None:
+            state.run = run.model_copy(update={"cancel_requested": reason, "updated_at": now})
+        return "requested"
+    kept = run.cancel_requested or reason
+    state.run = run.model_copy(
+        update={
+            "status": "cancelled",
+            "error": cancelled_error(run.run_id, kept),
+            "cancel_requested": kept,
+            "completed_at": now,
+            "updated_at": now,
+            "lease_holder": None,
+            "lease_expires_at": None,
+            "lease_generation": run.lease_generation + 1,
+        }
+    )
+    return "cancelled"
+
+
+class Cancellable(Protocol):
+    """What ``cancel_tree`` needs of a store."""
+
+    async def load_run(self, run_id: str) -> RunRecord | None: ...
+
+    async def list_children(self, run_id: str) -> list[RunRecord]: ...
+
+    async def _cancel_one(
+        self, run_id: str, reason: str, now: datetime
+    ) -> tuple[CancelOutcome, RunRecord]:
+        """Apply ``cancel`` to one run atomically; ``run_not_found`` if it does not exist."""
+        ...
+
+
+async def cancel_tree(
+    store: Cancellable, run_id: str, reason: str, *, now: datetime
+) -> tuple[CancelOutcome, RunRecord]:
+    """``request_cancel`` for every store: the run's descendants first, the run last.
+
+    Each run changes atomically on its own; the tree does not. Descendants go
+    first, deepest first, so a crash part way leaves the run itself running,
+    and asking again finishes the job instead of finding it ``already_ended``.
+    """
+    run = await store.load_run(run_id)
+    if run is None:
+        raise run_not_found(run_id)
+    if run.status != "running":
+        return "already_ended", run
+    descendants: list[tuple[RunRecord, str]] = []
+    pending = [(run_id, run.cancel_requested or reason)]
+    seen = {run_id}
+    while pending:
+        parent, parent_reason = pending.pop(0)
+        child_reason = parent_cancelled_reason(parent, parent_reason)
+        for child in await store.list_children(parent):
+            if child.run_id in seen:
+                continue  # a hand-edited store could hold a cycle; never loop on it
+            seen.add(child.run_id)
+            descendants.append((child, child_reason))
+            # Ended children are walked too: a run of theirs still running is an orphan.
+            pending.append((child.run_id, child.cancel_requested or child_reason))
+    for child, child_reason in reversed(descendants):
+        if child.status == "running":
+            await store._cancel_one(child.run_id, child_reason, now)
+    return await store._cancel_one(run_id, reason, now)

@@ -5,9 +5,10 @@ from __future__ import annotations
 import threading
 from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any
 
 from durable import (
+    CancelOutcome,
     DurableRunManifest,
     EventRecord,
     Lease,
@@ -22,10 +23,10 @@ from durable import (
 from durable._live import live_position_error, text_end
 
 from . import _ledger as ledger
-from ._journal import InMemoryJournal
 from ._lease_keeper import LeaseKeeper
 from ._store import (
     EmitResult,
+    EndStatus,
     Resumed,
     checked_event,
     run_not_found,
@@ -41,10 +42,8 @@ class InMemoryStore:
     def __init__(self) -> None:
         self._runs: dict[str, ledger.RunState] = {}
         self._live: dict[str, list[LiveEvent]] = {}
-        self.journal = InMemoryJournal()
-        """The conversation journal."""
         # The lease keeper renews from its own thread. Every replacement of a run's
-        # record (take over, renew, end) holds this lock, so a renewal that read the
+        # record (take over, renew, end, cancel) holds this lock, so a renewal that read the
         # record before a takeover or an end can never write it back over them.
         self._records = threading.Lock()
         self.lease_keeper = LeaseKeeper(self.renew_lease_blocking, name="durable-memory-leases")
@@ -126,7 +125,7 @@ class InMemoryStore:
         self,
         lease: Lease,
         *,
-        status: Literal["completed", "failed"],
+        status: EndStatus,
         result: Any = None,
         error: StepError | None = None,
         outcome: RunOutcome | None = None,
@@ -142,6 +141,22 @@ class InMemoryStore:
                 outcome=outcome,
                 now=utc_now(),
             )
+
+    async def request_cancel(
+        self, run_id: str, reason: str, *, now: datetime | None = None
+    ) -> tuple[CancelOutcome, RunRecord]:
+        return await ledger.cancel_tree(self, run_id, reason, now=now or utc_now())
+
+    async def _cancel_one(
+        self, run_id: str, reason: str, now: datetime
+    ) -> tuple[CancelOutcome, RunRecord]:
+        state = self._state(run_id)
+        with self._records:
+            return ledger.cancel(state, reason, now=now), state.snapshot()
+
+    async def list_children(self, run_id: str) -> list[RunRecord]:
+        runs = [s.snapshot() for s in self._runs.values() if s.run.parent_run_id == run_id]
+        return sorted(runs, key=ledger.creation_order)
 
     async def emit_event(
         self, run_id: str, key: str, payload: Any, *, lease: Lease | None = None
@@ -172,14 +187,14 @@ class InMemoryStore:
         self, *, status: RunStatus | None = None, limit: int = 100
     ) -> list[RunRecord]:
         runs = [s.snapshot() for s in self._runs.values() if status in (None, s.run.status)]
-        return sorted(runs, key=lambda run: run.created_at)[:limit]
+        return sorted(runs, key=ledger.creation_order)[:limit]
 
     async def list_expired_runs(
         self, *, now: datetime, limit: int = 100, agents: Collection[str] | None = None
     ) -> list[RunRecord]:
         hosted = None if agents is None else frozenset(agents)
         runs = [s.snapshot() for s in self._runs.values() if ledger.recoverable(s.run, now, hosted)]
-        return sorted(runs, key=lambda run: run.created_at)[:limit]
+        return sorted(runs, key=ledger.creation_order)[:limit]
 
     async def append_live(self, run_id: str, events: Sequence[LiveEvent]) -> None:
         self._state(run_id)

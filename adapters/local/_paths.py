@@ -5,8 +5,7 @@ script. Percent-encoded, such an id can grow to several times the 255 bytes a
 file name may hold on common file systems. An id whose encoded name fits keeps
 the readable name FileStore has always used, so existing directories stay where
 they are; a longer one gets the SHA-256 of the id instead. The id itself is
-always stored inside (``run.json``, the journal's lines), never recovered from
-the name.
+always stored inside (``run.json``), never recovered from the name.
 """
 
 from __future__ import annotations

@@ -13,9 +13,23 @@ import psycopg
 from durable import DurableStoreError
 
 from ._lease_keeper import LeaseKeeper
-from ._sql import Row, SqlStore, schema_statements
+from ._schema import Dialect, Row, migrate
+from ._sql import SqlStore
 
 __all__ = ["PostgresStore"]
+
+
+POSTGRES = Dialect(
+    bigint="BIGINT",
+    serial="BIGSERIAL PRIMARY KEY",
+    clustered="",
+    # Resolved through the search path, as every other statement's table names are.
+    run_columns=(
+        "SELECT attname FROM pg_attribute WHERE attrelid = 'durable_runs'::regclass "
+        "AND attnum > 0 AND NOT attisdropped"
+    ),
+    has_table="SELECT 1 WHERE to_regclass('{table}') IS NOT NULL",
+)
 
 
 def _pg(sql: str) -> str:
@@ -69,14 +83,11 @@ class PostgresStore(SqlStore):
         async with self._conn.transaction():
             # Serialize schema creation between workers starting at the same time.
             await self._conn.execute("SELECT pg_advisory_xact_lock(hashtext('durable_schema'))")
-            for statement in schema_statements("BIGINT", "BIGSERIAL PRIMARY KEY"):
-                await self._conn.execute(statement)
-            cursor = await self._conn.execute("SELECT MAX(version) FROM durable_schema")
-            row = await cursor.fetchone()
-            found = None if row is None else row[0]
-            upgrade = self.schema_upgrade(found, "the PostgreSQL database")
-            if upgrade is not None:
-                await self._conn.execute(upgrade)
+            await migrate(POSTGRES, "the PostgreSQL database", self._migration_step)
+
+    async def _migration_step(self, sql: str) -> list[Row]:
+        cursor = await self._conn.execute(sql)
+        return [] if cursor.description is None else list(await cursor.fetchall())
 
     async def _fetch(self, sql: str, params: Sequence[Any]) -> list[Row]:
         async with self._lock:

@@ -6,7 +6,8 @@ was taken over changes nothing and learns it from the row count. Takeover is
 one conditional ``UPDATE``. A run's steps load in one query.
 
 Times are stored as integer milliseconds since the epoch (UTC) so leases and
-deadlines compare numerically in both databases; JSON is stored as text.
+deadlines compare numerically in both databases; JSON is stored as text. The
+schema and its migration live in ``_schema``.
 """
 
 from __future__ import annotations
@@ -16,11 +17,12 @@ from abc import ABC, abstractmethod
 from collections import OrderedDict
 from collections.abc import Collection, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Any
 
 from pydantic_core import from_json
 
 from durable import (
+    CancelOutcome,
     DurableRunManifest,
     DurableStoreError,
     EventRecord,
@@ -37,11 +39,13 @@ from durable import (
 from durable._codec import dumps
 from durable._live import live_position_error
 
-from ._journal import SqlJournal
+from . import _ledger as ledger
 from ._lease_keeper import LeaseKeeper, renewal_timeout
 from ._ledger import lease_held_error, lease_lost_error, mismatch_error
+from ._schema import Row
 from ._store import (
     EmitResult,
+    EndStatus,
     Resumed,
     checked_event,
     gc_paused,
@@ -50,93 +54,7 @@ from ._store import (
     utc_now,
 )
 
-__all__ = ["SCHEMA_VERSION", "SqlStore", "schema_statements"]
-
-SCHEMA_VERSION = 2
-"""1: runs, steps, events. 2: adds ``durable_live``, the live stream, and the
-conversation journal (``durable_conversations``, ``durable_conversation_turns``).
-
-A new index alone (such as ``durable_runs_expiry``) keeps the version: every
-open creates what is missing, and older libraries still read and write the
-database, so refusing them would buy nothing."""
-
-Row = Sequence[Any]
-
-
-def schema_statements(bigint: str, serial: str, clustered: str = "") -> list[str]:
-    """DDL of the current schema; every statement is a no-op where it already holds.
-
-    ``bigint`` is the dialect's 64-bit integer type and ``serial`` its
-    auto-incrementing primary key; ``clustered`` is appended to the step and
-    event tables (SQLite's ``WITHOUT ROWID`` keeps a run's steps contiguous in
-    key order, so loading them is one sequential range scan).
-    """
-    return [
-        "CREATE TABLE IF NOT EXISTS durable_schema (version INTEGER NOT NULL)",
-        f"""CREATE TABLE IF NOT EXISTS durable_runs (
-            run_id TEXT PRIMARY KEY,
-            agent TEXT NOT NULL,
-            manifest_hash TEXT NOT NULL,
-            manifest TEXT NOT NULL,
-            project_id TEXT NOT NULL,
-            scenario_id TEXT,
-            status TEXT NOT NULL,
-            created_at {bigint} NOT NULL,
-            updated_at {bigint} NOT NULL,
-            completed_at {bigint},
-            lease_holder TEXT,
-            lease_generation {bigint} NOT NULL DEFAULT 0,
-            lease_expires_at {bigint},
-            outcome TEXT,
-            result TEXT,
-            error TEXT
-        )""",
-        # Recovery looks up running runs by lease expiry; ended runs stay out of the index.
-        "CREATE INDEX IF NOT EXISTS durable_runs_expiry ON durable_runs (lease_expires_at) "
-        "WHERE status = 'running'",
-        f"""CREATE TABLE IF NOT EXISTS durable_steps (
-            run_id TEXT NOT NULL,
-            step_index INTEGER NOT NULL,
-            intent TEXT NOT NULL,
-            kind TEXT NOT NULL,
-            input_hash TEXT NOT NULL,
-            status TEXT NOT NULL,
-            attempts INTEGER NOT NULL,
-            result TEXT,
-            error TEXT,
-            started_at {bigint},
-            completed_at {bigint},
-            deadline {bigint},
-            PRIMARY KEY (run_id, step_index)
-        ){clustered}""",
-        f"""CREATE TABLE IF NOT EXISTS durable_events (
-            run_id TEXT NOT NULL,
-            key TEXT NOT NULL,
-            payload TEXT NOT NULL,
-            emitted_at {bigint} NOT NULL,
-            PRIMARY KEY (run_id, key)
-        ){clustered}""",
-        f"""CREATE TABLE IF NOT EXISTS durable_live (
-            seq {serial},
-            run_id TEXT NOT NULL,
-            step_index INTEGER,
-            text_end INTEGER,
-            event TEXT NOT NULL
-        )""",
-        "CREATE INDEX IF NOT EXISTS durable_live_run ON durable_live (run_id, seq)",
-        """CREATE TABLE IF NOT EXISTS durable_conversations (
-            run_id TEXT PRIMARY KEY,
-            started_at TEXT NOT NULL,
-            halted TEXT,
-            ended_at TEXT
-        )""",
-        f"""CREATE TABLE IF NOT EXISTS durable_conversation_turns (
-            run_id TEXT NOT NULL,
-            turn_index INTEGER NOT NULL,
-            turn TEXT NOT NULL,
-            PRIMARY KEY (run_id, turn_index)
-        ){clustered}""",
-    ]
+__all__ = ["SqlStore"]
 
 
 _RENEW = (
@@ -150,6 +68,7 @@ _FENCE = (
 _RUN_COLUMNS = (
     "run_id, agent, manifest_hash, project_id, scenario_id, status, created_at, updated_at, "
     "completed_at, lease_holder, lease_generation, lease_expires_at, outcome, result, error, "
+    "parent_run_id, cancel_requested, "
     "(SELECT COUNT(*) FROM durable_steps s WHERE s.run_id = durable_runs.run_id)"
 )
 _STEP_COLUMNS = (
@@ -196,7 +115,9 @@ def _run_record(row: Row) -> RunRecord:
         outcome=None if row[12] is None else RunOutcome.model_validate_json(row[12]),
         result=_json(row[13]),
         error=None if row[14] is None else StepError.model_validate_json(row[14]),
-        step_count=row[15],
+        parent_run_id=row[15],
+        cancel_requested=row[16],
+        step_count=row[17],
     )
 
 
@@ -216,6 +137,9 @@ def _step_record(row: Row) -> StepRecord:
         deadline=_time(row[11]),
     )
 
+
+_CANCEL_ATTEMPTS = 16
+"""How many times a run may change under one cancellation before it is refused."""
 
 _LIVE_CURSORS = 1024
 """How many stream positions a store remembers, for watchers reading on."""
@@ -258,23 +182,6 @@ class SqlStore(ABC):
         """
         return await self._execute(sql, params)
 
-    @staticmethod
-    def schema_upgrade(found: int | None, location: str) -> str | None:
-        """The statement that records the current version after ``schema_statements`` ran.
-
-        Refuses a database written by a newer library; ``None`` when it is current.
-        """
-        if found is not None and found > SCHEMA_VERSION:
-            raise DurableStoreError(
-                f"{location} has durable schema version {found}, but this version of the "
-                f"library supports up to {SCHEMA_VERSION}; upgrade the library to use it"
-            )
-        if found is None:
-            return f"INSERT INTO durable_schema (version) VALUES ({SCHEMA_VERSION})"
-        if found < SCHEMA_VERSION:
-            return f"UPDATE durable_schema SET version = {SCHEMA_VERSION}"
-        return None
-
     async def _explain(self, lease: Lease, *, step_index: int | None = None) -> Exception:
         """Why a fenced write changed no row: no run, a lost lease, or a step never begun."""
         run = await self.load_run(lease.run_id)
@@ -285,7 +192,7 @@ class SqlStore(ABC):
             or run.lease_holder != lease.holder
             or run.lease_generation != lease.generation
         ):
-            return lease_lost_error(lease.run_id, lease)
+            return lease_lost_error(lease.run_id, lease, run)
         return DurableStoreError(
             f"step {step_index} of run {lease.run_id!r} was never begun; "
             "call begin_step before completing or failing it"
@@ -305,8 +212,9 @@ class SqlStore(ABC):
         digest = manifest_hash(manifest)
         created = await self._execute(
             "INSERT INTO durable_runs (run_id, agent, manifest_hash, manifest, project_id, "
-            "scenario_id, status, created_at, updated_at, lease_holder, lease_generation, "
-            "lease_expires_at) VALUES (?, ?, ?, ?, ?, ?, 'running', ?, ?, ?, 1, ?) "
+            "scenario_id, parent_run_id, status, created_at, updated_at, lease_holder, "
+            "lease_generation, lease_expires_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, 'running', ?, ?, ?, 1, ?) "
             "ON CONFLICT (run_id) DO NOTHING",
             (
                 run_id,
@@ -315,6 +223,7 @@ class SqlStore(ABC):
                 manifest.model_dump_json(),
                 manifest.project_id,
                 manifest.scenario_id,
+                manifest.parent_run_id,
                 _ms(now),
                 _ms(now),
                 worker_id,
@@ -447,7 +356,7 @@ class SqlStore(ABC):
         self,
         lease: Lease,
         *,
-        status: Literal["completed", "failed"],
+        status: EndStatus,
         result: Any = None,
         error: StepError | None = None,
         outcome: RunOutcome | None = None,
@@ -471,6 +380,77 @@ class SqlStore(ABC):
         if not rows:
             raise await self._explain(lease)
         return _run_record(rows[0])
+
+    async def request_cancel(
+        self, run_id: str, reason: str, *, now: datetime | None = None
+    ) -> tuple[CancelOutcome, RunRecord]:
+        return await ledger.cancel_tree(self, run_id, reason, now=now or utc_now())
+
+    async def _cancel_one(
+        self, run_id: str, reason: str, now: datetime
+    ) -> tuple[CancelOutcome, RunRecord]:
+        """``ledger.cancel`` as conditional ``UPDATE``s on the row as it was read.
+
+        Each ``UPDATE`` holds only if the run is still what was read (its lease
+        live or not, its generation, its first reason); a run that changed in
+        between is read and decided again.
+        """
+        at = _ms(now)
+        for _ in range(_CANCEL_ATTEMPTS):
+            run = await self.load_run(run_id)
+            if run is None:
+                raise run_not_found(run_id)
+            if run.status != "running":
+                return "already_ended", run
+            if not ledger.lease_free(run, now):
+                rows = await self._fetch(
+                    f"UPDATE durable_runs SET cancel_requested = COALESCE(cancel_requested, ?), "
+                    f"updated_at = CASE WHEN cancel_requested IS NULL THEN ? ELSE updated_at END "
+                    f"WHERE run_id = ? AND status = 'running' AND lease_expires_at > ? "
+                    f"RETURNING {_RUN_COLUMNS}",
+                    (reason, at, run_id, at),
+                )
+                if rows:
+                    return "requested", _run_record(rows[0])
+                continue
+            kept = run.cancel_requested or reason
+            same_reason, reason_params = (
+                ("cancel_requested IS NULL", ())
+                if run.cancel_requested is None
+                else ("cancel_requested = ?", (run.cancel_requested,))
+            )
+            rows = await self._fetch(
+                f"UPDATE durable_runs SET status = 'cancelled', error = ?, cancel_requested = ?, "
+                f"completed_at = ?, updated_at = ?, lease_holder = NULL, lease_expires_at = NULL, "
+                f"lease_generation = lease_generation + 1 "
+                f"WHERE run_id = ? AND status = 'running' AND lease_generation = ? "
+                f"AND (lease_expires_at IS NULL OR lease_expires_at <= ?) AND {same_reason} "
+                f"RETURNING {_RUN_COLUMNS}",
+                (
+                    ledger.cancelled_error(run_id, kept).model_dump_json(),
+                    kept,
+                    at,
+                    at,
+                    run_id,
+                    run.lease_generation,
+                    at,
+                    *reason_params,
+                ),
+            )
+            if rows:
+                return "cancelled", _run_record(rows[0])
+        raise DurableStoreError(
+            f"run {run_id!r} changed {_CANCEL_ATTEMPTS} times while it was being cancelled; "
+            "ask again, and check for workers taking it over in a loop"
+        )
+
+    async def list_children(self, run_id: str) -> list[RunRecord]:
+        rows = await self._fetch(
+            f"SELECT {_RUN_COLUMNS} FROM durable_runs WHERE parent_run_id = ? "
+            "ORDER BY created_at, run_id",
+            (run_id,),
+        )
+        return [_run_record(row) for row in rows]
 
     async def emit_event(
         self, run_id: str, key: str, payload: Any, *, lease: Lease | None = None
@@ -544,7 +524,7 @@ class SqlStore(ABC):
     ) -> list[RunRecord]:
         where, params = ("WHERE status = ? ", (status,)) if status is not None else ("", ())
         rows = await self._fetch(
-            f"SELECT {_RUN_COLUMNS} FROM durable_runs {where}ORDER BY created_at LIMIT ?",
+            f"SELECT {_RUN_COLUMNS} FROM durable_runs {where}ORDER BY created_at, run_id LIMIT ?",
             (*params, limit),
         )
         return [_run_record(row) for row in rows]
@@ -559,10 +539,14 @@ class SqlStore(ABC):
         # Two searches of durable_runs_expiry, so live leases are never read: an OR of
         # both conditions makes SQLite scan every running run instead. Every write sets
         # or clears the expiry, so the NULL search finds nothing unless a row was edited.
-        select = f"SELECT {_RUN_COLUMNS} FROM durable_runs WHERE status = 'running'{hosted} AND "
+        # Child runs are left out (see ledger.recoverable).
+        select = (
+            f"SELECT {_RUN_COLUMNS} FROM durable_runs WHERE status = 'running'{hosted} "
+            "AND parent_run_id IS NULL AND "
+        )
         rows = await self._fetch(
             f"{select}lease_expires_at <= ? UNION ALL {select}lease_expires_at IS NULL "
-            "ORDER BY created_at LIMIT ?",
+            "ORDER BY created_at, run_id LIMIT ?",
             (*(names or ()), _ms(now), *(names or ()), limit),
         )
         return [_run_record(row) for row in rows]
@@ -634,11 +618,6 @@ class SqlStore(ABC):
             (run_id, step_index),
         )
         return int(rows[0][0] or 0) if rows else 0
-
-    @property
-    def journal(self) -> SqlJournal:
-        """The conversation journal, in this store's database."""
-        return SqlJournal(self)
 
     async def _fetch_bulk(self, sql: str, params: Sequence[Any]) -> list[Row]:
         """``_fetch`` for queries returning thousands of rows; a dialect may speed it up."""

@@ -14,12 +14,22 @@ from durable import DurableStoreError
 
 from ._lease_keeper import LeaseKeeper
 from ._offload import Offloader, WouldBlock
-from ._sql import Row, SqlStore, schema_statements
+from ._schema import Dialect, Row, check_readable, migrate_blocking
+from ._sql import SqlStore
 from ._store import gc_paused
 
 __all__ = ["SqliteStore", "Synchronous", "store_error"]
 
 Synchronous = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
+
+SQLITE = Dialect(
+    bigint="INTEGER",
+    serial="INTEGER PRIMARY KEY AUTOINCREMENT",
+    clustered=" WITHOUT ROWID",
+    # SQLite has no ADD COLUMN IF NOT EXISTS: the migration asks which columns exist.
+    run_columns="SELECT name FROM pragma_table_info('durable_runs')",
+    has_table="SELECT name FROM sqlite_master WHERE type = 'table' AND name = '{table}'",
+)
 
 
 class SqliteStore(SqlStore):
@@ -97,21 +107,20 @@ class SqliteStore(SqlStore):
                 if suffix or _code(exc) not in _READ_ONLY:
                     raise
                 continue
-            self.schema_upgrade(found, self.path)
+            try:
+                check_readable(found, self.path)
+            except DurableStoreError:
+                db.close()
+                raise
             return db
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _migrate(self, db: sqlite3.Connection) -> None:
+        # IMMEDIATE takes the write lock first: processes opening the file together
+        # migrate one after the other, and each sees what the previous one did.
         db.execute("BEGIN IMMEDIATE")
         try:
-            for statement in schema_statements(
-                "INTEGER", "INTEGER PRIMARY KEY AUTOINCREMENT", " WITHOUT ROWID"
-            ):
-                db.execute(statement)
-            row = db.execute("SELECT MAX(version) FROM durable_schema").fetchone()
-            upgrade = self.schema_upgrade(row[0], self.path)
-            if upgrade is not None:
-                db.execute(upgrade)
+            migrate_blocking(SQLITE, self.path, lambda sql: db.execute(sql).fetchall())
             db.execute("COMMIT")
         except BaseException:
             with contextlib.suppress(sqlite3.Error):

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, Protocol
 
 from durable import (
+    CancelOutcome,
     DurableRunEndedError,
     DurableRunManifest,
     DurableRunNotFoundError,
@@ -27,10 +28,19 @@ from durable import (
 )
 from durable._failures import run_ended_error
 
-from ._journal import ConversationJournal
 from ._lease_keeper import LeaseKeeper
 
-__all__ = ["DurableRunStore", "EmitResult", "Resumed", "gc_paused", "utc_now"]
+__all__ = [
+    "DurableRunStore",
+    "EmitResult",
+    "EndStatus",
+    "Resumed",
+    "gc_paused",
+    "utc_now",
+]
+
+EndStatus = Literal["completed", "failed", "cancelled"]
+"""How a run may end; each is final."""
 
 
 @contextmanager
@@ -142,12 +152,38 @@ class DurableRunStore(Protocol):
         self,
         lease: Lease,
         *,
-        status: Literal["completed", "failed"],
+        status: EndStatus,
         result: Any = None,
         error: StepError | None = None,
         outcome: RunOutcome | None = None,
     ) -> RunRecord:
-        """Finish the run and release the lease."""
+        """Finish the run and release the lease; every status is final.
+
+        A run ends ``cancelled`` with ``error`` saying why (a ``StepError`` of
+        type ``DurableRunCancelledError``, code ``cancelled``).
+        """
+        ...
+
+    async def request_cancel(
+        self, run_id: str, reason: str, *, now: datetime | None = None
+    ) -> tuple[CancelOutcome, RunRecord]:
+        """Cancel the run and every descendant still running; return what was done.
+
+        An ended run is left as it is (``already_ended``). A run whose lease is
+        live at ``now`` gets ``cancel_requested = reason`` (the first request's
+        reason is kept) and its holder ends it (``requested``); a run no worker
+        holds ends ``cancelled`` here, its lease fenced (``cancelled``). The
+        same rule applies to each running descendant, whose reason names its
+        parent (``parent_cancelled_reason``). Raises ``DurableRunNotFoundError``
+        when no run has this id.
+        """
+        ...
+
+    async def list_children(self, run_id: str) -> list[RunRecord]:
+        """The runs started as children of ``run_id``, in creation order.
+
+        Runs created in the same millisecond come in run id order.
+        """
         ...
 
     async def emit_event(
@@ -180,7 +216,8 @@ class DurableRunStore(Protocol):
     ) -> list[RunRecord]:
         """Running runs whose lease has no expiry or expired at ``now``, in creation order.
 
-        What a recovering worker may take over. The store filters out live
+        What a recovering worker may take over. Child runs are left out: the
+        worker that resumes a parent resumes its children. The store filters out live
         leases itself, so no number of held runs can hide an abandoned one;
         ``agents``, when given, keeps only runs of those agents, so no number of
         runs the worker cannot host hides one it can.
@@ -206,11 +243,6 @@ class DurableRunStore(Protocol):
 
     async def live_text_end(self, run_id: str, step_index: int) -> int:
         """How much of a step's text its token deltas already published (see ``TokenDeltas``)."""
-        ...
-
-    @property
-    def journal(self) -> ConversationJournal:
-        """Where the store's conversation runs journal their committed turns."""
         ...
 
     async def close(self) -> None:

@@ -12,7 +12,7 @@ from urllib.parse import quote
 import psycopg
 import pytest
 
-from adapters.local import DurableRunStore, FileStore, PostgresStore, SqliteStore
+from adapters.local import FileStore, PostgresStore, SqliteStore
 from durable import (
     MAX_NAME_LENGTH,
     DurableRunManifest,
@@ -104,7 +104,6 @@ async def test_file_store_hashes_only_the_ids_too_long_to_quote(tmp_path: Path) 
     short, long = "order ü-1", "😀" * MAX_NAME_LENGTH
     for run_id in (short, long):
         await _hold(store, run_id)
-    await store.journal.begin(long, datetime.now(UTC))
 
     # A short id keeps the directory every earlier version made, so those stay readable.
     assert (tmp_path / ("r_" + quote(short, safe="")) / "run.json").exists()
@@ -112,7 +111,6 @@ async def test_file_store_hashes_only_the_ids_too_long_to_quote(tmp_path: Path) 
     assert json.loads((hashed / "run.json").read_bytes())["run_id"] == long
     reopened = FileStore(tmp_path)
     assert sorted(r.run_id for r in await reopened.list_runs()) == sorted([short, long])
-    assert (await reopened.journal.load(long)) is not None
 
 
 async def test_file_store_reads_a_directory_written_by_an_earlier_version(
@@ -132,10 +130,24 @@ async def test_file_store_reads_a_directory_written_by_an_earlier_version(
     }
     (old / "run.json").write_text(json.dumps(record))
 
-    run = await FileStore(tmp_path).load_run("order/1")
+    store = FileStore(tmp_path)
+    run = await store.load_run("order/1")
 
     assert run is not None
     assert (run.status, run.result) == ("completed", 7)
+    assert (run.parent_run_id, run.cancel_requested) == (None, None)
+    assert await store.list_children("order/1") == []
+    assert await store.request_cancel("order/1", "late") == ("already_ended", run)
+
+
+async def test_a_file_stores_live_stream_refuses_a_position_it_never_gave(tmp_path: Path) -> None:
+    store = FileStore(tmp_path / "runs")
+    (tmp_path / "runs" / "r_run").mkdir(parents=True)
+    await store.append_live("run", [LiveEvent(kind="token", step=0, offset=0, text="hello")])
+
+    with pytest.raises(ValueError, match="after=3 is not a position in the live stream"):
+        await store.read_live("run", after=3)
+    await store.close()
 
 
 # SqliteStore
@@ -174,40 +186,12 @@ async def test_sqlite_store_refuses_a_path_it_cannot_open(tmp_path: Path) -> Non
 
 async def test_sqlite_schema_is_versioned(tmp_path: Path) -> None:
     store = SqliteStore(tmp_path / "db")
-    assert store._db.execute("SELECT version FROM durable_schema").fetchall() == [(2,)]
+    assert store._db.execute("SELECT version FROM durable_schema").fetchall() == [(3,)]
     await store.close()
     SqliteStore(tmp_path / "db")  # reopening keeps a single version row
     reopened = SqliteStore(tmp_path / "db")
-    assert reopened._db.execute("SELECT version FROM durable_schema").fetchall() == [(2,)]
+    assert reopened._db.execute("SELECT version FROM durable_schema").fetchall() == [(3,)]
     await reopened.close()
-
-
-async def _a_version_1_run(store: DurableRunStore) -> None:
-    resumed = await store.start_or_resume(
-        run_id="old", agent="a", manifest=MANIFEST, worker_id="w", lease_for=timedelta(seconds=30)
-    )
-    assert resumed.lease is not None
-    await store.begin_step(resumed.lease, step_index=0, intent="s", kind="logic", input_hash="")
-
-
-async def _check_upgraded(store: DurableRunStore) -> None:
-    assert [s.intent for s in await store.load_steps("old")] == ["s"]  # nothing lost
-    await store.append_live("old", [LiveEvent(kind="token", step=0, offset=0, text="hi")])
-    assert await store.live_text_end("old", 0) == 2
-
-
-async def test_sqlite_upgrades_a_version_1_database_in_place(tmp_path: Path) -> None:
-    store = SqliteStore(tmp_path / "db")
-    await _a_version_1_run(store)
-    store._db.execute("DROP TABLE durable_live")  # what version 1 lacked
-    store._db.execute("UPDATE durable_schema SET version = 1")
-    await store.close()
-
-    upgraded = SqliteStore(tmp_path / "db")
-
-    assert upgraded._db.execute("SELECT version FROM durable_schema").fetchall() == [(2,)]
-    await _check_upgraded(upgraded)
-    await upgraded.close()
 
 
 async def test_sqlite_finds_expired_leases_by_index_also_in_an_older_database(
@@ -225,7 +209,7 @@ async def test_sqlite_finds_expired_leases_by_index_also_in_an_older_database(
 
     plan = reopened._db.execute(f"EXPLAIN QUERY PLAN {statements[-1]}").fetchall()
     assert "SEARCH durable_runs USING INDEX durable_runs_expiry" in str(plan)
-    assert reopened._db.execute("SELECT version FROM durable_schema").fetchall() == [(2,)]
+    assert reopened._db.execute("SELECT version FROM durable_schema").fetchall() == [(3,)]
     await reopened.close()
 
 
@@ -244,26 +228,6 @@ async def test_postgres_store_refuses_a_newer_schema(postgres_dsn: str) -> None:
 
     with pytest.raises(DurableStoreError, match=r"schema version 7.*upgrade the library"):
         await PostgresStore.connect(dsn)
-
-
-async def test_postgres_upgrades_a_version_1_database_in_place(postgres_dsn: str) -> None:
-    with psycopg.connect(postgres_dsn, autocommit=True) as admin:
-        admin.execute("DROP DATABASE IF EXISTS schema_upgrade")
-        admin.execute("CREATE DATABASE schema_upgrade")
-    dsn = postgres_dsn.rsplit("/", 1)[0] + "/schema_upgrade"
-    store = await PostgresStore.connect(dsn)
-    await _a_version_1_run(store)
-    await store.close()
-    with psycopg.connect(dsn, autocommit=True) as db:
-        db.execute("DROP TABLE durable_live")
-        db.execute("UPDATE durable_schema SET version = 1")
-
-    upgraded = await PostgresStore.connect(dsn)
-
-    with psycopg.connect(dsn, autocommit=True) as db:
-        assert db.execute("SELECT version FROM durable_schema").fetchall() == [(2,)]
-    await _check_upgraded(upgraded)
-    await upgraded.close()
 
 
 async def test_postgres_store_explains_a_failed_connection() -> None:
