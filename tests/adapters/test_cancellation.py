@@ -15,6 +15,7 @@ from durable import (
     DurableRunLeaseLostError,
     DurableRunManifest,
     DurableRunNotFoundError,
+    DurableStoreError,
     ErrorCode,
     Lease,
     RunRecord,
@@ -391,3 +392,87 @@ async def test_a_cancel_asked_through_another_file_store_reaches_the_holder(
     assert [c.run_id for c in await other.list_children("r")] == ["r/c-1"]
     await holder.close()
     await other.close()
+
+
+# A cancellation interrupted or raced
+
+
+class _FailsOnRun(InMemoryStore):
+    """A store whose process dies (here: raises) as it comes to cancel ``run_id`` itself."""
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__()
+        self.dies_at: str | None = run_id
+
+    async def _cancel_one(self, run_id: str, reason: str, now: datetime) -> Any:
+        if run_id == self.dies_at:
+            raise RuntimeError("the process died")
+        return await super()._cancel_one(run_id, reason, now)
+
+
+async def test_a_cancellation_cut_short_is_finished_by_asking_again() -> None:
+    store = _FailsOnRun("r")
+    await _start(store, "r")
+    await _start(store, "r/c-1", parent="r")
+    await _start(store, "r/c-1/g-1", parent="r/c-1")
+
+    with pytest.raises(RuntimeError):
+        await store.request_cancel("r", "stop", now=_later())
+
+    # Descendants went first, so the run itself is still there to be asked again.
+    assert [(await _run(store, r)).status for r in ("r/c-1", "r/c-1/g-1")] == ["cancelled"] * 2
+    assert (await _run(store, "r")).status == "running"
+    store.dies_at = None
+    assert (await store.request_cancel("r", "stop", now=_later()))[0] == "cancelled"
+
+
+class _Raced(SqliteStore):
+    """Runs ``before_cancel`` on another connection just before each UPDATE that ends a run."""
+
+    before_cancel: Any = None
+
+    async def _fetch(self, sql: str, params: Any) -> Any:
+        if "SET status = 'cancelled'" in sql and self.before_cancel is not None:
+            await self.before_cancel()
+        return await super()._fetch(sql, params)
+
+
+async def test_a_run_taken_over_while_it_is_cancelled_is_asked_instead(tmp_path: Path) -> None:
+    store, rival = _Raced(tmp_path / "db"), SqliteStore(tmp_path / "db")
+    await _start(store, "r", lease_for=timedelta(milliseconds=1))
+    await asyncio.sleep(0.01)
+
+    async def take_over() -> None:
+        store.before_cancel = None
+        await _start(rival, "r", worker="w2")
+
+    store.before_cancel = take_over
+    outcome, record = await store.request_cancel("r", "stop")
+
+    # The read saw no live lease, but a worker took the run before the UPDATE: its
+    # generation moved, so the run was read again and its new holder asked.
+    assert outcome == "requested"
+    assert (record.status, record.lease_holder, record.cancel_requested) == (
+        "running",
+        "w2",
+        "stop",
+    )
+    await store.close()
+    await rival.close()
+
+
+async def test_a_run_that_keeps_changing_is_not_cancelled_forever(tmp_path: Path) -> None:
+    store, rival = _Raced(tmp_path / "db"), SqliteStore(tmp_path / "db")
+    await _start(store, "r", lease_for=timedelta(milliseconds=1))
+
+    async def bump() -> None:
+        # A worker taking the run over and dying again, faster than the cancel.
+        await rival._execute("UPDATE durable_runs SET lease_generation = lease_generation + 1", ())
+
+    store.before_cancel = bump
+    with pytest.raises(DurableStoreError, match=r"'r' changed 16 times.*ask again"):
+        await store.request_cancel("r", "stop", now=_later())
+
+    assert (await _run(store, "r")).status == "running"
+    await store.close()
+    await rival.close()
