@@ -14,8 +14,10 @@ from typing import Any
 from ._errors import (
     UNRECORDABLE_ERRORS,
     DurableAwaitEventTimeoutError,
+    DurableChildRunFailedError,
     DurableError,
     DurableEventPayloadError,
+    DurableRunCancelledError,
     DurableRunDivergenceError,
     DurableRunEndedError,
     DurableRunFailedError,
@@ -30,6 +32,8 @@ from ._records import StepError, StepKind, StepRecord
 
 __all__ = [
     "await_timeout_error",
+    "cancelled_error",
+    "child_failed_error",
     "divergence_error",
     "event_label",
     "event_payload_error",
@@ -38,6 +42,7 @@ __all__ = [
     "input_mismatch_error",
     "input_type_error",
     "manifest_mismatch_error",
+    "parent_cancelled_reason",
     "replayed_failure",
     "run_ended_error",
     "run_failed_error",
@@ -227,4 +232,38 @@ def replayed_failure(record: StepRecord, *, maximum_attempts: int | None = None)
         return cls(error.message)  # event steps raise their error as is, never wrapped
     return step_failed_error(
         record.intent, record.step_index, error, record.attempts, maximum_attempts=maximum_attempts
+    )
+
+
+def cancelled_error(run_id: str, reason: str) -> DurableRunCancelledError:
+    """A run that was cancelled, raised to whoever awaits it, on every substrate."""
+    return DurableRunCancelledError(
+        f"run {run_id!r} was cancelled: {reason}; start a new run to do its work again",
+        reason=reason,
+    )
+
+
+def parent_cancelled_reason(parent_run_id: str, reason: str) -> str:
+    """Why a child run is cancelled along with its parent."""
+    return f"its parent run {parent_run_id!r} was cancelled: {reason}"
+
+
+def child_failed_error(
+    run_id: str,
+    agent: str,
+    *,
+    cancelled: bool,
+    error_type: str,
+    error_code: str | None,
+    detail: str,
+) -> DurableChildRunFailedError:
+    """A child run that ended without a result, as its parent raises it."""
+    verb = "was cancelled" if cancelled else "failed"
+    return DurableChildRunFailedError(
+        f"child run {run_id!r} ({agent}) {verb}: [{error_code or error_type}] {detail}; "
+        f"read it with `durable status {run_id}`, and catch DurableChildRunFailedError "
+        "where the parent can go on without it",
+        child_run_id=run_id,
+        error_type=error_type,
+        error_code=error_code,
     )

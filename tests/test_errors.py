@@ -18,9 +18,17 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
-from adapters.local import FileStore, InMemoryStore, SqliteStore, resume_run, run_durable
+from adapters.local import (
+    FileStore,
+    InMemoryStore,
+    SqliteStore,
+    cancel_run,
+    resume_run,
+    run_durable,
+)
 from durable import (
     MAX_PAYLOAD_BYTES,
+    DelegationPolicy,
     DurableContext,
     DurableError,
     DurableRunManifest,
@@ -197,6 +205,45 @@ async def step_input_mismatch(tmp: Path) -> None:
     await run_durable(waits, Box(), store=store, run_id="r", worker_id="w")
 
 
+@agent(name="errors.hangs")
+async def hangs(ctx: DurableContext, box: Box) -> Any:
+    return await ctx.await_event("go")
+
+
+@agent(name="errors.broken")
+async def broken(ctx: DurableContext, box: Box) -> Any:
+    raise ValueError("the broken agent always fails")
+
+
+@agent(name="errors.delegates", delegation=DelegationPolicy())
+async def delegates(ctx: DurableContext, box: Box) -> Any:
+    return await ctx.call_agent(broken, box)
+
+
+@agent(name="errors.undelegated")
+async def undelegated(ctx: DurableContext, box: Box) -> Any:
+    return await ctx.call_agent(broken, box)
+
+
+async def cancelled(tmp: Path) -> None:
+    store = InMemoryStore()
+    run = asyncio.create_task(
+        run_durable(hangs, Box(), store=store, run_id="r", poll_interval=0.01)
+    )
+    while not await store.load_steps("r"):
+        await asyncio.sleep(0.01)
+    await cancel_run(store, "r", "an operator stopped it")
+    await run
+
+
+async def child_failed(tmp: Path) -> None:
+    await run_durable(delegates, Box(), store=InMemoryStore(), run_id="r")
+
+
+async def delegation_refused(tmp: Path) -> None:
+    await run_durable(undelegated, Box(), store=InMemoryStore(), run_id="r")
+
+
 Trigger = Callable[[Path], Awaitable[None]]
 
 TRIGGERS: dict[ErrorCode, tuple[Trigger, list[str]]] = {
@@ -245,6 +292,22 @@ TRIGGERS: dict[ErrorCode, tuple[Trigger, list[str]]] = {
     ),
     ErrorCode.REGISTRATION: (registration, ["not a registered step", "decorate it with @step"]),
     ErrorCode.STORE_ERROR: (store_error, ["schema version 99", "upgrade the library"]),
+    ErrorCode.CANCELLED: (
+        cancelled,
+        ["run 'r' was cancelled: an operator stopped it", "start a new run"],
+    ),
+    ErrorCode.CHILD_FAILED: (
+        child_failed,
+        [
+            "child run 'r/errors.broken-0' (errors.broken) failed",
+            "[ValueError] the broken agent always fails",
+            "durable status r/errors.broken-0",
+        ],
+    ),
+    ErrorCode.DELEGATION_REFUSED: (
+        delegation_refused,
+        ["may not call agent 'errors.broken'", "pass delegation=DelegationPolicy(...)"],
+    ),
 }
 
 

@@ -48,6 +48,7 @@ with workflow.unsafe.imports_passed_through():
         child_envelope,
         event_payload,
     )
+    from durable._failures import cancelled_error, parent_cancelled_reason
 
 __all__ = ["AgentWorkflow"]
 
@@ -113,8 +114,8 @@ class AgentWorkflow:
         """This run was cancelled: its children first, then the run itself."""
         run_id = workflow.info().workflow_id
         reason = workflow.cancellation_reason() or "no reason given"
-        await self._settle(f"its parent run {run_id!r} was cancelled: {reason}")
-        await self._end("cancelled", f"run {run_id!r} was cancelled: {reason}")
+        await self._settle(parent_cancelled_reason(run_id, reason))
+        await self._end("cancelled", cancelled_error(run_id, reason).message)
 
     async def _settle(self, reason: str) -> None:
         """No orphans: children still in flight are cancelled, and settle, before the end."""

@@ -30,6 +30,7 @@ from durable import (
     child_envelope,
     usage_totals,
 )
+from durable._failures import child_failed_error
 
 from ._store import DurableRunStore, utc_now
 
@@ -49,6 +50,8 @@ class ChildControl:
 
     reason: str | None = None
     timed_out: bool = False
+    started: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set once the child's run exists in the store (created, resumed or found ended)."""
 
 
 @dataclass(frozen=True)
@@ -98,6 +101,11 @@ class LocalChildren(ChildCalls):
         )
         self._controls[task] = control
         task.add_done_callback(lambda t: self._controls.pop(t, None))
+        # As on Temporal, the child exists once the call returns: cancelling it right
+        # away cancels a run, never one that is yet to start.
+        starting = asyncio.ensure_future(control.started.wait())
+        await asyncio.wait({task, starting}, return_when=asyncio.FIRST_COMPLETED)
+        starting.cancel()
         return task
 
     async def _cancel_child(self, task: asyncio.Future[dict[str, Any]], reason: str) -> None:
@@ -132,6 +140,9 @@ class LocalChildren(ChildCalls):
         try:
             outcome = await self._within(deadline, self._attempts(spec, control), control)
         except DurableChildRunFailedError as error:
+            if error.error_code == "cancelled" and ctx.cancel_reason is not None:
+                # Cancelled along with this run: the agent sees its own cancellation.
+                raise asyncio.CancelledError(ctx.cancel_reason) from None
             failure = StepError(message=error.message, type=type(error).__name__, code=error.code)
             await ctx._failed(index, failure, final=True)
             ctx.live.publish(
@@ -225,14 +236,10 @@ class LocalChildren(ChildCalls):
                 child_run_id=spec.run_id,
                 error_type="unknown",
             )
-        verb = "was cancelled" if status == "cancelled" else "failed"
-        return DurableChildRunFailedError(
-            f"child run {spec.run_id!r} ({spec.definition.name}) {verb}: "
-            f"[{error.code or error.type}] {error.message}",
-            child_run_id=spec.run_id,
-            error_type=error.type,
-            error_code=error.code,
-        )
+        return child_failed_error(
+            spec.run_id, spec.definition.name, cancelled=status == "cancelled",
+            error_type=error.type, error_code=error.code, detail=error.message,
+        )  # fmt: skip
 
     async def _forward(self, spec: ChildSpec) -> None:
         """Pass the parent's events on to the child as they arrive (first emit wins)."""

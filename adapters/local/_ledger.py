@@ -32,7 +32,14 @@ from durable import (
     StepRecord,
     manifest_hash,
 )
-from durable._failures import manifest_mismatch_error
+from durable._failures import (
+    cancelled_error as cancelled,
+)
+from durable._failures import (
+    manifest_mismatch_error,
+    parent_cancelled_reason,
+    step_error_from,
+)
 
 from ._store import EndStatus, run_ended, run_not_found
 
@@ -311,16 +318,7 @@ def emit_event(
 
 def cancelled_error(run_id: str, reason: str) -> StepError:
     """The error a cancelled run ends with, on every store and in the runner."""
-    return StepError(
-        message=f"run {run_id!r} was cancelled: {reason}",
-        type="DurableRunCancelledError",
-        code="cancelled",
-    )
-
-
-def parent_cancelled_reason(parent_run_id: str, reason: str) -> str:
-    """Why a child run is cancelled when its parent is."""
-    return f"its parent run {parent_run_id!r} was cancelled: {reason}"
+    return step_error_from(cancelled(run_id, reason))
 
 
 def cancel(state: RunState, reason: str, *, now: datetime) -> CancelOutcome:

@@ -30,7 +30,12 @@ from durable import (
     check_name,
     derive_worker_id,
 )
-from durable._failures import run_failed_error, step_error_from
+from durable._failures import (
+    cancelled_error,
+    parent_cancelled_reason,
+    run_failed_error,
+    step_error_from,
+)
 
 from ._children import ChildControl, ChildOutcome
 from ._context import LocalContext
@@ -159,6 +164,8 @@ async def _execute(
         worker_id=worker,
         lease_for=lease_for,
     )
+    if control is not None:
+        control.started.set()
     if resumed.lease is None:
         return _ended(resumed.run, resumed.steps, definition.output.decode, label)
 
@@ -207,7 +214,7 @@ async def _execute(
         if ctx.cancel_reason is None:
             ctx.cancel_reason = reason
             # Children the agent awaits get the cancellation through it: with the reason.
-            ctx._doom_children(f"its parent run {run_id!r} was cancelled: {reason}")
+            ctx._doom_children(parent_cancelled_reason(run_id, reason))
             work.cancel()
 
     # Renewed from the store's keeper thread, not this loop: a step that blocks the loop
@@ -315,7 +322,7 @@ def _cancelled_error(
 ) -> DurableRunCancelledError | DurableStepTimeoutError:
     if control is not None and control.timed_out:
         return DurableStepTimeoutError(f"child run {run_id!r} ran past its timeout")
-    return DurableRunCancelledError(f"run {run_id!r} was cancelled: {reason}", reason=reason or "")
+    return cancelled_error(run_id, reason or "no reason given")
 
 
 async def _end_cancelled(
@@ -323,7 +330,7 @@ async def _end_cancelled(
 ) -> None:
     """Cancel the children first, then end the run ``cancelled`` (or timed out)."""
     reason = ctx.cancel_reason or "cancelled"
-    await ctx._settle_children(f"its parent run {ctx.run_id!r} was cancelled: {reason}")
+    await ctx._settle_children(parent_cancelled_reason(ctx.run_id, reason))
     error = step_error_from(_cancelled_error(ctx.run_id, reason, control))
     if control is not None and control.timed_out:
         await store.end_run(ctx.lease, status="failed", error=error)

@@ -38,6 +38,7 @@ from durable import (
     add_usage,
     manifest_hash,
 )
+from durable._failures import child_failed_error
 
 from ._convert import temporal_retry_policy
 from ._messages import (
@@ -154,24 +155,28 @@ def _child_failure(spec: ChildSpec, failure: ChildWorkflowError) -> DurableChild
     """The child's own error, as its parent raises it: type, code and run id kept."""
     cause = failure.cause
     code: str | None = None
-    label = f"child run {spec.run_id!r} ({spec.definition.name})"
+    cancelled = False
     if isinstance(cause, ApplicationError):
         details = cause.details[0] if cause.details and isinstance(cause.details[0], dict) else {}
-        code = details.get("code")
-        error_type = cause.type or "ApplicationError"
-        message = f"{label} failed: [{code or error_type}] {cause.message}"
+        code, error_type, detail = (
+            details.get("code"),
+            cause.type or "ApplicationError",
+            cause.message,
+        )
     elif isinstance(cause, CancelledError):
-        error_type, code = "DurableRunCancelledError", "cancelled"
-        message = f"{label} was cancelled: {cause.message or 'no reason given'}"
+        cancelled, error_type, code = True, "DurableRunCancelledError", "cancelled"
+        detail = "its history keeps the reason"
     elif isinstance(cause, TemporalTimeoutError):
-        error_type, code = "DurableStepTimeoutError", "step_timeout"
-        message = f"{label} ran past its timeout"
+        error_type, code, detail = (
+            "DurableStepTimeoutError",
+            "step_timeout",
+            "it ran past its timeout",
+        )
     elif isinstance(cause, TerminatedError):
-        error_type = "TerminatedError"
-        message = f"{label} was terminated: {cause.message}"
+        error_type, detail = "TerminatedError", f"terminated: {cause.message}"
     else:
-        error_type = type(cause or failure).__name__
-        message = f"{label} failed: {cause or failure}"
-    return DurableChildRunFailedError(
-        message, child_run_id=spec.run_id, error_type=error_type, error_code=code
-    )
+        error_type, detail = type(cause or failure).__name__, str(cause or failure)
+    return child_failed_error(
+        spec.run_id, spec.definition.name, cancelled=cancelled, error_type=error_type,
+        error_code=code, detail=detail,
+    )  # fmt: skip

@@ -38,7 +38,6 @@ from durable import (
     DurableContext,
     DurableEventPayloadError,
     DurableRegistrationError,
-    DurableRunCancelledError,
     DurableRunError,
     DurableRunFailedError,
     DurableRunNotFoundError,
@@ -51,7 +50,12 @@ from durable import (
     event_payload,
     manifest_hash,
 )
-from durable._failures import manifest_mismatch_error, run_ended_error, run_failed_error
+from durable._failures import (
+    cancelled_error,
+    manifest_mismatch_error,
+    run_ended_error,
+    run_failed_error,
+)
 
 from ._convert import durable_error_from
 from ._live import watch_stream
@@ -307,10 +311,7 @@ class AgentClient:
             data = await handle.result()
         except WorkflowFailureError as failure:
             if isinstance(failure.cause, CancelledError):
-                reason = await _cancel_reason(handle)
-                raise DurableRunCancelledError(
-                    f"run {run_id!r} was cancelled: {reason}", reason=reason
-                ) from None
+                raise cancelled_error(run_id, await _cancel_reason(handle)) from None
             error = durable_error_from(failure.cause, run_id)
             if error is not None:
                 raise error from None

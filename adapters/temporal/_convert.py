@@ -26,7 +26,7 @@ from durable import (
     StepError,
     error_for_code,
 )
-from durable._failures import input_mismatch_error
+from durable._failures import cancelled_error, input_mismatch_error
 
 __all__ = [
     "activity_id",
@@ -156,10 +156,7 @@ def durable_error_from(failure: BaseException | None, run_id: str = "") -> Durab
                 if cls is not None:
                     return cls(failure.message)
         if isinstance(failure, CancelledError):
-            return DurableRunCancelledError(
-                f"run {run_id!r} was cancelled: {failure.message or 'no reason given'}",
-                reason=failure.message,
-            )
+            return cancelled_error(run_id, failure.message or "no reason given")
         failure = failure.__cause__
     return None
 

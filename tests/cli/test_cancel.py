@@ -126,7 +126,7 @@ async def test_cancel_of_a_run_whose_worker_died_ends_it_and_its_child(
         (child,) = await _waiting_children(store, "orphaned", 1)
     finally:
         running.send_signal(signal.SIGKILL)
-        running.wait()
+        running.communicate()
     await asyncio.sleep(2.2)  # the dead worker's leases lapse
 
     done = await asyncio.to_thread(
