@@ -185,3 +185,51 @@ async def test_cancel_on_temporal_leaves_no_child_running(
     assert status.stdout.count("cancelled") >= 2
     again = await asyncio.to_thread(checked, "cancel", run_id, env=env)
     assert "already ended" in again.stdout
+
+
+async def test_a_killed_parent_and_its_child_resume_on_a_new_worker_process(
+    local_env: dict[str, str], tmp_path: Path
+) -> None:
+    store = tmp_path / "durable.db"
+    marks = tmp_path / "marks"
+    job = f'{{"n": 1, "path": "{marks}"}}'
+    running = _start("run", "family.waiting_parent", "--input", job, "--run-id", "killed",
+                     "--local", env=local_env)  # fmt: skip
+    try:
+        (child,) = await _waiting_children(store, "killed", 1)
+    finally:
+        running.send_signal(signal.SIGKILL)
+        running.communicate()
+
+    recovering = _start("worker", "--local", env=local_env)
+    try:
+        # The new worker takes the parent over once its lease lapses, and the parent its child.
+        for _ in range(400):
+            if await _states(store, [child]) == ["running"] and await _child_waits_again(
+                store, child
+            ):
+                break
+            await asyncio.sleep(0.05)
+        sent = await asyncio.to_thread(
+            checked, "event", child, "go", "--payload", "5", "--local", env=local_env
+        )
+        assert sent.returncode == 0, sent.stderr
+        for _ in range(400):
+            if await _states(store, ["killed", child]) == ["completed", "completed"]:
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        recovering.send_signal(signal.SIGTERM)
+        recovering.communicate(timeout=30)
+    assert await _states(store, ["killed", child]) == ["completed", "completed"]
+    assert marks.read_text().split() == ["before-1"]  # the child's step ran once
+
+
+async def _child_waits_again(path: Path, child: str) -> bool:
+    """Whether a worker holds ``child`` again (its lease is live)."""
+    store = SqliteStore(path)
+    try:
+        run = await store.load_run(child)
+    finally:
+        await store.close()
+    return run is not None and run.lease_generation >= 2
