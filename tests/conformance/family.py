@@ -47,6 +47,24 @@ async def priced(n: int) -> dict[str, Any]:
     return {"text": "ok", "usage": {"input_tokens": 10 * n, "output_tokens": n, "cost": 0.5 * n}}
 
 
+@step(timeout=60, heartbeat=2)
+async def linger(path: str) -> None:
+    """A step still in flight when its run is cancelled: it notes the cancellation."""
+    with open(path, "a") as handle:
+        handle.write("started\n")
+    try:
+        await asyncio.sleep(60)
+    except asyncio.CancelledError:
+        with open(path, "a") as handle:
+            handle.write("cancelled\n")
+        raise
+
+
+@agent(name="family.lingering")
+async def lingering(ctx: DurableContext, ask: Ask) -> None:
+    await ctx.step("linger", linger, ask.path)
+
+
 @agent(name="family.leaf")
 async def leaf(ctx: DurableContext, ask: Ask) -> Answer:
     if ask.path:

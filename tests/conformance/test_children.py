@@ -213,6 +213,27 @@ async def test_a_parent_that_fails_cancels_its_children_first(
     assert await _settled(substrate, [child]) == ["cancelled"]
 
 
+async def test_a_step_in_flight_gets_the_cancellation(
+    substrate: Substrate, run_id: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "linger"
+    await substrate.start(family.lingering, Ask(path=str(path)), run_id=run_id)
+    for _ in range(400):
+        if path.exists():
+            break
+        await asyncio.sleep(0.02)
+
+    await substrate.cancel(run_id, "no more waiting")
+
+    with pytest.raises(DurableRunCancelledError, match="no more waiting"):
+        await substrate.result(run_id)
+    for _ in range(400):  # on Temporal the activity learns it at its next heartbeat
+        if path.read_text().split() == ["started", "cancelled"]:
+            break
+        await asyncio.sleep(0.02)
+    assert path.read_text().split() == ["started", "cancelled"]
+
+
 async def test_cancelling_a_child_fails_its_parents_call(substrate: Substrate, run_id: str) -> None:
     child = f"{run_id}/family.waiting_leaf-0"
     await substrate.start(family.waiting_parent, Ask(n=1), run_id=run_id)
