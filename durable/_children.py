@@ -186,6 +186,26 @@ class ChildCalls:
         )
         return await handle
 
+    @overload
+    async def start_agent(
+        self,
+        agent: Callable[[Any, Any], Awaitable[T]],
+        input: Any,
+        *,
+        run_id: str | None = None,
+        timeout: timedelta | float | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> ChildRun[T]: ...
+    @overload
+    async def start_agent(
+        self,
+        agent: str,
+        input: Any,
+        *,
+        run_id: str | None = None,
+        timeout: timedelta | float | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> ChildRun[Any]: ...
     async def start_agent(
         self,
         agent: Any,
