@@ -30,13 +30,12 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
 from temporalio.workflow import NondeterminismError
 
-from activities.conversation import conversation_turn
+import agents.conversation  # noqa: F401  (registers the conversation agent and its turn step)
 from activities.events import send_event
 from activities.steps import run_step
 from adapters.local import LocalWorker, SqliteStore
 from adapters.temporal import DevServer, PortInUseError, exit_without_teardown, workflow_runner
 from workflows.agent import AgentWorkflow
-from workflows.conversation import ConversationWorkflow
 
 ROOT = Path(__file__).resolve().parent
 log = logging.getLogger("durable.worker")
@@ -156,8 +155,8 @@ def temporal_worker(
     return Worker(
         client,
         task_queue=task_queue,
-        workflows=[AgentWorkflow, ConversationWorkflow],
-        activities=[run_step, send_event, conversation_turn],
+        workflows=[AgentWorkflow],
+        activities=[run_step, send_event],
         workflow_runner=workflow_runner(agent_modules),
         workflow_failure_exception_types=[NondeterminismError],
         **options,

@@ -1,36 +1,38 @@
-"""Conversation turns: one participant's model call, in-process or as an activity.
+"""The turn step: one participant's model call, judged by its call policy.
 
-``conversation.speak`` makes the call: the participant's model from the
-worker's settings, the correlation headers, and the user's authorization only
-when the participant forwards it (``DURABLE_FORWARDED_AUTHORIZATION``, read
-here, so it never enters a run's input or history). On Temporal each turn is
-the ``conversation.turn`` activity, which receives the transcript as a blob
-reference and stores the transcript with its own turn added, so a run's
-history grows by one turn's text per turn.
+``conversation.turn`` is an ordinary ``@step``: an activity on Temporal, an
+in-process call locally, with the deadline and retry policy the conversation
+gives it. It receives the transcript as a blob reference plus the turns
+committed since, and returns the transcript with its own turn added, so a
+run's history grows by one turn's text per turn.
+
+Each failure is judged here and the substrate retries: a ``DurableError`` is
+final, the call policy's ``is_retryable`` decides the rest, and the delay is
+the server's ``Retry-After`` or the policy's backoff (with jitter). The user's
+authorization is read from the worker's ``DURABLE_FORWARDED_AUTHORIZATION``
+and sent only when the participant forwards it, so it never enters a run's
+input or history.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import time
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from pydantic import BaseModel
-from temporalio import activity
-from temporalio.exceptions import ApplicationError
 
 from activities.llm import call_model
 from adapters.blobs import default_blob_store
-from adapters.temporal import ActivityTokens
-from durable import DurableError, live_tokens, retry_hints, step
+from durable import DurableError, RetryPolicy, current_attempt, retry_hints, step
+from durable._live import publish_step_entry, retry_entry, tag_turn
 from durable.conversation import (
-    FORWARD_HEADERS,
-    SPEAK_STEP,
-    TURN_ACTIVITY,
+    TURN_STEP,
+    CallPolicy,
     ConversationEvent,
     ConversationTurn,
-    SpeakRequest,
     TurnUsage,
     conversation_definition,
     forward_headers,
@@ -42,35 +44,20 @@ __all__ = [
     "TurnOutcome",
     "TurnRequest",
     "conversation_turn",
-    "speak",
+    "load_transcript",
+    "store_transcript",
 ]
 
 FORWARDED_AUTHORIZATION_ENV = "DURABLE_FORWARDED_AUTHORIZATION"
 
 
-@step(name=SPEAK_STEP, timeout=timedelta(seconds=120))
-async def speak(request: SpeakRequest) -> tuple[str, TurnUsage]:
-    headers = dict(request.headers)
-    forwarded = os.environ.get(FORWARDED_AUTHORIZATION_ENV)
-    if request.auth_source == "forward-user" and forwarded:
-        headers[FORWARD_HEADERS["authorization"]] = forwarded
-    answer = await call_model(request.model, request.messages, headers=headers)
-    usage = answer.usage
-    return answer.text, TurnUsage(
-        input_tokens=usage.input_tokens,
-        output_tokens=usage.output_tokens,
-        cost=usage.cost,
-        latency_ms=usage.latency_s * 1000,
-        model=usage.model,
-    )
-
-
 class TurnRequest(BaseModel):
-    """One turn on Temporal: everything by name or reference, so it stays small."""
+    """One turn: everything by name or reference, so it stays small in history."""
 
     conversation: str
     run_id: str
     speaker: str
+    index: int
     turn_id: str
     seed: str
     transcript_ref: str | None
@@ -79,14 +66,33 @@ class TurnRequest(BaseModel):
     """Turns committed since ``transcript_ref`` was stored (nested conversations' turns)."""
     depth: int
     parent_turn: str | None = None
+    forward_user: bool
+    """Whether this call forwards the user's authorization (the participant's auth_source)."""
+    headers: dict[str, str] = {}
+    """The inbound headers the conversation propagates (never a secret)."""
+    attempts: int
+    """Attempts this turn may make: the last one announces no retry."""
 
 
 class TurnOutcome(BaseModel):
+    """The answer; ``usage`` at the top, where a run's usage totals find a model call's."""
+
     text: str
     usage: TurnUsage
     attempts: int
+    started_at: datetime
+    """When the attempt that answered began."""
+    ended_at: datetime
     transcript_ref: str
     """The transcript with this turn added."""
+
+    def turn(self, request: TurnRequest) -> ConversationTurn:
+        """The committed turn this outcome answers ``request`` with."""
+        return ConversationTurn(
+            index=request.index, speaker=request.speaker, turn_id=request.turn_id,
+            text=self.text, usage=self.usage, attempts=self.attempts,
+            started_at=self.started_at, ended_at=self.ended_at,
+        )  # fmt: skip
 
 
 def store_transcript(turns: list[ConversationTurn]) -> str:
@@ -94,60 +100,93 @@ def store_transcript(turns: list[ConversationTurn]) -> str:
     return default_blob_store().put(data.encode())
 
 
-@activity.defn(name=TURN_ACTIVITY)
+def load_transcript(ref: str | None) -> list[ConversationTurn]:
+    if ref is None:
+        return []
+    return [ConversationTurn.model_validate(t) for t in json.loads(default_blob_store().get(ref))]
+
+
+@step(
+    name=TURN_STEP,
+    timeout=timedelta(seconds=120),
+    retry=RetryPolicy(initial_interval=timedelta(milliseconds=250), maximum_attempts=3),
+)
 async def conversation_turn(request: TurnRequest) -> TurnOutcome:
-    info = activity.info()
+    tag_turn(request.index)
+    attempt = current_attempt()
+    began = time.monotonic()
+    started = datetime.now(UTC)
     try:
         conversation = conversation_definition(request.conversation)
-        blobs = default_blob_store()
-        seed = request.seed
-        turns: list[ConversationTurn] = []
-        if request.transcript_ref is not None:
-            stored = json.loads(blobs.get(request.transcript_ref))
-            turns = [ConversationTurn.model_validate(t) for t in stored]
-        turns += request.pending
         speaker = conversation.participant(request.speaker)
-        assert speaker.model is not None, "nested conversations run as child workflows"
-        headers = forward_headers(
-            depth=request.depth, run_id=request.run_id, turn=request.turn_id,
-            speaker=speaker.name, parent_turn=request.parent_turn,
-        )  # fmt: skip
-        messages = turn_messages(conversation, speaker, seed, turns)
-        index = len(turns)
-
-        def retrying(attempt: int) -> dict[str, Any]:
-            event = ConversationEvent(
-                type="turn_retry", run_id=request.run_id, index=index, speaker=speaker.name,
-                turn_id=request.turn_id, attempt=attempt, timestamp=datetime.now(UTC),
-            )  # fmt: skip
-            return event.model_dump(mode="json", exclude_none=True)
-
-        intent = f"turn {index}: {speaker.name}"
-        async with ActivityTokens(index, intent, turn=index, on_retry=retrying) as deltas:
-            with live_tokens(deltas):
-                request_ = SpeakRequest(
-                    model=speaker.model,
-                    messages=messages,
-                    headers=headers,
-                    auth_source=speaker.auth_source,
-                )
-                text, usage = await speak(request_)
-    except ApplicationError:
+        policy = conversation.call_policy(speaker)
+        turns = [*load_transcript(request.transcript_ref), *request.pending]
+    except DurableError as exc:
+        exc.retryable = False  # type: ignore[attr-defined]  # another attempt finds the same
+        raise
+    assert speaker.model is not None, "a conversation participant runs as a child run"
+    headers = {
+        **request.headers,
+        **forward_headers(
+            conversation.policy.forward_headers, depth=request.depth, run_id=request.run_id,
+            turn=request.turn_id, speaker=speaker.name, parent_turn=request.parent_turn,
+        ),
+    }  # fmt: skip
+    forwarded = os.environ.get(FORWARDED_AUTHORIZATION_ENV)
+    if request.forward_user and forwarded:
+        headers[conversation.policy.forward_headers.authorization] = forwarded
+    messages = turn_messages(conversation, speaker, request.seed, turns)
+    try:
+        answer = await call_model(speaker.model, messages, headers=headers)
+    except asyncio.CancelledError:
+        if time.monotonic() - began >= policy.deadline.total_seconds():
+            reason = f"no answer within the deadline of {policy.deadline.total_seconds():g}s"
+            _announce_retry(request, attempt, "DurableStepTimeoutError", reason, None)
         raise
     except Exception as exc:
-        retryable, retry_after = retry_hints(exc)
-        message = exc.message if isinstance(exc, DurableError) else str(exc) or repr(exc)
-        raise ApplicationError(
-            message,
-            {"attempt": info.attempt},
-            type=type(exc).__name__,
-            non_retryable=not retryable or isinstance(exc, DurableError),
-            next_retry_delay=None if retry_after is None else timedelta(seconds=retry_after),
-        ) from exc
-    now = activity.info().current_attempt_scheduled_time
-    turn = ConversationTurn(
-        index=len(turns), speaker=speaker.name, turn_id=request.turn_id, text=text,
-        usage=usage, attempts=info.attempt, started_at=now, ended_at=now,
+        _judge(exc, policy, request, attempt)
+        raise
+    usage = answer.usage
+    outcome = TurnOutcome(
+        text=answer.text,
+        usage=TurnUsage(
+            input_tokens=usage.input_tokens, output_tokens=usage.output_tokens, cost=usage.cost,
+            latency_ms=usage.latency_s * 1000, model=usage.model,
+        ),
+        attempts=attempt, started_at=started, ended_at=datetime.now(UTC), transcript_ref="",
     )  # fmt: skip
-    ref = store_transcript([*turns, turn])
-    return TurnOutcome(text=text, usage=usage, attempts=info.attempt, transcript_ref=ref)
+    turn = outcome.turn(request)
+    return outcome.model_copy(update={"transcript_ref": store_transcript([*turns, turn])})
+
+
+def _judge(error: Exception, policy: CallPolicy, request: TurnRequest, attempt: int) -> None:
+    """Mark ``error`` with what the substrate needs to retry it, or not, as the policy says.
+
+    The error keeps its class and message, which the step's record keeps.
+    """
+    if isinstance(error, DurableError) or not policy.is_retryable(error):
+        error.retryable = False  # type: ignore[attr-defined]
+        return
+    error.retryable = True  # type: ignore[attr-defined]  # the policy, not the class, decides
+    asked = retry_hints(error)[1]
+    delay = asked if asked is not None else policy.delay_after(attempt)
+    error.retry_after = delay  # type: ignore[attr-defined]
+    _announce_retry(request, attempt, type(error).__name__, str(error) or repr(error), delay)
+
+
+def _announce_retry(
+    request: TurnRequest, attempt: int, error_type: str, message: str, delay: float | None
+) -> None:
+    """The seed's ``turn_retry`` event, published when this attempt fails and another follows."""
+    if attempt >= request.attempts:
+        return
+    event = ConversationEvent(
+        type="turn_retry", run_id=request.run_id, index=request.index, speaker=request.speaker,
+        turn_id=request.turn_id, attempt=attempt + 1,
+    )  # fmt: skip
+    detail = event.model_dump(mode="json", exclude_none=True)
+    entry = retry_entry(
+        None, attempt + 1, turn=request.index, detail=detail,
+        error_type=error_type, message=message, delay=delay,
+    )  # fmt: skip
+    publish_step_entry(entry)

@@ -24,6 +24,7 @@ from adapters.temporal import ActivityTokens, StepOutcome, step_of_activity
 from durable import (
     UNRECORDABLE_ERRORS,
     DurableError,
+    attempt_scope,
     live_tokens,
     registered_steps,
     retry_hints,
@@ -59,7 +60,8 @@ async def run_step(args: Sequence[RawValue]) -> StepOutcome:
         for raw, hint in zip(args, definition.params, strict=True)
     ]
     try:
-        value = await _run(definition.fn, values, step_of_activity(info.activity_id))
+        with attempt_scope(info.attempt):
+            value = await _run(definition.fn, values, step_of_activity(info.activity_id))
     except ApplicationError:
         raise
     except Exception as exc:

@@ -11,7 +11,7 @@ from datetime import timedelta
 from pydantic import BaseModel
 from temporalio import workflow
 
-import activities.conversation  # noqa: F401  (registers the conversation.speak step)
+import agents.conversation  # noqa: F401  (registers the conversation agent and its turn step)
 from durable import DurableContext, agent
 from durable.conversation import (
     ConversationPolicy,

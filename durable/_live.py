@@ -31,8 +31,10 @@ __all__ = [
     "joined_tokens",
     "live_position_error",
     "live_tokens",
+    "publish_step_entry",
     "publish_token",
     "retry_entry",
+    "tag_turn",
     "text_end",
 ]
 
@@ -98,7 +100,7 @@ RETRY_MESSAGE_LIMIT = 300
 
 
 def retry_entry(
-    step: int,
+    step: int | None,
     attempt: int,
     *,
     error_type: str | None,
@@ -133,13 +135,17 @@ def retry_entry(
 
 
 def text_end(events: Iterable[LiveEvent], step: int, turn: int | None = None) -> int:
-    """How far into ``step``'s text (or a turn's) the token deltas among ``events`` reach."""
+    """How far into ``step``'s text the token deltas among ``events`` reach.
+
+    A step's text is one text whatever turn it is tagged with; ``turn`` narrows
+    the search to that turn's deltas.
+    """
     end = 0
     for event in events:
         if (
             event.kind == "token"
             and event.step == step
-            and event.turn == turn
+            and (turn is None or event.turn == turn)
             and event.text is not None
         ):
             end = max(end, (event.offset or 0) + len(event.text))
@@ -182,6 +188,10 @@ class TokenDeltas:
     def new_attempt(self) -> None:
         self._position = 0
 
+    def publish_entry(self, event: LiveEvent) -> None:
+        """Publish another entry of this step, stamped with its position and turn."""
+        self._publish(event.model_copy(update={"step": self.step, "turn": self.turn}))
+
     def push(self, text: str) -> None:
         start = self._position
         self._position += len(text)
@@ -217,6 +227,28 @@ def publish_token(text: str) -> None:
     deltas = _current.get()
     if deltas is not None:
         deltas.push(text)
+
+
+def tag_turn(turn: int) -> None:
+    """Tag the running step's token deltas as the text of conversation turn ``turn``.
+
+    A no-op outside a step run by a substrate. Deduplication across attempts is
+    unchanged: a step's text is one text, whatever turn it belongs to.
+    """
+    deltas = _current.get()
+    if deltas is not None:
+        deltas.turn = turn
+
+
+def publish_step_entry(event: LiveEvent) -> None:
+    """Publish ``event`` on the run's live stream as an entry of the running step.
+
+    For what only the step knows, such as why a conversation turn is retried.
+    A no-op outside a step run by a substrate.
+    """
+    deltas = _current.get()
+    if deltas is not None:
+        deltas.publish_entry(event)
 
 
 class LiveView:

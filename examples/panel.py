@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
-import activities.conversation  # noqa: F401  (registers the conversation.speak step)
+import agents.conversation  # noqa: F401  (registers the conversation agent and its turn step)
 from durable import DurableContext, agent
 from durable.conversation import (
     CallPolicy,

@@ -2,10 +2,11 @@
 
     python -m examples.panel_demo [--temporal]
 
-The ``refund.review_panel`` conversation runs inside the ``panel_review`` agent,
-on the local SQLite store by default (every committed turn is journaled) or, with
-``--temporal``, on the embedded Temporal server (the conversation is a child
-workflow). The run's live stream is printed as it happens.
+The ``refund.review_panel`` conversation runs as a child run of the
+``panel_review`` agent, on the local SQLite store by default (a run in the same
+store, whose every turn is a recorded step) or, with ``--temporal``, on the
+embedded Temporal server (a child workflow). The parent's live stream is
+printed until it starts the conversation, then the conversation's own.
 """
 
 from __future__ import annotations
@@ -29,13 +30,16 @@ async def _local(case: Case) -> None:
     store = SqliteStore(ROOT / "data" / "panel.db")
     run_id = f"panel-{uuid.uuid4().hex[:8]}"
     run = asyncio.create_task(run_durable(panel_review, case, store=store, run_id=run_id))
-    for _ in range(1000):  # until the run exists, so it can be watched
-        if run.done() or await store.load_run(run_id) is not None:
-            break
-        await asyncio.sleep(0.01)
     view = LiveView()
-    async for event in watch_run(store, run_id):
-        view.show(event)
+    for watched in (run_id, f"{run_id}/conversation-0"):
+        for _ in range(1000):  # until the run exists, so it can be watched
+            if run.done() or await store.load_run(watched) is not None:
+                break
+            await asyncio.sleep(0.01)
+        async for event in watch_run(store, watched):
+            view.show(event)
+            if watched == run_id and event.kind == "step_started":
+                break  # the parent started the conversation: follow the child
     result = (await run).result
     await store.close()
     _summary(result)
@@ -59,7 +63,7 @@ async def _temporal(case: Case) -> None:
         for watched in (run_id, child):
             async for event in agents.watch(watched):
                 view.show(event)
-                if event.kind == "step_started":
+                if watched == run_id and event.kind == "step_started":
                     break  # the parent started the conversation: follow the child
         _summary(await agents.result(run_id))
 

@@ -13,8 +13,6 @@ from ._convert import (
 from ._devserver import DevServer, PortInUseError, find_temporal_binary
 from ._live import LIVE_TOPIC, ActivityTokens, watch_stream
 from ._messages import (
-    ABORT_SIGNAL,
-    CONVERSATION_WORKFLOW,
     EVENT_SIGNAL,
     EVENT_UPDATE,
     EVENTS_MEMO,
@@ -25,9 +23,6 @@ from ._messages import (
     STATUS_QUERY,
     STEPS_QUERY,
     USAGE_MEMO,
-    BreakerState,
-    ConversationInput,
-    ConversationState,
     EventMessage,
     RunEvent,
     StepOutcome,
@@ -38,9 +33,7 @@ from ._search import AGENT_NAME, PROJECT_ID, SEARCH_ATTRIBUTES, WAITING_FOR
 from ._status import RunSnapshot
 
 __all__ = [
-    "ABORT_SIGNAL",
     "AGENT_NAME",
-    "CONVERSATION_WORKFLOW",
     "EVENTS_MEMO",
     "EVENTS_MEMO_PATCH",
     "EVENT_SIGNAL",
@@ -58,9 +51,6 @@ __all__ = [
     "WAITING_FOR",
     "ActivityTokens",
     "AgentClient",
-    "BreakerState",
-    "ConversationInput",
-    "ConversationState",
     "DevServer",
     "EventMessage",
     "PortInUseError",

@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from durable.conversation import ConversationTurn
-
 __all__ = [
-    "ABORT_SIGNAL",
-    "CONVERSATION_WORKFLOW",
     "EVENTS_MEMO",
     "EVENTS_MEMO_PATCH",
     "EVENT_SIGNAL",
@@ -23,9 +18,6 @@ __all__ = [
     "STEPS_QUERY",
     "STEP_MEMO",
     "USAGE_MEMO",
-    "BreakerState",
-    "ConversationInput",
-    "ConversationState",
     "EventMessage",
     "RunEvent",
     "StepOutcome",
@@ -53,10 +45,6 @@ USAGE_MEMO = "usage"
 SEND_EVENT_ACTIVITY = "durable.send_event"
 """Activity that sends one run's event to another (``activities/events.py``)."""
 STATUS_QUERY = "status"
-ABORT_SIGNAL = "abort"
-"""Signal that halts a conversation run before its next turn."""
-CONVERSATION_WORKFLOW = "durable.conversation"
-"""Workflow type of a conversation run: a child of the agent run that started it."""
 
 
 class EventMessage(BaseModel):
@@ -76,35 +64,6 @@ class RunEvent(BaseModel):
     run_id: str
     key: str
     payload: Any = None
-
-
-class BreakerState(BaseModel):
-    failures: int = 0
-    opened_at: datetime | None = None
-
-
-class ConversationState(BaseModel):
-    """What a conversation carries into its next run when it continues as new."""
-
-    transcript: list[ConversationTurn]
-    started_at: datetime
-    transcript_ref: str | None
-    pending: list[ConversationTurn] = []
-    breakers: dict[str, BreakerState]
-
-
-class ConversationInput(BaseModel):
-    """The input of a conversation's child workflow."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    conversation: str
-    seed: str
-    depth: int = 1
-    parent_turn: str | None = None
-    aborted: bool = False
-    """Set when the abort event had arrived before the conversation started."""
-    state: ConversationState | None = None
 
 
 class StepOutcome(BaseModel):

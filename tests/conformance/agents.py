@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-import activities.conversation  # noqa: F401  (registers the conversation.speak step)
+import agents.conversation  # noqa: F401  (registers the conversation agent and its turn step)
 from activities.llm import chat, model_defaults
 from durable import (
     DurableAwaitEventTimeoutError,
@@ -29,12 +29,17 @@ from durable import (
     step,
 )
 from durable.conversation import (
+    REFERENCE_FORWARD_HEADERS,
     CallPolicy,
     ConversationPolicy,
     ConversationResult,
+    DriveState,
+    HaltContext,
+    HaltSignal,
     Participant,
     conversation_definition,
     define_conversation,
+    transient_errors,
 )
 
 CALLS: Counter[str] = Counter()
@@ -427,13 +432,15 @@ define_conversation(
     participants=_two(model="bad-request"),
     policy=ConversationPolicy(max_turns=4),
 )
+# A 500 is an answer, which the reference's default judgment never retries: these
+# conversations retry what the error says may pass (transient_errors).
+RETRY_TRANSIENT = CallPolicy(
+    max_retries=2, backoff=timedelta(milliseconds=50), is_retryable=transient_errors
+)
 define_conversation(
     "conformance.retried",
     participants=_two(model="flaky"),
-    policy=ConversationPolicy(
-        max_turns=2,
-        default_call_policy=CallPolicy(max_retries=2, backoff=timedelta(milliseconds=50)),
-    ),
+    policy=ConversationPolicy(max_turns=2, default_call_policy=RETRY_TRANSIENT),
 )
 define_conversation(
     "conformance.breaker",
@@ -441,7 +448,50 @@ define_conversation(
     policy=ConversationPolicy(
         max_turns=2,
         default_call_policy=CallPolicy(
-            max_retries=5, backoff=timedelta(milliseconds=50), failures_to_open=2
+            max_retries=5,
+            backoff=timedelta(milliseconds=50),
+            failures_to_open=2,
+            is_retryable=transient_errors,
+        ),
+    ),
+)
+define_conversation(
+    "conformance.unretried",
+    participants=_two(model="flaky"),  # the default call policy: two retries, network errors only
+    policy=ConversationPolicy(max_turns=2),
+)
+define_conversation(
+    "conformance.dropped",
+    participants=_two(model="drop-once"),  # the connection is cut: a network error
+    policy=ConversationPolicy(
+        max_turns=2, default_call_policy=CallPolicy(backoff=timedelta(milliseconds=10))
+    ),
+)
+define_conversation(
+    "conformance.overridden",
+    participants=[
+        Participant(name="alice", model="flaky", call_policy=RETRY_TRANSIENT),
+        Participant(name="bob", model="down"),  # the default: his 500 is not retried
+    ],
+    policy=ConversationPolicy(max_turns=2),
+)
+define_conversation(
+    "conformance.told_to_wait",
+    participants=_two(model="busy-once"),  # 503 with retry-after-ms: 200
+    policy=ConversationPolicy(
+        max_turns=2,
+        default_call_policy=CallPolicy(
+            backoff=timedelta(milliseconds=10), jitter=0.0, is_retryable=transient_errors
+        ),
+    ),
+)
+define_conversation(
+    "conformance.paced",
+    participants=_two(model="flaky"),
+    policy=ConversationPolicy(
+        max_turns=2,
+        default_call_policy=CallPolicy(
+            backoff=lambda attempt: 0.3 * attempt, jitter=0.0, is_retryable=transient_errors
         ),
     ),
 )
@@ -480,6 +530,38 @@ for _turns in (10, 40):
     )
 
 
+def _alice_pays_after_her_first_turn(state: DriveState) -> str:
+    return "forward-user" if state.turn_index == 0 else "agent-owned"
+
+
+async def _halt_once_bob_spoke(context: HaltContext) -> HaltSignal | bool:
+    if context.last_turn.speaker == "bob":
+        return HaltSignal(reason=f"bob spoke at turn {context.last_turn.index}")
+    return False
+
+
+define_conversation(
+    "conformance.decided",
+    participants=[
+        Participant(name="alice", model="ok", auth_source=_alice_pays_after_her_first_turn),
+        Participant(name="bob", model="ok"),
+    ],
+    policy=ConversationPolicy(max_turns=3),
+)
+define_conversation(
+    "conformance.signalled",
+    participants=_two(),
+    policy=ConversationPolicy(max_turns=10, halt_on=_halt_once_bob_spoke),
+)
+define_conversation(
+    "conformance.gateway",
+    participants=_two(),
+    policy=ConversationPolicy(
+        max_turns=2,
+        forward_headers=REFERENCE_FORWARD_HEADERS,
+        propagated_headers=("traceparent", "x-tenant"),
+    ),
+)
 define_conversation(
     "conformance.owned",
     participants=[

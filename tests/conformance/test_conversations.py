@@ -10,12 +10,23 @@ import subprocess
 import sys
 from collections import Counter
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from durable import DurableError, usage_totals
-from durable.conversation import ConversationResult, turn_id
+from agents.conversation import conversation, run_conversation
+from durable import DurableError, LiveEvent, usage_totals
+from durable.conversation import (
+    ConversationEvent,
+    ConversationEvents,
+    ConversationResult,
+    ConversationRun,
+    ConversationState,
+    conversation_definition,
+    turn_id,
+)
 from tests.conformance import agents
 from tests.conformance.agents import Job
 from tests.conformance.substrates import LocalSubstrate, Substrate, TemporalSubstrate
@@ -23,7 +34,7 @@ from tests.support.llm_server import ModelServer, model_server
 from tests.support.llm_server import catalog as models_on
 
 ROOT = Path(__file__).resolve().parents[2]
-MODELS = ("ok", "flaky", "bad-request", "down", "slow")
+MODELS = ("ok", "flaky", "bad-request", "down", "slow", "drop-once", "busy-once")
 
 
 @pytest.fixture
@@ -34,9 +45,9 @@ async def models(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[ModelServer]:
         yield server
 
 
-def _conversation_stream(substrate: Substrate, run_id: str) -> str:
-    """On Temporal the conversation is its own run; locally it streams in its parent's."""
-    return f"{run_id}/conversation-0" if isinstance(substrate, TemporalSubstrate) else run_id
+def _conversation_stream(run_id: str) -> str:
+    """A conversation is a child run on every substrate, with its own live stream."""
+    return f"{run_id}/conversation-0"
 
 
 async def _talk(substrate: Substrate, run_id: str, name: str) -> ConversationResult:
@@ -129,7 +140,7 @@ async def test_a_turn_retry_entry_says_why_and_how_long_it_waited(
 ) -> None:
     await _talk(substrate, run_id, "conformance.retried")
 
-    events = await substrate.watch(_conversation_stream(substrate, run_id))
+    events = await substrate.watch(_conversation_stream(run_id))
 
     (retry,) = [e for e in events if (e.detail or {}).get("type") == "turn_retry"]
     assert (retry.turn, retry.detail["attempt"]) == (0, 2)  # type: ignore[index]
@@ -157,7 +168,7 @@ async def test_a_conversation_can_be_a_participant(
     result = await _talk(substrate, run_id, "conformance.panel")
 
     panel, judge = result.transcript
-    events = await substrate.watch(_conversation_stream(substrate, run_id))
+    events = await substrate.watch(_conversation_stream(run_id))
     starts = [e for e in events if (e.detail or {}).get("type") == "conversation_start"]
     assert len(starts) == 1  # the inner conversation's own events stay in its own stream
     panel_tokens = [e.text for e in events if e.kind == "token" and e.turn == 0]
@@ -171,7 +182,9 @@ async def test_a_conversation_can_be_a_participant(
     # The inner conversation's calls are one hop deeper and name the turn they serve.
     assert {h["x-durable-forwarded-depth"] for h in inner} == {"2"}
     assert {h["x-durable-parent-turn-id"] for h in inner} == {panel.turn_id}
-    assert {h["x-durable-run-id"] for h in inner} == {panel.turn_id}
+    # It is a child run of the conversation, which is a child run of the agent's.
+    (inner_run,) = {h["x-durable-run-id"] for h in inner}
+    assert inner_run.startswith(f"{result.run_id}/conversation-")
     assert outer["x-durable-forwarded-depth"] == "1"
 
 
@@ -217,7 +230,7 @@ async def test_a_crashed_conversation_resumes_after_its_last_committed_turn(
     assert [asked[t] for t in (turns[0], turns[1], turns[3])] == [1, 1, 1]
     assert asked[turns[2]] in (1, 2)
     # Watchers saw each turn's text once, the turn asked again included.
-    events = await substrate.watch(_conversation_stream(substrate, run_id))
+    events = await substrate.watch(_conversation_stream(run_id))
     for turn in result.transcript:
         pieces = [e.text or "" for e in events if e.kind == "token" and e.turn == turn.index]
         assert "".join(pieces) == turn.text
@@ -249,12 +262,12 @@ def _converse_in_child(substrate: LocalSubstrate, run_id: str, name: str) -> sub
 
 
 @pytest.mark.local_only(reason="kills a real worker process holding a local store")
-async def test_sigkill_mid_conversation_then_resume_from_the_journal(
+async def test_sigkill_mid_conversation_then_resume_from_the_records(
     substrate: Substrate, run_id: str, models: ModelServer
 ) -> None:
     assert isinstance(substrate, LocalSubstrate)
     if substrate.name == "memory":
-        pytest.skip("an in-memory journal does not outlive the process it is killed with")
+        pytest.skip("an in-memory store does not outlive the process it is killed with")
     child = _converse_in_child(substrate, run_id, "conformance.slow")
     try:
         for _ in range(1000):  # two turns committed, the third under way
@@ -306,7 +319,7 @@ async def test_the_conversation_streams_its_turns_and_tokens_live(
 ) -> None:
     await _talk(substrate, run_id, "conformance.debate")
 
-    events = await substrate.watch(_conversation_stream(substrate, run_id))
+    events = await substrate.watch(_conversation_stream(run_id))
 
     conversation = [e.detail or {} for e in events if e.kind == "conversation"]
     kinds = [d["type"] for d in conversation]
@@ -331,3 +344,184 @@ async def test_an_abort_key_that_is_no_event_key_is_refused(
     ):
         await substrate.result(run_id)
     assert models.requests["ok"] == 0  # refused before any turn
+
+
+# What the two implementations did differently, now one implementation on every substrate.
+
+
+def _retries(events: list[LiveEvent]) -> list[LiveEvent]:
+    return [e for e in events if (e.detail or {}).get("type") == "turn_retry"]
+
+
+async def test_a_retry_after_the_server_asked_for_replaces_the_backoff(
+    substrate: Substrate, run_id: str, models: ModelServer
+) -> None:
+    result = await _talk(substrate, run_id, "conformance.told_to_wait")
+
+    assert [t.attempts for t in result.transcript] == [2, 1]
+    first, second = models.arrivals["busy-once"][:2]
+    assert second - first >= 0.2  # retry-after-ms: 200, where the backoff is 10 ms
+    (retry,) = _retries(await substrate.watch(_conversation_stream(run_id)))
+    assert retry.delay == 0.2
+
+
+async def test_a_durable_error_in_a_turn_is_final(
+    substrate: Substrate, run_id: str, models: ModelServer
+) -> None:
+    # A worker that does not share the blob store the transcript was stored in.
+    state = ConversationState(
+        transcript=[], started_at=datetime(2026, 1, 1, tzinfo=UTC), transcript_ref="0" * 64,
+        breakers={},
+    )  # fmt: skip
+    run = ConversationRun(conversation="conformance.debate", seed="topic 7", state=state)
+
+    result = await substrate.run(conversation, run, run_id=run_id)
+
+    assert (result.halted.kind, result.halted.participant) == ("participant_error", "alice")
+    message = result.halted.message or ""
+    assert "is not in" in message  # DurableStoreError: the blob is missing
+    assert "after 1 attempt(s)" in message  # three allowed, none retried
+    assert "circuit" not in message  # not the participant's fault
+    assert models.requests["ok"] == 0
+    assert _retries(await substrate.watch(run_id)) == []
+
+
+async def test_the_stream_reads_back_as_the_protocols_typed_events(
+    substrate: Substrate, run_id: str, models: ModelServer
+) -> None:
+    result = await _talk(substrate, run_id, "conformance.debate")
+
+    reader = ConversationEvents(result.run_id)
+    entries = await substrate.watch(_conversation_stream(run_id))
+    events = [event for entry in entries if (event := reader.read(entry)) is not None]
+
+    assert events[0].type == "conversation_start"
+    assert (events[-1].type, events[-1].result) == ("conversation_end", result)
+    assert all(event.timestamp is not None for event in events)
+    deltas = [event for event in events if event.type == "turn_text_delta"]
+    for turn in result.transcript:
+        said = [d for d in deltas if d.index == turn.index]
+        assert {(d.speaker, d.turn_id) for d in said} == {(turn.speaker, turn.turn_id)}
+        assert "".join(d.text or "" for d in said) == turn.text
+
+
+# Parity with the reference conversation API.
+
+
+async def test_the_reference_default_does_not_retry_an_answer_the_server_gave(
+    substrate: Substrate, run_id: str, models: ModelServer
+) -> None:
+    result = await _talk(substrate, run_id, "conformance.unretried")
+
+    assert result.turns == 0
+    assert result.halted.kind == "participant_error"
+    assert "answered 500" in (result.halted.message or "")
+    assert "after 1 attempt(s)" in (result.halted.message or "")
+    assert models.requests["flaky"] == 1
+
+
+async def test_the_reference_default_retries_a_cut_connection(
+    substrate: Substrate, run_id: str, models: ModelServer
+) -> None:
+    result = await _talk(substrate, run_id, "conformance.dropped")
+
+    assert [t.attempts for t in result.transcript] == [2, 1]
+    assert (models.requests["drop-once"], models.requests["ok"]) == (2, 1)
+
+
+async def test_a_participants_own_call_policy_overrides_the_default(
+    substrate: Substrate, run_id: str, models: ModelServer
+) -> None:
+    result = await _talk(substrate, run_id, "conformance.overridden")
+
+    (alice,) = result.transcript  # her own policy retried her 500
+    assert alice.attempts == 2
+    # Bob's default policy did not retry his.
+    assert (result.halted.kind, result.halted.participant) == ("participant_error", "bob")
+    assert (models.requests["flaky"], models.requests["down"]) == (2, 1)
+
+
+async def test_a_backoff_function_spaces_the_retries(
+    substrate: Substrate, run_id: str, models: ModelServer
+) -> None:
+    result = await _talk(substrate, run_id, "conformance.paced")
+
+    assert [t.attempts for t in result.transcript] == [2, 1]
+    first, second = models.arrivals["flaky"][:2]
+    assert second - first >= 0.3  # the function's delay after attempt 1
+    (retry,) = _retries(await substrate.watch(_conversation_stream(run_id)))
+    assert retry.delay == 0.3
+
+
+async def test_auth_source_may_decide_turn_by_turn(
+    substrate: Substrate,
+    run_id: str,
+    models: ModelServer,
+    monkeypatch: pytest.MonkeyPatch,
+    configured_secret: str,
+) -> None:
+    monkeypatch.setenv("DURABLE_FORWARDED_AUTHORIZATION", f"Bearer {configured_secret}")
+
+    await _talk(substrate, run_id, "conformance.decided")
+
+    forwarded = ["x-durable-forwarded-authorization" in seen for seen in models.headers]
+    assert forwarded == [True, True, False]  # alice, bob, then alice paying herself
+
+
+async def test_an_async_halt_predicate_sees_the_last_turn_and_gives_its_reason(
+    substrate: Substrate, run_id: str, models: ModelServer
+) -> None:
+    result = await _talk(substrate, run_id, "conformance.signalled")
+
+    assert result.turns == 2
+    assert (result.halted.kind, result.halted.reason) == ("predicate", "bob spoke at turn 1")
+
+
+async def _standalone(
+    substrate: Substrate, name: str, run_id: str, **options: Any
+) -> ConversationResult:
+    if isinstance(substrate, TemporalSubstrate):
+        options["client"] = substrate.client
+    else:
+        assert isinstance(substrate, LocalSubstrate)
+        options["store"] = substrate.store
+    definition = conversation_definition(name)
+    return await run_conversation(definition, "topic 7", run_id=run_id, **options)
+
+
+async def test_a_standalone_conversation_speaks_the_reference_headers(
+    substrate: Substrate,
+    run_id: str,
+    models: ModelServer,
+    monkeypatch: pytest.MonkeyPatch,
+    configured_secret: str,
+) -> None:
+    monkeypatch.setenv("DURABLE_FORWARDED_AUTHORIZATION", f"Bearer {configured_secret}")
+    inbound = {
+        "Traceparent": "00-4bf92f3577b34da6-00f067aa0ba902b7-01",
+        "x-tenant": "acme",
+        "x-not-chosen": "stays here",
+        "x-tangle-forwarded-depth": "1",  # the caller is itself one hop from the origin
+        "x-tangle-turnid": "caller.t3.planner",
+    }
+    seen: list[ConversationEvent] = []
+
+    result = await _standalone(
+        substrate, "conformance.gateway", run_id, headers=inbound, on_event=seen.append
+    )
+
+    assert result.run_id == run_id
+    for index, (headers, speaker) in enumerate(zip(models.headers, ["alice", "bob"], strict=True)):
+        assert headers["traceparent"] == inbound["Traceparent"]
+        assert headers["x-tenant"] == "acme"
+        assert "x-not-chosen" not in headers
+        assert headers["x-tangle-forwarded-depth"] == "2"
+        assert headers["x-tangle-runid"] == run_id
+        assert headers["x-tangle-turnid"] == turn_id(run_id, index, speaker)
+        assert headers["x-tangle-parent-turnid"] == "caller.t3.planner"
+        assert headers["x-tangle-speaker"] == speaker
+        assert headers["x-tangle-forwarded-authorization"] == f"Bearer {configured_secret}"
+        assert not [name for name in headers if name.startswith("x-durable-")]
+    kinds = [event.type for event in seen]
+    assert (kinds[0], kinds[-1]) == ("conversation_start", "conversation_end")
+    assert "turn_text_delta" in kinds

@@ -11,6 +11,7 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
 from adapters.temporal import AgentClient, DevServer
+from durable.conversation import ConversationEvent
 from tests.conformance import agents
 from tests.conformance.agents import Job
 from tests.support.llm_server import ModelServer, catalog, model_server
@@ -59,6 +60,7 @@ async def test_a_long_conversation_continues_as_new_and_keeps_its_transcript(
         async with temporal_worker(client, task_queue="long-talk", agent_modules=modules):
             await agents_client.start(agents.talk, Job(key="conformance.long"), run_id="long")
             result = await agents_client.result("long")
+            entries = [e async for e in agents_client.watch("long/conversation-0")]
 
         runs = [w async for w in client.list_workflows("WorkflowId = 'long/conversation-0'")]
         first = runs[-1]  # listed newest first
@@ -77,6 +79,16 @@ async def test_a_long_conversation_continues_as_new_and_keeps_its_transcript(
     assert models.requests["ok"] == 12  # no turn ran twice across the continuations
     # Each turn saw the whole transcript, carried across runs by reference.
     assert len(models.bodies[-1]["messages"]) == 1 + 11
+    # The execution that continued says so, with the transcript it carried (seed 002).
+    resumed = [
+        ConversationEvent.model_validate(e.detail)
+        for e in entries
+        if (e.detail or {}).get("type") == "conversation_resumed"
+    ]
+    assert resumed
+    for event in resumed:
+        assert event.transcript
+        assert event.transcript == result.transcript[: len(event.transcript)]
 
 
 async def _history_bytes(client: Client, workflow_id: str) -> int:
