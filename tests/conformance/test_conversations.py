@@ -45,6 +45,15 @@ async def models(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[ModelServer]:
         yield server
 
 
+@pytest.fixture
+def forwarded(monkeypatch: pytest.MonkeyPatch, configured_secret: str) -> str:
+    """The user's authorization as the worker is configured with it: the session's secret,
+    which the end-of-session search of every Temporal history proves never entered one."""
+    authorization = f"Bearer {configured_secret}"
+    monkeypatch.setenv("DURABLE_FORWARDED_AUTHORIZATION", authorization)
+    return authorization
+
+
 def _conversation_stream(run_id: str) -> str:
     """A conversation is a child run on every substrate, with its own live stream."""
     return f"{run_id}/conversation-0"
@@ -105,13 +114,21 @@ async def test_a_credit_cap_halts_between_turns(
     assert result.spent_credits_cents == pytest.approx(2.1)
 
 
+@pytest.mark.parametrize(
+    ("name", "reason"),
+    [
+        ("conformance.agree", "both said hello"),
+        # Async, seeing the last turn, answering with a HaltSignal (the reference's).
+        ("conformance.signalled", "bob spoke at turn 1"),
+    ],
+)
 async def test_a_predicate_halts_with_its_reason(
-    substrate: Substrate, run_id: str, models: ModelServer
+    substrate: Substrate, run_id: str, models: ModelServer, name: str, reason: str
 ) -> None:
-    result = await _talk(substrate, run_id, "conformance.agree")
+    result = await _talk(substrate, run_id, name)
 
     assert result.turns == 2
-    assert (result.halted.kind, result.halted.reason) == ("predicate", "both said hello")
+    assert (result.halted.kind, result.halted.reason) == ("predicate", reason)
 
 
 async def test_a_participant_error_halts_the_conversation(
@@ -290,16 +307,8 @@ async def test_sigkill_mid_conversation_then_resume_from_the_records(
 
 
 async def test_each_call_carries_correlation_headers_and_forwards_only_what_it_may(
-    substrate: Substrate,
-    run_id: str,
-    models: ModelServer,
-    monkeypatch: pytest.MonkeyPatch,
-    configured_secret: str,
+    substrate: Substrate, run_id: str, models: ModelServer, forwarded: str
 ) -> None:
-    # The user's authorization is the session's secret: the end-of-session search of
-    # every Temporal history proves it never entered one.
-    monkeypatch.setenv("DURABLE_FORWARDED_AUTHORIZATION", f"Bearer {configured_secret}")
-
     await _talk(substrate, run_id, "conformance.owned")
 
     child = f"{run_id}/conversation-0"
@@ -310,7 +319,7 @@ async def test_each_call_carries_correlation_headers_and_forwards_only_what_it_m
         assert seen["x-durable-turn-id"] == turn_id(child, index, speaker)
         assert seen["x-durable-speaker"] == speaker
         assert seen["authorization"].startswith("Bearer partner-secret-")  # the model's key
-    assert alice["x-durable-forwarded-authorization"] == f"Bearer {configured_secret}"
+    assert alice["x-durable-forwarded-authorization"] == forwarded
     assert "x-durable-forwarded-authorization" not in bob  # agent-owned: never forwarded
 
 
@@ -353,16 +362,25 @@ def _retries(events: list[LiveEvent]) -> list[LiveEvent]:
     return [e for e in events if (e.detail or {}).get("type") == "turn_retry"]
 
 
-async def test_a_retry_after_the_server_asked_for_replaces_the_backoff(
-    substrate: Substrate, run_id: str, models: ModelServer
+@pytest.mark.parametrize(
+    ("name", "model", "delay"),
+    [
+        # Retry-After honoured: the server's retry-after-ms (200) replaces a 10 ms backoff.
+        ("conformance.told_to_wait", "busy-once", 0.2),
+        # A backoff function of the failed attempt (the reference's), jitter off.
+        ("conformance.paced", "flaky", 0.3),
+    ],
+)
+async def test_a_retried_turn_waits_what_it_says(
+    substrate: Substrate, run_id: str, models: ModelServer, name: str, model: str, delay: float
 ) -> None:
-    result = await _talk(substrate, run_id, "conformance.told_to_wait")
+    result = await _talk(substrate, run_id, name)
 
     assert [t.attempts for t in result.transcript] == [2, 1]
-    first, second = models.arrivals["busy-once"][:2]
-    assert second - first >= 0.2  # retry-after-ms: 200, where the backoff is 10 ms
+    first, second = models.arrivals[model][:2]
+    assert second - first >= delay
     (retry,) = _retries(await substrate.watch(_conversation_stream(run_id)))
-    assert retry.delay == 0.2
+    assert retry.delay == delay
 
 
 async def test_a_durable_error_in_a_turn_is_final(
@@ -441,40 +459,14 @@ async def test_a_participants_own_call_policy_overrides_the_default(
     assert (models.requests["flaky"], models.requests["down"]) == (2, 1)
 
 
-async def test_a_backoff_function_spaces_the_retries(
-    substrate: Substrate, run_id: str, models: ModelServer
-) -> None:
-    result = await _talk(substrate, run_id, "conformance.paced")
-
-    assert [t.attempts for t in result.transcript] == [2, 1]
-    first, second = models.arrivals["flaky"][:2]
-    assert second - first >= 0.3  # the function's delay after attempt 1
-    (retry,) = _retries(await substrate.watch(_conversation_stream(run_id)))
-    assert retry.delay == 0.3
-
-
 async def test_auth_source_may_decide_turn_by_turn(
-    substrate: Substrate,
-    run_id: str,
-    models: ModelServer,
-    monkeypatch: pytest.MonkeyPatch,
-    configured_secret: str,
+    substrate: Substrate, run_id: str, models: ModelServer, forwarded: str
 ) -> None:
-    monkeypatch.setenv("DURABLE_FORWARDED_AUTHORIZATION", f"Bearer {configured_secret}")
 
     await _talk(substrate, run_id, "conformance.decided")
 
-    forwarded = ["x-durable-forwarded-authorization" in seen for seen in models.headers]
-    assert forwarded == [True, True, False]  # alice, bob, then alice paying herself
-
-
-async def test_an_async_halt_predicate_sees_the_last_turn_and_gives_its_reason(
-    substrate: Substrate, run_id: str, models: ModelServer
-) -> None:
-    result = await _talk(substrate, run_id, "conformance.signalled")
-
-    assert result.turns == 2
-    assert (result.halted.kind, result.halted.reason) == ("predicate", "bob spoke at turn 1")
+    sent = [seen.get("x-durable-forwarded-authorization") for seen in models.headers]
+    assert sent == [forwarded, forwarded, None]  # alice, bob, then alice paying herself
 
 
 async def _standalone(
@@ -490,13 +482,8 @@ async def _standalone(
 
 
 async def test_a_standalone_conversation_speaks_the_reference_headers(
-    substrate: Substrate,
-    run_id: str,
-    models: ModelServer,
-    monkeypatch: pytest.MonkeyPatch,
-    configured_secret: str,
+    substrate: Substrate, run_id: str, models: ModelServer, forwarded: str
 ) -> None:
-    monkeypatch.setenv("DURABLE_FORWARDED_AUTHORIZATION", f"Bearer {configured_secret}")
     inbound = {
         "Traceparent": "00-4bf92f3577b34da6-00f067aa0ba902b7-01",
         "x-tenant": "acme",
@@ -520,7 +507,7 @@ async def test_a_standalone_conversation_speaks_the_reference_headers(
         assert headers["x-tangle-turnid"] == turn_id(run_id, index, speaker)
         assert headers["x-tangle-parent-turnid"] == "caller.t3.planner"
         assert headers["x-tangle-speaker"] == speaker
-        assert headers["x-tangle-forwarded-authorization"] == f"Bearer {configured_secret}"
+        assert headers["x-tangle-forwarded-authorization"] == forwarded
         assert not [name for name in headers if name.startswith("x-durable-")]
     kinds = [event.type for event in seen]
     assert (kinds[0], kinds[-1]) == ("conversation_start", "conversation_end")
