@@ -116,10 +116,24 @@ class _Talk:
         self.transcript_ref = run.state.transcript_ref if run.state else None
         self.pending: list[ConversationTurn] = list(run.state.pending) if run.state else []
         """Committed turns not in the stored transcript yet (nested conversations' turns)."""
+        self._replayed = False
+        self._announced = False
 
     def emit(self, kind: str, **fields: object) -> None:
-        event = ConversationEvent(type=kind, run_id=self.ctx.run_id, **fields)  # type: ignore[arg-type]
-        self.ctx.publish(event.entry())
+        """Publish a conversation event; a local resume announces itself before its first."""
+        if self._replayed and not self._announced:
+            # Refused while still replaying; the first time it goes out, it leads.
+            resumed = self._event(
+                "conversation_resumed",
+                participants=[p.name for p in self.driver.conversation.participants],
+                transcript=self.driver.transcript,
+            )
+            self._announced = self.ctx.publish(resumed.entry())
+        if not self.ctx.publish(self._event(kind, **fields).entry()):
+            self._replayed = True
+
+    def _event(self, kind: str, **fields: object) -> ConversationEvent:
+        return ConversationEvent(type=kind, run_id=self.ctx.run_id, **fields)  # type: ignore[arg-type]
 
     def carried(self) -> ConversationState:
         return ConversationState(

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Generator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, overload
 
@@ -76,6 +76,8 @@ class ChildSpec:
     retry: RetryPolicy | None = None
     forward: Mapping[str, str] | None = None
     """Events of the parent passed on to the child as they arrive: parent key -> child key."""
+    summary: str | None = None
+    """What the child is, for people (the Temporal UI); by default its agent's description."""
 
 
 class ChildRun(Generic[T]):
@@ -248,6 +250,7 @@ class ChildCalls:
         intent: str,
         kind: StepKind,
         forward: Mapping[str, str] | None = None,
+        summary: str | None = None,
     ) -> ChildRun[Any]:
         """A child run the project starts itself (a conversation): no delegation budget."""
         manifest = self._child_manifest(definition, input)
@@ -256,6 +259,7 @@ class ChildCalls:
         spec = self._spec(
             definition, manifest, name=name, run_id=None, kind=kind, intent=intent, forward=forward
         )
+        spec = replace(spec, summary=summary)
         self._in_flight += 1
         try:
             task = await self._start_child(spec)
@@ -265,19 +269,24 @@ class ChildCalls:
         return self._track(spec, task)
 
     async def conversation(
-        self, conversation: Conversation, *, seed: str, abort_on: str | None = None
+        self,
+        conversation: Conversation,
+        *,
+        seed: str,
+        abort_on: str | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> ConversationResult:
-        from .conversation import ConversationRun, conversation_call
+        from .conversation import conversation_call, conversation_run
 
         conversation_call(conversation, seed, abort_on)  # checks abort_on
-        run = ConversationRun(conversation=conversation.name, seed=seed)
+        run = conversation_run(conversation, seed, headers=headers)
         return await self._conversation(run, abort_on=abort_on)
 
     async def _conversation(
         self, run: ConversationRun, *, abort_on: str | None = None
     ) -> ConversationResult:
         """Run ``run`` as a child run of kind ``conversation`` (depth and turn included)."""
-        from .conversation import ABORT_EVENT, CONVERSATION_AGENT
+        from .conversation import ABORT_EVENT, CONVERSATION_AGENT, conversation_definition
 
         handle = await self._start_internal(
             agent_definition(CONVERSATION_AGENT),
@@ -286,6 +295,7 @@ class ChildCalls:
             intent=f"conversation:{run.conversation}",
             kind="conversation",
             forward=None if abort_on is None else {abort_on: ABORT_EVENT},
+            summary=conversation_definition(run.conversation).summary,
         )
         result: ConversationResult = await handle
         return result

@@ -17,7 +17,7 @@ conformance suite checks:
 from __future__ import annotations
 
 import uuid as _uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timedelta
 from typing import (
     TYPE_CHECKING,
@@ -134,8 +134,12 @@ class DurableContext(Protocol):
         """
         ...
 
-    def publish(self, event: LiveEvent) -> None:
-        """Append ``event`` to this run's live stream; a replay never repeats it."""
+    def publish(self, event: LiveEvent) -> bool:
+        """Append ``event`` to this run's live stream; a replay never repeats it.
+
+        Returns whether this call appended it: ``False`` while a local resume
+        replays code whose entries the interrupted execution already published.
+        """
         ...
 
     async def has_event(self, key: str) -> bool:
@@ -232,9 +236,17 @@ class DurableContext(Protocol):
         ...
 
     async def conversation(
-        self, conversation: Conversation, *, seed: str, abort_on: str | None = None
+        self,
+        conversation: Conversation,
+        *,
+        seed: str,
+        abort_on: str | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> ConversationResult:
         """Run a multi-agent conversation to its halt and return its result.
+
+        ``headers`` are inbound headers the conversation's policy may propagate
+        to its participants (they are recorded with the run: never a secret).
 
         ``abort_on`` names an event key of this run: once it is emitted, the
         conversation halts before its next turn with ``HaltReason(kind="abort")``.

@@ -105,7 +105,10 @@ class LocalContext(LocalChildren):
         self.lease = lease
         self._run = run
         self._recorded = {record.step_index: record for record in steps}
-        self._replayed_until = max(self._recorded, default=-1)
+        # Up to the last step that ended; a step cut off mid-way runs again, fresh.
+        self._replayed_until = max(
+            (i for i, r in self._recorded.items() if r.status != "running"), default=-1
+        )
         self._next = 0
         self._poll = poll_interval.total_seconds()
         self._declared = dict(declared or {})
@@ -139,10 +142,12 @@ class LocalContext(LocalChildren):
     def _cancel_reason(self) -> str | None:
         return self.cancel_reason
 
-    def publish(self, event: LiveEvent) -> None:
+    def publish(self, event: LiveEvent) -> bool:
         # What a replay re-runs was published by the execution that recorded it.
-        if self._next > self._replayed_until:
-            self.live.publish(event)
+        if self._next <= self._replayed_until:
+            return False
+        self.live.publish(event)
+        return True
 
     async def has_event(self, key: str) -> bool:
         intent = f"has_event:{check_name(key, what='event key')}"

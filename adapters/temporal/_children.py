@@ -102,7 +102,7 @@ class TemporalChildren(ChildCalls):
                 if self._search_attributes
                 else None
             ),
-            static_summary=f"{definition.name}: {definition.description}"[:200],
+            static_summary=(spec.summary or f"{definition.name}: {definition.description}")[:200],
             static_details=f"child run of `{self.run_id}` at step {index} ({spec.intent})",
         )
         child = _Child(spec, handle)

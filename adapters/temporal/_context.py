@@ -140,10 +140,11 @@ class TemporalContext(TemporalChildren):
             await self._before_continue()
         workflow.continue_as_new(manifest)
 
-    def publish(self, event: LiveEvent) -> None:
+    def publish(self, event: LiveEvent) -> bool:
         """Append to the run's live stream; replays rebuild it identically."""
         if self._live is not None:
             self._live(event.model_copy(update={"at": workflow.now()}))
+        return True
 
     def settled(self) -> bool:
         """True when the agent is blocked on something that has not happened yet.

@@ -251,6 +251,18 @@ async def test_a_crashed_conversation_resumes_after_its_last_committed_turn(
     for turn in result.transcript:
         pieces = [e.text or "" for e in events if e.kind == "token" and e.turn == turn.index]
         assert "".join(pieces) == turn.text
+    said = [e.detail or {} for e in events if e.kind == "conversation"]
+    assert [d["type"] for d in said].count("conversation_start") == 1
+    if substrate.local:
+        # A local resume replays the committed turns and announces itself once, with
+        # them, before the turn it runs again. (On Temporal a new worker's replay is
+        # invisible: the stream is rebuilt as it was.)
+        (resumed,) = [d for d in said if d["type"] == "conversation_resumed"]
+        assert [t["speaker"] for t in resumed["transcript"]] == ["alice", "bob"]
+        kinds = [d["type"] for d in said]
+        assert kinds.index("conversation_resumed") < len(kinds) - 1 - kinds[::-1].index(
+            "turn_start"
+        )
 
 
 async def test_an_abort_event_halts_the_conversation_before_its_next_turn(
