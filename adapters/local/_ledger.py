@@ -38,7 +38,6 @@ from durable._failures import (
 from durable._failures import (
     manifest_mismatch_error,
     parent_cancelled_reason,
-    step_error_from,
 )
 
 from ._store import EndStatus, run_ended, run_not_found
@@ -318,7 +317,8 @@ def emit_event(
 
 def cancelled_error(run_id: str, reason: str) -> StepError:
     """The error a cancelled run ends with, on every store and in the runner."""
-    return step_error_from(cancelled(run_id, reason))
+    error = cancelled(run_id, reason)
+    return StepError(message=error.message, type=type(error).__name__, code=error.code)
 
 
 def cancel(state: RunState, reason: str, *, now: datetime) -> CancelOutcome:

@@ -22,6 +22,7 @@ from durable import (
     StepError,
     TaskSpec,
 )
+from durable._failures import cancelled_error
 
 MANIFEST = DurableRunManifest(
     project_id="p", task=TaskSpec(id="t", intent="i", domain="d"), input={}
@@ -140,6 +141,11 @@ async def test_expired_child_runs_are_left_to_their_parents_worker(
         assert ours == [run_id]
 
 
+def _said(run_id: str, reason: str) -> str:
+    """The message a run cancelled for ``reason`` ends with."""
+    return cancelled_error(run_id, reason).message
+
+
 # Ending a run cancelled
 
 
@@ -229,7 +235,7 @@ async def test_a_run_no_worker_holds_ends_cancelled_at_once(
     assert record == await _run(store, run_id)
     assert record.status == "cancelled"
     assert record.error == StepError(
-        message=f"run {run_id!r} was cancelled: the user asked",
+        message=_said(run_id, "the user asked"),
         type="DurableRunCancelledError",
         code="cancelled",
     )
@@ -254,7 +260,7 @@ async def test_a_late_request_ends_a_run_whose_holder_died_with_the_first_reason
 
     assert outcome == "cancelled"
     assert record.error is not None
-    assert record.error.message == f"run {run_id!r} was cancelled: the first reason"
+    assert record.error.message == _said(run_id, "the first reason")
     assert record.cancel_requested == "the first reason"
 
 
@@ -315,14 +321,13 @@ async def test_cancelling_a_held_run_reaches_every_descendant(
     orphan = await _run(store, f"{run_id}/held/orphan")
     assert orphan.status == "cancelled"
     assert orphan.error is not None
-    assert orphan.error.message == (
-        f"run {run_id + '/held/orphan'!r} was cancelled: "
-        f"its parent run {run_id + '/held'!r} was cancelled: {by_parent}"
+    assert orphan.error.message == _said(
+        f"{run_id}/held/orphan", f"its parent run {run_id + '/held'!r} was cancelled: {by_parent}"
     )
     lapsed = await _run(store, f"{run_id}/lapsed")
     assert lapsed.status == "cancelled"
     assert lapsed.error is not None
-    assert lapsed.error.message == f"run {run_id + '/lapsed'!r} was cancelled: {by_parent}"
+    assert lapsed.error.message == _said(f"{run_id}/lapsed", by_parent)
     assert lapsed.error.code == "cancelled"
     below = await _run(store, f"{run_id}/lapsed/held")
     assert (below.status, below.cancel_requested) == (
