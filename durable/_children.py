@@ -251,6 +251,7 @@ class ChildCalls:
         kind: StepKind,
         forward: Mapping[str, str] | None = None,
         summary: str | None = None,
+        input_hash: str | None = None,
     ) -> ChildRun[Any]:
         """A child run the project starts itself (a conversation): no delegation budget."""
         manifest = self._child_manifest(definition, input)
@@ -259,7 +260,7 @@ class ChildCalls:
         spec = self._spec(
             definition, manifest, name=name, run_id=None, kind=kind, intent=intent, forward=forward
         )
-        spec = replace(spec, summary=summary)
+        spec = replace(spec, summary=summary, input_hash=input_hash or spec.input_hash)
         self._in_flight += 1
         try:
             task = await self._start_child(spec)
@@ -286,8 +287,17 @@ class ChildCalls:
         self, run: ConversationRun, *, abort_on: str | None = None
     ) -> ConversationResult:
         """Run ``run`` as a child run of kind ``conversation`` (depth and turn included)."""
-        from .conversation import ABORT_EVENT, CONVERSATION_AGENT, conversation_definition
+        from .conversation import (
+            ABORT_EVENT,
+            CONVERSATION_AGENT,
+            conversation_call,
+            conversation_definition,
+        )
 
+        definition = conversation_definition(run.conversation)
+        # The fingerprint conversations always had: runs recorded before they became
+        # child runs still match at this position.
+        _, fingerprint = conversation_call(definition, run.seed, abort_on)
         handle = await self._start_internal(
             agent_definition(CONVERSATION_AGENT),
             run,
@@ -295,7 +305,8 @@ class ChildCalls:
             intent=f"conversation:{run.conversation}",
             kind="conversation",
             forward=None if abort_on is None else {abort_on: ABORT_EVENT},
-            summary=conversation_definition(run.conversation).summary,
+            summary=definition.summary,
+            input_hash=fingerprint,
         )
         result: ConversationResult = await handle
         return result

@@ -10,20 +10,21 @@ import subprocess
 import sys
 from collections import Counter
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from agents.conversation import conversation, run_conversation
-from durable import DurableError, LiveEvent, usage_totals
+from durable import DurableError, LiveEvent, agent_definition, usage_totals
 from durable.conversation import (
     ConversationEvent,
     ConversationEvents,
     ConversationResult,
     ConversationRun,
     ConversationState,
+    conversation_call,
     conversation_definition,
     turn_id,
 )
@@ -524,3 +525,30 @@ async def test_a_standalone_conversation_speaks_the_reference_headers(
     kinds = [event.type for event in seen]
     assert (kinds[0], kinds[-1]) == ("conversation_start", "conversation_end")
     assert "turn_text_delta" in kinds
+
+
+@pytest.mark.local_only(reason="a run recorded by the journal-era local store resumes there")
+async def test_a_conversation_begun_before_child_runs_resumes_as_one(
+    substrate: Substrate, run_id: str, models: ModelServer
+) -> None:
+    assert isinstance(substrate, LocalSubstrate)
+    job = Job(key="conformance.debate", n=7)
+    talk = agent_definition(agents.talk)
+    # What the previous version recorded when it began the conversation, and no more.
+    begun = await substrate.store.start_or_resume(
+        run_id=run_id, agent=talk.name, manifest=talk.manifest(job), worker_id="old",
+        lease_for=timedelta(0),
+    )  # fmt: skip
+    assert begun.lease is not None
+    intent, fingerprint = conversation_call(
+        conversation_definition("conformance.debate"), "topic 7", None
+    )
+    await substrate.store.begin_step(
+        begun.lease, step_index=0, intent=intent, kind="conversation", input_hash=fingerprint
+    )
+
+    await substrate.start(agents.talk, job, run_id=run_id)
+    result = await substrate.result(run_id)
+
+    assert result.turns == 4  # started over as a child run: no input mismatch at its position
+    assert result.run_id == f"{run_id}/conversation-0"
