@@ -231,15 +231,8 @@ class ChildCalls:
             definition, manifest, name=definition.name, run_id=run_id, kind="agent",
             intent=f"agent:{definition.name}", timeout=timeout, retry=retry,
         )  # fmt: skip
-        # Spent only once the checks passed; released when the child settles.
-        self._calls_made += 1
-        self._in_flight += 1
-        try:
-            task = await self._start_child(spec)
-        except BaseException:
-            self._in_flight -= 1
-            raise
-        return self._track(spec, task)
+        self._calls_made += 1  # spent only once the checks passed
+        return await self._launch(spec)
 
     async def _start_internal(
         self,
@@ -261,13 +254,7 @@ class ChildCalls:
             definition, manifest, name=name, run_id=None, kind=kind, intent=intent, forward=forward
         )
         spec = replace(spec, summary=summary, input_hash=input_hash or spec.input_hash)
-        self._in_flight += 1
-        try:
-            task = await self._start_child(spec)
-        except BaseException:
-            self._in_flight -= 1
-            raise
-        return self._track(spec, task)
+        return await self._launch(spec)
 
     async def conversation(
         self,
@@ -407,7 +394,14 @@ class ChildCalls:
             forward=forward,
         )
 
-    def _track(self, spec: ChildSpec, task: asyncio.Future[dict[str, Any]]) -> ChildRun[Any]:
+    async def _launch(self, spec: ChildSpec) -> ChildRun[Any]:
+        """Start the child; it is in flight from now until it settles."""
+        self._in_flight += 1
+        try:
+            task = await self._start_child(spec)
+        except BaseException:
+            self._in_flight -= 1
+            raise
         self._child_tasks[spec.run_id] = task
 
         def settled(_: object) -> None:
