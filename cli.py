@@ -29,13 +29,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError, RPCStatusCode
 
 import worker
 from adapters.local import SqliteStore, cancel_run, run_durable, send_event, watch_run
-from adapters.temporal import AgentClient, exit_without_teardown
+from adapters.temporal import AgentClient, exit_without_teardown, state_of
 from durable import (
     AgentDefinition,
     DurableError,
@@ -237,7 +237,7 @@ async def cmd_status(args: argparse.Namespace, settings: worker.WorkerSettings) 
             print(f"failed with {snapshot.failure}")
         if snapshot.unanswered is not None:
             print(f"worker: {snapshot.unanswered}; the steps below come from the run's history")
-        family, parent = await _temporal_family(client, args.run)
+        parent, family = await client.family(args.run)
     if parent is not None:
         print(f"child run of {parent}")
     print(usage_line(usage))
@@ -254,18 +254,6 @@ async def cmd_status(args: argparse.Namespace, settings: worker.WorkerSettings) 
         print("child runs:")
         print(table(("run", "agent", "status"), family, whole=(0,), indent="  "))
     return 0
-
-
-async def _temporal_family(
-    client: AgentClient, run_id: str
-) -> tuple[list[tuple[str, str, str]], str | None]:
-    """A Temporal run's children (id, agent, state) and its parent's id."""
-    described = await client.client.get_workflow_handle(run_id).describe()
-    family = []
-    for child in await client.children(run_id):
-        about = await client.client.get_workflow_handle(child).describe()
-        family.append((child, about.workflow_type, _temporal_state(about.status)))
-    return family, described.parent_id
 
 
 def _lease_holder(run: RunRecord) -> str:
@@ -389,17 +377,11 @@ async def cmd_list(args: argparse.Namespace, settings: worker.WorkerSettings) ->
     else:
         client = await _client(settings)
         async for execution in client.client.list_workflows(limit=args.limit):
-            state = _temporal_state(execution.status)
+            state = state_of(execution.status)
             rows.append((execution.id, execution.parent_id, execution.workflow_type, state))
         rows.reverse()  # oldest first, as the local store lists them
     print(run_tree(rows))
     return EXIT_OK
-
-
-def _temporal_state(status: WorkflowExecutionStatus | None) -> str:
-    if status is None:
-        return "unknown"
-    return "cancelled" if status == WorkflowExecutionStatus.CANCELED else status.name.lower()
 
 
 async def cmd_cancel(args: argparse.Namespace, settings: worker.WorkerSettings) -> int:

@@ -30,7 +30,7 @@ from ._messages import (
 from ._process import exit_without_teardown
 from ._sandbox import PASSTHROUGH_MODULES, workflow_runner
 from ._search import AGENT_NAME, PROJECT_ID, SEARCH_ATTRIBUTES, WAITING_FOR
-from ._status import RunSnapshot
+from ._status import RunSnapshot, state_of
 
 __all__ = [
     "AGENT_NAME",
@@ -65,6 +65,7 @@ __all__ = [
     "failure_error",
     "find_temporal_binary",
     "run_on_workflow_step",
+    "state_of",
     "step_of_activity",
     "temporal_retry_policy",
     "to_application_error",

@@ -71,7 +71,7 @@ from ._messages import (
     EventMessage,
 )
 from ._search import AGENT_NAME, PROJECT_ID, SEARCH_ATTRIBUTES
-from ._status import QUERY_WITHIN, RunSnapshot, run_snapshot
+from ._status import QUERY_WITHIN, RunSnapshot, run_snapshot, state_of
 
 __all__ = ["AgentClient", "unreachable_run"]
 
@@ -346,6 +346,16 @@ class AgentClient:
                 raise unreachable_run(run_id, failure) from None
             raise
         return "requested"
+
+    async def family(self, run_id: str) -> tuple[str | None, list[tuple[str, str, str]]]:
+        """The run's parent (``None`` for a run a caller started) and its children,
+        each as ``(run_id, agent, state)``, oldest first."""
+        described = await self._handle(run_id).describe()
+        children = []
+        for child in await self.children(run_id):
+            about = await self.client.get_workflow_handle(child).describe()
+            children.append((child, about.workflow_type, state_of(about.status)))
+        return described.parent_id, children
 
     async def children(self, run_id: str) -> list[str]:
         """The ids of the child runs ``run_id`` started, oldest first."""

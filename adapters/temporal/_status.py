@@ -25,7 +25,7 @@ from durable import StepRecord, StepStatus
 from ._convert import durable_error_from, failure_error, step_of_activity
 from ._messages import SEND_EVENT_ACTIVITY, STATUS_QUERY, STEP_MEMO, STEPS_QUERY
 
-__all__ = ["QUERY_WITHIN", "RunSnapshot", "run_snapshot"]
+__all__ = ["QUERY_WITHIN", "RunSnapshot", "run_snapshot", "state_of"]
 
 QUERY_WITHIN = timedelta(seconds=5)
 """How long a status waits for the run's worker to answer its query."""
@@ -49,6 +49,13 @@ class RunSnapshot:
     """How the run failed, for a failed run."""
     next_attempts: dict[int, str] = field(default_factory=dict)
     """When a retrying step's next attempt starts, by step index."""
+
+
+def state_of(status: WorkflowExecutionStatus | None) -> str:
+    """A workflow's state in the words local runs use (``cancelled``, not ``canceled``)."""
+    if status is None:
+        return "unknown"
+    return "cancelled" if status == WorkflowExecutionStatus.CANCELED else status.name.lower()
 
 
 async def _pollers(client: Client, task_queue: str) -> int | None:
@@ -108,7 +115,7 @@ async def run_snapshot(
     described = await handle.describe()
     raw = described.raw_description
     task_queue = raw.execution_config.task_queue.name
-    state = described.status.name.lower() if described.status else "unknown"
+    state = state_of(described.status)
     running = described.status == WorkflowExecutionStatus.RUNNING
     history = await handle.fetch_history()
     failure: str | None = None
