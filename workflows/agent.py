@@ -97,10 +97,11 @@ class AgentWorkflow:
             if isinstance(exc, DurableError):
                 await self._end("failed", exc.message)
                 raise to_application_error(exc) from None
-            # An agent's own error fails the run, as it does on the local store.
+            # An agent's own error fails the run, as it does on the local store. It is not
+            # marked final: a child run started with a retry policy runs again on it.
             await self._end("failed", str(exc) or repr(exc))
             raise ApplicationError(
-                str(exc) or repr(exc), {"code": None}, type=type(exc).__name__, non_retryable=True
+                str(exc) or repr(exc), {"code": None}, type=type(exc).__name__
             ) from exc
         await self._settle(f"its parent run {info.workflow_id!r} finished")
         await self._end("completed")

@@ -21,6 +21,7 @@ from durable import (
     DurableError,
     DurableRunCancelledError,
     DurableRunFailedError,
+    DurableRunInputMismatchError,
     DurableRunLeaseHeldError,
     DurableRunLeaseLostError,
     LiveEvent,
@@ -30,7 +31,7 @@ from durable import (
     child_envelope,
     usage_totals,
 )
-from durable._failures import child_failed_error
+from durable._failures import child_failed_error, step_error_from
 
 from ._store import DurableRunStore, utc_now
 
@@ -50,6 +51,9 @@ class ChildControl:
 
     reason: str | None = None
     timed_out: bool = False
+    parent_work: asyncio.Task[Any] | None = None
+    """The parent's agent: while it is not being cancelled itself (the worker stopping),
+    a cancellation reaching the child is the parent's own doing, and ends the child."""
     started: asyncio.Event = field(default_factory=asyncio.Event)
     """Set once the child's run exists in the store (created, resumed or found ended)."""
 
@@ -77,6 +81,10 @@ class LocalChildren(ChildCalls):
         self._init_children()
         self._run_child = run_child
         self._controls: dict[asyncio.Future[dict[str, Any]], ChildControl] = {}
+        self.work: asyncio.Task[Any] | None = None
+        """The agent's task; the runner sets it."""
+        self.on_cancel: Callable[[str], None] | None = None
+        """Cancels this run with a reason; the runner sets it."""
 
     async def _start_child(self, spec: ChildSpec) -> asyncio.Future[dict[str, Any]]:
         ctx: LocalContext = self  # type: ignore[assignment]
@@ -84,7 +92,7 @@ class LocalChildren(ChildCalls):
         loop = asyncio.get_running_loop()
         if record is not None and record.status == "completed":
             done: asyncio.Future[dict[str, Any]] = loop.create_future()
-            done.set_result(record.result)
+            done.set_result(_envelope(spec, record.result))
             return done
         if record is not None and record.status == "failed":
             failed: asyncio.Future[dict[str, Any]] = loop.create_future()
@@ -94,8 +102,12 @@ class LocalChildren(ChildCalls):
             raise RuntimeError("this context was made without a way to run child runs")
         deadline = None if spec.timeout is None else utc_now() + spec.timeout
         begun = await ctx._begin(index, spec.intent, spec.kind, spec.input_hash, deadline)
+        taken = None if record is not None else await self._taken(spec)
+        if taken is not None:
+            await ctx._failed(index, step_error_from(taken), final=True)
+            raise taken
         ctx.live.publish(LiveEvent(kind="step_started", step=index, intent=spec.intent, attempt=1))
-        control = ChildControl()
+        control = ChildControl(parent_work=self.work)
         task = asyncio.create_task(
             self._child(ctx, index, spec, control, begun.deadline), name=f"durable:{spec.run_id}"
         )
@@ -140,7 +152,10 @@ class LocalChildren(ChildCalls):
         try:
             outcome = await self._within(deadline, self._attempts(spec, control), control)
         except DurableChildRunFailedError as error:
-            if error.error_code == "cancelled" and ctx.cancel_reason is not None:
+            if error.error_code == "cancelled" and _cancelled_here():
+                # The agent stopped awaiting it (a timeout of its own): its cancellation.
+                raise asyncio.CancelledError() from None
+            if error.error_code == "cancelled" and await self._being_cancelled():
                 # Cancelled along with this run: the agent sees its own cancellation.
                 raise asyncio.CancelledError(ctx.cancel_reason) from None
             failure = StepError(message=error.message, type=type(error).__name__, code=error.code)
@@ -183,9 +198,10 @@ class LocalChildren(ChildCalls):
                 return await self._resumed(attempt_spec, control)
             except DurableChildRunFailedError as error:
                 retry = spec.retry
+                # As on Temporal: the agent's own errors are retried, this library's never.
                 again = (
                     retry is not None
-                    and error.error_code != "cancelled"
+                    and error.error_code is None
                     and retry.retries(error.error_type)
                     and retry.allows_attempt(attempt + 1)
                 )
@@ -195,23 +211,42 @@ class LocalChildren(ChildCalls):
                 attempt += 1
 
     async def _resumed(self, spec: ChildSpec, control: ChildControl) -> ChildOutcome:
-        """Run the child; a lease its dead worker still holds is waited out."""
+        """Run the child; its own failure becomes the parent's ``DurableChildRunFailedError``."""
         assert self._run_child is not None
-        while True:
-            try:
-                return await self._run_child(spec, control)
-            except DurableRunLeaseHeldError:
-                # The parent's worker died holding the child too; its lease ends soon.
-                await asyncio.sleep(max(self._poll, 0.2))
-            except (DurableRunCancelledError, DurableRunFailedError):
-                raise await self._failure_of(spec) from None
-            except (DurableRunLeaseLostError, asyncio.CancelledError):
-                raise
-            except Exception:
-                failure = await self._failure_of(spec)
-                if failure.error_type == "unknown":
-                    raise  # the child never ended: not a failure of the child run
-                raise failure from None
+        try:
+            return await self._run_child(spec, control)
+        except (DurableRunCancelledError, DurableRunFailedError):
+            raise await self._failure_of(spec) from None
+        except (DurableRunLeaseLostError, DurableRunLeaseHeldError, asyncio.CancelledError):
+            raise
+        except Exception:
+            failure = await self._failure_of(spec)
+            if failure.error_type == "unknown":
+                raise  # the child never ended: not a failure of the child run
+            raise failure from None
+
+    async def _being_cancelled(self) -> bool:
+        """Whether this run is being cancelled, asked here or seen by its watcher yet or not.
+
+        Children are asked first, so a child's watcher may see its request before
+        this run's does; this run then cancels itself at once instead of failing.
+        """
+        ctx: LocalContext = self  # type: ignore[assignment]
+        if ctx.cancel_reason is None:
+            own = await self._store.load_run(self.run_id)
+            if own is not None and own.cancel_requested is not None and self.on_cancel:
+                self.on_cancel(own.cancel_requested)
+        return ctx.cancel_reason is not None
+
+    async def _taken(self, spec: ChildSpec) -> DurableRunInputMismatchError | None:
+        """Why a ``run_id=`` naming a run that is not this run's child is refused."""
+        found = await self._store.load_run(spec.run_id)
+        if found is None or found.parent_run_id == self.run_id:
+            return None
+        return DurableRunInputMismatchError(
+            f"run {spec.run_id!r} already exists and is not a child of run "
+            f"{self.run_id!r}; pass call_agent another run_id, or none to derive one"
+        )
 
     async def _recorded_failure(
         self, spec: ChildSpec, record: StepRecord
@@ -256,6 +291,21 @@ class LocalChildren(ChildCalls):
                     continue  # the child run does not exist yet; try again
                 del waiting[key]
             await asyncio.sleep(max(self._poll, 0.05))
+
+
+def _cancelled_here() -> bool:
+    """Whether the task running this code was itself cancelled."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
+def _envelope(spec: ChildSpec, recorded: Any) -> dict[str, Any]:
+    """A completed child step's envelope; a conversation recorded before conversations
+    were child runs holds the bare result, which is wrapped the same way."""
+    if isinstance(recorded, dict) and set(recorded) == {"run_id", "result", "usage"}:
+        return recorded
+    usage = recorded.get("usage", {}) if isinstance(recorded, dict) else {}
+    return child_envelope(spec.run_id, recorded, usage if isinstance(usage, dict) else {})
 
 
 def _nth(spec: ChildSpec, attempt: int) -> ChildSpec:

@@ -392,7 +392,14 @@ async def cancel_tree(
             descendants.append((child, child_reason))
             # Ended children are walked too: a run of theirs still running is an orphan.
             pending.append((child.run_id, child.cancel_requested or child_reason))
+    # One worker executes a run and its children. When the run's lease has lapsed,
+    # that worker is gone: a child lease of its that outlives the run's by moments
+    # is just as dead, so the child ends now too instead of waiting for no one.
+    unheld = run.lease_expires_at is None or run.lease_expires_at <= now
     for child, child_reason in reversed(descendants):
         if child.status == "running":
-            await store._cancel_one(child.run_id, child_reason, now)
+            when = now
+            if unheld and child.lease_holder == run.lease_holder and child.lease_expires_at:
+                when = max(now, child.lease_expires_at)
+            await store._cancel_one(child.run_id, child_reason, when)
     return await store._cancel_one(run_id, reason, now)

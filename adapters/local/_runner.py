@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
@@ -17,9 +18,11 @@ from durable import (
     DurableRunCancelledError,
     DurableRunDivergenceError,
     DurableRunInputInvalidError,
+    DurableRunLeaseHeldError,
     DurableRunLeaseLostError,
     DurableRunManifest,
     DurableStepTimeoutError,
+    DurableStoreError,
     LiveEvent,
     RunOutcome,
     RunRecord,
@@ -43,6 +46,8 @@ from ._live import LivePublisher
 from ._store import DurableRunStore, run_not_found
 
 __all__ = ["RunResult", "resume_run", "run_durable"]
+
+logger = logging.getLogger(__name__)
 
 InputT = TypeVar("InputT")
 OutputT = TypeVar("OutputT")
@@ -170,18 +175,28 @@ async def _execute(
         return _ended(resumed.run, resumed.steps, definition.output.decode, label)
 
     async def run_child(spec: ChildSpec, child_control: ChildControl) -> ChildOutcome:
-        child = await _execute(
-            spec.definition,
-            spec.manifest,
-            store=store,
-            run_id=spec.run_id,
-            worker_id=worker,
-            lease_for=lease_for,
-            poll=poll,
-            outcome=None,
-            control=child_control,
-        )
-        return ChildOutcome(run=child.run, steps=child.steps)
+        # A worker that died holding this run held its children too: their leases
+        # lapse within a lease of this one's, and are waited out that long at most.
+        patience = asyncio.get_running_loop().time() + 2 * lease_for.total_seconds()
+        while True:
+            try:
+                child = await _execute(
+                    spec.definition,
+                    spec.manifest,
+                    store=store,
+                    run_id=spec.run_id,
+                    worker_id=worker,
+                    lease_for=lease_for,
+                    poll=poll,
+                    outcome=None,
+                    control=child_control,
+                )
+            except DurableRunLeaseHeldError:
+                if asyncio.get_running_loop().time() > patience:
+                    raise
+                await asyncio.sleep(min(0.2, lease_for.total_seconds() / 3))
+                continue
+            return ChildOutcome(run=child.run, steps=child.steps)
 
     live = LivePublisher(store, run_id)
     ctx = LocalContext(
@@ -204,6 +219,7 @@ async def _execute(
         await live.flush()
         raise
     work = asyncio.create_task(definition.fn(ctx, agent_input), name=f"durable:{run_id}")
+    ctx.work = work
     lost: list[DurableRunLeaseLostError] = []
 
     def lease_lost(exc: DurableRunLeaseLostError) -> None:
@@ -217,13 +233,15 @@ async def _execute(
             ctx._doom_children(parent_cancelled_reason(run_id, reason))
             work.cancel()
 
+    ctx.on_cancel = cancel
+
     # Renewed from the store's keeper thread, not this loop: a step that blocks the loop
     # longer than the lease must not let another worker take the run over and rerun it.
     kept = store.lease_keeper.keep(ctx.lease, lease_for=lease_for, on_lost=lease_lost)
     watcher = asyncio.create_task(_watch_cancel(store, run_id, poll, cancel, resumed.run))
     try:
         try:
-            value = await _agent(work, control, cancel)
+            value = await _agent(work, control, cancel, manifest.parent_run_id)
         except asyncio.CancelledError:
             if lost:
                 raise lost[0] from None
@@ -239,7 +257,7 @@ async def _execute(
             if lost:
                 ctx._abandon_children()
                 raise lost[0] from None
-            if ctx.cancel_reason is not None and ctx.fatal is None:
+            if ctx.fatal is None and await ctx._being_cancelled():
                 # The agent turned its cancellation into an error: the run is still cancelled.
                 await _end_cancelled(store, ctx, live, control)
                 raise _cancelled_error(run_id, ctx.cancel_reason, control) from exc
@@ -248,7 +266,7 @@ async def _execute(
             if isinstance(failure, DurableRunLeaseLostError):
                 ctx._abandon_children()  # a lost lease may write nothing
             else:
-                await ctx._settle_children(f"its parent run {run_id!r} failed")
+                await _no_orphans(store, ctx, f"its parent run {run_id!r} failed")
                 await _fail(store, ctx, live, failure)
             if failure is exc:
                 raise
@@ -256,7 +274,7 @@ async def _execute(
         if lost:
             ctx._abandon_children()
             raise lost[0]  # the agent swallowed its cancellation
-        await ctx._settle_children(f"its parent run {run_id!r} finished")
+        await _no_orphans(store, ctx, f"its parent run {run_id!r} finished")
         if ctx.fatal is not None:
             if not isinstance(ctx.fatal, DurableRunLeaseLostError):
                 await _fail(store, ctx, live, ctx.fatal)
@@ -286,12 +304,26 @@ async def _execute(
 
 
 async def _agent(
-    work: asyncio.Task[Any], control: ChildControl | None, cancel: Callable[[str], None]
+    work: asyncio.Task[Any],
+    control: ChildControl | None,
+    cancel: Callable[[str], None],
+    parent: str | None,
 ) -> Any:
-    """Await the agent; a parent cancelling this child run cancels it with its reason."""
+    """Await the agent; a parent cancelling this child run cancels it with its reason.
+
+    The parent's agent may stop awaiting its child itself (a timeout of its own, a
+    task group): the child then ends ``cancelled`` too. Only a worker that stops,
+    cancelling the parent's agent with it, leaves the child to resume with it.
+    """
     try:
         return await work
     except asyncio.CancelledError:
+        parent_work = None if control is None else control.parent_work
+        still_awaited = parent_work is not None and not parent_work.done()
+        if control is not None and control.reason is None and still_awaited:
+            assert parent_work is not None
+            if not parent_work.cancelling():
+                control.reason = f"its parent run {parent!r} stopped awaiting it"
         if control is not None and control.reason is not None:
             cancel(control.reason)
             if not work.done():
@@ -310,11 +342,25 @@ async def _watch_cancel(
     every = min(max(poll.total_seconds() * 5, 0.2), 1.0)
     while run.cancel_requested is None:
         await asyncio.sleep(every)
-        found = await store.load_run(run_id)
+        try:
+            found = await store.load_run(run_id)
+        except (DurableStoreError, OSError) as exc:
+            logger.warning("run %r: reading a cancellation failed (%s); trying again", run_id, exc)
+            continue
         if found is None:
             return
         run = found
     cancel(run.cancel_requested)
+
+
+async def _no_orphans(store: DurableRunStore, ctx: LocalContext, reason: str) -> None:
+    """Before a run ends: its children in flight are cancelled and settle, and any
+    child run still running in the store (one a crash or an earlier execution left)
+    is cancelled too, so no child outlives its parent."""
+    await ctx._settle_children(reason)
+    for child in await store.list_children(ctx.run_id):
+        if child.status == "running":
+            await store.request_cancel(child.run_id, reason)
 
 
 def _cancelled_error(
@@ -330,7 +376,7 @@ async def _end_cancelled(
 ) -> None:
     """Cancel the children first, then end the run ``cancelled`` (or timed out)."""
     reason = ctx.cancel_reason or "cancelled"
-    await ctx._settle_children(parent_cancelled_reason(ctx.run_id, reason))
+    await _no_orphans(store, ctx, parent_cancelled_reason(ctx.run_id, reason))
     error = step_error_from(_cancelled_error(ctx.run_id, reason, control))
     if control is not None and control.timed_out:
         await store.end_run(ctx.lease, status="failed", error=error)
@@ -360,8 +406,7 @@ def _ended(
         return RunResult(result=result, run=run, steps=steps)
     error = run.error
     if run.status == "cancelled":
-        reason = "no reason was recorded" if error is None else error.message
-        raise DurableRunCancelledError(reason, reason=reason)
+        raise cancelled_error(run.run_id, run.cancel_requested or "no reason was recorded")
     if error is None:
         raise run_failed_error(run.run_id, "an unknown error", "none was recorded")
     raise run_failed_error(run.run_id, error.type, error.message)

@@ -20,6 +20,7 @@ from temporalio.exceptions import (
     CancelledError,
     ChildWorkflowError,
     TerminatedError,
+    WorkflowAlreadyStartedError,
 )
 from temporalio.exceptions import TimeoutError as TemporalTimeoutError
 from temporalio.workflow import (
@@ -33,12 +34,13 @@ from durable import (
     ChildCalls,
     ChildSpec,
     DurableChildRunFailedError,
+    DurableRunInputMismatchError,
     LiveEvent,
     StepError,
     add_usage,
     manifest_hash,
 )
-from durable._failures import child_failed_error
+from durable._failures import child_failed_error, step_error_from
 
 from ._convert import temporal_retry_policy
 from ._messages import (
@@ -76,9 +78,26 @@ class TemporalChildren(ChildCalls):
         ctx: TemporalContext = self  # type: ignore[assignment]
         index = ctx._begin(spec.intent, spec.kind, spec.input_hash)
         ctx.publish(LiveEvent(kind="step_started", step=index, intent=spec.intent, attempt=1))
-        definition = spec.definition
-        manifest = spec.manifest
-        handle: ChildWorkflowHandle[Any, Any] = await workflow.start_child_workflow(
+        try:
+            handle = await self._start_workflow(spec, index)
+        except WorkflowAlreadyStartedError:
+            taken = DurableRunInputMismatchError(
+                f"run {spec.run_id!r} already exists and is not a child of run "
+                f"{self.run_id!r}; pass call_agent another run_id, or none to derive one"
+            )
+            ctx._finish(index, status="failed", error=step_error_from(taken))
+            raise taken from None
+        child = _Child(spec, handle)
+        if spec.forward:
+            self._forwarding[spec.run_id] = child
+            for key in spec.forward:
+                if key in self.events:
+                    await self._pass_on(child, key)
+        return asyncio.ensure_future(self._child(ctx, index, child))
+
+    async def _start_workflow(self, spec: ChildSpec, index: int) -> ChildWorkflowHandle[Any, Any]:
+        definition, manifest = spec.definition, spec.manifest
+        return await workflow.start_child_workflow(
             definition.name,
             manifest,
             id=spec.run_id,
@@ -105,19 +124,15 @@ class TemporalChildren(ChildCalls):
             static_summary=(spec.summary or f"{definition.name}: {definition.description}")[:200],
             static_details=f"child run of `{self.run_id}` at step {index} ({spec.intent})",
         )
-        child = _Child(spec, handle)
-        if spec.forward:
-            self._forwarding[spec.run_id] = child
-            for key in spec.forward:
-                if key in self.events:
-                    await self._pass_on(child, key)
-        return asyncio.ensure_future(self._child(ctx, index, child))
 
     async def _child(self, ctx: TemporalContext, index: int, child: _Child) -> dict[str, Any]:
         spec = child.spec
         try:
             envelope: dict[str, Any] = await child.handle
         except ChildWorkflowError as failure:
+            if isinstance(failure.cause, CancelledError) and _cancelled_here():
+                # The agent stopped awaiting it (a timeout of its own): its cancellation.
+                raise asyncio.CancelledError() from None
             if (
                 isinstance(failure.cause, CancelledError)
                 and workflow.cancellation_reason() is not None
@@ -149,6 +164,12 @@ class TemporalChildren(ChildCalls):
         assert child.spec.forward is not None
         message = {"key": child.spec.forward[key], "payload": self.events[key]}
         await child.handle.signal(EVENT_SIGNAL, message)
+
+
+def _cancelled_here() -> bool:
+    """Whether the task running this code was itself cancelled."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 def _child_failure(spec: ChildSpec, failure: ChildWorkflowError) -> DurableChildRunFailedError:

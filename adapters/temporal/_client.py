@@ -338,12 +338,17 @@ class AgentClient:
         handle = self._handle(run_id)
         try:
             described = await handle.describe()
-            if described.status != WorkflowExecutionStatus.RUNNING:
-                return "already_ended"
-            await handle.cancel(reason=reason or "cancelled by a caller")
         except RPCError as failure:
             if failure.status == RPCStatusCode.NOT_FOUND:
                 raise unreachable_run(run_id, failure) from None
+            raise
+        if described.status != WorkflowExecutionStatus.RUNNING:
+            return "already_ended"
+        try:
+            await handle.cancel(reason=reason or "cancelled by a caller")
+        except RPCError as failure:
+            if failure.status == RPCStatusCode.NOT_FOUND:
+                return "already_ended"  # it ended between the two calls
             raise
         return "requested"
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from datetime import timedelta
 
 from adapters.local import run_durable
 from durable import DurableError, DurableRunManifest, TaskSpec
@@ -46,7 +47,7 @@ async def main(mode: str, kind: str, location: str, run_id: str, extra: str) -> 
                 agent="race",
                 manifest=manifest,
                 worker_id=extra,
-                lease_for=agents.timedelta(seconds=30),
+                lease_for=timedelta(seconds=30),
             )
         except DurableError as exc:
             print(exc.code.value, flush=True)

@@ -7,6 +7,7 @@ Module level, like every agent, so the Temporal worker finds them by name.
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 from typing import Any
 
 from pydantic import BaseModel
@@ -17,6 +18,7 @@ from durable import (
     DurableContext,
     DurableDelegationError,
     DurableRunCancelledError,
+    RetryPolicy,
     agent,
     step,
 )
@@ -39,6 +41,12 @@ class Answer(BaseModel):
 @step
 async def square(n: int) -> int:
     return n * n
+
+
+@step
+async def count_marks(path: str) -> int:
+    with open(path) as handle:
+        return len(handle.read().split())
 
 
 @step
@@ -225,3 +233,45 @@ async def delegating_leaf(ctx: DurableContext, ask: Ask) -> str:
 async def deep_parent(ctx: DurableContext, ask: Ask) -> str:
     result: str = await ctx.call_agent(delegating_leaf, ask)
     return result
+
+
+@agent(name="family.flaky_leaf")
+async def flaky_leaf(ctx: DurableContext, ask: Ask) -> Answer:
+    """Fails its first two runs: each run of it marks the file once."""
+    await ctx.step("mark", mark, ask.path, "try")
+    tries = await ctx.step("count the tries", count_marks, ask.path)
+    if tries < 3:
+        raise RuntimeError(f"try {tries} failed")
+    return Answer(n=tries, by=ctx.run_id)
+
+
+@agent(name="family.retrying_parent", delegation=DelegationPolicy())
+async def retrying_parent(ctx: DurableContext, ask: Ask) -> Answer:
+    retry = RetryPolicy(initial_interval=timedelta(milliseconds=50), maximum_attempts=3)
+    return await ctx.call_agent(flaky_leaf, ask, retry=retry)
+
+
+@agent(name="family.timing_parent", delegation=DelegationPolicy())
+async def timing_parent(ctx: DurableContext, ask: Ask) -> str | None:
+    try:
+        await ctx.call_agent(waiting_leaf, ask, timeout=1)
+    except DurableChildRunFailedError as failed:
+        return failed.error_code
+    return "the child answered"
+
+
+@agent(name="family.impatient_parent", delegation=DelegationPolicy())
+async def impatient_parent(ctx: DurableContext, ask: Ask) -> str:
+    """Stops awaiting its child with a timeout of its own, and carries on."""
+    try:
+        await asyncio.wait_for(ctx.call_agent(waiting_leaf, ask), 1)
+    except TimeoutError:
+        return "gave up"
+    return "the child answered"
+
+
+@agent(name="family.late_parent", delegation=DelegationPolicy())
+async def late_parent(ctx: DurableContext, ask: Ask) -> Answer:
+    """Starts its child a moment after it began: their cancel watchers poll out of phase."""
+    await ctx.sleep(0.1 * ask.n)
+    return await ctx.call_agent(waiting_leaf, Ask())

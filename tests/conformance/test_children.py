@@ -245,3 +245,42 @@ async def test_cancelling_a_child_fails_its_parents_call(substrate: Substrate, r
         await substrate.result(run_id)
     assert (raised.value.child_run_id, raised.value.error_code) == (child, "cancelled")
     assert await _settled(substrate, [child, run_id]) == ["cancelled", "failed"]
+
+
+async def test_a_failed_child_runs_again_under_its_retry_policy(
+    substrate: Substrate, run_id: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "tries"
+    answer = await substrate.run(family.retrying_parent, Ask(path=str(path)), run_id=run_id)
+
+    assert answer.n == 3
+    assert path.read_text().split() == ["try"] * 3
+
+
+async def test_a_child_past_its_timeout_fails_the_call(substrate: Substrate, run_id: str) -> None:
+    assert await substrate.run(family.timing_parent, Ask(), run_id=run_id) == "step_timeout"
+
+
+async def test_a_child_its_parent_stopped_awaiting_is_cancelled(
+    substrate: Substrate, run_id: str
+) -> None:
+    assert await substrate.run(family.impatient_parent, Ask(), run_id=run_id) == "gave up"
+
+    (child,) = await substrate.children(run_id)
+    assert await _settled(substrate, [child]) == ["cancelled"]
+
+
+@pytest.mark.local_only(reason="local runs watch for their cancellation, each on its own")
+async def test_a_cancel_seen_first_by_the_child_still_cancels_the_parent(
+    substrate: Substrate, run_id: str
+) -> None:
+    # The child is asked first; whichever watcher sees its request first, the parent
+    # ends cancelled, never failed with its child's cancellation.
+    for n in range(5):
+        parent = f"{run_id}-{n}"
+        await substrate.start(family.late_parent, Ask(n=n), run_id=parent)
+        await substrate.wait_for_step(f"{parent}/family.waiting_leaf-1", "await_event:go")
+        await substrate.cancel(parent, "stop")
+        with pytest.raises(DurableRunCancelledError):
+            await substrate.result(parent)
+        assert await substrate.status(parent) == "cancelled"

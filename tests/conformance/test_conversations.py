@@ -552,3 +552,35 @@ async def test_a_conversation_begun_before_child_runs_resumes_as_one(
 
     assert result.turns == 4  # started over as a child run: no input mismatch at its position
     assert result.run_id == f"{run_id}/conversation-0"
+
+
+@pytest.mark.local_only(reason="a run recorded by the journal-era local store resumes there")
+async def test_a_conversation_finished_before_child_runs_replays_its_result(
+    substrate: Substrate, run_id: str, models: ModelServer
+) -> None:
+    assert isinstance(substrate, LocalSubstrate)
+    job = Job(key="conformance.debate", n=7)
+    first = await substrate.run(agents.talk, job, run_id=f"{run_id}-model")
+    talk = agent_definition(agents.talk)
+    # The previous version recorded the conversation's result itself as the step's result.
+    begun = await substrate.store.start_or_resume(
+        run_id=run_id, agent=talk.name, manifest=talk.manifest(job), worker_id="old",
+        lease_for=timedelta(0),
+    )  # fmt: skip
+    assert begun.lease is not None
+    intent, fingerprint = conversation_call(
+        conversation_definition("conformance.debate"), "topic 7", None
+    )
+    await substrate.store.begin_step(
+        begun.lease, step_index=0, intent=intent, kind="conversation", input_hash=fingerprint
+    )
+    await substrate.store.complete_step(
+        begun.lease, step_index=0, result=first.model_dump(mode="json")
+    )
+    asked = models.requests["ok"]
+
+    result = await substrate.run(agents.talk, job, run_id=run_id)
+
+    assert result == first
+    assert models.requests["ok"] == asked  # replayed, not asked again
+    assert usage_totals(await substrate.steps(run_id))["input_tokens"] == 48
