@@ -66,6 +66,8 @@ class TurnRequest(BaseModel):
     """Turns committed since ``transcript_ref`` was stored (nested conversations' turns)."""
     depth: int
     parent_turn: str | None = None
+    root_run_id: str | None = None
+    """The top-level conversation's run id, when this one is nested."""
     forward_user: bool
     """Whether this call forwards the user's authorization (the participant's auth_source)."""
     headers: dict[str, str] = {}
@@ -128,7 +130,8 @@ async def conversation_turn(request: TurnRequest) -> TurnOutcome:
     headers = {
         **request.headers,
         **forward_headers(
-            conversation.policy.forward_headers, depth=request.depth, run_id=request.run_id,
+            conversation.policy.forward_headers, depth=request.depth,
+            run_id=request.root_run_id or request.run_id,
             turn=request.turn_id, speaker=speaker.name, parent_turn=request.parent_turn,
         ),
     }  # fmt: skip

@@ -166,6 +166,7 @@ class _Talk:
             conversation=run.conversation, run_id=self.ctx.run_id, speaker=speaker.name,
             index=index, turn_id=tid, seed=run.seed, transcript_ref=self.transcript_ref,
             pending=self.pending, depth=run.depth, parent_turn=run.parent_turn,
+            root_run_id=run.root_run_id,
             forward_user=driver.forwards_user(speaker), headers=run.headers, attempts=allowed,
         )  # fmt: skip
         try:
@@ -203,6 +204,7 @@ class _Talk:
             seed=driver.nested_seed(),
             depth=depth,
             parent_turn=tid,
+            root_run_id=run.root_run_id or self.ctx.run_id,
             headers={k: v for k, v in run.headers.items() if k in propagated},
         )
         try:

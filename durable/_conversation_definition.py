@@ -35,7 +35,8 @@ __all__ = [
     "define_conversation",
 ]
 
-_SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "set-cookie"})
+_SECRET_MARKS = ("auth", "token", "secret", "password", "cookie", "api-key", "apikey", "session")
+"""Header names holding any of these are taken for credentials and never propagated."""
 
 
 class _Frozen(BaseModel):
@@ -214,7 +215,8 @@ def _check_propagated(name: str, policy: ConversationPolicy) -> None:
     stamped = policy.forward_headers.all()
     for header in policy.propagated_headers:
         lowered = header.lower()
-        if lowered in _SECRET_HEADERS or lowered == policy.forward_headers.authorization:
+        secret = any(mark in lowered for mark in _SECRET_MARKS)
+        if secret or lowered == policy.forward_headers.authorization:
             raise DurableRegistrationError(
                 f"conversation {name!r} propagates header {header!r}, a credential; "
                 "propagated headers are recorded in the run's input, so forward the user's "

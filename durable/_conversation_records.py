@@ -135,6 +135,9 @@ class ConversationRun(BaseModel):
     depth: int = 1
     """Hops of the next participant call: 1 for a conversation started by a caller."""
     parent_turn: str | None = None
+    root_run_id: str | None = None
+    """The top-level conversation's run id, stamped as the run id on every call of a
+    nested conversation, as the reference propagates it; ``None`` at the top."""
     aborted: bool = False
     """Set when the abort event had arrived before this execution started."""
     headers: dict[str, str] = {}

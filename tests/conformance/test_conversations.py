@@ -200,9 +200,10 @@ async def test_a_conversation_can_be_a_participant(
     # The inner conversation's calls are one hop deeper and name the turn they serve.
     assert {h["x-durable-forwarded-depth"] for h in inner} == {"2"}
     assert {h["x-durable-parent-turn-id"] for h in inner} == {panel.turn_id}
-    # It is a child run of the conversation, which is a child run of the agent's.
-    (inner_run,) = {h["x-durable-run-id"] for h in inner}
-    assert inner_run.startswith(f"{result.run_id}/conversation-")
+    # As the reference does, every nested call carries the top-level conversation's
+    # run id; its turn ids are the inner run's own (a child run of the conversation).
+    assert {h["x-durable-run-id"] for h in inner} == {result.run_id}
+    assert all(h["x-durable-turn-id"].startswith(f"{result.run_id}/conversation-") for h in inner)
     assert outer["x-durable-forwarded-depth"] == "1"
 
 
