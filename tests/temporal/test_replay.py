@@ -18,12 +18,14 @@ from temporalio.worker import Replayer
 from temporalio.workflow import NondeterminismError
 
 import examples.refund  # noqa: F401  (registers the agents the histories ran)
+import tests.conformance.family  # noqa: F401  (registers the child-run agents)
 from adapters.temporal import workflow_runner
+from agents import conversation as _conversation  # noqa: F401  (the conversation agent)
 from tests.conformance import agents
 from workflows.agent import AgentWorkflow
 
 HISTORIES = Path(__file__).resolve().parents[1] / "histories"
-MODULES = ("examples.refund", "tests.conformance.agents")
+MODULES = ("examples.refund", "tests.conformance.agents", "tests.conformance.family")
 
 
 def replayer() -> Replayer:
@@ -46,7 +48,22 @@ def _knobs_as_recorded() -> Iterator[None]:
     agents.reset()
 
 
-@pytest.mark.parametrize("name", ["refund-review", "versioned", "retrying"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "refund-review",
+        "versioned",
+        "retrying",
+        # A parent with three children in parallel, and one child of it.
+        "fan-out",
+        "fan-out--family.leaf-0",
+        # A parent cancelled with two children in flight: they are cancelled first.
+        "cancelled",
+        # A conversation: its parent, and the conversation agent's own run.
+        "talk",
+        "talk--conversation-0",
+    ],
+)
 async def test_recorded_histories_replay(name: str) -> None:
     result = await replayer().replay_workflow(history(name))
 
