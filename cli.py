@@ -370,7 +370,7 @@ async def cmd_list(args: argparse.Namespace, settings: worker.WorkerSettings) ->
     if args.local:
         store = SqliteStore(settings.local_store)
         try:
-            for run in await store.list_runs(limit=args.limit):
+            for run in await store.list_runs(limit=args.limit, newest=True):
                 rows.append((run.run_id, run.parent_run_id, run.agent, run.status))
         finally:
             await store.close()
@@ -454,8 +454,10 @@ def parser() -> argparse.ArgumentParser:
     cancel = command("cancel", "cancel a run and its child runs")
     cancel.add_argument("run")
     cancel.add_argument("--reason", default="", help="why; kept with the cancelled run")
-    listing = command("list", "list recent runs, each child under its parent")
-    listing.add_argument("--limit", type=int, default=20)
+    listing = command("list", "list the most recent runs, each child under its parent")
+    listing.add_argument(
+        "--limit", type=int, default=20, help="how many of the newest runs (default 20)"
+    )
     return root
 
 

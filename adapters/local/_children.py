@@ -31,7 +31,7 @@ from durable import (
     child_envelope,
     usage_totals,
 )
-from durable._failures import child_failed_error, step_error_from
+from durable._failures import child_failed_error, parent_cancelled_reason, step_error_from
 
 from ._store import DurableRunStore, utc_now
 
@@ -51,9 +51,9 @@ class ChildControl:
 
     reason: str | None = None
     timed_out: bool = False
-    parent_work: asyncio.Task[Any] | None = None
-    """The parent's agent: while it is not being cancelled itself (the worker stopping),
-    a cancellation reaching the child is the parent's own doing, and ends the child."""
+    parent: LocalChildren | None = None
+    """The parent's context: it tells whether a cancellation reaching the child is the
+    parent's doing (the child ends) or the worker stopping (the child resumes later)."""
     started: asyncio.Event = field(default_factory=asyncio.Event)
     """Set once the child's run exists in the store (created, resumed or found ended)."""
 
@@ -85,6 +85,8 @@ class LocalChildren(ChildCalls):
         """The agent's task; the runner sets it."""
         self.on_cancel: Callable[[str], None] | None = None
         """Cancels this run with a reason; the runner sets it."""
+        self.control: ChildControl | None = None
+        """How this run's parent controls it, when it is a child run; the runner sets it."""
 
     async def _start_child(self, spec: ChildSpec) -> asyncio.Future[dict[str, Any]]:
         ctx: LocalContext = self  # type: ignore[assignment]
@@ -107,7 +109,7 @@ class LocalChildren(ChildCalls):
             await ctx._failed(index, step_error_from(taken), final=True)
             raise taken
         ctx.live.publish(LiveEvent(kind="step_started", step=index, intent=spec.intent, attempt=1))
-        control = ChildControl(parent_work=self.work)
+        control = ChildControl(parent=self)
         task = asyncio.create_task(
             self._child(ctx, index, spec, control, begun.deadline), name=f"durable:{spec.run_id}"
         )
@@ -224,6 +226,29 @@ class LocalChildren(ChildCalls):
             if failure.error_type == "unknown":
                 raise  # the child never ended: not a failure of the child run
             raise failure from None
+
+    def reason_for_children(self) -> str | None:
+        """Why a child of this run that is being cancelled ends for good; ``None`` when
+        the worker is stopping, and the child is to resume with this run later."""
+        work = self.work
+        if work is None or work.done():
+            return None  # ended: its end path cancels its children with the reason
+        if not work.cancelling():
+            return f"its parent run {self.run_id!r} stopped awaiting it"
+        ending = self._ending_reason()
+        return None if ending is None else parent_cancelled_reason(self.run_id, ending)
+
+    def _ending_reason(self) -> str | None:
+        """Why this run is ending for good, as far as anyone knows yet."""
+        ctx: LocalContext = self  # type: ignore[assignment]
+        if ctx.cancel_reason is not None:
+            return ctx.cancel_reason
+        control = self.control
+        if control is None:
+            return None
+        if control.reason is not None:
+            return control.reason
+        return None if control.parent is None else control.parent.reason_for_children()
 
     async def _being_cancelled(self) -> bool:
         """Whether this run is being cancelled, asked here or seen by its watcher yet or not.

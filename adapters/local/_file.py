@@ -389,9 +389,9 @@ class FileStore:
             raise _file_error(self._root, exc) from None
 
     async def list_runs(
-        self, *, status: RunStatus | None = None, limit: int = 100
+        self, *, status: RunStatus | None = None, limit: int = 100, newest: bool = False
     ) -> list[RunRecord]:
-        return await self._select_runs(lambda run: status in (None, run.status), limit)
+        return await self._select_runs(lambda run: status in (None, run.status), limit, newest)
 
     async def list_expired_runs(
         self, *, now: datetime, limit: int = 100, agents: Collection[str] | None = None
@@ -400,9 +400,10 @@ class FileStore:
         return await self._select_runs(lambda run: ledger.recoverable(run, now, hosted), limit)
 
     async def _select_runs(
-        self, keep: Callable[[RunRecord], bool], limit: int | None
+        self, keep: Callable[[RunRecord], bool], limit: int | None, newest: bool = False
     ) -> list[RunRecord]:
-        """The first ``limit`` runs ``keep`` accepts (all if ``None``), in creation order."""
+        """The first ``limit`` runs ``keep`` accepts (all if ``None``; the last ``limit``
+        with ``newest``), in creation order."""
         # run.json is only ever replaced whole (rename), so it is read without the lock.
         runs = []
         try:
@@ -413,10 +414,9 @@ class FileStore:
         except OSError as exc:
             raise _file_error(self._root, exc) from None
         runs.sort(key=ledger.creation_order)
+        chosen = runs[-limit:] if newest and limit else runs[:limit]
         return [
-            snapshot
-            for run in runs[:limit]
-            if (snapshot := await self.load_run(run.run_id)) is not None
+            snapshot for run in chosen if (snapshot := await self.load_run(run.run_id)) is not None
         ]
 
     async def append_live(self, run_id: str, events: Sequence[LiveEvent]) -> None:

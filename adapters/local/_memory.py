@@ -184,10 +184,11 @@ class InMemoryStore:
         return None if state is None else state.manifest
 
     async def list_runs(
-        self, *, status: RunStatus | None = None, limit: int = 100
+        self, *, status: RunStatus | None = None, limit: int = 100, newest: bool = False
     ) -> list[RunRecord]:
         runs = [s.snapshot() for s in self._runs.values() if status in (None, s.run.status)]
-        return sorted(runs, key=ledger.creation_order)[:limit]
+        ordered = sorted(runs, key=ledger.creation_order)
+        return ordered[-limit:] if newest and limit else ordered[:limit]
 
     async def list_expired_runs(
         self, *, now: datetime, limit: int = 100, agents: Collection[str] | None = None

@@ -43,7 +43,7 @@ from durable._failures import (
 from ._children import ChildControl, ChildOutcome
 from ._context import LocalContext
 from ._live import LivePublisher
-from ._store import DurableRunStore, run_not_found
+from ._store import DurableRunStore, run_not_found, utc_now
 
 __all__ = ["RunResult", "resume_run", "run_durable"]
 
@@ -219,7 +219,7 @@ async def _execute(
         await live.flush()
         raise
     work = asyncio.create_task(definition.fn(ctx, agent_input), name=f"durable:{run_id}")
-    ctx.work = work
+    ctx.work, ctx.control = work, control
     lost: list[DurableRunLeaseLostError] = []
 
     def lease_lost(exc: DurableRunLeaseLostError) -> None:
@@ -241,7 +241,7 @@ async def _execute(
     watcher = asyncio.create_task(_watch_cancel(store, run_id, poll, cancel, resumed.run))
     try:
         try:
-            value = await _agent(work, control, cancel, manifest.parent_run_id)
+            value = await _agent(work, control, cancel)
         except asyncio.CancelledError:
             if lost:
                 raise lost[0] from None
@@ -304,26 +304,19 @@ async def _execute(
 
 
 async def _agent(
-    work: asyncio.Task[Any],
-    control: ChildControl | None,
-    cancel: Callable[[str], None],
-    parent: str | None,
+    work: asyncio.Task[Any], control: ChildControl | None, cancel: Callable[[str], None]
 ) -> Any:
     """Await the agent; a parent cancelling this child run cancels it with its reason.
 
-    The parent's agent may stop awaiting its child itself (a timeout of its own, a
-    task group): the child then ends ``cancelled`` too. Only a worker that stops,
-    cancelling the parent's agent with it, leaves the child to resume with it.
+    The parent's agent may also stop awaiting its child itself (a timeout of its
+    own, a task group), or be cancelled for good: the child then ends
+    ``cancelled`` too. Only a worker that stops leaves the child to resume later.
     """
     try:
         return await work
     except asyncio.CancelledError:
-        parent_work = None if control is None else control.parent_work
-        still_awaited = parent_work is not None and not parent_work.done()
-        if control is not None and control.reason is None and still_awaited:
-            assert parent_work is not None
-            if not parent_work.cancelling():
-                control.reason = f"its parent run {parent!r} stopped awaiting it"
+        if control is not None and control.reason is None and control.parent is not None:
+            control.reason = control.parent.reason_for_children()
         if control is not None and control.reason is not None:
             cancel(control.reason)
             if not work.done():
@@ -359,8 +352,13 @@ async def _no_orphans(store: DurableRunStore, ctx: LocalContext, reason: str) ->
     is cancelled too, so no child outlives its parent."""
     await ctx._settle_children(reason)
     for child in await store.list_children(ctx.run_id):
-        if child.status == "running":
-            await store.request_cancel(child.run_id, reason)
+        if child.status != "running":
+            continue
+        # Held by this worker but no longer executed by it: its lease is as good as lapsed.
+        now = utc_now()
+        if child.lease_holder == ctx.lease.holder and child.lease_expires_at is not None:
+            now = max(now, child.lease_expires_at)
+        await store.request_cancel(child.run_id, reason, now=now)
 
 
 def _cancelled_error(

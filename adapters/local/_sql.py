@@ -520,14 +520,17 @@ class SqlStore(ABC):
         return DurableRunManifest.model_validate_json(rows[0][0]) if rows else None
 
     async def list_runs(
-        self, *, status: RunStatus | None = None, limit: int = 100
+        self, *, status: RunStatus | None = None, limit: int = 100, newest: bool = False
     ) -> list[RunRecord]:
         where, params = ("WHERE status = ? ", (status,)) if status is not None else ("", ())
+        order = "DESC" if newest else "ASC"
         rows = await self._fetch(
-            f"SELECT {_RUN_COLUMNS} FROM durable_runs {where}ORDER BY created_at, run_id LIMIT ?",
+            f"SELECT {_RUN_COLUMNS} FROM durable_runs {where}"
+            f"ORDER BY created_at {order}, run_id {order} LIMIT ?",
             (*params, limit),
         )
-        return [_run_record(row) for row in rows]
+        runs = [_run_record(row) for row in rows]
+        return runs[::-1] if newest else runs
 
     async def list_expired_runs(
         self, *, now: datetime, limit: int = 100, agents: Collection[str] | None = None

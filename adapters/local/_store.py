@@ -206,9 +206,10 @@ class DurableRunStore(Protocol):
         ...
 
     async def list_runs(
-        self, *, status: RunStatus | None = None, limit: int = 100
+        self, *, status: RunStatus | None = None, limit: int = 100, newest: bool = False
     ) -> list[RunRecord]:
-        """Runs in creation order, optionally only those in ``status``."""
+        """Runs in creation order, optionally only those in ``status``; with ``newest``,
+        the ``limit`` newest runs, still oldest first."""
         ...
 
     async def list_expired_runs(

@@ -481,3 +481,18 @@ async def test_a_run_that_keeps_changing_is_not_cancelled_forever(tmp_path: Path
     assert (await _run(store, "r")).status == "running"
     await store.close()
     await rival.close()
+
+
+async def test_listing_the_newest_runs_keeps_creation_order(
+    store: DurableRunStore, run_id: str
+) -> None:
+    ids = [f"{run_id}-{n}" for n in range(4)]
+    for each in ids:
+        await _start(store, each)
+        await asyncio.sleep(0.005)  # SQL stores keep milliseconds
+
+    newest = [r.run_id for r in await store.list_runs(limit=2, newest=True)]
+    oldest = [r.run_id for r in await store.list_runs(limit=10_000)]
+
+    assert newest == ids[2:]
+    assert [i for i in oldest if i in ids] == ids

@@ -275,3 +275,16 @@ async def late_parent(ctx: DurableContext, ask: Ask) -> Answer:
     """Starts its child a moment after it began: their cancel watchers poll out of phase."""
     await ctx.sleep(0.1 * ask.n)
     return await ctx.call_agent(waiting_leaf, Ask())
+
+
+@agent(name="family.middle", delegation=DelegationPolicy(max_depth=2))
+async def middle(ctx: DurableContext, ask: Ask) -> Answer:
+    return await ctx.call_agent(waiting_leaf, ask)
+
+
+@agent(name="family.boss", delegation=DelegationPolicy(max_depth=2))
+async def boss(ctx: DurableContext, ask: Ask) -> Answer:
+    """A grandchild under one child, and a second child it awaits first."""
+    await ctx.start_agent(middle, Ask(n=1))
+    approver = await ctx.start_agent(waiting_leaf, Ask(n=2))
+    return await approver

@@ -284,3 +284,20 @@ async def test_a_cancel_seen_first_by_the_child_still_cancels_the_parent(
         with pytest.raises(DurableRunCancelledError):
             await substrate.result(parent)
         assert await substrate.status(parent) == "cancelled"
+
+
+async def test_a_parent_failing_mid_tree_leaves_no_grandchild_running(
+    substrate: Substrate, run_id: str
+) -> None:
+    middle, approver = f"{run_id}/family.middle-0", f"{run_id}/family.waiting_leaf-1"
+    grandchild = f"{middle}/family.waiting_leaf-0"
+    await substrate.start(family.boss, Ask(), run_id=run_id)
+    await substrate.wait_for_step(grandchild, "await_event:go")
+    await substrate.wait_for_step(approver, "await_event:go")
+
+    await substrate.cancel(approver, "not needed")  # the boss's await fails: it fails
+
+    with pytest.raises(DurableChildRunFailedError):
+        await substrate.result(run_id)
+    settled = await _settled(substrate, [run_id, approver, middle, grandchild])
+    assert settled == ["failed", "cancelled", "cancelled", "cancelled"]
