@@ -45,6 +45,7 @@ from durable import (
     LiveEvent,
     LiveView,
     RunRecord,
+    StepRecord,
     agent_definition,
     check_name,
     run_tree,
@@ -212,9 +213,13 @@ async def cmd_status(args: argparse.Namespace, settings: worker.WorkerSettings) 
             children = await store.list_children(args.run)
         finally:
             await store.close()
-        print(f"run {run.run_id}: {run.status} (agent {run.agent})")
+        waits = [s.intent.split(":", 1)[1] for s in steps if _waiting(s)]
+        waits += [s.intent for s in steps if s.kind in ("agent", "conversation") and _open(s)]
+        shown = f", waiting for {', '.join(waits)}" if run.status == "running" and waits else ""
+        print(f"run {run.run_id}: {run.status} (agent {run.agent}){shown}")
         if run.status in ("failed", "cancelled") and run.error is not None:
             print(f"{run.status} with {run.error.type}: {run.error.message}")
+        ended = run.status != "running"
         family: list[tuple[str, str, str]] = [(c.run_id, c.agent, c.status) for c in children]
         parent = run.parent_run_id
         usage = usage_totals(steps)
@@ -234,14 +239,16 @@ async def cmd_status(args: argparse.Namespace, settings: worker.WorkerSettings) 
         )
         print(f"run {args.run}: {snapshot.state} (agent {snapshot.agent}), waiting for {waiting}")
         if snapshot.failure is not None:
-            print(f"failed with {snapshot.failure}")
+            print(f"{'cancelled' if snapshot.state == 'cancelled' else 'failed'} with "
+                  f"{snapshot.failure}")  # fmt: skip
+        ended = snapshot.state != "running"
         if snapshot.unanswered is not None:
             print(f"worker: {snapshot.unanswered}; the steps below come from the run's history")
         parent, family = await client.family(args.run)
     if parent is not None:
         print(f"child run of {parent}")
     print(usage_line(usage))
-    print(_steps_table(steps))
+    print(_steps_table(steps, ended=ended))
     for record in steps:
         if record.error is None:
             continue
@@ -254,6 +261,14 @@ async def cmd_status(args: argparse.Namespace, settings: worker.WorkerSettings) 
         print("child runs:")
         print(table(("run", "agent", "status"), family, whole=(0,), indent="  "))
     return 0
+
+
+def _open(step: StepRecord) -> bool:
+    return step.status == "running"
+
+
+def _waiting(step: StepRecord) -> bool:
+    return step.kind == "event" and _open(step) and step.intent.startswith("await_event:")
 
 
 def _lease_holder(run: RunRecord) -> str:
@@ -387,16 +402,25 @@ async def cmd_list(args: argparse.Namespace, settings: worker.WorkerSettings) ->
 async def cmd_cancel(args: argparse.Namespace, settings: worker.WorkerSettings) -> int:
     check_name(args.run, what="run id")
     reason = args.reason or "cancelled with `durable cancel`"
+    held_until = ""
     if args.local:
         store = SqliteStore(settings.local_store)
         try:
             outcome = await cancel_run(store, args.run, reason)
+            run = await store.load_run(args.run)
         finally:
             await store.close()
+        if run is not None and run.lease_expires_at is not None:
+            held_until = (
+                f"; if worker {run.lease_holder!r} is gone, the run is cancelled once a worker "
+                f"resumes it after its lease lapses at {run.lease_expires_at:%H:%M:%S} UTC "
+                "(or cancel it again then)"
+            )
     else:
         outcome = await (await _client(settings)).cancel(args.run, reason)
     said = {
-        "requested": "cancelling: its worker cancels its children, then ends it",
+        "requested": f"cancelling: the worker running it cancels its children, then ends it"
+        f"{held_until}",
         "cancelled": "cancelled, with its children (no worker was running it)",
         "already_ended": "already ended; nothing to cancel",
     }[outcome]

@@ -327,14 +327,24 @@ class ChildCalls:
             self._refuse(
                 "agent_not_allowed",
                 agent,
-                f"{label}: it is not in the policy's allowed_agents ({allowed})",
+                f"{label}: it is not in the policy's allowed_agents ({allowed}); add "
+                f"{agent!r} to allowed_agents if it may",
             )
-        limit = policy.max_depth if own.max_depth is None else min(policy.max_depth, own.max_depth)
-        if own.depth + 1 > limit:
+        ceiling = own.max_depth
+        if own.depth + 1 > policy.max_depth:
             self._refuse(
                 "max_delegation_depth_exceeded",
                 agent,
-                f"{label}: the child would run at depth {own.depth + 1}, beyond max_depth={limit}",
+                f"{label}: the child would run at depth {own.depth + 1}, beyond this run's own "
+                f"max_depth={policy.max_depth}; depth counts from the run a caller started, so "
+                "raise max_depth in this agent's DelegationPolicy (and its ancestors')",
+            )
+        if ceiling is not None and own.depth + 1 > ceiling:
+            self._refuse(
+                "max_delegation_depth_exceeded",
+                agent,
+                f"{label}: the child would run at depth {own.depth + 1}, beyond max_depth="
+                f"{ceiling} of an ancestor's DelegationPolicy; raise it there",
             )
         if self._calls_made >= policy.max_calls:
             self._refuse(

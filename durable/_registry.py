@@ -349,7 +349,8 @@ def agent_definition(fn_or_name: object) -> AgentDefinition:
             known = ", ".join(sorted(_agents)) or "none"
             raise DurableRegistrationError(
                 f"no agent named {fn_or_name!r} is registered (known: {known}); "
-                "import the module that defines it"
+                "import the module that defines it (the durable command and worker import "
+                "those DURABLE_AGENT_MODULES names)"
             )
         return found
     definition = getattr(fn_or_name, _AGENT_ATTR, None)

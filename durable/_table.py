@@ -60,11 +60,19 @@ def table(
     return "\n".join(out)
 
 
-def steps_table(steps: Iterable[StepRecord], *, indent: str = "") -> str:
-    """A run's steps: position, intent, kind, status and attempts."""
+def steps_table(steps: Iterable[StepRecord], *, indent: str = "", ended: bool = False) -> str:
+    """A run's steps: position, intent, kind, status and attempts.
+
+    In a run that has ended (``ended``), a step still ``running`` never finished:
+    it shows as ``interrupted``.
+    """
+
+    def status(step: StepRecord) -> str:
+        return "interrupted" if ended and step.status == "running" else step.status
+
     return table(
         ("#", "intent", "kind", "status", "attempts"),
-        [(s.step_index, s.intent, s.kind, s.status, s.attempts) for s in steps],
+        [(s.step_index, s.intent, s.kind, status(s), s.attempts) for s in steps],
         right=(0,),
         indent=indent,
     )
@@ -87,17 +95,19 @@ def run_tree(runs: Sequence[tuple[str, str | None, str, str]]) -> str:
             roots.append(run)
     rows: list[tuple[str, str, str]] = []
 
-    def add(run: tuple[str, str | None, str, str], depth: int) -> None:
+    def add(run: tuple[str, str | None, str, str], prefix: str, branch: str) -> None:
         run_id, parent, agent, status = run
-        shown = "  " * (depth - 1) + "└ " + run_id if depth else run_id
-        if depth == 0 and parent is not None:
+        shown = prefix + branch + run_id
+        if not branch and parent is not None:
             shown += f" (child of {parent})"
         rows.append((shown, agent, status))
-        for child in children.get(run_id, []):
-            add(child, depth + 1)
+        below = children.get(run_id, [])
+        inner = prefix + ("  " if branch in ("", "└ ") else "│ ")
+        for i, child in enumerate(below):
+            add(child, inner if branch else prefix, "└ " if i == len(below) - 1 else "├ ")
 
     for root in roots:
-        add(root, 0)
+        add(root, "", "")
     return table(("run", "agent", "status"), rows, whole=(0,))
 
 

@@ -263,7 +263,10 @@ TRIGGERS: dict[ErrorCode, tuple[Trigger, list[str]]] = {
     ),
     ErrorCode.RUN_FAILED: (run_failed, ["already failed", "under a new run id"]),
     ErrorCode.RUN_ENDED: (run_ended, ["run 'r' has already ended", "start a new run"]),
-    ErrorCode.RUN_NOT_FOUND: (run_not_found, ["no run 'missing-run'", "start it with run_durable"]),
+    ErrorCode.RUN_NOT_FOUND: (
+        run_not_found,
+        ["no run 'missing-run'", "start it first (run_durable"],
+    ),
     ErrorCode.STEP_FAILED: (
         step_failed,
         ["'stuck' failed: all 1 attempt(s) its retry policy allows are spent", "catch"],

@@ -257,8 +257,8 @@ def run_ended(run_id: str) -> DurableRunEndedError:
 
 def run_not_found(run_id: str) -> DurableRunNotFoundError:
     return DurableRunNotFoundError(
-        f"no run {run_id!r} exists in this store; start it with run_durable first, "
-        "or check the run id and the store location"
+        f"no run {run_id!r} exists in this store; start it first (run_durable, or "
+        "`durable run --local`), or check the run id and the store location"
     )
 
 

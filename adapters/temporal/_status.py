@@ -21,6 +21,7 @@ from temporalio.client import Client, WorkflowExecutionStatus, WorkflowQueryFail
 from temporalio.service import RPCError, RPCStatusCode
 
 from durable import StepRecord, StepStatus
+from durable._failures import cancelled_error
 
 from ._convert import durable_error_from, failure_error, step_of_activity
 from ._messages import SEND_EVENT_ACTIVITY, STATUS_QUERY, STEP_MEMO, STEPS_QUERY
@@ -46,7 +47,7 @@ class RunSnapshot:
     unanswered: str | None = None
     """Why the worker's query gave no answer (the steps then come from history)."""
     failure: str | None = None
-    """How the run failed, for a failed run."""
+    """How the run failed, for a failed run; why it was cancelled, for a cancelled one."""
     next_attempts: dict[int, str] = field(default_factory=dict)
     """When a retrying step's next attempt starts, by step index."""
 
@@ -123,6 +124,11 @@ async def run_snapshot(
         if event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED:
             attributes = event.workflow_execution_failed_event_attributes
             failure = await _failure_text(client, attributes.failure, run_id)
+        elif event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CANCEL_REQUESTED:
+            cause = event.workflow_execution_cancel_requested_event_attributes.cause
+            if described.status == WorkflowExecutionStatus.CANCELED:
+                error = cancelled_error(run_id, cause or "no reason given")
+                failure = f"{type(error).__name__}: {error.message}"
 
     steps: list[StepRecord] | None = None
     waiting_for: list[str] | None = None

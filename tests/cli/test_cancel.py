@@ -82,6 +82,11 @@ async def test_cancel_from_another_process_cancels_the_children_first(
                      env=local_env)  # fmt: skip
     try:
         children = await _waiting_children(store, "fam", 2)
+        waiting = await asyncio.to_thread(checked, "status", "fam", "--local", env=local_env)
+        leaf = "agent:family.waiting_leaf"
+        assert f"run fam: running (agent family.hold_two), waiting for {leaf}, {leaf}" in (
+            waiting.stdout
+        )
         done = await asyncio.to_thread(
             checked, "cancel", "fam", "--reason", "stop now", "--local", env=local_env
         )
@@ -98,6 +103,7 @@ async def test_cancel_from_another_process_cancels_the_children_first(
 
     status = await asyncio.to_thread(checked, "status", "fam", "--local", env=local_env)
     assert "run fam: cancelled (agent family.hold_two)" in status.stdout
+    assert "interrupted" in status.stdout
     assert "stop now" in status.stdout
     assert "child runs:" in status.stdout
     for child in children:
@@ -108,7 +114,7 @@ async def test_cancel_from_another_process_cancels_the_children_first(
     listing = await asyncio.to_thread(checked, "list", "--local", env=local_env)
     lines = listing.stdout.splitlines()
     assert lines[1].startswith("fam ")
-    assert lines[2].startswith(f"└ {children[0]} ")
+    assert lines[2].startswith(f"├ {children[0]} ")
     assert lines[3].startswith(f"└ {children[1]} ")
 
     again = await asyncio.to_thread(checked, "cancel", "fam", "--local", env=local_env)
@@ -181,6 +187,10 @@ async def test_cancel_on_temporal_leaves_no_child_running(
 
     status = await asyncio.to_thread(checked, "status", run_id, env=env)
     no_traceback(status)
+    assert f"run {run_id}: cancelled" in status.stdout
+    assert "cancelled with DurableRunCancelledError" in status.stdout
+    assert "stop now" in status.stdout
+    assert "interrupted" in status.stdout  # the children's steps never finished
     assert "child runs:" in status.stdout
     assert status.stdout.count("cancelled") >= 2
     again = await asyncio.to_thread(checked, "cancel", run_id, env=env)
