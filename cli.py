@@ -1,7 +1,7 @@
 """The ``durable`` command: start agent runs, send them events, read their state.
 
     durable worker [--local]
-    durable run AGENT --input JSON|@FILE|- [--run-id ID] [--wait] [--local]
+    durable run AGENT --input JSON|@FILE|- [--run-id ID] [--wait] [--delegation JSON] [--local]
     durable event RUN KEY --payload JSON|@FILE|- [--local]
     durable status RUN [--local]
     durable result RUN [--local]
@@ -29,6 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError, RPCStatusCode
@@ -38,6 +39,7 @@ from adapters.local import SqliteStore, cancel_run, run_durable, send_event, wat
 from adapters.temporal import AgentClient, exit_without_teardown, state_of
 from durable import (
     AgentDefinition,
+    DelegationPolicy,
     DurableError,
     DurableRegistrationError,
     DurableRunNotFoundError,
@@ -152,20 +154,26 @@ async def cmd_run(args: argparse.Namespace, settings: worker.WorkerSettings) -> 
     run_id = f"{definition.name}-{uuid.uuid4().hex[:8]}" if args.run_id is None else args.run_id
     check_name(run_id, what="--run-id")
     definition.manifest(payload)  # input of the wrong type is refused before anything is said
+    delegation = None if args.delegation is None else _policy(args.delegation)
     if args.local:
         settings.local_store.parent.mkdir(parents=True, exist_ok=True)
         store = SqliteStore(settings.local_store)
         try:
             print(f"run {run_id} of {definition.name} on {settings.local_store}", flush=True)
             outcome = await run_durable(
-                definition.fn, payload, store=store, run_id=run_id, lease=settings.lease
+                definition.fn,
+                payload,
+                store=store,
+                run_id=run_id,
+                lease=settings.lease,
+                delegation=delegation,
             )
         finally:
             await store.close()
         print(_show(outcome.result))
         return 0
     client = await _client(settings)
-    await client.start(definition.name, payload, run_id=run_id)
+    await client.start(definition.name, payload, run_id=run_id, delegation=delegation)
     print(f"started run {run_id} of {definition.name}")
     link = settings.ui_link(run_id)
     if link:
@@ -173,6 +181,20 @@ async def cmd_run(args: argparse.Namespace, settings: worker.WorkerSettings) -> 
     if args.wait:
         print(_show(await client.result(run_id)))
     return 0
+
+
+def _policy(text: str) -> DelegationPolicy:
+    """``--delegation``: a DelegationPolicy as JSON, for this run only."""
+    try:
+        return DelegationPolicy.model_validate(_json_argument(text, "--delegation"))
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or 'the policy'}: {e['msg']}" for e in exc.errors()
+        )
+        raise UsageError(
+            f"--delegation is not a delegation policy ({problems}); give an object such as "
+            """'{"allowed_agents": ["research"], "max_calls": 8, "max_depth": 2}'"""
+        ) from None
 
 
 async def cmd_event(args: argparse.Namespace, settings: worker.WorkerSettings) -> int:
@@ -455,6 +477,11 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--input", required=True, help=f"the agent's input as JSON: {json_forms}")
     run.add_argument("--run-id", help="the run's id (default: <agent>-<random>)")
     run.add_argument("--wait", action="store_true", help="wait for the result and print it")
+    run.add_argument(
+        "--delegation",
+        help="this run's DelegationPolicy as JSON, replacing the agent's (for example "
+        """'{"max_depth": 2}')""",
+    )
     event = command("event", "send an event to a run")
     event.add_argument("run")
     event.add_argument("key")

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Project tasks, runnable with nothing but Python 3.11:
 
-    python3 dev.py demo    run the example agent on the local SQLite store
+    python3 dev.py demo    run the example agent on the embedded Temporal server
     python3 dev.py test    lint, type-check and run the whole test suite
     python3 dev.py bench   run the benchmarks
 

@@ -83,7 +83,8 @@ async def demo(approve_after: float, keep_running: bool) -> None:
             f"Follow it from any shell with: {BIN / 'durable'} watch {run_id}\n"
             "Approve it from a second shell, with either command:\n\n"
             f"   {BIN / 'durable'} event {run_id} approval --payload {_shell_json(approval)}\n\n"
-            f"   {BIN / 'temporal'} workflow signal --workflow-id {run_id} --name event "
+            f"   {BIN / 'temporal'} workflow signal --address {settings.address} "
+            f"--workflow-id {run_id} --name event "
             f"--input {_shell_json({'key': 'approval', 'payload': approval})}\n",
             flush=True,
         )

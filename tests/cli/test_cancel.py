@@ -243,3 +243,22 @@ async def _child_waits_again(path: Path, child: str) -> bool:
     finally:
         await store.close()
     return run is not None and run.lease_generation >= 2
+
+
+def test_a_policy_given_to_durable_run_applies_to_that_run(local_env: dict[str, str]) -> None:
+    refused = checked("run", "family.undelegated", "--input", "{}", "--local", env=local_env)
+    allowed = checked(
+        "run", "family.undelegated", "--input", "{}", "--delegation", '{"max_calls": 1}',
+        "--local", env=local_env,
+    )  # fmt: skip
+    wrong = checked(
+        "run", "family.undelegated", "--input", "{}", "--delegation", '{"max_calls": -1}',
+        "--local", env=local_env,
+    )  # fmt: skip
+
+    assert refused.returncode == 0, refused.stderr
+    assert '"delegation_disabled"' in refused.stdout
+    assert allowed.returncode == 0, allowed.stderr
+    assert '"allowed"' in allowed.stdout
+    assert wrong.returncode == 2
+    assert "--delegation is not a delegation policy (max_calls:" in wrong.stderr

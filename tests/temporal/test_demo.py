@@ -65,7 +65,8 @@ def test_the_demo_is_approved_from_a_second_shell(tmp_path: Path) -> None:
     output = "".join(lines) + rest
     assert '"status":"refunded"' in output
     assert '"reviewer":"you"' in output
-    assert "workflow signal --workflow-id refund-" in output
+    assert "workflow signal --address 127.0.0.1:" in output
+    assert "--workflow-id refund-" in output
     assert (
         f"http://localhost:{env['TEMPORAL_UI_PORT']}/namespaces/default/workflows/refund-" in output
     )
