@@ -15,7 +15,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Generator, Mapping
 from dataclasses import dataclass, replace
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, get_args, overload
 
 from ._canonical import canonical_hash
 from ._errors import DurableDelegationError, DurableRunCancelledError
@@ -47,13 +47,7 @@ DelegationReason = Literal[
     "max_child_agent_calls_exceeded",
     "max_parallel_child_agent_calls_exceeded",
 ]
-DELEGATION_REASONS: tuple[DelegationReason, ...] = (
-    "delegation_disabled",
-    "agent_not_allowed",
-    "max_delegation_depth_exceeded",
-    "max_child_agent_calls_exceeded",
-    "max_parallel_child_agent_calls_exceeded",
-)
+DELEGATION_REASONS: tuple[DelegationReason, ...] = get_args(DelegationReason)
 """Why a delegation was refused, in the order the checks run (the reference's names)."""
 
 
