@@ -63,6 +63,14 @@ class WorkerSettings:
     """``DURABLE_STORE``: the local SQLite store; defaults to ``<data>/durable.db``."""
     lease: timedelta = field(default=timedelta(seconds=30))
     """``DURABLE_LEASE_SECONDS``: local leases, how long a run stays ours without a heartbeat."""
+    max_concurrent_runs: int = 100
+    """``DURABLE_MAX_CONCURRENT_RUNS``: local runs a local worker executes at once."""
+    max_workflow_tasks: int | None = None
+    """``DURABLE_MAX_WORKFLOW_TASKS``: workflow tasks a Temporal worker runs at once."""
+    max_activities: int | None = None
+    """``DURABLE_MAX_ACTIVITIES``: steps (activities) a Temporal worker runs at once."""
+    max_local_activities: int | None = None
+    """``DURABLE_MAX_LOCAL_ACTIVITIES``: local-activity steps a Temporal worker runs at once."""
 
     def __post_init__(self) -> None:
         if not self.agent_modules:
@@ -79,6 +87,16 @@ class WorkerSettings:
                 raise ValueError(f"{name} must be a port number from 1 to 65535, got {port}")
         if not self.task_queue.strip():
             raise ValueError("TASK_QUEUE must not be empty")
+        for name, limit in (
+            ("DURABLE_MAX_CONCURRENT_RUNS", self.max_concurrent_runs),
+            ("DURABLE_MAX_WORKFLOW_TASKS", self.max_workflow_tasks),
+            ("DURABLE_MAX_ACTIVITIES", self.max_activities),
+            ("DURABLE_MAX_LOCAL_ACTIVITIES", self.max_local_activities),
+        ):
+            if limit is not None and limit < 1:
+                raise ValueError(
+                    f"{name} must be at least 1, got {limit}; unset it for the default"
+                )
 
     @property
     def local_store(self) -> Path:
@@ -115,7 +133,22 @@ class WorkerSettings:
             lease=timedelta(
                 seconds=_number(env, "DURABLE_LEASE_SECONDS", defaults.lease.total_seconds(), float)
             ),
+            max_concurrent_runs=_number(
+                env, "DURABLE_MAX_CONCURRENT_RUNS", defaults.max_concurrent_runs, int
+            ),
+            max_workflow_tasks=_number(env, "DURABLE_MAX_WORKFLOW_TASKS", None, int),
+            max_activities=_number(env, "DURABLE_MAX_ACTIVITIES", None, int),
+            max_local_activities=_number(env, "DURABLE_MAX_LOCAL_ACTIVITIES", None, int),
         )
+
+    def worker_limits(self) -> dict[str, int]:
+        """The Temporal worker's concurrency limits that are set (the SDK's defaults otherwise)."""
+        limits = {
+            "max_concurrent_workflow_tasks": self.max_workflow_tasks,
+            "max_concurrent_activities": self.max_activities,
+            "max_concurrent_local_activities": self.max_local_activities,
+        }
+        return {name: value for name, value in limits.items() if value is not None}
 
 
 def _number(env: Mapping[str, str], name: str, default: Any, kind: type[Any]) -> Any:
@@ -221,7 +254,10 @@ async def run_temporal(settings: WorkerSettings) -> None:
     _stop_on_signals(stop)
     async with temporal_client(settings) as client:
         worker = temporal_worker(
-            client, task_queue=settings.task_queue, agent_modules=settings.agent_modules
+            client,
+            task_queue=settings.task_queue,
+            agent_modules=settings.agent_modules,
+            **settings.worker_limits(),
         )
         link = settings.ui_link()
         log.info(
@@ -240,7 +276,9 @@ async def run_local(settings: WorkerSettings) -> None:
     import_agents(settings.agent_modules)
     settings.local_store.parent.mkdir(parents=True, exist_ok=True)
     store = SqliteStore(settings.local_store)
-    worker = LocalWorker(store, lease=settings.lease)
+    worker = LocalWorker(
+        store, lease=settings.lease, max_concurrent_runs=settings.max_concurrent_runs
+    )
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, worker.stop)

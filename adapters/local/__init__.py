@@ -14,6 +14,7 @@ from ._lease_keeper import KeptLease, LeaseKeeper
 from ._live import LivePublisher, watch_run
 from ._memory import InMemoryStore
 from ._runner import RunResult, resume_run, run_durable
+from ._slots import RunSlots
 from ._sqlite import SqliteStore, Synchronous
 from ._store import DurableRunStore, EmitResult, Resumed
 from ._worker import LocalWorker
@@ -31,6 +32,7 @@ __all__ = [
     "PostgresStore",
     "Resumed",
     "RunResult",
+    "RunSlots",
     "SqliteStore",
     "Synchronous",
     "cancel_run",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -43,6 +44,7 @@ from durable._failures import (
 from ._children import ChildControl, ChildOutcome
 from ._context import LocalContext
 from ._live import LivePublisher
+from ._slots import RunSlots
 from ._store import DurableRunStore, run_not_found, utc_now
 
 __all__ = ["RunResult", "resume_run", "run_durable"]
@@ -76,6 +78,7 @@ async def run_durable(
     poll_interval: timedelta | float = timedelta(milliseconds=100),
     outcome: RunOutcome | None = None,
     delegation: DelegationPolicy | None = None,
+    slots: RunSlots | None = None,
 ) -> RunResult[OutputT]:
     """Run ``agent`` as run ``run_id``, or resume it where it stopped.
 
@@ -84,7 +87,8 @@ async def run_durable(
     is cancelled and ``DurableRunLeaseLostError`` is raised with nothing more
     written. A run that already ended returns its recorded result, or raises
     ``DurableRunFailedError`` with its recorded error. ``delegation`` replaces
-    the agent's own ``DelegationPolicy`` for this run.
+    the agent's own ``DelegationPolicy`` for this run. With ``slots``, the run
+    waits for a free slot before it takes its lease (first come, first served).
     """
     definition = agent_definition(agent)
     check_name(run_id, what="run_id")
@@ -98,16 +102,17 @@ async def run_durable(
         tags=tags,
         delegation=delegation,
     )
-    return await _execute(
-        definition,
-        manifest,
-        store=store,
-        run_id=run_id,
-        worker_id=worker_id,
-        lease_for=lease_for,
-        poll=poll,
-        outcome=outcome,
-    )
+    async with _slot(slots):
+        return await _execute(
+            definition,
+            manifest,
+            store=store,
+            run_id=run_id,
+            worker_id=worker_id,
+            lease_for=lease_for,
+            poll=poll,
+            outcome=outcome,
+        )
 
 
 async def resume_run(
@@ -117,6 +122,7 @@ async def resume_run(
     worker_id: str | None = None,
     lease: timedelta | float = timedelta(seconds=30),
     poll_interval: timedelta | float = timedelta(milliseconds=100),
+    slots: RunSlots | None = None,
 ) -> RunResult[Any]:
     """Continue run ``run_id`` from what ``store`` recorded: its agent, input and steps.
 
@@ -129,16 +135,24 @@ async def resume_run(
     manifest = await store.load_manifest(run_id)
     if run is None or manifest is None:
         raise run_not_found(run_id)
-    return await _execute(
-        agent_definition(run.agent),
-        manifest,
-        store=store,
-        run_id=run_id,
-        worker_id=worker_id,
-        lease_for=_positive_lease(lease),
-        poll=as_timedelta(poll_interval, what="poll_interval"),
-        outcome=None,
-    )
+    definition = agent_definition(run.agent)
+    lease_for = _positive_lease(lease)
+    poll = as_timedelta(poll_interval, what="poll_interval")
+    async with _slot(slots):
+        return await _execute(
+            definition,
+            manifest,
+            store=store,
+            run_id=run_id,
+            worker_id=worker_id,
+            lease_for=lease_for,
+            poll=poll,
+            outcome=None,
+        )
+
+
+def _slot(slots: RunSlots | None) -> contextlib.AbstractAsyncContextManager[None]:
+    return contextlib.nullcontext() if slots is None else slots.slot()
 
 
 def _positive_lease(lease: timedelta | float) -> timedelta:

@@ -18,6 +18,7 @@ from datetime import timedelta
 from durable import DurableRunLeaseHeldError, derive_worker_id, registered_agents
 
 from ._runner import RunResult, resume_run
+from ._slots import RunSlots
 from ._store import DurableRunStore, utc_now
 
 __all__ = ["LocalWorker"]
@@ -29,7 +30,10 @@ class LocalWorker:
     """Resume abandoned runs in ``store``; stop with ``stop()``.
 
     Runs are cancelled on stop without recording anything, so their leases
-    expire and another worker (or this one, restarted) continues them.
+    expire and another worker (or this one, restarted) continues them. At most
+    ``max_concurrent_runs`` execute at once; the others it picked up wait their
+    turn, first come first served, without taking their leases; ``max_runs``
+    bounds how many it picks up at all.
     """
 
     def __init__(
@@ -40,9 +44,11 @@ class LocalWorker:
         lease: timedelta = timedelta(seconds=30),
         scan_interval: timedelta = timedelta(seconds=2),
         max_runs: int = 100,
+        max_concurrent_runs: int | None = None,
     ) -> None:
         if max_runs < 1:
             raise ValueError(f"max_runs must be at least 1, got {max_runs}")
+        self.slots = RunSlots(max_runs if max_concurrent_runs is None else max_concurrent_runs)
         self.store = store
         self.worker_id = worker_id or derive_worker_id()
         self.lease = lease
@@ -70,7 +76,13 @@ class LocalWorker:
             if run.run_id in self._tasks:
                 continue
             task = asyncio.create_task(
-                resume_run(self.store, run.run_id, worker_id=self.worker_id, lease=self.lease),
+                resume_run(
+                    self.store,
+                    run.run_id,
+                    worker_id=self.worker_id,
+                    lease=self.lease,
+                    slots=self.slots,
+                ),
                 name=f"durable-resume:{run.run_id}",
             )
             task.add_done_callback(functools.partial(self._done, run.run_id))

@@ -194,6 +194,9 @@ def test_worker_settings_from_the_environment() -> None:
             "DURABLE_STORE": "/tmp/x.db",
             "DURABLE_AGENT_MODULES": "a.b, c",
             "DURABLE_LEASE_SECONDS": "4.5",
+            "DURABLE_MAX_CONCURRENT_RUNS": "8",
+            "DURABLE_MAX_ACTIVITIES": "50",
+            "DURABLE_MAX_WORKFLOW_TASKS": "20",
         }
     )
     assert settings.address == "temporal.internal:7233"
@@ -201,6 +204,12 @@ def test_worker_settings_from_the_environment() -> None:
     assert settings.local_store == Path("/tmp/x.db")
     assert settings.agent_modules == ("a.b", "c")
     assert settings.lease == timedelta(seconds=4.5)
+    assert settings.max_concurrent_runs == 8
+    # Only what is set reaches the Temporal worker; the rest keep the SDK's defaults.
+    assert settings.worker_limits() == {
+        "max_concurrent_workflow_tasks": 20,
+        "max_concurrent_activities": 50,
+    }
     assert settings.ui_link("r") is None  # an external server's UI is not ours to name
 
 
@@ -221,6 +230,9 @@ def test_worker_defaults_to_the_embedded_server() -> None:
         ("TEMPORAL_UI_PORT", "eighty", "must be a whole number"),
         ("TEMPORAL_DEV_PORT", "70000", "port number from 1 to 65535"),
         ("TASK_QUEUE", " ", "TASK_QUEUE must not be empty"),
+        ("DURABLE_MAX_CONCURRENT_RUNS", "0", "DURABLE_MAX_CONCURRENT_RUNS must be at least 1"),
+        ("DURABLE_MAX_ACTIVITIES", "many", "DURABLE_MAX_ACTIVITIES must be a whole number"),
+        ("DURABLE_MAX_LOCAL_ACTIVITIES", "-3", "must be at least 1, got -3"),
     ],
 )
 def test_worker_settings_refuse_bad_values(name: str, value: str, message: str) -> None:

@@ -405,12 +405,16 @@ def test_the_readme_lists_every_setting_with_its_default() -> None:
         "DURABLE_LEASE_SECONDS": f"{settings.lease.total_seconds():g}",
         "TEMPORAL_DEV_PORT": str(settings.dev_server_port),
         "TEMPORAL_UI_PORT": str(settings.ui_port),
+        "DURABLE_MAX_CONCURRENT_RUNS": str(settings.max_concurrent_runs),
         DEFAULT_MODEL_ENV: SCRIPTED,
     }
     for name, default in defaults.items():
         assert default in documented[name], (name, default, documented[name])
     assert settings.temporal_address is None
     assert "unset" in documented["TEMPORAL_ADDRESS"]
+    assert settings.worker_limits() == {}
+    for name in ("DURABLE_MAX_WORKFLOW_TASKS", "DURABLE_MAX_ACTIVITIES"):
+        assert "unset" in documented[name]
 
 
 def test_the_readme_lists_every_model_setting_with_its_default() -> None:
