@@ -155,6 +155,11 @@ class RunRecord(_Record):
     cancel_requested: str | None = None
     """The reason of a cancellation asked for while a worker held the run; the
     holder cancels it, its children first, and ends it ``cancelled``."""
+    recoveries: int = 0
+    """How many times a worker took the run over after its holder's lease lapsed
+    (the holder crashed or was killed); counted with the takeover itself."""
+    recovered_from: str | None = None
+    """The worker whose lapsed lease the last of those takeovers took over."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, config=ConfigDict(extra="forbid"))

@@ -208,13 +208,14 @@ class FileStore:
                     self._cache[run_id] = _Cached(state)
                     _atomic_write(directory / "manifest.json", manifest.model_dump_json().encode())
                     _fsync_dir(self._root)
-                lease = ledger.acquire(
+                taken = ledger.acquire(
                     state, manifest=manifest, worker_id=worker_id, now=now, lease_for=lease_for
                 )
-                if lease is not None:
+                if taken is not None:
                     self._write_run(directory, state)
                 steps = [state.steps[i] for i in sorted(state.steps)]
-                return Resumed(run=state.snapshot(), steps=steps, lease=lease)
+                lease, kind = taken or (None, None)
+                return Resumed(run=state.snapshot(), steps=steps, lease=lease, resumed=kind)
 
         return await self._call(op)
 

@@ -40,7 +40,7 @@ from durable._failures import (
     parent_cancelled_reason,
 )
 
-from ._store import EndStatus, run_ended, run_not_found
+from ._store import EndStatus, ResumeKind, run_ended, run_not_found
 
 __all__ = [
     "RunState",
@@ -59,6 +59,7 @@ __all__ = [
     "parent_cancelled_reason",
     "recoverable",
     "renew",
+    "resume_kind",
 ]
 
 
@@ -157,8 +158,12 @@ def acquire(
     worker_id: str,
     now: datetime,
     lease_for: timedelta,
-) -> Lease | None:
-    """Take the lease if it is free, expired or already ours; ``None`` if the run ended."""
+) -> tuple[Lease, ResumeKind | None] | None:
+    """Take the lease if it is free, expired or already ours; ``None`` if the run ended.
+
+    Also returns how the run was taken (``None``: it was new). Taking over another
+    worker's lapsed lease counts a recovery, in the same change as the takeover.
+    """
     run = state.run
     if run.manifest_hash != manifest_hash(manifest):
         raise mismatch_error(run, manifest)
@@ -167,21 +172,36 @@ def acquire(
     live = run.lease_expires_at is not None and run.lease_expires_at > now
     if live and run.lease_holder not in (None, worker_id):
         raise lease_held_error(run, now)
+    kind = resume_kind(run, worker_id)
     lease = Lease(
         run_id=run.run_id,
         holder=worker_id,
         generation=run.lease_generation + 1,
         expires_at=now + lease_for,
     )
-    state.run = run.model_copy(
-        update={
-            "lease_holder": lease.holder,
-            "lease_generation": lease.generation,
-            "lease_expires_at": lease.expires_at,
-            "updated_at": now,
-        }
-    )
-    return lease
+    update: dict[str, Any] = {
+        "lease_holder": lease.holder,
+        "lease_generation": lease.generation,
+        "lease_expires_at": lease.expires_at,
+        "updated_at": now,
+    }
+    if kind == "crash":
+        update |= {"recoveries": run.recoveries + 1, "recovered_from": run.lease_holder}
+    state.run = run.model_copy(update=update)
+    return lease, kind
+
+
+def resume_kind(run: RunRecord, worker_id: str) -> ResumeKind | None:
+    """How ``worker_id`` takes ``run``, whose lease it may take: see ``ResumeKind``.
+
+    ``None`` for a run no worker ever held (generation 0: just created). The SQL
+    stores apply the same rule in their takeover statements.
+    """
+    if run.lease_holder is not None and run.lease_holder != worker_id:
+        return "crash"  # the caller checked that this lease lapsed
+    if run.lease_holder is None and run.lease_generation == 0:
+        return None
+    return "explicit"
 
 
 def check_fence(state: RunState, lease: Lease) -> None:

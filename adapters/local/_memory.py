@@ -69,11 +69,12 @@ class InMemoryStore:
             state = ledger.new_run(run_id=run_id, agent=agent, manifest=manifest, now=now)
             self._runs[run_id] = state
         with self._records:
-            lease = ledger.acquire(
+            taken = ledger.acquire(
                 state, manifest=manifest, worker_id=worker_id, now=now, lease_for=lease_for
             )
         steps = [state.steps[i] for i in sorted(state.steps)]
-        return Resumed(run=state.snapshot(), steps=steps, lease=lease)
+        lease, kind = taken or (None, None)
+        return Resumed(run=state.snapshot(), steps=steps, lease=lease, resumed=kind)
 
     async def renew_lease(self, lease: Lease, *, lease_for: timedelta) -> Lease:
         return self.renew_lease_blocking(lease, lease_for=lease_for)

@@ -28,12 +28,14 @@ __all__ = [
 
 log = logging.getLogger("durable.local")
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 """1: runs, steps, events. 2: adds ``durable_live``, the live stream, and the
 conversation journal (``durable_conversations``, ``durable_conversation_turns``).
 3: adds ``parent_run_id`` and ``cancel_requested`` to ``durable_runs`` (child
 runs and cancellation) and retires the conversation journal: conversations run
-as child runs.
+as child runs. 4: adds ``recoveries`` and ``recovered_from`` to ``durable_runs``
+(bounded recovery). Version 3 libraries would take runs over without counting,
+so the version moves on and they refuse the database.
 
 A new index alone (such as ``durable_runs_expiry``) keeps the version: every
 open creates what is missing, and older libraries still read and write the
@@ -42,6 +44,8 @@ database, so refusing them would buy nothing."""
 ADDED_RUN_COLUMNS: tuple[tuple[str, str], ...] = (
     ("parent_run_id", "TEXT"),
     ("cancel_requested", "TEXT"),
+    ("recoveries", "INTEGER NOT NULL DEFAULT 0"),
+    ("recovered_from", "TEXT"),
 )
 """Columns of ``durable_runs`` newer than version 2, added in place to older databases."""
 
@@ -88,7 +92,9 @@ def _tables(d: Dialect) -> list[str]:
             result TEXT,
             error TEXT,
             parent_run_id TEXT,
-            cancel_requested TEXT
+            cancel_requested TEXT,
+            recoveries INTEGER NOT NULL DEFAULT 0,
+            recovered_from TEXT
         )""",
         f"""CREATE TABLE IF NOT EXISTS durable_steps (
             run_id TEXT NOT NULL,

@@ -47,6 +47,7 @@ from ._store import (
     EmitResult,
     EndStatus,
     Resumed,
+    ResumeKind,
     checked_event,
     gc_paused,
     run_ended,
@@ -61,6 +62,21 @@ _RENEW = (
     "UPDATE durable_runs SET lease_expires_at = ?, updated_at = ? WHERE run_id = ? "
     "AND lease_holder = ? AND lease_generation = ? AND status = 'running'"
 )
+# Takeover, as ledger.acquire decides it, in two conditional statements: each is
+# atomic, and together they take exactly the runs acquire would. The first takes
+# over another worker's lapsed lease and counts the recovery in the same change;
+# the second takes a run no one holds or this worker holds already.
+_TAKEOVER = (
+    "UPDATE durable_runs SET lease_holder = ?, lease_generation = lease_generation + 1, "
+    "lease_expires_at = ?, updated_at = ?{counted} WHERE run_id = ? AND status = 'running' "
+    "AND {holder} RETURNING lease_generation, recoveries, recovered_from"
+)
+_RECOVER = _TAKEOVER.format(
+    counted=", recoveries = recoveries + 1, recovered_from = lease_holder",
+    holder="lease_holder IS NOT NULL AND lease_holder <> ? "
+    "AND (lease_expires_at IS NULL OR lease_expires_at <= ?)",
+)
+_RESUME = _TAKEOVER.format(counted="", holder="(lease_holder IS NULL OR lease_holder = ?)")
 _FENCE = (
     "EXISTS (SELECT 1 FROM durable_runs WHERE run_id = ? AND lease_holder = ? "
     "AND lease_generation = ? AND status = 'running')"
@@ -68,7 +84,7 @@ _FENCE = (
 _RUN_COLUMNS = (
     "run_id, agent, manifest_hash, project_id, scenario_id, status, created_at, updated_at, "
     "completed_at, lease_holder, lease_generation, lease_expires_at, outcome, result, error, "
-    "parent_run_id, cancel_requested, "
+    "parent_run_id, cancel_requested, recoveries, recovered_from, "
     "(SELECT COUNT(*) FROM durable_steps s WHERE s.run_id = durable_runs.run_id)"
 )
 _STEP_COLUMNS = (
@@ -117,7 +133,9 @@ def _run_record(row: Row) -> RunRecord:
         error=None if row[14] is None else StepError.model_validate_json(row[14]),
         parent_run_id=row[15],
         cancel_requested=row[16],
-        step_count=row[17],
+        recoveries=row[17],
+        recovered_from=row[18],
+        step_count=row[19],
     )
 
 
@@ -236,21 +254,18 @@ class SqlStore(ABC):
                 f"run {run_id!r} vanished right after it was created; "
                 "check that nothing else deletes rows from durable_runs"
             )
+        resumed: ResumeKind | None = None
         if not created:
             if run.manifest_hash != digest:
                 raise mismatch_error(run, manifest)
             if run.status != "running":
                 return Resumed(run=run, steps=await self.load_steps(run_id), lease=None)
-            # Takeover is this one conditional UPDATE: free, expired, or ours already.
-            rows = await self._fetch(
-                "UPDATE durable_runs SET lease_holder = ?, "
-                "lease_generation = lease_generation + 1, lease_expires_at = ?, updated_at = ? "
-                "WHERE run_id = ? AND status = 'running' "
-                "AND (lease_holder IS NULL OR lease_expires_at IS NULL OR lease_expires_at <= ? "
-                "OR lease_holder = ?) "
-                "RETURNING lease_generation",
-                (worker_id, _ms(expires), _ms(now), run_id, _ms(now), worker_id),
-            )
+            taken = (worker_id, _ms(expires), _ms(now), run_id, worker_id)
+            resumed = "crash"
+            rows = await self._fetch(_RECOVER, (*taken, _ms(now)))
+            if not rows:
+                resumed = "explicit"
+                rows = await self._fetch(_RESUME, taken)
             if not rows:
                 latest = await self.load_run(run_id)
                 if latest is not None and latest.status != "running":
@@ -261,6 +276,8 @@ class SqlStore(ABC):
                     "lease_holder": worker_id,
                     "lease_generation": rows[0][0],
                     "lease_expires_at": _time(_ms(expires)),
+                    "recoveries": rows[0][1],
+                    "recovered_from": rows[0][2],
                 }
             )
         lease = Lease(
@@ -269,7 +286,8 @@ class SqlStore(ABC):
             generation=run.lease_generation,
             expires_at=run.lease_expires_at or expires,
         )
-        return Resumed(run=run, steps=await self.load_steps(run_id), lease=lease)
+        steps = await self.load_steps(run_id)
+        return Resumed(run=run, steps=steps, lease=lease, resumed=resumed)
 
     async def renew_lease(self, lease: Lease, *, lease_for: timedelta) -> Lease:
         # Runs renew from the keeper's thread; delegating keeps one home for the renewal.

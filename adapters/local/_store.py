@@ -34,6 +34,7 @@ __all__ = [
     "DurableRunStore",
     "EmitResult",
     "EndStatus",
+    "ResumeKind",
     "Resumed",
     "gc_paused",
     "utc_now",
@@ -41,6 +42,12 @@ __all__ = [
 
 EndStatus = Literal["completed", "failed", "cancelled"]
 """How a run may end; each is final."""
+
+ResumeKind = Literal["crash", "explicit"]
+"""How ``start_or_resume`` took an existing run: ``crash`` took over the lease of
+another worker after it lapsed (that worker crashed or was killed), which counts
+a recovery (``RunRecord.recoveries``); ``explicit`` took a run that had no
+holder, or that this worker already held."""
 
 
 @contextmanager
@@ -70,12 +77,15 @@ class Resumed:
     """What ``start_or_resume`` hands the runner.
 
     ``lease`` is ``None`` when the run had already ended: nothing may be written.
-    ``steps`` holds every step begun so far, in position order.
+    ``steps`` holds every step begun so far, in position order. ``resumed`` says
+    how an existing run was taken; ``None`` when this call created the run or
+    the run had ended.
     """
 
     run: RunRecord
     steps: list[StepRecord]
     lease: Lease | None
+    resumed: ResumeKind | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,8 +115,11 @@ class DurableRunStore(Protocol):
     ) -> Resumed:
         """Create the run or take it over, and load all its steps in one read.
 
-        Raises ``DurableRunInputMismatchError`` if the run exists with another
-        manifest, ``DurableRunLeaseHeldError`` if another worker holds a live lease.
+        Taking over a lease another worker let lapse counts a recovery on the
+        run (``recoveries`` + 1, ``recovered_from`` = that worker) in the same
+        atomic change as the takeover. Raises ``DurableRunInputMismatchError``
+        if the run exists with another manifest, ``DurableRunLeaseHeldError`` if
+        another worker holds a live lease.
         """
         ...
 

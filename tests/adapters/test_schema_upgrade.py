@@ -38,13 +38,12 @@ def _old_sqlite(path: Path, version: int, *, conversations: tuple[bool, ...] = (
         if version == 1:
             statements = old_schemas.version_1("INTEGER", " WITHOUT ROWID")
         else:
-            statements = old_schemas.version_2(
-                "INTEGER", "INTEGER PRIMARY KEY AUTOINCREMENT", " WITHOUT ROWID"
-            )
+            build = old_schemas.version_2 if version == 2 else old_schemas.version_3
+            statements = build("INTEGER", "INTEGER PRIMARY KEY AUTOINCREMENT", " WITHOUT ROWID")
         for statement in statements:
             db.execute(statement)
         old_schemas.write_old_run(db.execute, "old", MANIFEST)
-        if version == 2:
+        if version >= 2:
             old_schemas.write_old_live_entry(db.execute, "old")
         for number, halted in enumerate(conversations):
             old_schemas.write_old_conversation(
@@ -69,6 +68,7 @@ async def _check_upgraded(store: DurableRunStore, *, live: bool) -> None:
     assert run is not None
     assert (run.status, run.step_count, run.lease_generation) == ("running", 2, 3)
     assert (run.parent_run_id, run.cancel_requested) == (None, None)
+    assert (run.recoveries, run.recovered_from) == (0, None)
     steps = await store.load_steps("old")
     assert [(s.intent, s.status, s.result) for s in steps] == [
         ("step 0", "completed", {"i": 0}),
@@ -90,6 +90,12 @@ async def _check_upgraded(store: DurableRunStore, *, live: bool) -> None:
     lease = resumed.lease
     assert lease is not None
     assert lease.generation == 4
+    # Its worker died long ago: taking it over counts the first recovery, durably.
+    assert resumed.resumed == "crash"
+    assert (resumed.run.recoveries, resumed.run.recovered_from) == (1, "old-worker")
+    stored = await store.load_run("old")
+    assert stored is not None
+    assert (stored.recoveries, stored.recovered_from) == (1, "old-worker")
     assert [s.result for s in resumed.steps] == [{"i": 0}, {"i": 1}]
     await store.begin_step(lease, step_index=2, intent="step 2", kind="agent", input_hash="")
     await store.complete_step(lease, step_index=2, result={"i": 2})
@@ -126,12 +132,12 @@ async def test_sqlite_upgrades_a_version_2_database_in_place(
     with caplog.at_level(logging.WARNING, logger="durable.local"):
         store = SqliteStore(tmp_path / "db")
 
-    assert _version(store) == [(3,)]
+    assert _version(store) == [(4,)]
     # Every journaled conversation had halted: their results live in their parents' steps.
     assert not _tables(store) & JOURNAL
     assert caplog.records == []
     columns = {row[1] for row in store._db.execute("PRAGMA table_info(durable_runs)")}
-    assert {"parent_run_id", "cancel_requested"} <= columns
+    assert {"parent_run_id", "cancel_requested", "recoveries", "recovered_from"} <= columns
     await _check_upgraded(store, live=True)
     await store.close()
 
@@ -147,7 +153,7 @@ async def test_sqlite_keeps_the_journal_of_conversations_still_in_flight(
     with caplog.at_level(logging.WARNING, logger="durable.local"):
         store = SqliteStore(tmp_path / "db")
 
-    assert _version(store) == [(3,)]
+    assert _version(store) == [(4,)]
     after = {table: store._db.execute(f"SELECT * FROM {table}").fetchall() for table in JOURNAL}
     assert after == before  # untouched
     [warning] = caplog.records
@@ -178,9 +184,28 @@ async def test_sqlite_upgrades_a_version_2_database_made_before_the_journal(
 
     store = SqliteStore(tmp_path / "db")
 
-    assert _version(store) == [(3,)]
+    assert _version(store) == [(4,)]
     await _check_upgraded(store, live=True)
     await store.close()
+
+
+async def test_sqlite_upgrades_a_version_3_database_in_place(tmp_path: Path) -> None:
+    _old_sqlite(tmp_path / "db", 3)
+
+    store = SqliteStore(tmp_path / "db")
+
+    assert _version(store) == [(4,)]
+    columns = {row[1] for row in store._db.execute("PRAGMA table_info(durable_runs)")}
+    assert {"recoveries", "recovered_from"} <= columns
+    await _check_upgraded(store, live=True)
+    await store.close()
+
+    reopened = SqliteStore(tmp_path / "db")  # upgraded already: opens as it is
+    assert _version(reopened) == [(4,)]
+    run = await reopened.load_run("old")
+    assert run is not None
+    assert (run.status, run.recoveries, run.recovered_from) == ("completed", 1, "old-worker")
+    await reopened.close()
 
 
 async def test_sqlite_upgrades_a_version_1_database_in_place(tmp_path: Path) -> None:
@@ -188,7 +213,7 @@ async def test_sqlite_upgrades_a_version_1_database_in_place(tmp_path: Path) -> 
 
     store = SqliteStore(tmp_path / "db")
 
-    assert _version(store) == [(3,)]
+    assert _version(store) == [(4,)]
     assert "durable_live" in _tables(store)
     assert not _tables(store) & JOURNAL
     await _check_upgraded(store, live=False)
@@ -197,7 +222,7 @@ async def test_sqlite_upgrades_a_version_1_database_in_place(tmp_path: Path) -> 
 
 async def test_sqlite_new_databases_have_no_journal_and_index_children(tmp_path: Path) -> None:
     store = SqliteStore(tmp_path / "db")
-    assert _version(store) == [(3,)]
+    assert _version(store) == [(4,)]
     assert not _tables(store) & JOURNAL
     statements: list[str] = []
     store._db.set_trace_callback(statements.append)
@@ -243,15 +268,15 @@ def test_sqlite_store_refuses_to_read_an_older_schema_it_may_not_upgrade(
     assert "schema version 2" in child.stdout
     assert "open it once from a process that may write it" in child.stdout
     store = SqliteStore(tmp_path / "db")  # writable again: upgraded on open
-    assert _version(store) == [(3,)]
+    assert _version(store) == [(4,)]
 
 
 async def test_sqlite_store_refuses_a_newer_schema(tmp_path: Path) -> None:
     store = SqliteStore(tmp_path / "db")
-    store._db.execute("UPDATE durable_schema SET version = 4")
+    store._db.execute("UPDATE durable_schema SET version = 5")
     await store.close()
 
-    with pytest.raises(DurableStoreError, match=r"schema version 4.*upgrade the library"):
+    with pytest.raises(DurableStoreError, match=r"schema version 5.*upgrade the library"):
         SqliteStore(tmp_path / "db")
 
 
@@ -267,11 +292,12 @@ def _old_postgres(dsn: str, version: int, *, conversations: tuple[bool, ...] = (
         if version == 1:
             statements = old_schemas.version_1("BIGINT")
         else:
-            statements = old_schemas.version_2("BIGINT", "BIGSERIAL PRIMARY KEY")
+            build = old_schemas.version_2 if version == 2 else old_schemas.version_3
+            statements = build("BIGINT", "BIGSERIAL PRIMARY KEY")
         for statement in statements:
             execute(statement)
         old_schemas.write_old_run(execute, "old", MANIFEST)
-        if version == 2:
+        if version >= 2:
             old_schemas.write_old_live_entry(execute, "old")
         for number, halted in enumerate(conversations):
             old_schemas.write_old_conversation(execute, f"old/talk-{number}", halted=halted)
@@ -300,7 +326,7 @@ async def test_postgres_upgrades_a_version_2_database_in_place(
         store = await PostgresStore.connect(dsn)
 
     assert caplog.records == []
-    assert _pg_version(dsn) == [(3,)]
+    assert _pg_version(dsn) == [(4,)]
     assert not _pg_tables(dsn) & JOURNAL
     await _check_upgraded(store, live=True)
     await store.close()
@@ -318,7 +344,18 @@ async def test_postgres_keeps_the_journal_of_conversations_still_in_flight(
     [warning] = caplog.records
     assert "2 journaled conversation(s) had not halted" in warning.getMessage()
     assert _pg_tables(dsn) & JOURNAL == JOURNAL
-    assert _pg_version(dsn) == [(3,)]
+    assert _pg_version(dsn) == [(4,)]
+    await _check_upgraded(store, live=True)
+    await store.close()
+
+
+async def test_postgres_upgrades_a_version_3_database_in_place(postgres_dsn: str) -> None:
+    dsn = fresh_database(postgres_dsn, "upgrade_from_3")
+    _old_postgres(dsn, 3)
+
+    store = await PostgresStore.connect(dsn)
+
+    assert _pg_version(dsn) == [(4,)]
     await _check_upgraded(store, live=True)
     await store.close()
 
@@ -329,7 +366,7 @@ async def test_postgres_upgrades_a_version_1_database_in_place(postgres_dsn: str
 
     store = await PostgresStore.connect(dsn)
 
-    assert _pg_version(dsn) == [(3,)]
+    assert _pg_version(dsn) == [(4,)]
     assert "durable_live" in _pg_tables(dsn)
     await _check_upgraded(store, live=False)
     await store.close()
