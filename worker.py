@@ -65,6 +65,9 @@ class WorkerSettings:
     """``DURABLE_LEASE_SECONDS``: local leases, how long a run stays ours without a heartbeat."""
     max_concurrent_runs: int = 100
     """``DURABLE_MAX_CONCURRENT_RUNS``: local runs a local worker executes at once."""
+    max_recovery_attempts: int = 5
+    """``DURABLE_MAX_RECOVERY_ATTEMPTS``: how many times a local worker resumes a run
+    whose worker died before it fails the run with ``recovery_exhausted``."""
     max_workflow_tasks: int | None = None
     """``DURABLE_MAX_WORKFLOW_TASKS``: workflow tasks a Temporal worker runs at once."""
     max_activities: int | None = None
@@ -87,6 +90,11 @@ class WorkerSettings:
                 raise ValueError(f"{name} must be a port number from 1 to 65535, got {port}")
         if not self.task_queue.strip():
             raise ValueError("TASK_QUEUE must not be empty")
+        if self.max_recovery_attempts < 0:
+            raise ValueError(
+                "DURABLE_MAX_RECOVERY_ATTEMPTS must be 0 or more, got "
+                f"{self.max_recovery_attempts}; 0 fails a run as soon as its worker dies"
+            )
         for name, limit in (
             ("DURABLE_MAX_CONCURRENT_RUNS", self.max_concurrent_runs),
             ("DURABLE_MAX_WORKFLOW_TASKS", self.max_workflow_tasks),
@@ -135,6 +143,9 @@ class WorkerSettings:
             ),
             max_concurrent_runs=_number(
                 env, "DURABLE_MAX_CONCURRENT_RUNS", defaults.max_concurrent_runs, int
+            ),
+            max_recovery_attempts=_number(
+                env, "DURABLE_MAX_RECOVERY_ATTEMPTS", defaults.max_recovery_attempts, int
             ),
             max_workflow_tasks=_number(env, "DURABLE_MAX_WORKFLOW_TASKS", None, int),
             max_activities=_number(env, "DURABLE_MAX_ACTIVITIES", None, int),
@@ -277,7 +288,10 @@ async def run_local(settings: WorkerSettings) -> None:
     settings.local_store.parent.mkdir(parents=True, exist_ok=True)
     store = SqliteStore(settings.local_store)
     worker = LocalWorker(
-        store, lease=settings.lease, max_concurrent_runs=settings.max_concurrent_runs
+        store,
+        lease=settings.lease,
+        max_concurrent_runs=settings.max_concurrent_runs,
+        max_recovery_attempts=settings.max_recovery_attempts,
     )
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -13,7 +13,8 @@
      │    ├── DurableRunNotFoundError           run_not_found
      │    ├── DurableRunCancelledError          cancelled
      │    ├── DurableChildRunFailedError        child_failed
-     │    └── DurableDelegationError            delegation_refused
+     │    ├── DurableDelegationError            delegation_refused
+     │    └── DurableRunRecoveryExhaustedError  recovery_exhausted
      ├── DurableStepError                     a step did not produce a result
      │    ├── DurableStepFailedError            step_failed
      │    ├── DurableStepTimeoutError           step_timeout
@@ -63,6 +64,7 @@ __all__ = [
     "DurableRunLeaseHeldError",
     "DurableRunLeaseLostError",
     "DurableRunNotFoundError",
+    "DurableRunRecoveryExhaustedError",
     "DurableStepError",
     "DurableStepFailedError",
     "DurableStepInputMismatchError",
@@ -95,6 +97,7 @@ class ErrorCode(StrEnum):
     CANCELLED = "cancelled"
     CHILD_FAILED = "child_failed"
     DELEGATION_REFUSED = "delegation_refused"
+    RECOVERY_EXHAUSTED = "recovery_exhausted"
 
 
 class DurableError(Exception):
@@ -221,6 +224,24 @@ class DurableDelegationError(DurableRunError):
         self.agent = agent
 
 
+class DurableRunRecoveryExhaustedError(DurableRunError):
+    """A run lost its worker more times than recovery allows; it ended failed.
+
+    A local worker that takes over a run whose previous worker died counts a
+    recovery (``RunRecord.recoveries``). Past ``max_recovery_attempts`` the
+    run most likely kills every worker that runs it, so it is failed instead of
+    resumed again. ``recoveries`` is the count, ``last_worker`` the worker that
+    died last holding it.
+    """
+
+    code = ErrorCode.RECOVERY_EXHAUSTED
+
+    def __init__(self, message: str, *, recoveries: int = 0, last_worker: str = "") -> None:
+        super().__init__(message)
+        self.recoveries = recoveries
+        self.last_worker = last_worker
+
+
 class DurableStepError(DurableError):
     """A step did not produce a result."""
 
@@ -317,6 +338,7 @@ _BY_CODE: dict[str, type[DurableError]] = {
         DurableRunCancelledError,
         DurableChildRunFailedError,
         DurableDelegationError,
+        DurableRunRecoveryExhaustedError,
         DurableStepTimeoutError,
         DurableResultNotSerializableError,
         DurableAwaitEventTimeoutError,

@@ -49,6 +49,7 @@ LiveKind = Literal[
     "wait_timed_out",
     "sleeping",
     "conversation",
+    "run_resumed",
     "run_completed",
     "run_failed",
     "run_cancelled",
@@ -86,7 +87,10 @@ class LiveEvent(BaseModel):
     turn: int | None = None
     """Conversation turns: the turn a token delta or conversation event belongs to."""
     detail: dict[str, Any] | None = None
-    """Conversation events: the event as the conversation protocol names it."""
+    """Conversation events: the event as the conversation protocol names it.
+    ``run_resumed`` (local runs): its ``kind``, ``crash`` (the previous worker's
+    lease lapsed and was taken over; with ``recoveries`` and ``previous_worker``)
+    or ``explicit``, and the ``worker`` that resumed the run."""
     at: datetime | None = None
 
     @property
@@ -302,11 +306,24 @@ class LiveView:
             self._line(event, f"gave up waiting for event `{event.key}`")
         elif event.kind == "sleeping":
             self._line(event, f"sleeping until {event.until.isoformat() if event.until else '?'}")
+        elif event.kind == "run_resumed":
+            self._line(event, _resumed(event.detail or {}))
         elif event.kind == "run_completed":
             self._line(event, "run completed")
         elif event.kind == "run_failed":
             self._line(event, f"run failed: {event.error}")
         self._out.flush()
+
+
+def _resumed(detail: dict[str, Any]) -> str:
+    """``run resumed by worker W after worker V died (recovery 2)``, or without the cause."""
+    said = f"run resumed by worker {detail.get('worker')}"
+    if detail.get("kind") != "crash":
+        return said
+    return (
+        f"{said} after worker {detail.get('previous_worker')} died "
+        f"(recovery {detail.get('recoveries')})"
+    )
 
 
 def _retry_reason(event: LiveEvent) -> str:

@@ -175,6 +175,16 @@ async def input_invalid(tmp: Path) -> None:
     await resume_run(store, "r", worker_id="b")
 
 
+async def recovery_exhausted(tmp: Path) -> None:
+    store = InMemoryStore()
+    for worker in ("a", "b"):  # b takes over when a dies; then b dies too
+        await store.start_or_resume(
+            run_id="r", agent="errors.waits", manifest=MANIFEST, worker_id=worker,
+            lease_for=timedelta(0),
+        )  # fmt: skip
+    await resume_run(store, "r", worker_id="c", max_recovery_attempts=1)
+
+
 async def registration(tmp: Path) -> None:
     step_definition(print)
 
@@ -310,6 +320,15 @@ TRIGGERS: dict[ErrorCode, tuple[Trigger, list[str]]] = {
     ErrorCode.DELEGATION_REFUSED: (
         delegation_refused,
         ["may not call agent 'errors.broken'", "pass delegation=DelegationPolicy(...)"],
+    ),
+    ErrorCode.RECOVERY_EXHAUSTED: (
+        recovery_exhausted,
+        [
+            "lost its worker 2 times, the last time worker 'b'",
+            "recovery stops after 1",
+            "find why the run kills its worker",
+            "start a new run",
+        ],
     ),
 }
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Generic, TypeVar
@@ -22,8 +22,10 @@ from durable import (
     DurableRunLeaseHeldError,
     DurableRunLeaseLostError,
     DurableRunManifest,
+    DurableRunRecoveryExhaustedError,
     DurableStepTimeoutError,
     DurableStoreError,
+    Lease,
     LiveEvent,
     RunOutcome,
     RunRecord,
@@ -44,6 +46,7 @@ from durable._failures import (
 from ._children import ChildControl, ChildOutcome
 from ._context import LocalContext
 from ._live import LivePublisher
+from ._recovery import recovery_exhausted_error, resumed_entry
 from ._slots import RunSlots
 from ._store import DurableRunStore, run_not_found, utc_now
 
@@ -123,13 +126,22 @@ async def resume_run(
     lease: timedelta | float = timedelta(seconds=30),
     poll_interval: timedelta | float = timedelta(milliseconds=100),
     slots: RunSlots | None = None,
+    max_recovery_attempts: int | None = None,
 ) -> RunResult[Any]:
     """Continue run ``run_id`` from what ``store`` recorded: its agent, input and steps.
 
     This is how a worker picks up a run whose previous worker died without
     knowing how it was started. The agent's module must be imported, so that
-    its ``@agent`` registration is known.
+    its ``@agent`` registration is known. With ``max_recovery_attempts``, a run
+    that has lost its worker more often than that (``RunRecord.recoveries``) is
+    not run: it ends failed under the lease just taken, and
+    ``DurableRunRecoveryExhaustedError`` is raised.
     """
+    if max_recovery_attempts is not None and max_recovery_attempts < 0:
+        raise ValueError(
+            f"max_recovery_attempts must be 0 or more, got {max_recovery_attempts}; "
+            "pass None for no bound"
+        )
     check_name(run_id, what="run_id")
     run = await store.load_run(run_id)
     manifest = await store.load_manifest(run_id)
@@ -148,6 +160,7 @@ async def resume_run(
             lease_for=lease_for,
             poll=poll,
             outcome=None,
+            max_recoveries=max_recovery_attempts,
         )
 
 
@@ -173,6 +186,7 @@ async def _execute(
     poll: timedelta,
     outcome: RunOutcome | None,
     control: ChildControl | None = None,
+    max_recoveries: int | None = None,
 ) -> RunResult[Any]:
     label = f"agent {definition.name!r}"
     worker = worker_id or derive_worker_id()
@@ -213,6 +227,15 @@ async def _execute(
             return ChildOutcome(run=child.run, steps=child.steps)
 
     live = LivePublisher(store, run_id)
+    if max_recoveries is not None and resumed.run.recoveries > max_recoveries:
+        # Under the lease just taken: a worker racing this one finds the lease held,
+        # then the run failed; neither runs the agent.
+        try:
+            raise await _give_up(store, resumed.lease, resumed.run, live, max_recoveries)
+        finally:
+            await live.flush()
+    if resumed.resumed is not None:
+        live.publish(resumed_entry(resumed))
     ctx = LocalContext(
         store=store,
         lease=resumed.lease,
@@ -365,14 +388,38 @@ async def _no_orphans(store: DurableRunStore, ctx: LocalContext, reason: str) ->
     child run still running in the store (one a crash or an earlier execution left)
     is cancelled too, so no child outlives its parent."""
     await ctx._settle_children(reason)
-    for child in await store.list_children(ctx.run_id):
+    await _cancel_children(store, ctx.run_id, reason, gone=(ctx.lease.holder,))
+
+
+async def _cancel_children(
+    store: DurableRunStore, run_id: str, reason: str, *, gone: Collection[str | None]
+) -> None:
+    """Cancel every child of ``run_id`` still running in the store.
+
+    A child held by one of the ``gone`` workers (this one, which no longer executes
+    it, or one that died) has a lease as good as lapsed, and ends at once.
+    """
+    for child in await store.list_children(run_id):
         if child.status != "running":
             continue
-        # Held by this worker but no longer executed by it: its lease is as good as lapsed.
         now = utc_now()
-        if child.lease_holder == ctx.lease.holder and child.lease_expires_at is not None:
+        if child.lease_holder in gone and child.lease_expires_at is not None:
             now = max(now, child.lease_expires_at)
         await store.request_cancel(child.run_id, reason, now=now)
+
+
+async def _give_up(
+    store: DurableRunStore, lease: Lease, run: RunRecord, live: LivePublisher, limit: int
+) -> DurableRunRecoveryExhaustedError:
+    """End ``run`` failed with ``recovery_exhausted``, its children first; return the error."""
+    error = recovery_exhausted_error(run, limit)
+    reason = f"its parent run {run.run_id!r} failed"
+    await _cancel_children(store, run.run_id, reason, gone=(lease.holder, run.recovered_from))
+    failure = step_error_from(error)
+    await store.end_run(lease, status="failed", error=failure)
+    live.publish(LiveEvent(kind="run_failed", error=failure.message))
+    logger.error("%s", error)
+    return error
 
 
 def _cancelled_error(

@@ -4,7 +4,12 @@ A run whose lease expired while it was still running lost its worker (a crash,
 a kill, a deploy). The worker scans the store, resumes each such run with
 ``resume_run`` and keeps it going under its own lease, the way DBOS recovers
 pending workflows when a process starts. It looks only for runs of agents
-registered in its process: runs of other agents are left to workers that host them.
+registered in its process: runs of other agents are left to workers that host
+them, and logged once each (``UnhostedRuns``).
+
+Recovery is bounded: every takeover of a lapsed lease counts on the run, and a
+run that has lost its worker more than ``max_recovery_attempts`` times is
+failed with ``recovery_exhausted`` rather than run again (see ``_recovery``).
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from datetime import timedelta
 
 from durable import DurableRunLeaseHeldError, derive_worker_id, registered_agents
 
+from ._recovery import UnhostedRuns
 from ._runner import RunResult, resume_run
 from ._slots import RunSlots
 from ._store import DurableRunStore, utc_now
@@ -33,7 +39,9 @@ class LocalWorker:
     expire and another worker (or this one, restarted) continues them. At most
     ``max_concurrent_runs`` execute at once; the others it picked up wait their
     turn, first come first served, without taking their leases; ``max_runs``
-    bounds how many it picks up at all.
+    bounds how many it picks up at all. A run that lost its worker more than
+    ``max_recovery_attempts`` times is failed with ``recovery_exhausted``
+    instead of resumed.
     """
 
     def __init__(
@@ -45,9 +53,16 @@ class LocalWorker:
         scan_interval: timedelta = timedelta(seconds=2),
         max_runs: int = 100,
         max_concurrent_runs: int | None = None,
+        max_recovery_attempts: int = 5,
     ) -> None:
         if max_runs < 1:
             raise ValueError(f"max_runs must be at least 1, got {max_runs}")
+        if max_recovery_attempts < 0:
+            raise ValueError(
+                f"max_recovery_attempts must be 0 or more, got {max_recovery_attempts}"
+            )
+        self.max_recovery_attempts = max_recovery_attempts
+        self.unhosted = UnhostedRuns(limit=max_runs)
         self.slots = RunSlots(max_runs if max_concurrent_runs is None else max_concurrent_runs)
         self.store = store
         self.worker_id = worker_id or derive_worker_id()
@@ -67,8 +82,9 @@ class LocalWorker:
         # filtering here would let enough runs held by other workers, or enough runs
         # no worker here can start (resume_run refuses them before taking the lease,
         # so they stay expired), hide every abandoned run this worker could finish.
+        hosted = registered_agents().keys()
         expired = await self.store.list_expired_runs(
-            now=utc_now(), limit=self.max_runs, agents=registered_agents().keys()
+            now=utc_now(), limit=self.max_runs, agents=hosted
         )
         for run in expired:
             if len(self._tasks) >= self.max_runs:
@@ -82,6 +98,7 @@ class LocalWorker:
                     worker_id=self.worker_id,
                     lease=self.lease,
                     slots=self.slots,
+                    max_recovery_attempts=self.max_recovery_attempts,
                 ),
                 name=f"durable-resume:{run.run_id}",
             )
@@ -89,6 +106,7 @@ class LocalWorker:
             self._tasks[run.run_id] = task
             started.append(run.run_id)
             log.info("resuming run %r of agent %r", run.run_id, run.agent)
+        await self.unhosted.report(self.store, now=utc_now(), hosted=hosted)
         return started
 
     def _done(self, run_id: str, task: asyncio.Task[RunResult[object]]) -> None:

@@ -195,6 +195,7 @@ def test_worker_settings_from_the_environment() -> None:
             "DURABLE_AGENT_MODULES": "a.b, c",
             "DURABLE_LEASE_SECONDS": "4.5",
             "DURABLE_MAX_CONCURRENT_RUNS": "8",
+            "DURABLE_MAX_RECOVERY_ATTEMPTS": "0",
             "DURABLE_MAX_ACTIVITIES": "50",
             "DURABLE_MAX_WORKFLOW_TASKS": "20",
         }
@@ -205,6 +206,7 @@ def test_worker_settings_from_the_environment() -> None:
     assert settings.agent_modules == ("a.b", "c")
     assert settings.lease == timedelta(seconds=4.5)
     assert settings.max_concurrent_runs == 8
+    assert settings.max_recovery_attempts == 0  # fail a run as soon as its worker dies
     # Only what is set reaches the Temporal worker; the rest keep the SDK's defaults.
     assert settings.worker_limits() == {
         "max_concurrent_workflow_tasks": 20,
@@ -216,6 +218,7 @@ def test_worker_settings_from_the_environment() -> None:
 def test_worker_defaults_to_the_embedded_server() -> None:
     settings = WorkerSettings.from_env({})
     assert settings.address == "127.0.0.1:7233"
+    assert settings.max_recovery_attempts == 5
     assert settings.ui_link("refund-1") == (
         "http://localhost:8233/namespaces/default/workflows/refund-1"
     )
@@ -233,6 +236,8 @@ def test_worker_defaults_to_the_embedded_server() -> None:
         ("DURABLE_MAX_CONCURRENT_RUNS", "0", "DURABLE_MAX_CONCURRENT_RUNS must be at least 1"),
         ("DURABLE_MAX_ACTIVITIES", "many", "DURABLE_MAX_ACTIVITIES must be a whole number"),
         ("DURABLE_MAX_LOCAL_ACTIVITIES", "-3", "must be at least 1, got -3"),
+        ("DURABLE_MAX_RECOVERY_ATTEMPTS", "-1", "must be 0 or more, got -1"),
+        ("DURABLE_MAX_RECOVERY_ATTEMPTS", "few", "must be a whole number"),
     ],
 )
 def test_worker_settings_refuse_bad_values(name: str, value: str, message: str) -> None:

@@ -1,0 +1,265 @@
+"""Bounded recovery on every local store: the count, the bound, ``run_resumed``, foreign runs."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from adapters.local import (
+    DurableRunStore,
+    InMemoryStore,
+    LocalWorker,
+    resume_run,
+    run_durable,
+)
+from adapters.local._recovery import UnhostedRuns
+from durable import (
+    DurableRunFailedError,
+    DurableRunLeaseHeldError,
+    DurableRunRecoveryExhaustedError,
+    LiveEvent,
+    agent_definition,
+)
+from tests.conformance import agents
+from tests.conformance.agents import Job
+from tests.conformance.conftest import LOCAL_SUBSTRATES, open_store
+from tests.support.postgres import fresh_database
+
+MANIFEST = agent_definition(agents.two_phase).manifest(Job())
+
+
+@pytest.fixture(params=LOCAL_SUBSTRATES)
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[DurableRunStore]:
+    kind: str = request.param
+    location = {"file": str(tmp_path / "runs"), "sqlite": str(tmp_path / "durable.db")}.get(kind)
+    if kind == "postgres":
+        location = fresh_database(request.getfixturevalue("postgres_dsn"), "recovery")
+    opened = await open_store(kind, location or "")
+    yield opened
+    await opened.close()
+
+
+async def _held_by(store: DurableRunStore, run_id: str, *workers: str) -> None:
+    """Each of ``workers`` in turn takes the run and dies at once (its lease lapses)."""
+    for worker in workers:
+        await store.start_or_resume(
+            run_id=run_id, agent="conformance.two_phase", manifest=MANIFEST,
+            worker_id=worker, lease_for=timedelta(0),
+        )  # fmt: skip
+
+
+async def _live(store: DurableRunStore, run_id: str) -> list[LiveEvent]:
+    for _ in range(100):  # the stream is written in the background; the end comes last
+        events = await store.read_live(run_id)
+        if events and events[-1].final:
+            return events
+        await asyncio.sleep(0.02)
+    return await store.read_live(run_id)
+
+
+async def test_only_a_takeover_of_a_lapsed_lease_counts_a_recovery(
+    store: DurableRunStore,
+) -> None:
+    created = await store.start_or_resume(
+        run_id="r", agent="conformance.two_phase", manifest=MANIFEST,
+        worker_id="a", lease_for=timedelta(0),
+    )  # fmt: skip
+    assert (created.resumed, created.run.recoveries, created.run.recovered_from) == (None, 0, None)
+
+    again = await store.start_or_resume(
+        run_id="r", agent="conformance.two_phase", manifest=MANIFEST,
+        worker_id="a", lease_for=timedelta(0),
+    )  # fmt: skip
+    assert (again.resumed, again.run.recoveries) == ("explicit", 0)  # its own worker
+
+    taken = await store.start_or_resume(
+        run_id="r", agent="conformance.two_phase", manifest=MANIFEST,
+        worker_id="b", lease_for=timedelta(seconds=30),
+    )  # fmt: skip
+    assert (taken.resumed, taken.run.recoveries, taken.run.recovered_from) == ("crash", 1, "a")
+    assert taken.lease is not None
+    assert taken.lease.generation == 3
+
+    with pytest.raises(DurableRunLeaseHeldError):  # b's lease is live: nothing counted
+        await _held_by(store, "r", "c")
+    run = await store.load_run("r")
+    assert run is not None
+    assert (run.recoveries, run.recovered_from, run.lease_holder) == (1, "a", "b")
+
+    await store.end_run(taken.lease, status="completed", result=4)
+    ended = await store.start_or_resume(
+        run_id="r", agent="conformance.two_phase", manifest=MANIFEST,
+        worker_id="c", lease_for=timedelta(0),
+    )  # fmt: skip
+    assert (ended.lease, ended.resumed, ended.run.recoveries) == (None, None, 1)
+
+
+async def test_a_worker_fails_a_run_past_the_bound_and_runs_nothing(
+    store: DurableRunStore,
+) -> None:
+    agents.reset()
+    await _held_by(store, "poison", "starter", "w1", "w2")  # recoveries: 2
+    worker = LocalWorker(store, worker_id="w3", max_recovery_attempts=2)
+
+    assert await worker.scan() == ["poison"]
+    while "poison" not in worker.finished:
+        await asyncio.sleep(0.01)
+
+    error = worker.finished["poison"]
+    assert isinstance(error, DurableRunRecoveryExhaustedError)
+    assert (error.recoveries, error.last_worker) == (3, "w2")
+    assert "lost its worker 3 times, the last time worker 'w2'" in str(error)
+    assert "recovery stops after 2" in str(error)
+    run = await store.load_run("poison")
+    assert run is not None
+    assert run.status == "failed"
+    assert run.error is not None
+    assert (run.error.code, run.error.type) == (
+        "recovery_exhausted",
+        "DurableRunRecoveryExhaustedError",
+    )
+    assert (run.recoveries, run.recovered_from, run.lease_holder) == (3, "w2", None)
+    assert await store.load_steps("poison") == []  # the agent never ran
+    assert agents.CALLS == {}
+    assert [e.kind for e in await _live(store, "poison")] == ["run_failed"]
+    assert await worker.scan() == []
+    with pytest.raises(DurableRunFailedError, match="lost its worker 3 times"):
+        await resume_run(store, "poison")
+
+
+async def test_a_run_within_the_bound_resumes_and_says_it_recovered(
+    store: DurableRunStore,
+) -> None:
+    agents.reset()
+    await _held_by(store, "survivor", "starter", "w1")  # recoveries: 1
+    await store.emit_event("survivor", "go", None)
+
+    result = await resume_run(store, "survivor", worker_id="w2", max_recovery_attempts=2)
+
+    assert result.result == 4
+    assert (result.run.recoveries, result.run.recovered_from) == (2, "w1")
+    first = (await _live(store, "survivor"))[0]
+    assert first.kind == "run_resumed"
+    assert first.detail == {
+        "kind": "crash",
+        "worker": "w2",
+        "recoveries": 2,
+        "previous_worker": "w1",
+    }
+
+
+async def test_workers_racing_an_exhausted_run_never_run_it(store: DurableRunStore) -> None:
+    agents.reset()
+    await _held_by(store, "poison", "starter", "w1")  # recoveries: 1
+    racers = [LocalWorker(store, worker_id=f"racer-{i}", max_recovery_attempts=0) for i in (1, 2)]
+
+    await asyncio.gather(*(racer.scan() for racer in racers))
+    for racer in racers:
+        while racer._tasks:
+            await asyncio.sleep(0.01)
+
+    outcomes = [racer.finished.get("poison") for racer in racers]
+    exhausted = [o for o in outcomes if isinstance(o, DurableRunRecoveryExhaustedError)]
+    assert len(exhausted) == 1
+    # The other found the lease held (not recorded) or the run already failed.
+    others = [o for o in outcomes if o not in exhausted]
+    assert all(o is None or isinstance(o, DurableRunFailedError) for o in others)
+    run = await store.load_run("poison")
+    assert run is not None
+    assert (run.status, run.recoveries) == ("failed", 2)  # one takeover counted, one mark
+    assert await store.load_steps("poison") == []
+    assert agents.CALLS == {}
+
+
+async def test_every_resume_says_its_kind_on_the_live_stream(store: DurableRunStore) -> None:
+    agents.reset()
+    fresh = asyncio.create_task(
+        run_durable(agents.two_phase, Job(), store=store, run_id="fresh", worker_id="w")
+    )
+    while not any(s.intent == "await_event:go" for s in await store.load_steps("fresh")):
+        await asyncio.sleep(0.01)
+    fresh.cancel()  # its worker stops holding a live lease
+    with pytest.raises(asyncio.CancelledError):
+        await fresh
+    await store.emit_event("fresh", "go", None)
+
+    # The same worker resumes it: explicit.
+    await run_durable(agents.two_phase, Job(), store=store, run_id="fresh", worker_id="w")
+
+    kinds = [(e.kind, (e.detail or {}).get("kind")) for e in await _live(store, "fresh")]
+    assert ("run_resumed", "explicit") in kinds
+    assert kinds.index(("run_resumed", "explicit")) > 0  # a fresh start announces no resume
+    assert [k for k, _ in kinds].count("run_resumed") == 1
+    resumed = next(e for e in await store.read_live("fresh") if e.kind == "run_resumed")
+    assert resumed.detail == {"kind": "explicit", "worker": "w"}
+    run = await store.load_run("fresh")
+    assert run is not None
+    assert (run.status, run.recoveries) == ("completed", 0)
+
+
+async def test_a_run_of_an_agent_hosted_elsewhere_is_left_and_logged_once(
+    store: DurableRunStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    foreign = MANIFEST.model_copy(update={"input": {"elsewhere": True}})
+    for run_id in ("foreign-1", "foreign-2"):
+        await store.start_or_resume(
+            run_id=run_id, agent="not.hosted.here", manifest=foreign,
+            worker_id="gone", lease_for=timedelta(0),
+        )  # fmt: skip
+    worker = LocalWorker(store, worker_id="here")
+    worker.unhosted = UnhostedRuns(every=1)
+
+    with caplog.at_level(logging.WARNING, logger="durable.local.worker"):
+        for _ in range(3):
+            assert await worker.scan() == []
+        await store.start_or_resume(
+            run_id="foreign-3", agent="not.hosted.here", manifest=foreign,
+            worker_id="gone", lease_for=timedelta(0),
+        )  # fmt: skip
+        assert await worker.scan() == []
+
+    logged = [r.getMessage() for r in caplog.records]
+    assert len(logged) == 3
+    for run_id, message in zip(("foreign-1", "foreign-2", "foreign-3"), logged, strict=True):
+        assert f"run {run_id!r} of agent 'not.hosted.here' has no worker" in message
+        assert "DURABLE_AGENT_MODULES" in message
+    for run_id in ("foreign-1", "foreign-2", "foreign-3"):
+        run = await store.load_run(run_id)
+        assert run is not None
+        assert (run.status, run.lease_holder, run.recoveries) == ("running", "gone", 0)
+
+
+async def test_the_foreign_run_report_is_periodic_and_bounded() -> None:
+    store = InMemoryStore()
+    foreign = MANIFEST.model_copy(update={"input": {"elsewhere": True}})
+    for i in range(3):
+        await store.start_or_resume(
+            run_id=f"foreign-{i}", agent="not.hosted.here", manifest=foreign,
+            worker_id="gone", lease_for=timedelta(0),
+        )  # fmt: skip
+    report = UnhostedRuns(every=3, limit=2, remembered=2)
+    now = datetime.now(UTC) + timedelta(seconds=1)
+
+    first = await report.report(store, now=now, hosted={"conformance.two_phase"})
+    skipped = [await report.report(store, now=now, hosted=set()) for _ in range(2)]
+    again = await report.report(store, now=now, hosted=set())
+
+    assert first == ["foreign-0", "foreign-1"]  # at most `limit` read
+    assert skipped == [[], []]  # one scan in `every`
+    assert again == []  # logged already
+    assert len(report._logged) <= 2
+
+
+def test_the_bound_refuses_a_negative_value() -> None:
+    with pytest.raises(ValueError, match="max_recovery_attempts must be 0 or more, got -1"):
+        LocalWorker(InMemoryStore(), max_recovery_attempts=-1)
+
+
+async def test_resume_run_refuses_a_negative_bound() -> None:
+    with pytest.raises(ValueError, match="max_recovery_attempts must be 0 or more"):
+        await resume_run(InMemoryStore(), "r", max_recovery_attempts=-1)
