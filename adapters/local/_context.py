@@ -98,6 +98,9 @@ class LocalContext(LocalChildren):
         self._store = store
         self._manifest = manifest
         self._delegation = delegation
+        self._unproven = run.recoveries > 0
+        """Taken over from a worker that died: until it gets past that point, the run's
+        recoveries keep counting toward the bound of a poison run."""
         self.cancel_reason: str | None = None
         """Set once a cancellation of this run is under way."""
         self._init_local_children(run_child)
@@ -220,6 +223,15 @@ class LocalContext(LocalChildren):
 
     async def _complete(self, index: int, result: Any) -> None:
         await self._fenced(self._store.complete_step(self.lease, step_index=index, result=result))
+        await self._proven()
+
+    async def _proven(self) -> None:
+        """The resumed run got past where its worker died (a step completed, or it waits
+        again): its recoveries count from 0, so only a run that keeps killing its
+        worker is ever failed as a poison run, never one that waits across restarts."""
+        if self._unproven:
+            self._unproven = False
+            await self._fenced(self._store.clear_recoveries(self.lease))
 
     async def _failed(self, index: int, error: StepError, *, final: bool) -> None:
         await self._fenced(
@@ -347,6 +359,7 @@ class LocalContext(LocalChildren):
             return
         record = await self._begin(index, "sleep", "timer", deadline=utc_now() + delta)
         assert record.deadline is not None  # the store keeps the first deadline it was given
+        await self._proven()
         self.live.publish(LiveEvent(kind="sleeping", step=index, until=record.deadline))
         remaining = (record.deadline - utc_now()).total_seconds()
         if remaining > 0:
@@ -370,6 +383,7 @@ class LocalContext(LocalChildren):
         )
         # The deadline is the one recorded at the first wait: a resume continues it.
         deadline = record.deadline
+        await self._proven()
         self.live.publish(LiveEvent(kind="waiting", step=index, key=key, until=deadline))
         while True:
             event = await self._store.load_event(self.run_id, key)

@@ -219,6 +219,15 @@ class FileStore:
 
         return await self._call(op)
 
+    async def clear_recoveries(self, lease: Lease) -> None:
+        def clear(wait: bool) -> None:
+            with self._locked(lease.run_id, wait) as directory:
+                state = self._require(lease.run_id, directory)
+                ledger.clear_recoveries(state, lease, now=utc_now())
+                self._write_run(directory, state)
+
+        await self._call(clear)
+
     async def renew_lease(self, lease: Lease, *, lease_for: timedelta) -> Lease:
         # Runs renew from the keeper's thread; delegating keeps one home for the renewal.
         return await asyncio.to_thread(self.renew_lease_blocking, lease, lease_for=lease_for)

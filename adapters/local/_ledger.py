@@ -214,6 +214,13 @@ def check_fence(state: RunState, lease: Lease) -> None:
         raise lease_lost_error(run.run_id, lease, run)
 
 
+def clear_recoveries(state: RunState, lease: Lease, *, now: datetime) -> None:
+    """The holder's run got past where its last worker died: count recoveries from 0."""
+    check_fence(state, lease)
+    if state.run.recoveries:
+        state.run = state.run.model_copy(update={"recoveries": 0, "updated_at": now})
+
+
 def renew(state: RunState, lease: Lease, *, now: datetime, lease_for: timedelta) -> Lease:
     check_fence(state, lease)
     renewed = lease.model_copy(update={"expires_at": now + lease_for})

@@ -76,6 +76,11 @@ class InMemoryStore:
         lease, kind = taken or (None, None)
         return Resumed(run=state.snapshot(), steps=steps, lease=lease, resumed=kind)
 
+    async def clear_recoveries(self, lease: Lease) -> None:
+        state = self._state(lease.run_id)
+        with self._records:
+            ledger.clear_recoveries(state, lease, now=utc_now())
+
     async def renew_lease(self, lease: Lease, *, lease_for: timedelta) -> Lease:
         return self.renew_lease_blocking(lease, lease_for=lease_for)
 

@@ -289,6 +289,15 @@ class SqlStore(ABC):
         steps = await self.load_steps(run_id)
         return Resumed(run=run, steps=steps, lease=lease, resumed=resumed)
 
+    async def clear_recoveries(self, lease: Lease) -> None:
+        cleared = await self._execute(
+            "UPDATE durable_runs SET recoveries = 0, updated_at = ? WHERE run_id = ? "
+            "AND lease_holder = ? AND lease_generation = ? AND status = 'running'",
+            (_ms(utc_now()), *_fence(lease)),
+        )
+        if not cleared:
+            raise lease_lost_error(lease.run_id, lease)
+
     async def renew_lease(self, lease: Lease, *, lease_for: timedelta) -> Lease:
         # Runs renew from the keeper's thread; delegating keeps one home for the renewal.
         return await asyncio.to_thread(self.renew_lease_blocking, lease, lease_for=lease_for)

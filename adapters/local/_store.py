@@ -123,6 +123,14 @@ class DurableRunStore(Protocol):
         """
         ...
 
+    async def clear_recoveries(self, lease: Lease) -> None:
+        """Count the run's recoveries from 0 again: it got past where its worker died.
+
+        Fenced like every write under the lease. Without it, a run that waits for
+        days would be failed as a poison run after enough unrelated worker deaths.
+        """
+        ...
+
     async def renew_lease(self, lease: Lease, *, lease_for: timedelta) -> Lease:
         """Extend the lease; raises ``DurableRunLeaseLostError`` if it was taken over."""
         ...

@@ -21,6 +21,7 @@ from adapters.local._recovery import UnhostedRuns
 from durable import (
     DurableRunFailedError,
     DurableRunLeaseHeldError,
+    DurableRunLeaseLostError,
     DurableRunRecoveryExhaustedError,
     LiveEvent,
     agent_definition,
@@ -142,7 +143,8 @@ async def test_a_run_within_the_bound_resumes_and_says_it_recovered(
     result = await resume_run(store, "survivor", worker_id="w2", max_recovery_attempts=2)
 
     assert result.result == 4
-    assert (result.run.recoveries, result.run.recovered_from) == (2, "w1")
+    # Its steps ran fresh: it got past where its workers died, so the count starts again.
+    assert (result.run.recoveries, result.run.recovered_from) == (0, "w1")
     first = (await _live(store, "survivor"))[0]
     assert first.kind == "run_resumed"
     assert first.detail == {
@@ -263,3 +265,49 @@ def test_the_bound_refuses_a_negative_value() -> None:
 async def test_resume_run_refuses_a_negative_bound() -> None:
     with pytest.raises(ValueError, match="max_recovery_attempts must be 0 or more"):
         await resume_run(InMemoryStore(), "r", max_recovery_attempts=-1)
+
+
+async def test_a_run_that_waits_across_worker_deaths_is_never_taken_for_a_poison_run(
+    store: DurableRunStore,
+) -> None:
+    """Each resume reaches its wait again: the count never builds up to the bound."""
+    agents.reset()
+    for worker in ("w1", "w2", "w3", "w4"):
+        resumed = asyncio.create_task(
+            resume_run(store, "waiter", worker_id=worker, max_recovery_attempts=1, lease=0.2)
+        ) if worker != "w1" else asyncio.create_task(
+            run_durable(agents.two_phase, Job(), store=store, run_id="waiter", worker_id=worker,
+                        lease=0.2, poll_interval=0.01)
+        )  # fmt: skip
+        for _ in range(200):
+            steps = await store.load_steps("waiter")
+            run = await store.load_run("waiter")
+            if any(s.intent == "await_event:go" for s in steps) and run and not run.recoveries:
+                break
+            await asyncio.sleep(0.01)
+        resumed.cancel()  # the worker dies while the run waits
+        await asyncio.gather(resumed, return_exceptions=True)
+        await asyncio.sleep(0.25)  # its lease lapses
+
+    await store.emit_event("waiter", "go", None)
+    done = await resume_run(store, "waiter", worker_id="w5", max_recovery_attempts=1)
+
+    assert done.result == 4
+    assert done.run.recoveries == 0
+
+
+async def test_clearing_recoveries_is_fenced(store: DurableRunStore) -> None:
+    await _held_by(store, "fenced", "w1")
+    taken = await store.start_or_resume(
+        run_id="fenced", agent="conformance.two_phase", manifest=MANIFEST,
+        worker_id="w2", lease_for=timedelta(seconds=30),
+    )  # fmt: skip
+    assert taken.lease is not None
+    assert taken.run.recoveries == 1
+    stale = taken.lease.model_copy(update={"generation": taken.lease.generation - 1})
+
+    with pytest.raises(DurableRunLeaseLostError):
+        await store.clear_recoveries(stale)
+    assert (await store.load_run("fenced")).recoveries == 1  # type: ignore[union-attr]
+    await store.clear_recoveries(taken.lease)
+    assert (await store.load_run("fenced")).recoveries == 0  # type: ignore[union-attr]
