@@ -51,7 +51,7 @@ class ChildControl:
 
     reason: str | None = None
     timed_out: bool = False
-    parent: LocalChildren | None = None
+    parent: LocalContext | None = None
     """The parent's context: it tells whether a cancellation reaching the child is the
     parent's doing (the child ends) or the worker stopping (the child resumes later)."""
     started: asyncio.Event = field(default_factory=asyncio.Event)
@@ -109,7 +109,7 @@ class LocalChildren(ChildCalls):
             await ctx._failed(index, step_error_from(taken), final=True)
             raise taken
         ctx.live.publish(LiveEvent(kind="step_started", step=index, intent=spec.intent, attempt=1))
-        control = ChildControl(parent=self)
+        control = ChildControl(parent=ctx)
         task = asyncio.create_task(
             self._child(ctx, index, spec, control, begun.deadline), name=f"durable:{spec.run_id}"
         )

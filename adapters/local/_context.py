@@ -8,6 +8,7 @@ the recorded failure); otherwise run it and record the outcome under the lease.
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid as _uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime, timedelta
@@ -65,6 +66,8 @@ from ._store import DurableRunStore, utc_now
 
 __all__ = ["LocalContext"]
 
+logger = logging.getLogger(__name__)
+
 T = TypeVar("T")
 Ts = TypeVarTuple("Ts")
 
@@ -99,6 +102,8 @@ class LocalContext(LocalChildren):
         self._manifest = manifest
         self._delegation = delegation
         self._unproven = run.recoveries > 0
+        self._executing = 0
+        """Steps of this run executing now (a wait next to one proves nothing)."""
         """Taken over from a worker that died: until it gets past that point, the run's
         recoveries keep counting toward the bound of a poison run."""
         self.cancel_reason: str | None = None
@@ -225,13 +230,25 @@ class LocalContext(LocalChildren):
         await self._fenced(self._store.complete_step(self.lease, step_index=index, result=result))
         await self._proven()
 
-    async def _proven(self) -> None:
+    async def _proven(self, *, waiting: bool = False) -> None:
         """The resumed run got past where its worker died (a step completed, or it waits
-        again): its recoveries count from 0, so only a run that keeps killing its
-        worker is ever failed as a poison run, never one that waits across restarts."""
+        again with nothing else of it executing): its recoveries, and its ancestors',
+        count from 0. So only a run that keeps killing its worker is ever failed as a
+        poison run, never one that waits across restarts, or whose child does."""
+        if waiting and (self._executing or self._in_flight):
+            return  # a step or child running beside the wait may be what kills the worker
         if self._unproven:
             self._unproven = False
-            await self._fenced(self._store.clear_recoveries(self.lease))
+            try:
+                await self._fenced(self._store.clear_recoveries(self.lease))
+            except DurableRunLeaseLostError:
+                raise
+            except DurableError as exc:  # the step itself is recorded: try again later
+                self._unproven = True
+                logger.warning("run %r: clearing its recovery count failed: %s", self.run_id, exc)
+        parent = None if self.control is None else self.control.parent
+        if parent is not None:
+            await parent._proven()
 
     async def _failed(self, index: int, error: StepError, *, final: bool) -> None:
         await self._fenced(
@@ -282,60 +299,70 @@ class LocalContext(LocalChildren):
         # (unknown for the first attempt of a resumed step, whose failure another process saw).
         previous: StepError | None = None if record is None else record.error
         waited: float | None = None
-        while True:
-            attempt += 1
-            await self._begin(index, intent, kind, input_hash)
-            if attempt == 1:
-                started = LiveEvent(kind="step_started", step=index, intent=intent, attempt=1)
-            else:
-                started = retry_entry(
-                    index, attempt, intent=intent, delay=waited,
-                    error_type=None if previous is None else previous.type,
-                    message=None if previous is None else previous.message,
-                )  # fmt: skip
-            self.live.publish(started)
-            deltas.new_attempt()
-            cause: BaseException | None = None
-            try:
-                with live_tokens(deltas), attempt_scope(attempt):
-                    async with asyncio.timeout(timeout) as deadline:
-                        value = await definition.fn(*args)
-                data, restored = definition.result.round_trip(value, what=label)
-            except DurableRunLeaseLostError:
-                raise
-            except TimeoutError as exc:
-                cause = exc
-                if deadline.expired():
-                    cause = step_timeout_error(attempt, label, timeout)
-                error = step_error_from(cause)
-            except Exception as exc:
-                cause = exc
-                error = step_error_from(exc)
-            else:
-                await self._complete(index, data)
-                self.live.publish(LiveEvent(kind="step_completed", step=index, intent=intent))
-                return cast(T, restored)
-            retryable, retry_after = retry_hints(cause)
-            unrecorded = unrecordable(error)
-            again = (
-                retryable
-                and unrecorded is None
-                and options.retry.retries(error.type)
-                and options.retry.allows_attempt(attempt + 1)
-            )
-            await self._failed(index, error, final=not again)
-            if not again:
-                self.live.publish(
-                    LiveEvent(kind="step_failed", step=index, intent=intent, error=error.message)
+        self._executing += 1
+        try:
+            while True:
+                attempt += 1
+                await self._begin(index, intent, kind, input_hash)
+                if attempt == 1:
+                    started = LiveEvent(kind="step_started", step=index, intent=intent, attempt=1)
+                else:
+                    started = retry_entry(
+                        index, attempt, intent=intent, delay=waited,
+                        error_type=None if previous is None else previous.type,
+                        message=None if previous is None else previous.message,
+                    )  # fmt: skip
+                self.live.publish(started)
+                deltas.new_attempt()
+                cause: BaseException | None = None
+                try:
+                    with live_tokens(deltas), attempt_scope(attempt):
+                        async with asyncio.timeout(timeout) as deadline:
+                            value = await definition.fn(*args)
+                    data, restored = definition.result.round_trip(value, what=label)
+                except DurableRunLeaseLostError:
+                    raise
+                except TimeoutError as exc:
+                    cause = exc
+                    if deadline.expired():
+                        cause = step_timeout_error(attempt, label, timeout)
+                    error = step_error_from(cause)
+                except Exception as exc:
+                    cause = exc
+                    error = step_error_from(exc)
+                else:
+                    await self._complete(index, data)
+                    self.live.publish(LiveEvent(kind="step_completed", step=index, intent=intent))
+                    return cast(T, restored)
+                retryable, retry_after = retry_hints(cause)
+                unrecorded = unrecordable(error)
+                again = (
+                    retryable
+                    and unrecorded is None
+                    and options.retry.retries(error.type)
+                    and options.retry.allows_attempt(attempt + 1)
                 )
-                if unrecorded is not None:
-                    raise unrecorded from cause
-                raise step_failed_error(
-                    intent, index, error, attempt, maximum_attempts=options.retry.maximum_attempts
-                ) from cause
-            delay = options.retry.delay_before(attempt + 1).total_seconds()
-            previous, waited = error, delay if retry_after is None else retry_after
-            await asyncio.sleep(waited)
+                await self._failed(index, error, final=not again)
+                if not again:
+                    self.live.publish(
+                        LiveEvent(
+                            kind="step_failed", step=index, intent=intent, error=error.message
+                        )
+                    )
+                    if unrecorded is not None:
+                        raise unrecorded from cause
+                    raise step_failed_error(
+                        intent,
+                        index,
+                        error,
+                        attempt,
+                        maximum_attempts=options.retry.maximum_attempts,
+                    ) from cause
+                delay = options.retry.delay_before(attempt + 1).total_seconds()
+                previous, waited = error, delay if retry_after is None else retry_after
+                await asyncio.sleep(waited)
+        finally:
+            self._executing -= 1
 
     async def _checkpoint(self, intent: str, produce: Callable[[], str]) -> str:
         index, record = self._position(intent, "deterministic", "")
@@ -359,7 +386,8 @@ class LocalContext(LocalChildren):
             return
         record = await self._begin(index, "sleep", "timer", deadline=utc_now() + delta)
         assert record.deadline is not None  # the store keeps the first deadline it was given
-        await self._proven()
+        await asyncio.sleep(0)  # whatever runs beside this sleep starts first
+        await self._proven(waiting=True)
         self.live.publish(LiveEvent(kind="sleeping", step=index, until=record.deadline))
         remaining = (record.deadline - utc_now()).total_seconds()
         if remaining > 0:
@@ -383,7 +411,6 @@ class LocalContext(LocalChildren):
         )
         # The deadline is the one recorded at the first wait: a resume continues it.
         deadline = record.deadline
-        await self._proven()
         self.live.publish(LiveEvent(kind="waiting", step=index, key=key, until=deadline))
         while True:
             event = await self._store.load_event(self.run_id, key)
@@ -400,6 +427,7 @@ class LocalContext(LocalChildren):
             if deadline is not None:
                 pause = min(pause, (deadline - now).total_seconds())
             await asyncio.sleep(max(pause, 0.0))
+            await self._proven(waiting=True)
 
     async def _accept_event(
         self, index: int, label: str, payload: Any, codec: JsonCodec[Any] | None

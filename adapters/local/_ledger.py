@@ -172,7 +172,7 @@ def acquire(
     live = run.lease_expires_at is not None and run.lease_expires_at > now
     if live and run.lease_holder not in (None, worker_id):
         raise lease_held_error(run, now)
-    kind = resume_kind(run, worker_id)
+    kind = resume_kind(run, now)
     lease = Lease(
         run_id=run.run_id,
         holder=worker_id,
@@ -191,17 +191,18 @@ def acquire(
     return lease, kind
 
 
-def resume_kind(run: RunRecord, worker_id: str) -> ResumeKind | None:
-    """How ``worker_id`` takes ``run``, whose lease it may take: see ``ResumeKind``.
+def resume_kind(run: RunRecord, now: datetime) -> ResumeKind | None:
+    """How a worker takes ``run``, whose lease it may take: see ``ResumeKind``.
 
+    A lapsed lease is a crash whoever held it, the same worker id included: a
+    worker restarted under a fixed id must not escape the recovery bound.
     ``None`` for a run no worker ever held (generation 0: just created). The SQL
     stores apply the same rule in their takeover statements.
     """
-    if run.lease_holder is not None and run.lease_holder != worker_id:
-        return "crash"  # the caller checked that this lease lapsed
-    if run.lease_holder is None and run.lease_generation == 0:
-        return None
-    return "explicit"
+    if run.lease_holder is not None:
+        lapsed = run.lease_expires_at is None or run.lease_expires_at <= now
+        return "crash" if lapsed else "explicit"
+    return None if run.lease_generation == 0 else "explicit"
 
 
 def check_fence(state: RunState, lease: Lease) -> None:

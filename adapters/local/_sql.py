@@ -73,10 +73,11 @@ _TAKEOVER = (
 )
 _RECOVER = _TAKEOVER.format(
     counted=", recoveries = recoveries + 1, recovered_from = lease_holder",
-    holder="lease_holder IS NOT NULL AND lease_holder <> ? "
-    "AND (lease_expires_at IS NULL OR lease_expires_at <= ?)",
+    holder="lease_holder IS NOT NULL AND (lease_expires_at IS NULL OR lease_expires_at <= ?)",
 )
-_RESUME = _TAKEOVER.format(counted="", holder="(lease_holder IS NULL OR lease_holder = ?)")
+_RESUME = _TAKEOVER.format(
+    counted="", holder="(lease_holder IS NULL OR (lease_holder = ? AND lease_expires_at > ?))"
+)
 _FENCE = (
     "EXISTS (SELECT 1 FROM durable_runs WHERE run_id = ? AND lease_holder = ? "
     "AND lease_generation = ? AND status = 'running')"
@@ -260,12 +261,12 @@ class SqlStore(ABC):
                 raise mismatch_error(run, manifest)
             if run.status != "running":
                 return Resumed(run=run, steps=await self.load_steps(run_id), lease=None)
-            taken = (worker_id, _ms(expires), _ms(now), run_id, worker_id)
+            taken = (worker_id, _ms(expires), _ms(now), run_id)
             resumed = "crash"
             rows = await self._fetch(_RECOVER, (*taken, _ms(now)))
             if not rows:
                 resumed = "explicit"
-                rows = await self._fetch(_RESUME, taken)
+                rows = await self._fetch(_RESUME, (*taken, worker_id, _ms(now)))
             if not rows:
                 latest = await self.load_run(run_id)
                 if latest is not None and latest.status != "running":
@@ -296,7 +297,7 @@ class SqlStore(ABC):
             (_ms(utc_now()), *_fence(lease)),
         )
         if not cleared:
-            raise lease_lost_error(lease.run_id, lease)
+            raise await self._explain(lease)
 
     async def renew_lease(self, lease: Lease, *, lease_for: timedelta) -> Lease:
         # Runs renew from the keeper's thread; delegating keeps one home for the renewal.

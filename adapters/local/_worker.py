@@ -39,9 +39,10 @@ class LocalWorker:
     expire and another worker (or this one, restarted) continues them. At most
     ``max_concurrent_runs`` execute at once; the others it picked up wait their
     turn, first come first served, without taking their leases; ``max_runs``
-    bounds how many it picks up at all. A run that lost its worker more than
-    ``max_recovery_attempts`` times is failed with ``recovery_exhausted``
-    instead of resumed.
+    bounds how many it picks up at all (by default 100, or ``max_concurrent_runs`` if
+    more). A run waiting for an event or a timer keeps its slot while it waits.
+    A run that lost its worker more than ``max_recovery_attempts`` times in a
+    row is failed with ``recovery_exhausted`` instead of resumed.
     """
 
     def __init__(
@@ -51,10 +52,12 @@ class LocalWorker:
         worker_id: str | None = None,
         lease: timedelta = timedelta(seconds=30),
         scan_interval: timedelta = timedelta(seconds=2),
-        max_runs: int = 100,
+        max_runs: int | None = None,
         max_concurrent_runs: int | None = None,
         max_recovery_attempts: int = 5,
     ) -> None:
+        if max_runs is None:  # picks up at least as many as it may execute at once
+            max_runs = max(100, max_concurrent_runs or 0)
         if max_runs < 1:
             raise ValueError(f"max_runs must be at least 1, got {max_runs}")
         if max_recovery_attempts < 0:

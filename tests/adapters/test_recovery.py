@@ -7,6 +7,7 @@ import logging
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,14 +20,17 @@ from adapters.local import (
 )
 from adapters.local._recovery import UnhostedRuns
 from durable import (
+    DurableContext,
     DurableRunFailedError,
     DurableRunLeaseHeldError,
     DurableRunLeaseLostError,
     DurableRunRecoveryExhaustedError,
     LiveEvent,
+    agent,
     agent_definition,
+    step,
 )
-from tests.conformance import agents
+from tests.conformance import agents, family
 from tests.conformance.agents import Job
 from tests.conformance.conftest import LOCAL_SUBSTRATES, open_store
 from tests.support.postgres import fresh_database
@@ -72,32 +76,43 @@ async def test_only_a_takeover_of_a_lapsed_lease_counts_a_recovery(
     )  # fmt: skip
     assert (created.resumed, created.run.recoveries, created.run.recovered_from) == (None, 0, None)
 
+    # A lapsed lease is a crash whoever takes it, its own worker id included: a worker
+    # restarted under a fixed id must not escape the bound.
     again = await store.start_or_resume(
         run_id="r", agent="conformance.two_phase", manifest=MANIFEST,
         worker_id="a", lease_for=timedelta(0),
     )  # fmt: skip
-    assert (again.resumed, again.run.recoveries) == ("explicit", 0)  # its own worker
+    assert (again.resumed, again.run.recoveries, again.run.recovered_from) == ("crash", 1, "a")
 
     taken = await store.start_or_resume(
         run_id="r", agent="conformance.two_phase", manifest=MANIFEST,
         worker_id="b", lease_for=timedelta(seconds=30),
     )  # fmt: skip
-    assert (taken.resumed, taken.run.recoveries, taken.run.recovered_from) == ("crash", 1, "a")
+    assert (taken.resumed, taken.run.recoveries, taken.run.recovered_from) == ("crash", 2, "a")
     assert taken.lease is not None
     assert taken.lease.generation == 3
+
+    # Its own worker again while the lease is live: an explicit resume, nothing counted.
+    own = await store.start_or_resume(
+        run_id="r", agent="conformance.two_phase", manifest=MANIFEST,
+        worker_id="b", lease_for=timedelta(seconds=30),
+    )  # fmt: skip
+    assert (own.resumed, own.run.recoveries) == ("explicit", 2)
+    assert own.lease is not None
+    taken = own
 
     with pytest.raises(DurableRunLeaseHeldError):  # b's lease is live: nothing counted
         await _held_by(store, "r", "c")
     run = await store.load_run("r")
     assert run is not None
-    assert (run.recoveries, run.recovered_from, run.lease_holder) == (1, "a", "b")
+    assert (run.recoveries, run.recovered_from, run.lease_holder) == (2, "a", "b")
 
     await store.end_run(taken.lease, status="completed", result=4)
     ended = await store.start_or_resume(
         run_id="r", agent="conformance.two_phase", manifest=MANIFEST,
         worker_id="c", lease_for=timedelta(0),
     )  # fmt: skip
-    assert (ended.lease, ended.resumed, ended.run.recoveries) == (None, None, 1)
+    assert (ended.lease, ended.resumed, ended.run.recoveries) == (None, None, 2)
 
 
 async def test_a_worker_fails_a_run_past_the_bound_and_runs_nothing(
@@ -311,3 +326,79 @@ async def test_clearing_recoveries_is_fenced(store: DurableRunStore) -> None:
     assert (await store.load_run("fenced")).recoveries == 1  # type: ignore[union-attr]
     await store.clear_recoveries(taken.lease)
     assert (await store.load_run("fenced")).recoveries == 0  # type: ignore[union-attr]
+
+
+@step
+async def hang() -> None:
+    """Stands in for a step that kills its worker: it never finishes."""
+    await asyncio.sleep(60)
+
+
+@agent(name="recovery.beside")
+async def beside(ctx: DurableContext, job: Job) -> Any:
+    return await asyncio.gather(ctx.await_event("go"), ctx.step("hang", hang))
+
+
+async def _die_repeatedly(
+    store: DurableRunStore, start: Any, run_id: str, ready: Any, times: int
+) -> None:
+    """Run ``start(n)`` as worker ``wn`` after ``wn-1``, each dying once it holds the run
+    and ``ready()`` holds."""
+    for n in range(times):
+        task = asyncio.create_task(start(n))
+        for _ in range(300):
+            run = await store.load_run(run_id)
+            if (run is not None and run.lease_holder == f"w{n}" and await ready()) or task.done():
+                break
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.05)  # it runs on a moment, to where it was
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await asyncio.sleep(0.25)  # its lease lapses
+
+
+async def test_a_parent_whose_child_waits_across_restarts_is_never_taken_for_a_poison_run(
+    store: DurableRunStore,
+) -> None:
+    child = "parent/family.waiting_leaf-0"
+
+    def start(n: int) -> Any:
+        if n == 0:
+            return run_durable(family.waiting_parent, family.Ask(), store=store, run_id="parent",
+                               worker_id="w0", lease=0.2, poll_interval=0.01)  # fmt: skip
+        return resume_run(store, "parent", worker_id=f"w{n}", lease=0.2, poll_interval=0.01,
+                          max_recovery_attempts=1)  # fmt: skip
+
+    async def ready() -> bool:
+        run = await store.load_run("parent")
+        waiting = any(s.intent == "await_event:go" for s in await store.load_steps(child))
+        return waiting and run is not None and run.recoveries == 0
+
+    await _die_repeatedly(store, start, "parent", ready, times=4)
+    await store.emit_event(child, "go", 5)
+    done = await resume_run(store, "parent", worker_id="w9", max_recovery_attempts=1)
+
+    assert done.result.n == 5
+    assert done.run.recoveries == 0
+
+
+async def test_a_wait_beside_a_step_that_never_finishes_proves_nothing(
+    store: DurableRunStore,
+) -> None:
+    def start(n: int) -> Any:
+        if n == 0:
+            return run_durable(beside, Job(), store=store, run_id="beside", worker_id="w0",
+                               lease=0.2, poll_interval=0.01)  # fmt: skip
+        return resume_run(store, "beside", worker_id=f"w{n}", lease=0.2, poll_interval=0.01,
+                          max_recovery_attempts=1)  # fmt: skip
+
+    async def ready() -> bool:
+        return len(await store.load_steps("beside")) == 2
+
+    await _die_repeatedly(store, start, "beside", ready, times=2)
+    run = await store.load_run("beside")
+    assert run is not None
+    assert (run.status, run.recoveries) == ("running", 1)  # its wait cleared nothing
+
+    with pytest.raises(DurableRunRecoveryExhaustedError):
+        await resume_run(store, "beside", worker_id="w9", max_recovery_attempts=1)
