@@ -30,6 +30,7 @@ __all__ = [
     "ChildRun",
     "ChildSpec",
     "DelegationReason",
+    "cancelled_here",
     "child_conversation",
     "child_envelope",
 ]
@@ -49,6 +50,13 @@ DelegationReason = Literal[
 ]
 DELEGATION_REASONS: tuple[DelegationReason, ...] = get_args(DelegationReason)
 """Why a delegation was refused, in the order the checks run (the reference's names)."""
+
+
+def cancelled_here() -> bool:
+    """Whether the task running this code was itself cancelled: a child call the agent
+    stopped awaiting (a timeout of its own) ends as the agent's cancellation."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 def child_envelope(run_id: str, result: Any, usage: Mapping[str, Any]) -> dict[str, Any]:

@@ -34,6 +34,7 @@ __all__ = [
     "await_timeout_error",
     "cancelled_error",
     "child_failed_error",
+    "child_id_taken_error",
     "divergence_error",
     "event_label",
     "event_payload_error",
@@ -266,4 +267,12 @@ def child_failed_error(
         child_run_id=run_id,
         error_type=error_type,
         error_code=error_code,
+    )
+
+
+def child_id_taken_error(run_id: str, parent_run_id: str) -> DurableRunInputMismatchError:
+    """A ``call_agent(run_id=...)`` naming a run that is not the caller's child."""
+    return DurableRunInputMismatchError(
+        f"run {run_id!r} already exists and is not a child of run {parent_run_id!r}; "
+        "pass call_agent another run_id, or none to derive one"
     )

@@ -31,7 +31,13 @@ from durable import (
     child_envelope,
     usage_totals,
 )
-from durable._failures import child_failed_error, parent_cancelled_reason, step_error_from
+from durable._children import cancelled_here
+from durable._failures import (
+    child_failed_error,
+    child_id_taken_error,
+    parent_cancelled_reason,
+    step_error_from,
+)
 
 from ._store import DurableRunStore, utc_now
 
@@ -154,7 +160,7 @@ class LocalChildren(ChildCalls):
         try:
             outcome = await self._within(deadline, self._attempts(spec, control), control)
         except DurableChildRunFailedError as error:
-            if error.error_code == "cancelled" and _cancelled_here():
+            if error.error_code == "cancelled" and cancelled_here():
                 # The agent stopped awaiting it (a timeout of its own): its cancellation.
                 raise asyncio.CancelledError() from None
             if error.error_code == "cancelled" and await self._being_cancelled():
@@ -268,10 +274,7 @@ class LocalChildren(ChildCalls):
         found = await self._store.load_run(spec.run_id)
         if found is None or found.parent_run_id == self.run_id:
             return None
-        return DurableRunInputMismatchError(
-            f"run {spec.run_id!r} already exists and is not a child of run "
-            f"{self.run_id!r}; pass call_agent another run_id, or none to derive one"
-        )
+        return child_id_taken_error(spec.run_id, self.run_id)
 
     async def _recorded_failure(
         self, spec: ChildSpec, record: StepRecord
@@ -316,12 +319,6 @@ class LocalChildren(ChildCalls):
                     continue  # the child run does not exist yet; try again
                 del waiting[key]
             await asyncio.sleep(max(self._poll, 0.05))
-
-
-def _cancelled_here() -> bool:
-    """Whether the task running this code was itself cancelled."""
-    task = asyncio.current_task()
-    return task is not None and task.cancelling() > 0
 
 
 def _envelope(spec: ChildSpec, recorded: Any) -> dict[str, Any]:

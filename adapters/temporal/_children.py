@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from temporalio import workflow
-from temporalio.common import SearchAttributePair, TypedSearchAttributes
+from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
 from temporalio.exceptions import (
     ApplicationError,
     CancelledError,
@@ -34,13 +34,13 @@ from durable import (
     ChildCalls,
     ChildSpec,
     DurableChildRunFailedError,
-    DurableRunInputMismatchError,
     LiveEvent,
     StepError,
     add_usage,
     manifest_hash,
 )
-from durable._failures import child_failed_error, step_error_from
+from durable._children import cancelled_here
+from durable._failures import child_failed_error, child_id_taken_error, step_error_from
 
 from ._convert import temporal_retry_policy
 from ._messages import (
@@ -81,10 +81,7 @@ class TemporalChildren(ChildCalls):
         try:
             handle = await self._start_workflow(spec, index)
         except WorkflowAlreadyStartedError:
-            taken = DurableRunInputMismatchError(
-                f"run {spec.run_id!r} already exists and is not a child of run "
-                f"{self.run_id!r}; pass call_agent another run_id, or none to derive one"
-            )
+            taken = child_id_taken_error(spec.run_id, self.run_id)
             ctx._finish(index, status="failed", error=step_error_from(taken))
             raise taken from None
         child = _Child(spec, handle)
@@ -101,6 +98,8 @@ class TemporalChildren(ChildCalls):
             definition.name,
             manifest,
             id=spec.run_id,
+            # As a run a caller starts: an id another run ever had is refused, as locally.
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             result_type=dict,
             parent_close_policy=ParentClosePolicy.REQUEST_CANCEL,
             cancellation_type=ChildWorkflowCancellationType.WAIT_CANCELLATION_COMPLETED,
@@ -130,7 +129,7 @@ class TemporalChildren(ChildCalls):
         try:
             envelope: dict[str, Any] = await child.handle
         except ChildWorkflowError as failure:
-            if isinstance(failure.cause, CancelledError) and _cancelled_here():
+            if isinstance(failure.cause, CancelledError) and cancelled_here():
                 # The agent stopped awaiting it (a timeout of its own): its cancellation.
                 raise asyncio.CancelledError() from None
             if (
@@ -164,12 +163,6 @@ class TemporalChildren(ChildCalls):
         assert child.spec.forward is not None
         message = {"key": child.spec.forward[key], "payload": self.events[key]}
         await child.handle.signal(EVENT_SIGNAL, message)
-
-
-def _cancelled_here() -> bool:
-    """Whether the task running this code was itself cancelled."""
-    task = asyncio.current_task()
-    return task is not None and task.cancelling() > 0
 
 
 def _child_failure(spec: ChildSpec, failure: ChildWorkflowError) -> DurableChildRunFailedError:

@@ -18,6 +18,7 @@ from durable import (
     DurableContext,
     DurableDelegationError,
     DurableRunCancelledError,
+    DurableRunInputMismatchError,
     RetryPolicy,
     agent,
     step,
@@ -288,3 +289,17 @@ async def boss(ctx: DurableContext, ask: Ask) -> Answer:
     await ctx.start_agent(middle, Ask(n=1))
     approver = await ctx.start_agent(waiting_leaf, Ask(n=2))
     return await approver
+
+
+class Named(BaseModel):
+    run_id: str
+
+
+@agent(name="family.squatter", delegation=DelegationPolicy())
+async def squatter(ctx: DurableContext, named: Named) -> str:
+    """Names, as its child's id, a run that already exists and is not its child."""
+    try:
+        await ctx.call_agent(leaf, Ask(n=1), run_id=named.run_id)
+    except DurableRunInputMismatchError as taken:
+        return taken.message
+    return "started"

@@ -301,3 +301,20 @@ async def test_a_parent_failing_mid_tree_leaves_no_grandchild_running(
         await substrate.result(run_id)
     settled = await _settled(substrate, [run_id, approver, middle, grandchild])
     assert settled == ["failed", "cancelled", "cancelled", "cancelled"]
+
+
+async def test_a_run_id_naming_another_runs_run_is_refused(
+    substrate: Substrate, run_id: str
+) -> None:
+    other = f"{run_id}-other"
+    await substrate.run(family.parent, Ask(n=2), run_id=other)
+
+    said = await substrate.run(family.squatter, family.Named(run_id=other), run_id=run_id)
+
+    assert said == (
+        f"run {other!r} already exists and is not a child of run {run_id!r}; "
+        "pass call_agent another run_id, or none to derive one"
+    )
+    (step,) = await substrate.steps(run_id)
+    assert (step.kind, step.status) == ("agent", "failed")
+    assert await substrate.status(other) == "completed"  # left as it was

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from agents.conversation import conversation, run_conversation
-from durable import DurableError, LiveEvent, agent_definition, usage_totals
+from durable import DurableError, Lease, LiveEvent, agent_definition, usage_totals
 from durable.conversation import (
     ConversationEvent,
     ConversationEvents,
@@ -528,25 +528,32 @@ async def test_a_standalone_conversation_speaks_the_reference_headers(
     assert "turn_text_delta" in kinds
 
 
-@pytest.mark.local_only(reason="a run recorded by the journal-era local store resumes there")
-async def test_a_conversation_begun_before_child_runs_resumes_as_one(
-    substrate: Substrate, run_id: str, models: ModelServer
-) -> None:
-    assert isinstance(substrate, LocalSubstrate)
-    job = Job(key="conformance.debate", n=7)
+async def _begun_by_the_journal_era(substrate: LocalSubstrate, run_id: str, job: Job) -> Lease:
+    """Run ``run_id`` of ``talk`` as the journal-era library left it: its conversation
+    step begun under the fingerprint conversations had then, its worker gone."""
     talk = agent_definition(agents.talk)
-    # What the previous version recorded when it began the conversation, and no more.
     begun = await substrate.store.start_or_resume(
         run_id=run_id, agent=talk.name, manifest=talk.manifest(job), worker_id="old",
         lease_for=timedelta(0),
     )  # fmt: skip
     assert begun.lease is not None
     intent, fingerprint = conversation_call(
-        conversation_definition("conformance.debate"), "topic 7", None
+        conversation_definition(job.key), f"topic {job.n}", None
     )
     await substrate.store.begin_step(
         begun.lease, step_index=0, intent=intent, kind="conversation", input_hash=fingerprint
     )
+    return begun.lease
+
+
+@pytest.mark.local_only(reason="a run recorded by the journal-era local store resumes there")
+async def test_a_conversation_begun_before_child_runs_resumes_as_one(
+    substrate: Substrate, run_id: str, models: ModelServer
+) -> None:
+    assert isinstance(substrate, LocalSubstrate)
+    job = Job(key="conformance.debate", n=7)
+    # What the previous version recorded when it began the conversation, and no more.
+    await _begun_by_the_journal_era(substrate, run_id, job)
 
     await substrate.start(agents.talk, job, run_id=run_id)
     result = await substrate.result(run_id)
@@ -562,22 +569,9 @@ async def test_a_conversation_finished_before_child_runs_replays_its_result(
     assert isinstance(substrate, LocalSubstrate)
     job = Job(key="conformance.debate", n=7)
     first = await substrate.run(agents.talk, job, run_id=f"{run_id}-model")
-    talk = agent_definition(agents.talk)
     # The previous version recorded the conversation's result itself as the step's result.
-    begun = await substrate.store.start_or_resume(
-        run_id=run_id, agent=talk.name, manifest=talk.manifest(job), worker_id="old",
-        lease_for=timedelta(0),
-    )  # fmt: skip
-    assert begun.lease is not None
-    intent, fingerprint = conversation_call(
-        conversation_definition("conformance.debate"), "topic 7", None
-    )
-    await substrate.store.begin_step(
-        begun.lease, step_index=0, intent=intent, kind="conversation", input_hash=fingerprint
-    )
-    await substrate.store.complete_step(
-        begun.lease, step_index=0, result=first.model_dump(mode="json")
-    )
+    lease = await _begun_by_the_journal_era(substrate, run_id, job)
+    await substrate.store.complete_step(lease, step_index=0, result=first.model_dump(mode="json"))
     asked = models.requests["ok"]
 
     result = await substrate.run(agents.talk, job, run_id=run_id)
