@@ -7,7 +7,10 @@
     durable result RUN [--local]
     durable watch RUN [--after SEQ] [--json] [--timeout SECONDS] [--local]
     durable cancel RUN [--reason TEXT] [--local]
-    durable list [--local]
+    durable list [--status S] [--local]
+    durable approvals [--agent A] [--json] [--local]
+    durable approve RUN|APPROVAL [--edit JSON] [--reason TEXT] [--by NAME] [--local]
+    durable reject RUN|APPROVAL --reason TEXT [--by NAME] [--local]
 
 Temporal is the default, configured like the worker (``TEMPORAL_ADDRESS``, else
 the embedded server a running ``durable worker`` started). ``--local`` uses the
@@ -19,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import getpass
 import json
 import os
 import sys
@@ -35,17 +39,30 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError, RPCStatusCode
 
 import worker
-from adapters.local import SqliteStore, cancel_run, run_durable, send_event, watch_run
-from adapters.temporal import AgentClient, exit_without_teardown, state_of
+from adapters.local import (
+    SqliteStore,
+    cancel_run,
+    decide_approval,
+    pending_approvals,
+    run_durable,
+    send_event,
+    watch_run,
+)
+from adapters.temporal import AgentClient, exit_without_teardown
 from durable import (
+    ACTIVE_STATUSES,
+    RUN_STATUSES,
     AgentDefinition,
+    DecisionOutcome,
     DelegationPolicy,
+    DurableApprovalNotFoundError,
     DurableError,
     DurableRegistrationError,
     DurableRunNotFoundError,
     JsonCodec,
     LiveEvent,
     LiveView,
+    PendingApproval,
     RunRecord,
     StepRecord,
     agent_definition,
@@ -67,7 +84,7 @@ EXIT_BROKEN_PIPE = 141
 EXIT_CODES: dict[int, str] = {
     EXIT_OK: "success; a run still running is reported as such",
     EXIT_FAILED: "the run failed, or a durable error: a refused event, a store or server error",
-    EXIT_USAGE: "bad input: arguments, JSON, settings, an unknown agent or run",
+    EXIT_USAGE: "bad input: arguments, JSON, settings, an unknown agent, run or approval",
     EXIT_INTERRUPTED: "interrupted with Ctrl-C",
     EXIT_BROKEN_PIPE: "the reader of the output went away (as with `| head`); nothing is printed",
 }
@@ -237,11 +254,11 @@ async def cmd_status(args: argparse.Namespace, settings: worker.WorkerSettings) 
             await store.close()
         waits = [s.intent.split(":", 1)[1] for s in steps if _waiting(s)]
         waits += [s.intent for s in steps if s.kind in ("agent", "conversation") and _open(s)]
-        shown = f", waiting for {', '.join(waits)}" if run.status == "running" and waits else ""
+        shown = f", waiting for {', '.join(waits)}" if run.active and waits else ""
         print(f"run {run.run_id}: {run.status} (agent {run.agent}){shown}")
         if run.status in ("failed", "cancelled") and run.error is not None:
             print(f"{run.status} with {run.error.type}: {run.error.message}")
-        ended = run.status != "running"
+        ended = not run.active
         family: list[tuple[str, str, str]] = [(c.run_id, c.agent, c.status) for c in children]
         parent = run.parent_run_id
         usage = usage_totals(steps)
@@ -263,7 +280,7 @@ async def cmd_status(args: argparse.Namespace, settings: worker.WorkerSettings) 
         if snapshot.failure is not None:
             print(f"{'cancelled' if snapshot.state == 'cancelled' else 'failed'} with "
                   f"{snapshot.failure}")  # fmt: skip
-        ended = snapshot.state != "running"
+        ended = snapshot.state not in ACTIVE_STATUSES
         if snapshot.unanswered is not None:
             print(f"worker: {snapshot.unanswered}; the steps below come from the run's history")
         parent, family = await client.family(args.run)
@@ -279,10 +296,66 @@ async def cmd_status(args: argparse.Namespace, settings: worker.WorkerSettings) 
         print(f"{line}: {record.error.message}")
         if record.step_index in next_attempts:
             print(f"  next attempt at {next_attempts[record.step_index]}")
+    approvals = _approval_lines(steps, ended=ended, local=args.local)
+    if approvals:
+        print("approvals:")
+        print("\n".join(approvals))
     if family:
         print("child runs:")
         print(table(("run", "agent", "status"), family, whole=(0,), indent="  "))
     return 0
+
+
+_DECIDED = {"approve": "approved", "edit": "approved with an edit", "reject": "rejected"}
+
+
+def _decision_words(decision: dict[str, Any]) -> str:
+    """Who decided what, when and why, from a decision's recorded payload."""
+    words = f"{_DECIDED.get(decision.get('decision', ''), decision.get('decision'))}"
+    words += f" by {decision.get('decided_by')}"
+    if decision.get("decided_at"):
+        words += f" at {decision['decided_at']}"
+    if decision.get("decision") == "edit":
+        words += f", input {json.dumps(decision.get('input'), ensure_ascii=False)}"
+    if decision.get("reason"):
+        words += f"; reason: {decision['reason']}"
+    return words
+
+
+def _approval_lines(steps: Sequence[StepRecord], *, ended: bool, local: bool) -> list[str]:
+    """Each approval of the run: its request, then who decided what, when and why.
+
+    The request is the result of the approval's step; the decision is the
+    payload of the wait at the next position.
+    """
+    at = {step.step_index: step for step in steps}
+    lines = []
+    for step in steps:
+        if step.kind != "approval" or not isinstance(step.result, dict):
+            continue
+        request = step.result
+        identity = request.get("approval_id")
+        tool = f" (tool {request['tool']})" if request.get("tool") else ""
+        lines.append(f"  {identity} at step {step.step_index}: {request.get('action')}{tool}")
+        lines.append(f"    summary: {request.get('summary')}")
+        lines.append(f"    proposed input: {json.dumps(request.get('input'), ensure_ascii=False)}")
+        wait = at.get(step.step_index + 1)
+        if wait is not None and wait.status == "completed" and isinstance(wait.result, dict):
+            verdict = _decision_words(wait.result)
+        elif wait is not None and wait.status == "failed":
+            error = f" ({wait.error.type})" if wait.error is not None else ""
+            verdict = f"none by its deadline{error}; the run took its on_timeout course"
+        elif ended:
+            verdict = "none; the run ended while it waited"
+        else:
+            until = f" until {wait.deadline.isoformat()}" if wait and wait.deadline else ""
+            flag = " --local" if local else ""
+            verdict = (
+                f"pending{until}; decide with `durable approve {identity}{flag}` "
+                f"or `durable reject {identity} --reason TEXT{flag}`"
+            )
+        lines.append(f"    decision: {verdict}")
+    return lines
 
 
 def _open(step: StepRecord) -> bool:
@@ -308,6 +381,13 @@ def _lease_holder(run: RunRecord) -> str:
     )
 
 
+_STILL = {
+    "running": "running",
+    "waiting": "waiting for an event",
+    "waiting_for_approval": "waiting for an approval (see `durable approvals --local`)",
+}
+
+
 async def cmd_result(args: argparse.Namespace, settings: worker.WorkerSettings) -> int:
     worker.import_agents(settings.agent_modules)
     if args.local:
@@ -318,8 +398,8 @@ async def cmd_result(args: argparse.Namespace, settings: worker.WorkerSettings) 
             await store.close()
         if run is None:
             raise UsageError(f"no run {args.run!r} in {settings.local_store}")
-        if run.status == "running":
-            print(f"run {args.run} is still running; {_lease_holder(run)}")
+        if run.active:
+            print(f"run {args.run} is still {_STILL[run.status]}; {_lease_holder(run)}")
             return 0
         if run.status == "failed":
             error = run.error
@@ -407,18 +487,111 @@ async def cmd_list(args: argparse.Namespace, settings: worker.WorkerSettings) ->
     if args.local:
         store = SqliteStore(settings.local_store)
         try:
-            for run in await store.list_runs(limit=args.limit, newest=True):
-                rows.append((run.run_id, run.parent_run_id, run.agent, run.status))
+            listed = await store.list_runs(status=args.status, limit=args.limit, newest=True)
+        finally:
+            await store.close()
+        rows = [(run.run_id, run.parent_run_id, run.agent, run.status) for run in listed]
+    else:
+        client = await _client(settings)
+        rows = await client.list_runs(status=args.status, limit=args.limit)
+        rows.reverse()  # oldest first, as the local store lists them
+    if not rows and args.status is not None:
+        print(f"no {args.status} runs")
+        return EXIT_OK
+    print(run_tree(rows))
+    return EXIT_OK
+
+
+async def cmd_approvals(args: argparse.Namespace, settings: worker.WorkerSettings) -> int:
+    pending: list[PendingApproval]
+    if args.local:
+        store = SqliteStore(settings.local_store)
+        try:
+            pending = await pending_approvals(store, agent=args.agent)
         finally:
             await store.close()
     else:
-        client = await _client(settings)
-        async for execution in client.client.list_workflows(limit=args.limit):
-            state = state_of(execution.status)
-            rows.append((execution.id, execution.parent_id, execution.workflow_type, state))
-        rows.reverse()  # oldest first, as the local store lists them
-    print(run_tree(rows))
+        pending = await (await _client(settings)).approvals(agent=args.agent)
+    if args.json:
+        print(json.dumps([p.model_dump(mode="json") for p in pending], indent=2))
+        return EXIT_OK
+    if not pending:
+        print("no approvals pending" + (f" for agent {args.agent}" if args.agent else ""))
+        return EXIT_OK
+    for p in pending:
+        print(f"{p.approval_id}  run {p.run_id}, agent {p.agent}")
+        print(f"  action: {p.action}" + (f" (tool {p.tool})" if p.tool else ""))
+        print(f"  summary: {p.summary}")
+        print(f"  proposed input: {json.dumps(p.input, ensure_ascii=False)}")
+        if p.deadline is not None:
+            print(f"  deadline: {p.deadline.isoformat()}")
+    flag = " --local" if args.local else ""
+    print(
+        f"\ndecide with `durable approve ID [--edit JSON]{flag}` or "
+        f"`durable reject ID --reason TEXT{flag}` (a run's id stands for its one approval)"
+    )
     return EXIT_OK
+
+
+def _decider(given: str | None) -> str:
+    """``--by``, else the name of the user this process runs as."""
+    if given is not None:
+        return given
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):
+        raise UsageError(
+            "cannot tell who decides (this process has no user name); pass --by NAME"
+        ) from None
+
+
+async def cmd_decide(args: argparse.Namespace, settings: worker.WorkerSettings) -> int:
+    """``durable approve`` (with ``--edit``, an edit) and ``durable reject``."""
+    editing = getattr(args, "edit", None) is not None
+    edited = _json_argument(args.edit, "--edit") if editing else None
+    if editing and edited is None:
+        raise UsageError("--edit null is no edit; give the edited input as JSON, or approve")
+    decision = "reject" if args.command == "reject" else "edit" if editing else "approve"
+    by = _decider(args.by)
+    reason = args.reason or None
+    lease = ""
+    if args.local:
+        store = SqliteStore(settings.local_store)
+        try:
+            outcome = await decide_approval(
+                store, args.target, decision, decided_by=by, input=edited, reason=reason
+            )
+            run = await store.load_run(outcome.run_id)
+        finally:
+            await store.close()
+        expires = None if run is None else run.lease_expires_at
+        if outcome.status == "decided" and (expires is None or expires <= datetime.now(UTC)):
+            lease = (
+                f"\nno worker runs {outcome.run_id} now: the decision is kept, and the run "
+                "takes it when `durable worker --local` resumes it"
+            )
+    else:
+        outcome = await (await _client(settings)).decide(
+            args.target, decision, decided_by=by, input=edited, reason=reason
+        )
+    print(_outcome_words(outcome) + lease)
+    return EXIT_OK
+
+
+def _outcome_words(outcome: DecisionOutcome) -> str:
+    said = f"approval {outcome.approval_id}"
+    if outcome.status == "already_decided":
+        return (
+            f"{said} was already decided: {_decision_words(outcome.decision)}; the first "
+            "decision stands, so this one changed nothing"
+        )
+    if outcome.status == "delivered":
+        return (
+            f"{said}: {_decision_words(outcome.decision)}; delivered, not yet acknowledged: "
+            f"no worker answered in time, so it went to run {outcome.run_id} by signal; a "
+            "worker applies it when it runs the run (start `durable worker`), first decision wins"
+        )
+    return f"{said}: {_decision_words(outcome.decision)}"
 
 
 async def cmd_cancel(args: argparse.Namespace, settings: worker.WorkerSettings) -> int:
@@ -509,6 +682,23 @@ def parser() -> argparse.ArgumentParser:
     listing.add_argument(
         "--limit", type=int, default=20, help="how many of the newest runs (default 20)"
     )
+    listing.add_argument("--status", choices=RUN_STATUSES, help="only runs in this state")
+    approvals = command("approvals", "list the approvals runs wait for, with their requests")
+    approvals.add_argument("--agent", help="only approvals of this agent's runs")
+    approvals.add_argument("--json", action="store_true", help="print them as a JSON array")
+    by_help = "who decides, kept with the decision (default: this OS user)"
+    target = "the approval's id, or the id of a run waiting for one approval"
+    approve = command("approve", "approve a pending approval, as asked or edited")
+    approve.add_argument("target", metavar="RUN|APPROVAL", help=target)
+    approve.add_argument(
+        "--edit", help=f"approve this input instead of the proposed one: JSON, {json_forms}"
+    )
+    approve.add_argument("--reason", help="why; kept with the decision")
+    approve.add_argument("--by", help=by_help)
+    reject = command("reject", "reject a pending approval")
+    reject.add_argument("target", metavar="RUN|APPROVAL", help=target)
+    reject.add_argument("--reason", required=True, help="why; kept with the decision")
+    reject.add_argument("--by", help=by_help)
     return root
 
 
@@ -535,6 +725,9 @@ def _run(args: argparse.Namespace) -> int:
             "list": cmd_list,
             "watch": cmd_watch,
             "cancel": cmd_cancel,
+            "approvals": cmd_approvals,
+            "approve": cmd_decide,
+            "reject": cmd_decide,
         }[command]
         code = asyncio.run(handler(args, settings))
         sys.stdout.flush()  # a reader that went away shows here for buffered output
@@ -550,8 +743,8 @@ def _run(args: argparse.Namespace) -> int:
         if exc.code is None or isinstance(exc.code, int):
             return exc.code or EXIT_OK
         return _say(command, str(exc.code).removeprefix("worker: "), EXIT_USAGE)
-    except (UsageError, ValueError, DurableRunNotFoundError) as exc:
-        return _say(command, str(exc), EXIT_USAGE)  # an unknown run is bad input too
+    except (UsageError, ValueError, DurableRunNotFoundError, DurableApprovalNotFoundError) as exc:
+        return _say(command, str(exc), EXIT_USAGE)  # an unknown run or approval is bad input too
     except DurableError as exc:
         return _say(command, str(exc), EXIT_FAILED)
     except OSError as exc:

@@ -1,9 +1,11 @@
-"""A refund review agent: look up the order, draft a decision, wait for a human, pay out.
+"""A refund review agent: look up the order, draft a decision, ask a person, pay out.
 
 The order catalogue and payout ledger are stand-ins for real services; what is
-real is the durability. Every step is checkpointed, the approval wait has a
-durable four-hour deadline, and the payout uses a checkpointed reference, so
-it is recorded once even if the worker dies and another one finishes the run.
+real is the durability. Every step is checkpointed; the payout is a typed
+approval (``ctx.approval``) with a durable four-hour deadline, which a reviewer
+approves, edits (a validated ``Payout``) or rejects; and the payout uses a
+checkpointed reference, so it is recorded once even if the worker dies and
+another one finishes the run.
 """
 
 from __future__ import annotations
@@ -18,7 +20,14 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from activities.llm import DEFAULT_MODEL, chat
-from durable import DurableAwaitEventTimeoutError, DurableContext, RetryPolicy, agent, step
+from durable import (
+    ApprovalRequest,
+    DurableAwaitEventTimeoutError,
+    DurableContext,
+    RetryPolicy,
+    agent,
+    step,
+)
 
 LEDGER_ENV = "REFUND_LEDGER"
 """Environment variable naming the JSONL file payouts are appended to."""
@@ -43,10 +52,10 @@ class Decision(BaseModel):
     rationale: str
 
 
-class Approval(BaseModel):
-    approved: bool
-    reviewer: str
-    note: str = ""
+class Payout(BaseModel):
+    """What the reviewer approves, and may edit: the amount to pay back."""
+
+    amount_cents: int = Field(gt=0)
 
 
 class RefundOutcome(BaseModel):
@@ -57,6 +66,8 @@ class RefundOutcome(BaseModel):
     decided_at: datetime
     note: str = ""
     """The model's note for the reviewer."""
+    review: str | None = None
+    """The reviewer's reason, as given with the decision."""
 
 
 _ORDERS = {
@@ -112,19 +123,32 @@ async def issue_payout(order_id: str, amount_cents: int, reference: str) -> str:
 async def refund_review(ctx: DurableContext, request: RefundRequest) -> RefundOutcome:
     """Review a refund request with a human in the loop."""
     order = await ctx.step("look up the order", look_up_order, request.order_id)
-    decision = await ctx.step("draft a decision", draft_decision, order, request)
+    draft = await ctx.step("draft a decision", draft_decision, order, request)
     note = await chat(
         ctx,
         "write the note for the reviewer",
         model=DEFAULT_MODEL,  # the worker decides which model that is
         messages=[
             {"role": "system", "content": "Write one sentence for a refund reviewer."},
-            {"role": "user", "content": f"{request.reason}; policy says: {decision.rationale}"},
+            {"role": "user", "content": f"{request.reason}; policy says: {draft.rationale}"},
         ],
     )
     reference = str(await ctx.uuid())
+    proposed = Payout(amount_cents=draft.amount_cents or request.amount_cents)
     try:
-        approval = await ctx.await_event("approval", timeout=timedelta(hours=4), type=Approval)
+        decision = await ctx.approval(
+            ApprovalRequest(
+                action="issue_refund",
+                input=proposed,
+                summary=(
+                    f"refund {proposed.amount_cents / 100:.2f} on order {order.order_id} to "
+                    f"{order.customer} ({draft.rationale}); {note.text}"
+                ),
+                tool="issue_payout",
+            ),
+            timeout=timedelta(hours=4),
+            on_timeout="raise",
+        )
     except DurableAwaitEventTimeoutError:
         return RefundOutcome(
             status="expired",
@@ -133,21 +157,23 @@ async def refund_review(ctx: DurableContext, request: RefundRequest) -> RefundOu
             reference=reference,
             decided_at=await ctx.now(),
         )
-    if not approval.approved:
+    if not decision.approved:
         return RefundOutcome(
             status="declined",
             amount_cents=0,
-            reviewer=approval.reviewer,
+            reviewer=decision.decided_by,
             reference=reference,
             decided_at=await ctx.now(),
+            review=decision.reason,
         )
-    amount = decision.amount_cents or request.amount_cents
+    amount = decision.input.amount_cents  # as proposed, or as the reviewer edited it
     await ctx.step("issue the payout", issue_payout, order.order_id, amount, reference)
     return RefundOutcome(
         status="refunded",
         amount_cents=amount,
-        reviewer=approval.reviewer,
+        reviewer=decision.decided_by,
         reference=reference,
         decided_at=await ctx.now(),
         note=note.text,
+        review=decision.reason,
     )

@@ -1,18 +1,26 @@
-"""The example agent's paths, on the in-memory store."""
+"""The example agents' paths, on the in-memory store: approve, edit, reject, expire."""
 
 from __future__ import annotations
 
 import asyncio
+import json
+from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from adapters.local import InMemoryStore, run_durable
-from durable import DurableContext, agent
-from examples.refund import LEDGER_ENV, RefundRequest, refund_review
+from adapters.local import InMemoryStore, decide_approval, pending_approvals, run_durable
+from adapters.local import _context as local_context
+from adapters.local._store import utc_now
+from durable import DurableContext, DurableEventPayloadError, StepRecord, agent
+from examples.refund import LEDGER_ENV, RefundOutcome, RefundRequest, refund_review
 
 
-async def _review(approval: dict[str, object], order_id: str = "A-1001") -> object:
+async def _review(
+    decision: str, order_id: str = "A-1001", **details: Any
+) -> tuple[RefundOutcome, list[StepRecord]]:
+    """A refund run decided by ``decision`` once it asks, and its steps."""
     store = InMemoryStore()
     run = asyncio.create_task(
         run_durable(
@@ -23,32 +31,89 @@ async def _review(approval: dict[str, object], order_id: str = "A-1001") -> obje
             poll_interval=0.01,
         )
     )
-    while not any(s.intent == "await_event:approval" for s in await store.load_steps("r")):
+    while not (pending := await pending_approvals(store)):
         await asyncio.sleep(0.01)
-    await store.emit_event("r", "approval", approval)
-    return (await run).result
+    assert pending[0].action == "issue_refund"
+    assert pending[0].input == {"amount_cents": 1_000}
+    outcome = await decide_approval(store, "r", decision, decided_by="dana", **details)
+    assert outcome.status == "decided"
+    result = (await run).result
+    assert isinstance(result, RefundOutcome)
+    return result, await store.load_steps("r")
 
 
-async def test_an_approved_refund_is_paid_once(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture
+def ledger(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv(LEDGER_ENV, str(tmp_path / "ledger.jsonl"))
-
-    outcome = await _review({"approved": True, "reviewer": "dana"})
-
-    assert outcome.status == "refunded"  # type: ignore[attr-defined]
-    assert len((tmp_path / "ledger.jsonl").read_text().splitlines()) == 1
+    return tmp_path / "ledger.jsonl"
 
 
-async def test_a_declined_refund_pays_nothing(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def _paid(ledger: Path) -> list[int]:
+    return [json.loads(line)["amount_cents"] for line in ledger.read_text().splitlines()]
+
+
+async def test_an_approved_refund_is_paid_once(ledger: Path) -> None:
+    outcome, steps = await _review("approve", reason="receipt checked")
+
+    assert (outcome.status, outcome.amount_cents) == ("refunded", 1_000)
+    assert (outcome.reviewer, outcome.review) == ("dana", "receipt checked")
+    assert _paid(ledger) == [1_000]
+    request, wait = (s for s in steps if s.step_index in (4, 5))
+    assert (request.kind, request.intent) == ("approval", "approval:issue_refund")
+    assert (wait.intent, wait.result["decided_by"]) == ("await_event:approval:4", "dana")
+
+
+async def test_an_edited_refund_pays_the_edited_amount(ledger: Path) -> None:
+    outcome, _ = await _review("edit", input={"amount_cents": 400}, reason="partial")
+
+    assert (outcome.status, outcome.amount_cents, outcome.review) == ("refunded", 400, "partial")
+    assert _paid(ledger) == [400]
+
+
+async def test_an_edit_the_payout_type_refuses_leaves_the_run_asking(ledger: Path) -> None:
+    store = InMemoryStore()
+    request = RefundRequest(order_id="A-1001", amount_cents=1_000, reason="late")
+    run = asyncio.create_task(
+        run_durable(refund_review, request, store=store, run_id="r", poll_interval=0.01)
+    )
+    while not await pending_approvals(store):
+        await asyncio.sleep(0.01)
+
+    with pytest.raises(DurableEventPayloadError, match=r"\$\.amount_cents: 0 is less than"):
+        await decide_approval(store, "r", "edit", decided_by="dana", input={"amount_cents": 0})
+    assert [p.run_id for p in await pending_approvals(store)] == ["r"]  # still asking
+    await decide_approval(store, "r", "reject", decided_by="dana", reason="asked twice")
+
+    assert (await run).result.status == "declined"
+    assert not ledger.exists()
+
+
+async def test_a_rejected_refund_pays_nothing(ledger: Path) -> None:
+    outcome, steps = await _review("reject", reason="no photos")
+
+    assert (outcome.status, outcome.amount_cents) == ("declined", 0)
+    assert (outcome.reviewer, outcome.review) == ("dana", "no photos")
+    assert not ledger.exists()
+    assert "issue the payout" not in [s.intent for s in steps]
+
+
+async def test_a_refund_nobody_decides_in_four_hours_expires(
+    ledger: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv(LEDGER_ENV, str(tmp_path / "ledger.jsonl"))
+    store = InMemoryStore()
+    request = RefundRequest(order_id="A-1001", amount_cents=1_000, reason="late")
+    run = asyncio.create_task(
+        run_durable(refund_review, request, store=store, run_id="r", poll_interval=0.01)
+    )
+    while not await pending_approvals(store):
+        await asyncio.sleep(0.01)
+    # The run's clock moves past the deadline it recorded when it began to wait.
+    later = utc_now() + timedelta(hours=4, seconds=1)
+    monkeypatch.setattr(local_context, "utc_now", lambda: later)
+    outcome = (await run).result
 
-    outcome = await _review({"approved": False, "reviewer": "sam", "note": "no photos"})
-
-    assert outcome.status == "declined"  # type: ignore[attr-defined]
-    assert not (tmp_path / "ledger.jsonl").exists()
+    assert (outcome.status, outcome.reviewer) == ("expired", None)
+    assert not ledger.exists()
 
 
 async def test_the_local_context_implements_the_protocol() -> None:

@@ -56,7 +56,7 @@ async def _refund_review(runs: AgentClient) -> list[str]:
     )
     while not (await runs.status("refund-review"))["waiting_for"]:
         await asyncio.sleep(0.1)
-    await runs.send_event("refund-review", "approval", {"approved": True, "reviewer": "dana"})
+    await runs.decide("refund-review", "approve", decided_by="dana", reason="photos attached")
     await runs.result("refund-review")
     return ["refund-review"]
 

@@ -15,6 +15,8 @@ from adapters.temporal import AgentClient, DevServer, find_temporal_binary
 from tests.support.cli import durable
 
 ROOT = Path(__file__).resolve().parents[2]
+APPROVAL = "approval:4"
+"""The event that carries the decision of the refund agent's approval (at position 4)."""
 
 
 @pytest.fixture
@@ -32,7 +34,7 @@ def env(temporal_server: DevServer, task_queue: str, tmp_path: Path) -> dict[str
 async def _waiting(client: AgentClient, run_id: str) -> None:
     for _ in range(200):
         status = await client.status(run_id)
-        if status["waiting_for"] == ["approval"]:
+        if status["waiting_for"] == [APPROVAL]:
             return
         await asyncio.sleep(0.05)
     raise AssertionError(f"run {run_id} never waited for approval")
@@ -53,7 +55,8 @@ async def test_run_status_event_result_list(
     assert "waiting for approval" in status.stdout
     assert "look up the order" in status.stdout
 
-    # The approval arrives from another shell through the temporal CLI's signal.
+    # The decision arrives from another shell through the temporal CLI's signal.
+    decision = {"decision": "approve", "decided_by": "dana"}
     signal = await asyncio.to_thread(
         subprocess.run,
         [
@@ -61,7 +64,7 @@ async def test_run_status_event_result_list(
             "--address", temporal_server.address,
             "--workflow-id", "refund-cli",
             "--name", "event",
-            "--input", '{"key": "approval", "payload": {"approved": true, "reviewer": "dana"}}',
+            "--input", json.dumps({"key": APPROVAL, "payload": decision}),
         ],
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
@@ -78,10 +81,10 @@ async def test_run_status_event_result_list(
 
     # A sender retried after the end: the key was taken, which is no error.
     again = await asyncio.to_thread(
-        durable, "event", "refund-cli", "approval", "--payload", "{}", env=env
+        durable, "event", "refund-cli", APPROVAL, "--payload", "{}", env=env
     )
     assert (again.returncode, again.stderr) == (0, "")
-    assert again.stdout.startswith("not accepted: 'approval' was already sent")
+    assert again.stdout.startswith(f"not accepted: {APPROVAL!r} was already sent")
     late = await asyncio.to_thread(durable, "event", "refund-cli", "late", env=env)
     assert late.returncode == 1
     assert "[run_ended] run 'refund-cli' has already ended" in late.stderr
@@ -96,10 +99,10 @@ async def test_durable_event_is_first_emit_wins(
         run_id="refund-events",
     )
     await _waiting(agents_client, "refund-events")
-    approve = '{"approved": false, "reviewer": "sam"}'
+    reject = '{"decision": "reject", "decided_by": "sam", "reason": "no photos"}'
 
     first = await asyncio.to_thread(
-        durable, "event", "refund-events", "approval", "--payload", approve, env=env
+        durable, "event", "refund-events", APPROVAL, "--payload", reject, env=env
     )
 
     assert (first.returncode, first.stdout.strip()) == (0, "accepted")
@@ -161,17 +164,15 @@ async def test_durable_watch_streams_a_runs_steps_tokens_and_waits(
     await agents_client.start("refund_review", request, run_id="refund-watch")
     watcher = await _watch("refund-watch", env=env)
 
-    before = await _read_until(watcher, "waiting for event `approval`")
-    await agents_client.send_event(
-        "refund-watch", "approval", {"approved": True, "reviewer": "kim"}
-    )
+    before = await _read_until(watcher, f"waiting for event `{APPROVAL}`")
+    await agents_client.decide("refund-watch", "approve", decided_by="kim")
     code, after = await _rest(watcher)
 
     assert code == 0, after
     assert "step 0 started: look up the order" in before
     assert "step 2 started: write the note for the reviewer" in before
     assert "step 2 streams:\n[scripted model] You said:" in before
-    assert "event `approval` received" in after
+    assert f"event `{APPROVAL}` received" in after
     assert "started: issue the payout" in after
     assert after.rstrip().endswith("run completed")
 
@@ -183,23 +184,23 @@ async def test_durable_event_local_after_the_end(env: dict[str, str], tmp_path: 
     store = SqliteStore(tmp_path / "durable.db")  # where DURABLE_DATA puts the local store
     request = RefundRequest(order_id="A-1001", amount_cents=2500, reason="damaged")
     run = asyncio.create_task(run_durable(refund_review, request, store=store, run_id="local-e"))
-    while "await_event:approval" not in [s.intent for s in await store.load_steps("local-e")]:
+    while f"await_event:{APPROVAL}" not in [s.intent for s in await store.load_steps("local-e")]:
         await asyncio.sleep(0.01)
-    approve = '{"approved": true, "reviewer": "kim"}'
+    approve = '{"decision": "approve", "decided_by": "kim"}'
 
     first = await asyncio.to_thread(
-        durable, "event", "local-e", "approval", "--payload", approve, "--local", env=env
+        durable, "event", "local-e", APPROVAL, "--payload", approve, "--local", env=env
     )
     await run
     again = await asyncio.to_thread(
-        durable, "event", "local-e", "approval", "--payload", approve, "--local", env=env
+        durable, "event", "local-e", APPROVAL, "--payload", approve, "--local", env=env
     )
     late = await asyncio.to_thread(durable, "event", "local-e", "late", "--local", env=env)
     await store.close()
 
     assert (first.returncode, first.stdout.strip()) == (0, "accepted")
     assert (again.returncode, again.stderr) == (0, "")
-    assert again.stdout.startswith("not accepted: 'approval' was already sent")
+    assert again.stdout.startswith(f"not accepted: {APPROVAL!r} was already sent")
     assert late.returncode == 1
     assert "[run_ended] run 'local-e' has already ended" in late.stderr
 
@@ -217,8 +218,9 @@ async def test_durable_watch_local_follows_a_run_in_the_sqlite_store(
         await asyncio.sleep(0.01)
     watcher = await _watch("local-w", "--local", env=env)
 
-    before = await _read_until(watcher, "waiting for event `approval`")
-    await send_event(store, "local-w", "approval", {"approved": False, "reviewer": "kim"})
+    before = await _read_until(watcher, f"waiting for event `{APPROVAL}`")
+    reject = {"decision": "reject", "decided_by": "kim", "reason": "no photos"}
+    await send_event(store, "local-w", APPROVAL, reject)
     await run
     code, after = await _rest(watcher)
     await store.close()

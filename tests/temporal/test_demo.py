@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import getpass
+import json
 import os
+import re
 import shlex
 import socket
 import subprocess
@@ -29,10 +32,19 @@ def _demo_env(tmp_path: Path) -> dict[str, str]:
     }
 
 
-def test_the_demo_is_approved_from_a_second_shell(tmp_path: Path) -> None:
+def _row(output: str, run_kind: str) -> list[str]:
+    """The cells of the demo's final table row for the run that was to be ``run_kind``ed."""
+    for line in output.splitlines():
+        cells = line.split()
+        if cells and re.fullmatch(rf"refund-[0-9a-f]+-{run_kind}", cells[0]):
+            return cells
+    raise AssertionError(f"no row for the {run_kind} run in:\n{output}")
+
+
+def test_the_demo_is_decided_from_a_second_shell(tmp_path: Path) -> None:
     env = _demo_env(tmp_path)
     demo = subprocess.Popen(
-        [sys.executable, "-m", "examples.demo", "--approve-after", "60"],
+        [sys.executable, "-m", "examples.demo", "--approve-after", "90"],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,
@@ -42,20 +54,23 @@ def test_the_demo_is_approved_from_a_second_shell(tmp_path: Path) -> None:
     lines: list[str] = []
     try:
         deadline = time.monotonic() + 90
-        command = None
-        while command is None and time.monotonic() < deadline:
+        commands: list[list[str]] = []
+        while len(commands) < 3 and time.monotonic() < deadline:
             line = demo.stdout.readline()
             lines.append(line)
-            if " event refund-" in line and "--payload" in line:
-                command = shlex.split(line.strip())
-        assert command is not None, "".join(lines)
-        assert command[0].endswith("durable")
-        if not Path(command[0]).exists():  # outside the project's venv: the same CLI module
-            command = [sys.executable, "-m", "cli", *command[1:]]
+            if re.match(r"\s+\S+durable (approve|reject) refund-", line):
+                commands.append(shlex.split(line.strip()))
+        assert len(commands) == 3, "".join(lines)
         env["TEMPORAL_ADDRESS"] = f"127.0.0.1:{env['TEMPORAL_DEV_PORT']}"
-        sent = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
-        assert (sent.returncode, sent.stdout.strip()) == (0, "accepted"), sent.stderr
-        # Read on through the same buffered stream; the demo exits once the run completes.
+        said = []
+        for command in commands:
+            assert command[0].endswith("durable")
+            if not Path(command[0]).exists():  # outside the project's venv: the same CLI module
+                command = [sys.executable, "-m", "cli", *command[1:]]
+            sent = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
+            assert sent.returncode == 0, sent.stderr
+            said.append(sent.stdout)
+        # Read on through the same buffered stream; the demo exits once the runs complete.
         rest = demo.stdout.read()
         demo.wait(timeout=60)
     finally:
@@ -63,16 +78,24 @@ def test_the_demo_is_approved_from_a_second_shell(tmp_path: Path) -> None:
         demo.wait()
         demo.stdout.close()
     output = "".join(lines) + rest
-    assert '"status":"refunded"' in output
-    assert '"reviewer":"you"' in output
-    assert "workflow signal --address 127.0.0.1:" in output
-    assert "--workflow-id refund-" in output
+    me = getpass.getuser()
+    assert f": approved by {me} at " in said[0]
+    assert f": approved with an edit by {me} at " in said[1]
+    assert 'input {"amount_cents": 2000}' in said[1]
+    assert f": rejected by {me} at " in said[2]
+    assert "the demo decides the rest" not in output
+    assert _row(output, "approve")[2:5] == ["refunded", "2500", me]
+    assert _row(output, "edit")[2:5] == ["refunded", "2000", me]
+    assert _row(output, "reject")[2:5] == ["declined", "0", me]
+    assert "approval refund-" in output  # the live stream shows the request
     assert (
         f"http://localhost:{env['TEMPORAL_UI_PORT']}/namespaces/default/workflows/refund-" in output
     )
+    ledger = Path(env["REFUND_LEDGER"]).read_text().splitlines()
+    assert sorted(json.loads(line)["amount_cents"] for line in ledger) == [2000, 2500]
 
 
-def test_the_demo_approves_itself_with_the_temporal_cli(tmp_path: Path) -> None:
+def test_the_demo_decides_itself_with_the_temporal_cli_and_python(tmp_path: Path) -> None:
     out = subprocess.run(
         [sys.executable, "-m", "examples.demo", "--approve-after", "0.5"],
         cwd=ROOT,
@@ -83,6 +106,11 @@ def test_the_demo_approves_itself_with_the_temporal_cli(tmp_path: Path) -> None:
     )
 
     assert out.returncode == 0, out.stderr
-    assert "approving with the temporal CLI" in out.stdout
-    assert '"reviewer":"demo"' in out.stdout
+    assert "the demo decides the rest" in out.stdout
+    assert "with the temporal CLI:\n   temporal workflow signal --address 127.0.0.1:" in out.stdout
+    assert "AgentClient.decide('edit'): decided" in out.stdout
+    assert "AgentClient.decide('reject'): decided" in out.stdout
+    assert _row(out.stdout, "approve")[2:5] == ["refunded", "2500", "demo"]
+    assert _row(out.stdout, "edit")[2:5] == ["refunded", "2000", "demo"]
+    assert _row(out.stdout, "reject")[2:6] == ["declined", "0", "demo", "outside"]
     assert (tmp_path / "temporal.db").exists()  # the embedded server keeps its runs
