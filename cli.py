@@ -11,6 +11,8 @@
     durable approvals [--agent A] [--json] [--local]
     durable approve RUN|APPROVAL [--edit JSON] [--reason TEXT] [--by NAME] [--local]
     durable reject RUN|APPROVAL --reason TEXT [--by NAME] [--local]
+    durable checkpoints RUN [NAME] [--local]
+    durable purge --older-than DURATION [--status S] [--dry-run] --local
 
 Temporal is the default, configured like the worker (``TEMPORAL_ADDRESS``, else
 the embedded server a running ``durable worker`` started). ``--local`` uses the
@@ -39,23 +41,29 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError, RPCStatusCode
 
 import worker
+from adapters.blobs import default_blob_store
 from adapters.local import (
     SqliteStore,
     cancel_run,
     decide_approval,
+    parse_duration,
     pending_approvals,
+    purge,
     run_durable,
     send_event,
     watch_run,
 )
+from adapters.local._retention import purge_summary
 from adapters.temporal import AgentClient, exit_without_teardown
 from durable import (
     ACTIVE_STATUSES,
+    ENDED_STATUSES,
     RUN_STATUSES,
     AgentDefinition,
     DecisionOutcome,
     DelegationPolicy,
     DurableApprovalNotFoundError,
+    DurableCheckpointNotFoundError,
     DurableError,
     DurableRegistrationError,
     DurableRunNotFoundError,
@@ -73,6 +81,7 @@ from durable import (
     usage_line,
     usage_totals,
 )
+from durable._checkpoints import checkpoint_not_found
 
 _JSON: JsonCodec[Any] = JsonCodec(Any)
 
@@ -623,6 +632,61 @@ async def cmd_cancel(args: argparse.Namespace, settings: worker.WorkerSettings) 
     return EXIT_OK
 
 
+async def cmd_checkpoints(args: argparse.Namespace, settings: worker.WorkerSettings) -> int:
+    check_name(args.run, what="run id")
+    if args.local:
+        store = SqliteStore(settings.local_store)
+        try:
+            if await store.load_run(args.run) is None:
+                raise UsageError(f"no run {args.run!r} in {settings.local_store}")
+            if args.name is not None:
+                found = await store.read_checkpoint(args.run, args.name)
+                if found is None:
+                    raise checkpoint_not_found(args.run, args.name)
+                print(_show(found.payload))
+                return EXIT_OK
+            infos = await store.list_checkpoints(args.run)
+        finally:
+            await store.close()
+    else:
+        client = await _client(settings)
+        if args.name is not None:
+            print(_show((await client.checkpoint(args.run, args.name)).payload))
+            return EXIT_OK
+        infos = await client.checkpoints(args.run)
+    if not infos:
+        print(f"run {args.run} has no checkpoints")
+        return EXIT_OK
+    rows = [(i.name, i.size_bytes, i.step, f"{i.written_at:%Y-%m-%d %H:%M:%S} UTC") for i in infos]
+    print(table(("name", "bytes", "step", "written"), rows, right=(1, 2)))
+    return EXIT_OK
+
+
+async def cmd_purge(args: argparse.Namespace, settings: worker.WorkerSettings) -> int:
+    if not args.local:
+        raise UsageError(
+            "on Temporal, the namespace's retention deletes closed runs; set it with "
+            "`temporal operator namespace update --namespace "
+            f"{settings.namespace} --retention 30d`, "
+            "or purge the local store with --local"
+        )
+    older_than = parse_duration(args.older_than, what="--older-than")
+    store = SqliteStore(settings.local_store)
+    try:
+        report = await purge(
+            store,
+            older_than=older_than,
+            statuses=args.status or ENDED_STATUSES,
+            blobs=default_blob_store(),
+            dry_run=args.dry_run,
+        )
+    finally:
+        await store.close()
+    for line in purge_summary(report):
+        print(line)
+    return EXIT_OK
+
+
 def _plain(text: str) -> str:
     """Help text without the docstrings' reStructuredText literals."""
     return text.replace("``", "")
@@ -699,6 +763,25 @@ def parser() -> argparse.ArgumentParser:
     reject.add_argument("target", metavar="RUN|APPROVAL", help=target)
     reject.add_argument("--reason", required=True, help="why; kept with the decision")
     reject.add_argument("--by", help=by_help)
+    checkpoints = command("checkpoints", "list a run's context checkpoints, or print one")
+    checkpoints.add_argument("run")
+    checkpoints.add_argument("name", nargs="?", help="print this checkpoint's payload as JSON")
+    purging = command("purge", "delete ended local runs, with their child runs and records")
+    purging.add_argument(
+        "--older-than",
+        required=True,
+        metavar="DURATION",
+        help="runs that ended longer ago than this: 30d, 12h, 90m, 1d12h",
+    )
+    purging.add_argument(
+        "--status",
+        action="append",
+        choices=sorted(ENDED_STATUSES),
+        help="only runs that ended so (repeat for several; default: any)",
+    )
+    purging.add_argument(
+        "--dry-run", action="store_true", help="say what would be deleted, delete nothing"
+    )
     return root
 
 
@@ -728,6 +811,8 @@ def _run(args: argparse.Namespace) -> int:
             "approvals": cmd_approvals,
             "approve": cmd_decide,
             "reject": cmd_decide,
+            "checkpoints": cmd_checkpoints,
+            "purge": cmd_purge,
         }[command]
         code = asyncio.run(handler(args, settings))
         sys.stdout.flush()  # a reader that went away shows here for buffered output
@@ -743,8 +828,15 @@ def _run(args: argparse.Namespace) -> int:
         if exc.code is None or isinstance(exc.code, int):
             return exc.code or EXIT_OK
         return _say(command, str(exc.code).removeprefix("worker: "), EXIT_USAGE)
-    except (UsageError, ValueError, DurableRunNotFoundError, DurableApprovalNotFoundError) as exc:
-        return _say(command, str(exc), EXIT_USAGE)  # an unknown run or approval is bad input too
+    except (
+        UsageError,
+        ValueError,
+        DurableRunNotFoundError,
+        DurableApprovalNotFoundError,
+        DurableCheckpointNotFoundError,
+    ) as exc:
+        # An unknown run, approval or checkpoint is bad input too.
+        return _say(command, str(exc), EXIT_USAGE)
     except DurableError as exc:
         return _say(command, str(exc), EXIT_FAILED)
     except OSError as exc:

@@ -31,9 +31,11 @@ from temporalio.worker import Worker
 from temporalio.workflow import NondeterminismError
 
 import agents.conversation  # noqa: F401  (registers the conversation agent and its turn step)
+from activities.checkpoints import get_checkpoint, put_checkpoint
 from activities.events import send_event
 from activities.steps import run_step
-from adapters.local import LocalWorker, SqliteStore
+from adapters.blobs import default_blob_store
+from adapters.local import LocalWorker, SqliteStore, parse_duration
 from adapters.temporal import DevServer, PortInUseError, exit_without_teardown, workflow_runner
 from workflows.agent import AgentWorkflow
 
@@ -74,6 +76,9 @@ class WorkerSettings:
     """``DURABLE_MAX_ACTIVITIES``: steps (activities) a Temporal worker runs at once."""
     max_local_activities: int | None = None
     """``DURABLE_MAX_LOCAL_ACTIVITIES``: local-activity steps a Temporal worker runs at once."""
+    retention: timedelta | None = None
+    """``DURABLE_RETENTION`` (``30d``, ``12h``...): a local worker purges runs that ended
+    longer ago than this, with their child runs, every few minutes; unset keeps them."""
 
     def __post_init__(self) -> None:
         if not self.agent_modules:
@@ -82,6 +87,8 @@ class WorkerSettings:
             )
         if self.lease <= timedelta(0):
             raise ValueError("DURABLE_LEASE_SECONDS must be a positive number of seconds")
+        if self.retention is not None and self.retention <= timedelta(0):
+            raise ValueError("DURABLE_RETENTION must be a positive duration, such as 30d")
         for name, port in (
             ("TEMPORAL_DEV_PORT", self.dev_server_port),
             ("TEMPORAL_UI_PORT", self.ui_port),
@@ -150,6 +157,11 @@ class WorkerSettings:
             max_workflow_tasks=_number(env, "DURABLE_MAX_WORKFLOW_TASKS", None, int),
             max_activities=_number(env, "DURABLE_MAX_ACTIVITIES", None, int),
             max_local_activities=_number(env, "DURABLE_MAX_LOCAL_ACTIVITIES", None, int),
+            retention=(
+                parse_duration(env["DURABLE_RETENTION"], what="DURABLE_RETENTION")
+                if env.get("DURABLE_RETENTION")
+                else None
+            ),
         )
 
     def worker_limits(self) -> dict[str, int]:
@@ -200,7 +212,7 @@ def temporal_worker(
         client,
         task_queue=task_queue,
         workflows=[AgentWorkflow],
-        activities=[run_step, send_event],
+        activities=[run_step, send_event, put_checkpoint, get_checkpoint],
         workflow_runner=workflow_runner(agent_modules),
         workflow_failure_exception_types=[NondeterminismError],
         **options,
@@ -292,6 +304,8 @@ async def run_local(settings: WorkerSettings) -> None:
         lease=settings.lease,
         max_concurrent_runs=settings.max_concurrent_runs,
         max_recovery_attempts=settings.max_recovery_attempts,
+        retention=settings.retention,
+        blobs=default_blob_store(),
     )
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

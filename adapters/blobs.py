@@ -2,7 +2,8 @@
 
 Conversation turns pass their transcript to the turn activity by reference, so
 a long conversation's history grows by each turn's text once, not by the whole
-transcript every turn. The default store is a directory; every worker that runs
+transcript every turn. Context checkpoints of runs on Temporal are kept here too,
+by the same reference. The default store is a directory; every worker that runs
 turn activities must reach the same one (a shared volume on a cluster).
 """
 
@@ -51,6 +52,14 @@ class BlobStore:
         if hashlib.sha256(data).hexdigest() != ref:
             raise DurableStoreError(f"blob {ref} in {self.root} is corrupt; its content changed")
         return data
+
+    def delete(self, ref: str) -> bool:
+        """Remove the blob ``ref`` (a purge of the runs that used it); ``False`` if absent."""
+        try:
+            self._path(ref).unlink()
+        except FileNotFoundError:
+            return False
+        return True
 
 
 def default_blob_store() -> BlobStore:

@@ -12,6 +12,8 @@ conformance suite checks:
 - ``emit_event`` is first-emit-wins and returns whether this emit was accepted.
 - ``call_agent`` runs another agent as a child run at one position; a resumed
   parent resumes its unfinished children and replays finished ones.
+- ``checkpoints`` keeps named JSON snapshots with the run; a replay neither
+  rewrites them nor reads anything but what the first execution read.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from ._records import StepKind
 from ._retry import RetryPolicy
 
 if TYPE_CHECKING:
+    from ._checkpoints import ContextCheckpoints
     from ._children import ChildRun
     from .conversation import Conversation, ConversationResult
 
@@ -219,6 +222,17 @@ class DurableContext(Protocol):
 
         Start several to run children in parallel. A child still in flight when
         this run ends is cancelled, and the run ends only once it has settled.
+        """
+        ...
+
+    @property
+    def checkpoints(self) -> ContextCheckpoints:
+        """The run's context checkpoints: named JSON snapshots kept with the run.
+
+        ``write(name, payload)`` and ``delete(name)`` take a position each and
+        replay their recorded outcome; ``list()`` and ``read(name)`` answer from
+        the run's own writes, the same on replay. Readable from outside the run
+        (``durable checkpoints RUN``). See ``durable._checkpoints``.
         """
         ...
 

@@ -22,6 +22,7 @@
      ├── DurableEventError                    an event wait or payload went wrong
      │    ├── DurableAwaitEventTimeoutError     await_event_timeout
      │    └── DurableEventPayloadError          event_payload_invalid
+     ├── DurableCheckpointNotFoundError       checkpoint_not_found
      ├── DurableNonCanonicalValueError        non_canonical_value
      ├── DurablePayloadTooLargeError          payload_too_large
      ├── DurableRegistrationError             registration
@@ -45,6 +46,7 @@ __all__ = [
     "RUN_FATAL_ERRORS",
     "UNRECORDABLE_ERRORS",
     "DurableAwaitEventTimeoutError",
+    "DurableCheckpointNotFoundError",
     "DurableChildRunFailedError",
     "DurableDelegationError",
     "DurableError",
@@ -98,6 +100,7 @@ class ErrorCode(StrEnum):
     CHILD_FAILED = "child_failed"
     DELEGATION_REFUSED = "delegation_refused"
     RECOVERY_EXHAUSTED = "recovery_exhausted"
+    CHECKPOINT_NOT_FOUND = "checkpoint_not_found"
 
 
 class DurableError(Exception):
@@ -299,6 +302,20 @@ class DurableEventPayloadError(DurableEventError):
     code = ErrorCode.EVENT_PAYLOAD_INVALID
 
 
+class DurableCheckpointNotFoundError(DurableError, LookupError):
+    """A run has no context checkpoint of this name (never written, or deleted).
+
+    ``run_id`` and ``name`` say which checkpoint was asked for.
+    """
+
+    code = ErrorCode.CHECKPOINT_NOT_FOUND
+
+    def __init__(self, message: str, *, run_id: str = "", name: str = "") -> None:
+        super().__init__(message)
+        self.run_id = run_id
+        self.name = name
+
+
 class DurableNonCanonicalValueError(DurableError, ValueError):
     """A value has no canonical JSON form (NaN, infinity, non-plain objects)."""
 
@@ -343,6 +360,7 @@ _BY_CODE: dict[str, type[DurableError]] = {
         DurableResultNotSerializableError,
         DurableAwaitEventTimeoutError,
         DurableEventPayloadError,
+        DurableCheckpointNotFoundError,
         DurableNonCanonicalValueError,
         DurablePayloadTooLargeError,
         DurableRegistrationError,

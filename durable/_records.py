@@ -26,12 +26,22 @@ __all__ = [
 ]
 
 StepKind = Literal[
-    "logic", "llm", "tool", "readiness", "deterministic", "event", "timer", "conversation", "agent"
+    "logic",
+    "llm",
+    "tool",
+    "readiness",
+    "deterministic",
+    "event",
+    "timer",
+    "conversation",
+    "agent",
+    "checkpoint",
 ]
 """What a step did: user code (``logic``), a model or tool call, a checkpointed
 clock or uuid read (``deterministic``), an event wait or emit (``event``), or a
 durable sleep (``timer``), a conversation or another agent run as a child
-(``conversation``, ``agent``)."""
+(``conversation``, ``agent``), or the write or delete of a context checkpoint
+(``checkpoint``)."""
 
 StepStatus = Literal["running", "completed", "failed"]
 """``running`` covers a step that has begun and may be retrying; ``failed`` is final."""

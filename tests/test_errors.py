@@ -254,6 +254,15 @@ async def delegation_refused(tmp: Path) -> None:
     await run_durable(undelegated, Box(), store=InMemoryStore(), run_id="r")
 
 
+@agent(name="errors.reads_a_missing_checkpoint")
+async def reads_a_missing_checkpoint(ctx: DurableContext, box: Box) -> Any:
+    return await ctx.checkpoints.read("context")
+
+
+async def checkpoint_not_found(tmp: Path) -> None:
+    await run_durable(reads_a_missing_checkpoint, Box(), store=InMemoryStore(), run_id="r")
+
+
 Trigger = Callable[[Path], Awaitable[None]]
 
 TRIGGERS: dict[ErrorCode, tuple[Trigger, list[str]]] = {
@@ -320,6 +329,10 @@ TRIGGERS: dict[ErrorCode, tuple[Trigger, list[str]]] = {
     ErrorCode.DELEGATION_REFUSED: (
         delegation_refused,
         ["may not call agent 'errors.broken'", "pass delegation=DelegationPolicy(...)"],
+    ),
+    ErrorCode.CHECKPOINT_NOT_FOUND: (
+        checkpoint_not_found,
+        ["run 'r' has no checkpoint 'context'", "write it first", "durable checkpoints r"],
     ),
     ErrorCode.RECOVERY_EXHAUSTED: (
         recovery_exhausted,

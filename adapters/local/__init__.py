@@ -13,10 +13,11 @@ from ._file import FileStore
 from ._lease_keeper import KeptLease, LeaseKeeper
 from ._live import LivePublisher, watch_run
 from ._memory import InMemoryStore
+from ._retention import PurgeReport, RetentionSweep, parse_duration, purge
 from ._runner import RunResult, resume_run, run_durable
 from ._slots import RunSlots
 from ._sqlite import SqliteStore, Synchronous
-from ._store import DurableRunStore, EmitResult, Resumed
+from ._store import DurableRunStore, EmitResult, PurgeCounts, Resumed
 from ._worker import LocalWorker
 
 __all__ = [
@@ -30,12 +31,17 @@ __all__ = [
     "LocalContext",
     "LocalWorker",
     "PostgresStore",
+    "PurgeCounts",
+    "PurgeReport",
     "Resumed",
+    "RetentionSweep",
     "RunResult",
     "RunSlots",
     "SqliteStore",
     "Synchronous",
     "cancel_run",
+    "parse_duration",
+    "purge",
     "resume_run",
     "run_durable",
     "send_event",

@@ -59,6 +59,7 @@ from durable._failures import (
 )
 from durable._live import retry_entry
 
+from ._checkpoints import LocalCheckpoints
 from ._children import LocalChildren, RunChild
 from ._events import send_event
 from ._live import LivePublisher
@@ -81,7 +82,7 @@ def _codec(annotation: Any) -> JsonCodec[Any]:
     return codec
 
 
-class LocalContext(LocalChildren):
+class LocalContext(LocalChildren, LocalCheckpoints):
     """Implements ``DurableContext`` over a ``DurableRunStore`` and a held lease."""
 
     def __init__(

@@ -12,6 +12,7 @@ Layout under ``root``::
         events.jsonl   append-only EventRecord log; the first line per key wins
         live.jsonl     the live stream for watchers, appended without fsync; an
                        entry's ``seq`` is its line number, from 1
+        checkpoints/   the run's context checkpoints, a file each (``_file_checkpoints``)
         .lock          flock'd around every operation
 
 Every operation takes the run's exclusive ``flock``, rereads ``run.json`` (so a
@@ -59,6 +60,8 @@ from durable import (
 from durable._live import live_position_error, text_end
 
 from . import _ledger as ledger
+from ._file_checkpoints import FileCheckpoints
+from ._file_purge import FilePurge
 from ._lease_keeper import LeaseKeeper, renewal_timeout
 from ._offload import Offloader, WouldBlock
 from ._paths import file_name
@@ -84,7 +87,7 @@ class _Cached:
     events_offset: int = 0
 
 
-class FileStore:
+class FileStore(FileCheckpoints, FilePurge):
     """A durable-run store in a directory tree; several processes may share ``root``."""
 
     def __init__(self, root: str | os.PathLike[str]) -> None:

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 from durable import (
     CancelOutcome,
+    CheckpointInfo,
     DurableRunInputMismatchError,
     DurableRunLeaseHeldError,
     DurableRunLeaseLostError,
@@ -69,6 +70,8 @@ class RunState:
     manifest: DurableRunManifest | None = None
     steps: dict[int, StepRecord] = field(default_factory=dict)
     events: dict[str, EventRecord] = field(default_factory=dict)
+    checkpoints: dict[str, tuple[CheckpointInfo, str]] = field(default_factory=dict)
+    """The run's context checkpoints, each with its canonical JSON (memory store only)."""
 
     def snapshot(self) -> RunRecord:
         return self.run.model_copy(update={"step_count": len(self.steps)})

@@ -8,7 +8,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from durable import (
+    ENDED_STATUSES,
     CancelOutcome,
+    Checkpoint,
+    CheckpointInfo,
     DurableRunManifest,
     EventRecord,
     Lease,
@@ -24,9 +27,11 @@ from durable._live import live_position_error, text_end
 
 from . import _ledger as ledger
 from ._lease_keeper import LeaseKeeper
+from ._retention import ended_at, purge_root
 from ._store import (
     EmitResult,
     EndStatus,
+    PurgeCounts,
     Resumed,
     checked_event,
     run_not_found,
@@ -217,6 +222,60 @@ class InMemoryStore:
 
     async def live_text_end(self, run_id: str, step_index: int) -> int:
         return text_end(self._live.get(run_id, []), step_index)
+
+    async def write_checkpoint(self, lease: Lease, info: CheckpointInfo, text: str) -> None:
+        state = self._state(lease.run_id)
+        ledger.check_fence(state, lease)
+        state.checkpoints[info.name] = (info, text)
+
+    async def delete_checkpoint(self, lease: Lease, name: str) -> bool:
+        state = self._state(lease.run_id)
+        ledger.check_fence(state, lease)
+        return state.checkpoints.pop(name, None) is not None
+
+    async def list_checkpoints(self, run_id: str) -> list[CheckpointInfo]:
+        state = self._runs.get(run_id)
+        kept = {} if state is None else state.checkpoints
+        return [kept[name][0] for name in sorted(kept)]
+
+    async def read_checkpoint(self, run_id: str, name: str) -> Checkpoint | None:
+        state = self._runs.get(run_id)
+        found = None if state is None else state.checkpoints.get(name)
+        if found is None:
+            return None
+        return Checkpoint.of(*found)
+
+    async def list_purgeable_runs(
+        self,
+        *,
+        ended_before: datetime,
+        statuses: Collection[str],
+        after: tuple[datetime, str] | None = None,
+        limit: int = 100,
+    ) -> list[RunRecord]:
+        runs = [
+            s.snapshot()
+            for s in self._runs.values()
+            if purge_root(s.run, exists=self._runs, ended_before=ended_before, statuses=statuses)
+        ]
+        ordered = sorted(runs, key=lambda run: (ended_at(run), run.run_id))
+        return [r for r in ordered if after is None or (ended_at(r), r.run_id) > after][:limit]
+
+    async def delete_runs(self, run_ids: Sequence[str]) -> PurgeCounts:
+        counts = PurgeCounts()
+        for run_id in run_ids:
+            state = self._runs.get(run_id)
+            if state is None or state.run.status not in ENDED_STATUSES:
+                continue
+            del self._runs[run_id]
+            counts += PurgeCounts(
+                runs=1,
+                steps=len(state.steps),
+                events=len(state.events),
+                live=len(self._live.pop(run_id, [])),
+                checkpoints=len(state.checkpoints),
+            )
+        return counts
 
     async def close(self) -> None:
         self.lease_keeper.close()

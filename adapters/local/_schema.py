@@ -13,10 +13,11 @@ from collections.abc import Awaitable, Callable, Generator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from durable import DurableStoreError
+from durable import ENDED_STATUSES, DurableStoreError
 
 __all__ = [
     "ADDED_RUN_COLUMNS",
+    "ENDED_CLAUSE",
     "JOURNAL_TABLES",
     "SCHEMA_VERSION",
     "Dialect",
@@ -28,14 +29,18 @@ __all__ = [
 
 log = logging.getLogger("durable.local")
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 """1: runs, steps, events. 2: adds ``durable_live``, the live stream, and the
 conversation journal (``durable_conversations``, ``durable_conversation_turns``).
 3: adds ``parent_run_id`` and ``cancel_requested`` to ``durable_runs`` (child
 runs and cancellation) and retires the conversation journal: conversations run
 as child runs. 4: adds ``recoveries`` and ``recovered_from`` to ``durable_runs``
 (bounded recovery). Version 3 libraries would take runs over without counting,
-so the version moves on and they refuse the database.
+so the version moves on and they refuse the database. 5: adds
+``durable_checkpoints`` (context checkpoints) and ``waiting`` to
+``durable_runs`` (what a live run waits for). A version 4 library would neither
+show the checkpoints nor leave a waiting run's state right when it takes the run
+over, so it refuses the database.
 
 A new index alone (such as ``durable_runs_expiry``) keeps the version: every
 open creates what is missing, and older libraries still read and write the
@@ -46,6 +51,7 @@ ADDED_RUN_COLUMNS: tuple[tuple[str, str], ...] = (
     ("cancel_requested", "TEXT"),
     ("recoveries", "INTEGER NOT NULL DEFAULT 0"),
     ("recovered_from", "TEXT"),
+    ("waiting", "TEXT"),
 )
 """Columns of ``durable_runs`` newer than version 2, added in place to older databases."""
 
@@ -53,6 +59,10 @@ JOURNAL_TABLES = ("durable_conversation_turns", "durable_conversations")
 """The conversation journal of version 2, dropped once none of its conversations is in flight."""
 
 Row = Sequence[Any]
+
+ENDED_CLAUSE = "status IN ({})".format(", ".join(f"'{s}'" for s in sorted(ENDED_STATUSES)))
+"""The ended states as SQL, word for word what the partial index ``durable_runs_ended``
+says: SQLite uses a partial index only for a query that repeats its condition."""
 
 
 @dataclass(frozen=True)
@@ -94,7 +104,8 @@ def _tables(d: Dialect) -> list[str]:
             parent_run_id TEXT,
             cancel_requested TEXT,
             recoveries INTEGER NOT NULL DEFAULT 0,
-            recovered_from TEXT
+            recovered_from TEXT,
+            waiting TEXT
         )""",
         f"""CREATE TABLE IF NOT EXISTS durable_steps (
             run_id TEXT NOT NULL,
@@ -125,6 +136,16 @@ def _tables(d: Dialect) -> list[str]:
             text_end INTEGER,
             event TEXT NOT NULL
         )""",
+        f"""CREATE TABLE IF NOT EXISTS durable_checkpoints (
+            run_id TEXT NOT NULL,
+            name TEXT NOT NULL,
+            step_index INTEGER NOT NULL,
+            size_bytes INTEGER NOT NULL,
+            digest TEXT NOT NULL,
+            written_at {d.bigint} NOT NULL,
+            payload TEXT NOT NULL,
+            PRIMARY KEY (run_id, name)
+        ){d.clustered}""",
     ]
 
 
@@ -136,6 +157,9 @@ _INDEXES = [
     "CREATE INDEX IF NOT EXISTS durable_runs_parent ON durable_runs "
     "(parent_run_id, created_at, run_id) WHERE parent_run_id IS NOT NULL",
     "CREATE INDEX IF NOT EXISTS durable_live_run ON durable_live (run_id, seq)",
+    # A purge looks up ended runs by when they ended; runs still active stay out of it.
+    "CREATE INDEX IF NOT EXISTS durable_runs_ended ON durable_runs (completed_at, run_id) "
+    f"WHERE {ENDED_CLAUSE}",
 ]
 
 

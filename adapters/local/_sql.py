@@ -7,7 +7,8 @@ one conditional ``UPDATE``. A run's steps load in one query.
 
 Times are stored as integer milliseconds since the epoch (UTC) so leases and
 deadlines compare numerically in both databases; JSON is stored as text. The
-schema and its migration live in ``_schema``.
+schema and its migration live in ``_schema``; the statements of context
+checkpoints and of purges in ``_sql_checkpoints`` and ``_sql_purge``.
 """
 
 from __future__ import annotations
@@ -43,6 +44,8 @@ from . import _ledger as ledger
 from ._lease_keeper import LeaseKeeper, renewal_timeout
 from ._ledger import lease_held_error, lease_lost_error, mismatch_error
 from ._schema import Row
+from ._sql_checkpoints import SqlCheckpoints
+from ._sql_purge import SqlPurge
 from ._store import (
     EmitResult,
     EndStatus,
@@ -164,7 +167,7 @@ _LIVE_CURSORS = 1024
 """How many stream positions a store remembers, for watchers reading on."""
 
 
-class SqlStore(ABC):
+class SqlStore(SqlCheckpoints, SqlPurge, ABC):
     """Store logic over two primitives a dialect provides: ``_fetch`` and ``_execute``.
 
     Statements are written with ``?`` placeholders; a dialect that uses another

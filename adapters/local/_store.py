@@ -11,6 +11,8 @@ from typing import Any, Literal, Protocol
 
 from durable import (
     CancelOutcome,
+    Checkpoint,
+    CheckpointInfo,
     DurableRunEndedError,
     DurableRunManifest,
     DurableRunNotFoundError,
@@ -34,6 +36,7 @@ __all__ = [
     "DurableRunStore",
     "EmitResult",
     "EndStatus",
+    "PurgeCounts",
     "ResumeKind",
     "Resumed",
     "gc_paused",
@@ -93,6 +96,27 @@ class EmitResult:
     accepted: bool
     """``False`` when the key had already been emitted: the first emit wins."""
     record: EventRecord
+
+
+@dataclass(frozen=True, slots=True)
+class PurgeCounts:
+    """What ``delete_runs`` removed: runs, and the records they held."""
+
+    runs: int = 0
+    steps: int = 0
+    events: int = 0
+    live: int = 0
+    """Entries of the runs' live streams."""
+    checkpoints: int = 0
+
+    def __add__(self, other: PurgeCounts) -> PurgeCounts:
+        return PurgeCounts(
+            runs=self.runs + other.runs,
+            steps=self.steps + other.steps,
+            events=self.events + other.events,
+            live=self.live + other.live,
+            checkpoints=self.checkpoints + other.checkpoints,
+        )
 
 
 class DurableRunStore(Protocol):
@@ -265,6 +289,50 @@ class DurableRunStore(Protocol):
 
     async def live_text_end(self, run_id: str, step_index: int) -> int:
         """How much of a step's text its token deltas already published (see ``TokenDeltas``)."""
+        ...
+
+    async def write_checkpoint(self, lease: Lease, info: CheckpointInfo, text: str) -> None:
+        """Keep checkpoint ``info.name`` of the lease's run, replacing any of that name.
+
+        ``text`` is the payload's canonical JSON. Fenced like every write under the lease.
+        """
+        ...
+
+    async def delete_checkpoint(self, lease: Lease, name: str) -> bool:
+        """Remove checkpoint ``name`` of the lease's run; ``False`` if it had none. Fenced."""
+        ...
+
+    async def list_checkpoints(self, run_id: str) -> list[CheckpointInfo]:
+        """The run's checkpoints by name, without payloads; none for an unknown run."""
+        ...
+
+    async def read_checkpoint(self, run_id: str, name: str) -> Checkpoint | None:
+        """Checkpoint ``name`` of the run with its payload; ``None`` if there is none."""
+        ...
+
+    async def list_purgeable_runs(
+        self,
+        *,
+        ended_before: datetime,
+        statuses: Collection[str],
+        after: tuple[datetime, str] | None = None,
+        limit: int = 100,
+    ) -> list[RunRecord]:
+        """Ended runs a purge starts from, by ``(completed_at, run_id)`` after ``after``.
+
+        A run qualifies when its status is one of ``statuses`` (ended ones only),
+        it ended before ``ended_before``, and it has no parent in the store: a
+        child run goes with its parent (``adapters.local._retention``).
+        """
+        ...
+
+    async def delete_runs(self, run_ids: Sequence[str]) -> PurgeCounts:
+        """Delete these runs with their steps, events, live streams and checkpoints.
+
+        Only runs that ended are deleted; any other id is left as it is. A run's
+        records go before the run itself, so an interrupted delete leaves an
+        ended run that the next purge finishes, never records without their run.
+        """
         ...
 
     async def close(self) -> None:

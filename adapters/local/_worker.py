@@ -23,6 +23,7 @@ from datetime import timedelta
 from durable import DurableRunLeaseHeldError, derive_worker_id, registered_agents
 
 from ._recovery import UnhostedRuns
+from ._retention import BlobDeleter, RetentionSweep
 from ._runner import RunResult, resume_run
 from ._slots import RunSlots
 from ._store import DurableRunStore, utc_now
@@ -42,7 +43,9 @@ class LocalWorker:
     bounds how many it picks up at all (by default 100, or ``max_concurrent_runs`` if
     more). A run waiting for an event or a timer keeps its slot while it waits.
     A run that lost its worker more than ``max_recovery_attempts`` times in a
-    row is failed with ``recovery_exhausted`` instead of resumed.
+    row is failed with ``recovery_exhausted`` instead of resumed. With ``retention``,
+    it also purges runs that ended longer ago than that, at most once every
+    ``retention_every`` (see ``_retention``), with their blobs when ``blobs`` is given.
     """
 
     def __init__(
@@ -55,6 +58,9 @@ class LocalWorker:
         max_runs: int | None = None,
         max_concurrent_runs: int | None = None,
         max_recovery_attempts: int = 5,
+        retention: timedelta | None = None,
+        retention_every: timedelta = timedelta(minutes=10),
+        blobs: BlobDeleter | None = None,
     ) -> None:
         if max_runs is None:  # picks up at least as many as it may execute at once
             max_runs = max(100, max_concurrent_runs or 0)
@@ -65,6 +71,11 @@ class LocalWorker:
                 f"max_recovery_attempts must be 0 or more, got {max_recovery_attempts}"
             )
         self.max_recovery_attempts = max_recovery_attempts
+        self.retention = (
+            None
+            if retention is None
+            else RetentionSweep(retention, every=retention_every, blobs=blobs)
+        )
         self.unhosted = UnhostedRuns(limit=max_runs)
         self.slots = RunSlots(max_runs if max_concurrent_runs is None else max_concurrent_runs)
         self.store = store
@@ -131,6 +142,8 @@ class LocalWorker:
         try:
             while not self._stopping.is_set():
                 await self.scan()
+                if self.retention is not None:
+                    await self.retention.maybe_sweep(self.store)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stopping.wait(), self.scan_interval)
         finally:

@@ -1,5 +1,11 @@
 """The Temporal substrate: agents run as workflows, steps as activities (pattern B)."""
 
+from ._checkpoints import (
+    CHECKPOINTS_BASE_MEMO,
+    CHECKPOINTS_MEMO,
+    GET_CHECKPOINT_ACTIVITY,
+    PUT_CHECKPOINT_ACTIVITY,
+)
 from ._client import AgentClient, deliver_event, unreachable_run
 from ._context import TemporalContext, run_on_workflow_step
 from ._convert import (
@@ -34,14 +40,18 @@ from ._status import RunSnapshot, state_of
 
 __all__ = [
     "AGENT_NAME",
+    "CHECKPOINTS_BASE_MEMO",
+    "CHECKPOINTS_MEMO",
     "EVENTS_MEMO",
     "EVENTS_MEMO_PATCH",
     "EVENT_SIGNAL",
     "EVENT_UPDATE",
+    "GET_CHECKPOINT_ACTIVITY",
     "LIVE_TOPIC",
     "MANIFEST_MEMO",
     "PASSTHROUGH_MODULES",
     "PROJECT_ID",
+    "PUT_CHECKPOINT_ACTIVITY",
     "SEARCH_ATTRIBUTES",
     "SEARCH_ATTRIBUTES_MEMO",
     "SEND_EVENT_ACTIVITY",

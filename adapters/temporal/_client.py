@@ -31,9 +31,12 @@ from temporalio.exceptions import (
 )
 from temporalio.service import RPCError, RPCStatusCode
 
+from adapters.blobs import BlobStore, default_blob_store
 from durable import (
     USAGE_FIELDS,
     CancelOutcome,
+    Checkpoint,
+    CheckpointInfo,
     DelegationPolicy,
     DurableContext,
     DurableEventPayloadError,
@@ -57,6 +60,7 @@ from durable._failures import (
     run_failed_error,
 )
 
+from ._checkpoints import read_checkpoint, read_checkpoints
 from ._convert import durable_error_from
 from ._live import watch_stream
 from ._messages import (
@@ -421,6 +425,20 @@ class AgentClient:
         handle = self._handle(run_id)
         steps: list[StepRecord] = await handle.query(STEPS_QUERY, result_type=list[StepRecord])
         return steps
+
+    async def checkpoints(self, run_id: str) -> list[CheckpointInfo]:
+        """The run's context checkpoints by name, from its memo: no worker needed."""
+        return await read_checkpoints(self._handle(run_id))
+
+    async def checkpoint(
+        self, run_id: str, name: str, *, blobs: BlobStore | None = None
+    ) -> Checkpoint:
+        """Checkpoint ``name`` of the run with its payload, read from ``blobs`` (by default
+        the blob store ``DURABLE_BLOBS`` names, which the run's workers share).
+
+        Raises ``DurableCheckpointNotFoundError`` when the run has none of that name.
+        """
+        return await read_checkpoint(self._handle(run_id), name, blobs or default_blob_store())
 
     async def usage(self, run_id: str) -> dict[str, float | None]:
         """Tokens and cost of the run's model calls so far, from its memo (``None``: unknown)."""

@@ -59,6 +59,7 @@ from durable._failures import (
     unrecordable,
 )
 
+from ._checkpoints import TemporalCheckpoints
 from ._children import TemporalChildren
 from ._convert import activity_id, durable_error_from, temporal_retry_policy
 from ._messages import SEND_EVENT_ACTIVITY, USAGE_MEMO, RunEvent, StepOutcome
@@ -70,7 +71,7 @@ T = TypeVar("T")
 Ts = TypeVarTuple("Ts")
 
 
-class TemporalContext(TemporalChildren):
+class TemporalContext(TemporalChildren, TemporalCheckpoints):
     """Implements ``DurableContext`` inside a workflow; ``events`` is the run's event map."""
 
     def __init__(
@@ -102,6 +103,7 @@ class TemporalContext(TemporalChildren):
         self._agent = agent
         self._before_continue = before_continue
         self._init_temporal_children()
+        self._init_checkpoints()
 
     def _own_manifest(self) -> DurableRunManifest:
         if self._manifest is None:

@@ -71,8 +71,10 @@ def temporal_retry_policy(policy: RetryPolicy) -> temporalio.common.RetryPolicy 
 
 _FINGERPRINT = re.compile(r" \[([0-9a-f]{16})\]$")
 _ACTIVITY_ID_MISMATCH = re.compile(
-    r"Activity id of scheduled event '(.*)' does not match activity id of activity command '(.*)'"
+    r"Activity id of (?:scheduled event|recorded marker) '(.*)' does not match "
+    r"activity id of (?:local )?activity command '(.*)'"
 )
+"""Temporal's words for a step (an activity, or a local activity's marker) whose id changed."""
 
 
 def activity_id(index: int, intent: str, input_hash: str = "") -> str:

@@ -196,6 +196,87 @@ def version_3(bigint: str, serial: str, clustered: str = "") -> list[str]:
     ]
 
 
+def version_4(bigint: str, serial: str, clustered: str = "") -> list[str]:
+    """Schema version 4: bounded recovery (``recoveries``, ``recovered_from``)."""
+    return [
+        "CREATE TABLE IF NOT EXISTS durable_schema (version INTEGER NOT NULL)",
+        f"""CREATE TABLE IF NOT EXISTS durable_runs (
+            run_id TEXT PRIMARY KEY,
+            agent TEXT NOT NULL,
+            manifest_hash TEXT NOT NULL,
+            manifest TEXT NOT NULL,
+            project_id TEXT NOT NULL,
+            scenario_id TEXT,
+            status TEXT NOT NULL,
+            created_at {bigint} NOT NULL,
+            updated_at {bigint} NOT NULL,
+            completed_at {bigint},
+            lease_holder TEXT,
+            lease_generation {bigint} NOT NULL DEFAULT 0,
+            lease_expires_at {bigint},
+            outcome TEXT,
+            result TEXT,
+            error TEXT,
+            parent_run_id TEXT,
+            cancel_requested TEXT,
+            recoveries INTEGER NOT NULL DEFAULT 0,
+            recovered_from TEXT
+        )""",
+        f"""CREATE TABLE IF NOT EXISTS durable_steps (
+            run_id TEXT NOT NULL,
+            step_index INTEGER NOT NULL,
+            intent TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            input_hash TEXT NOT NULL,
+            status TEXT NOT NULL,
+            attempts INTEGER NOT NULL,
+            result TEXT,
+            error TEXT,
+            started_at {bigint},
+            completed_at {bigint},
+            deadline {bigint},
+            PRIMARY KEY (run_id, step_index)
+        ){clustered}""",
+        f"""CREATE TABLE IF NOT EXISTS durable_events (
+            run_id TEXT NOT NULL,
+            key TEXT NOT NULL,
+            payload TEXT NOT NULL,
+            emitted_at {bigint} NOT NULL,
+            PRIMARY KEY (run_id, key)
+        ){clustered}""",
+        f"""CREATE TABLE IF NOT EXISTS durable_live (
+            seq {serial},
+            run_id TEXT NOT NULL,
+            step_index INTEGER,
+            text_end INTEGER,
+            event TEXT NOT NULL
+        )""",
+        "CREATE INDEX IF NOT EXISTS durable_runs_expiry ON durable_runs (lease_expires_at) "
+        "WHERE status = 'running'",
+        "CREATE INDEX IF NOT EXISTS durable_runs_parent ON durable_runs "
+        "(parent_run_id, created_at, run_id) WHERE parent_run_id IS NOT NULL",
+        "CREATE INDEX IF NOT EXISTS durable_live_run ON durable_live (run_id, seq)",
+        "INSERT INTO durable_schema (version) VALUES (4)",
+    ]
+
+
+def write_old_ended_run(execute: Execute, run_id: str, manifest: DurableRunManifest) -> None:
+    """A run that completed long ago, as version 4 wrote it: what a purge takes first."""
+    at = _ms(STARTED)
+    execute(
+        "INSERT INTO durable_runs (run_id, agent, manifest_hash, manifest, project_id, "
+        "scenario_id, status, created_at, updated_at, completed_at, lease_generation, "
+        "result) VALUES (?, 'a', ?, ?, 'p', NULL, 'completed', ?, ?, ?, 1, '\"done\"')",
+        (run_id, manifest_hash(manifest), manifest.model_dump_json(), at, at, at),
+    )
+    execute(
+        "INSERT INTO durable_steps (run_id, step_index, intent, kind, input_hash, status, "
+        "attempts, result, started_at, completed_at) "
+        "VALUES (?, 0, 'step 0', 'logic', '', 'completed', 1, '1', ?, ?)",
+        (run_id, at, at),
+    )
+
+
 Execute = Callable[[str, tuple[Any, ...]], object]
 """Runs one statement with ``?`` placeholders on the old database."""
 

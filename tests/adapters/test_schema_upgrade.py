@@ -19,7 +19,8 @@ import psycopg
 import pytest
 
 from adapters.local import DurableRunStore, PostgresStore, SqliteStore
-from durable import DurableRunManifest, DurableStoreError, TaskSpec
+from adapters.local._schema import ADDED_RUN_COLUMNS, SCHEMA_VERSION
+from durable import CheckpointInfo, DurableRunManifest, DurableStoreError, TaskSpec
 from tests.adapters import old_schemas
 from tests.cli.test_stores import _as_plain_user, _seal
 from tests.support.postgres import fresh_database
@@ -29,6 +30,7 @@ MANIFEST = DurableRunManifest(
     project_id="p", task=TaskSpec(id="t", intent="i", domain="d"), input={}
 )
 JOURNAL = {"durable_conversations", "durable_conversation_turns"}
+_BUILDS = {2: old_schemas.version_2, 3: old_schemas.version_3, 4: old_schemas.version_4}
 
 
 def _old_sqlite(path: Path, version: int, *, conversations: tuple[bool, ...] = ()) -> None:
@@ -38,13 +40,15 @@ def _old_sqlite(path: Path, version: int, *, conversations: tuple[bool, ...] = (
         if version == 1:
             statements = old_schemas.version_1("INTEGER", " WITHOUT ROWID")
         else:
-            build = old_schemas.version_2 if version == 2 else old_schemas.version_3
+            build = _BUILDS[version]
             statements = build("INTEGER", "INTEGER PRIMARY KEY AUTOINCREMENT", " WITHOUT ROWID")
         for statement in statements:
             db.execute(statement)
         old_schemas.write_old_run(db.execute, "old", MANIFEST)
         if version >= 2:
             old_schemas.write_old_live_entry(db.execute, "old")
+        if version >= 4:
+            old_schemas.write_old_ended_run(db.execute, "old-ended", MANIFEST)
         for number, halted in enumerate(conversations):
             old_schemas.write_old_conversation(
                 db.execute, f"old/conversation-{number}", halted=halted
@@ -99,6 +103,15 @@ async def _check_upgraded(store: DurableRunStore, *, live: bool) -> None:
     assert [s.result for s in resumed.steps] == [{"i": 0}, {"i": 1}]
     await store.begin_step(lease, step_index=2, intent="step 2", kind="agent", input_hash="")
     await store.complete_step(lease, step_index=2, result={"i": 2})
+    # Context checkpoints, new in version 5, are kept for the run that was already there.
+    info = CheckpointInfo(
+        name="context", step=2, size_bytes=7, digest="0" * 64, written_at=datetime.now(UTC)
+    )
+    await store.write_checkpoint(lease, info, '{"i":2}')
+    assert [c.name for c in await store.list_checkpoints("old")] == ["context"]
+    found = await store.read_checkpoint("old", "context")
+    assert found is not None
+    assert found.payload == {"i": 2}
     child = await store.start_or_resume(
         run_id="old/child-1",
         agent="a",
@@ -132,7 +145,7 @@ async def test_sqlite_upgrades_a_version_2_database_in_place(
     with caplog.at_level(logging.WARNING, logger="durable.local"):
         store = SqliteStore(tmp_path / "db")
 
-    assert _version(store) == [(4,)]
+    assert _version(store) == [(SCHEMA_VERSION,)]
     # Every journaled conversation had halted: their results live in their parents' steps.
     assert not _tables(store) & JOURNAL
     assert caplog.records == []
@@ -153,7 +166,7 @@ async def test_sqlite_keeps_the_journal_of_conversations_still_in_flight(
     with caplog.at_level(logging.WARNING, logger="durable.local"):
         store = SqliteStore(tmp_path / "db")
 
-    assert _version(store) == [(4,)]
+    assert _version(store) == [(SCHEMA_VERSION,)]
     after = {table: store._db.execute(f"SELECT * FROM {table}").fetchall() for table in JOURNAL}
     assert after == before  # untouched
     [warning] = caplog.records
@@ -184,7 +197,7 @@ async def test_sqlite_upgrades_a_version_2_database_made_before_the_journal(
 
     store = SqliteStore(tmp_path / "db")
 
-    assert _version(store) == [(4,)]
+    assert _version(store) == [(SCHEMA_VERSION,)]
     await _check_upgraded(store, live=True)
     await store.close()
 
@@ -194,18 +207,43 @@ async def test_sqlite_upgrades_a_version_3_database_in_place(tmp_path: Path) -> 
 
     store = SqliteStore(tmp_path / "db")
 
-    assert _version(store) == [(4,)]
+    assert _version(store) == [(SCHEMA_VERSION,)]
     columns = {row[1] for row in store._db.execute("PRAGMA table_info(durable_runs)")}
     assert {"recoveries", "recovered_from"} <= columns
     await _check_upgraded(store, live=True)
     await store.close()
 
     reopened = SqliteStore(tmp_path / "db")  # upgraded already: opens as it is
-    assert _version(reopened) == [(4,)]
+    assert _version(reopened) == [(SCHEMA_VERSION,)]
     run = await reopened.load_run("old")
     assert run is not None
     assert (run.status, run.recoveries, run.recovered_from) == ("completed", 1, "old-worker")
     await reopened.close()
+
+
+async def test_sqlite_upgrades_a_version_4_database_in_place(tmp_path: Path) -> None:
+    _old_sqlite(tmp_path / "db", 4)
+
+    store = SqliteStore(tmp_path / "db")
+
+    assert _version(store) == [(SCHEMA_VERSION,)] == [(5,)]
+    assert "durable_checkpoints" in _tables(store)
+    columns = {row[1] for row in store._db.execute("PRAGMA table_info(durable_runs)")}
+    assert {name for name, _ in ADDED_RUN_COLUMNS} <= columns
+    await _check_purgeable(store)
+    await _check_upgraded(store, live=True)
+    await store.close()
+
+
+async def _check_purgeable(store: DurableRunStore) -> None:
+    """The run version 4 left ended is found, and deleted, by a purge."""
+    later = datetime.now(UTC)
+    [ended] = await store.list_purgeable_runs(ended_before=later, statuses={"completed"})
+    assert (ended.run_id, ended.result) == ("old-ended", "done")
+    counts = await store.delete_runs(["old-ended", "old"])  # "old" is still active: kept
+    assert (counts.runs, counts.steps) == (1, 1)
+    assert await store.load_run("old-ended") is None
+    assert await store.load_run("old") is not None
 
 
 async def test_sqlite_upgrades_a_version_1_database_in_place(tmp_path: Path) -> None:
@@ -213,7 +251,7 @@ async def test_sqlite_upgrades_a_version_1_database_in_place(tmp_path: Path) -> 
 
     store = SqliteStore(tmp_path / "db")
 
-    assert _version(store) == [(4,)]
+    assert _version(store) == [(SCHEMA_VERSION,)]
     assert "durable_live" in _tables(store)
     assert not _tables(store) & JOURNAL
     await _check_upgraded(store, live=False)
@@ -222,7 +260,7 @@ async def test_sqlite_upgrades_a_version_1_database_in_place(tmp_path: Path) -> 
 
 async def test_sqlite_new_databases_have_no_journal_and_index_children(tmp_path: Path) -> None:
     store = SqliteStore(tmp_path / "db")
-    assert _version(store) == [(4,)]
+    assert _version(store) == [(SCHEMA_VERSION,)]
     assert not _tables(store) & JOURNAL
     statements: list[str] = []
     store._db.set_trace_callback(statements.append)
@@ -268,15 +306,16 @@ def test_sqlite_store_refuses_to_read_an_older_schema_it_may_not_upgrade(
     assert "schema version 2" in child.stdout
     assert "open it once from a process that may write it" in child.stdout
     store = SqliteStore(tmp_path / "db")  # writable again: upgraded on open
-    assert _version(store) == [(4,)]
+    assert _version(store) == [(SCHEMA_VERSION,)]
 
 
 async def test_sqlite_store_refuses_a_newer_schema(tmp_path: Path) -> None:
     store = SqliteStore(tmp_path / "db")
-    store._db.execute("UPDATE durable_schema SET version = 5")
+    store._db.execute(f"UPDATE durable_schema SET version = {SCHEMA_VERSION + 1}")
     await store.close()
 
-    with pytest.raises(DurableStoreError, match=r"schema version 5.*upgrade the library"):
+    newer = rf"schema version {SCHEMA_VERSION + 1}.*upgrade the library"
+    with pytest.raises(DurableStoreError, match=newer):
         SqliteStore(tmp_path / "db")
 
 
@@ -292,13 +331,14 @@ def _old_postgres(dsn: str, version: int, *, conversations: tuple[bool, ...] = (
         if version == 1:
             statements = old_schemas.version_1("BIGINT")
         else:
-            build = old_schemas.version_2 if version == 2 else old_schemas.version_3
-            statements = build("BIGINT", "BIGSERIAL PRIMARY KEY")
+            statements = _BUILDS[version]("BIGINT", "BIGSERIAL PRIMARY KEY")
         for statement in statements:
             execute(statement)
         old_schemas.write_old_run(execute, "old", MANIFEST)
         if version >= 2:
             old_schemas.write_old_live_entry(execute, "old")
+        if version >= 4:
+            old_schemas.write_old_ended_run(execute, "old-ended", MANIFEST)
         for number, halted in enumerate(conversations):
             old_schemas.write_old_conversation(execute, f"old/talk-{number}", halted=halted)
 
@@ -326,7 +366,7 @@ async def test_postgres_upgrades_a_version_2_database_in_place(
         store = await PostgresStore.connect(dsn)
 
     assert caplog.records == []
-    assert _pg_version(dsn) == [(4,)]
+    assert _pg_version(dsn) == [(SCHEMA_VERSION,)]
     assert not _pg_tables(dsn) & JOURNAL
     await _check_upgraded(store, live=True)
     await store.close()
@@ -344,7 +384,7 @@ async def test_postgres_keeps_the_journal_of_conversations_still_in_flight(
     [warning] = caplog.records
     assert "2 journaled conversation(s) had not halted" in warning.getMessage()
     assert _pg_tables(dsn) & JOURNAL == JOURNAL
-    assert _pg_version(dsn) == [(4,)]
+    assert _pg_version(dsn) == [(SCHEMA_VERSION,)]
     await _check_upgraded(store, live=True)
     await store.close()
 
@@ -355,7 +395,20 @@ async def test_postgres_upgrades_a_version_3_database_in_place(postgres_dsn: str
 
     store = await PostgresStore.connect(dsn)
 
-    assert _pg_version(dsn) == [(4,)]
+    assert _pg_version(dsn) == [(SCHEMA_VERSION,)]
+    await _check_upgraded(store, live=True)
+    await store.close()
+
+
+async def test_postgres_upgrades_a_version_4_database_in_place(postgres_dsn: str) -> None:
+    dsn = fresh_database(postgres_dsn, "upgrade_from_4")
+    _old_postgres(dsn, 4)
+
+    store = await PostgresStore.connect(dsn)
+
+    assert _pg_version(dsn) == [(SCHEMA_VERSION,)]
+    assert "durable_checkpoints" in _pg_tables(dsn)
+    await _check_purgeable(store)
     await _check_upgraded(store, live=True)
     await store.close()
 
@@ -366,7 +419,7 @@ async def test_postgres_upgrades_a_version_1_database_in_place(postgres_dsn: str
 
     store = await PostgresStore.connect(dsn)
 
-    assert _pg_version(dsn) == [(4,)]
+    assert _pg_version(dsn) == [(SCHEMA_VERSION,)]
     assert "durable_live" in _pg_tables(dsn)
     await _check_upgraded(store, live=False)
     await store.close()

@@ -186,11 +186,11 @@ async def test_sqlite_store_refuses_a_path_it_cannot_open(tmp_path: Path) -> Non
 
 async def test_sqlite_schema_is_versioned(tmp_path: Path) -> None:
     store = SqliteStore(tmp_path / "db")
-    assert store._db.execute("SELECT version FROM durable_schema").fetchall() == [(4,)]
+    assert store._db.execute("SELECT version FROM durable_schema").fetchall() == [(5,)]
     await store.close()
     SqliteStore(tmp_path / "db")  # reopening keeps a single version row
     reopened = SqliteStore(tmp_path / "db")
-    assert reopened._db.execute("SELECT version FROM durable_schema").fetchall() == [(4,)]
+    assert reopened._db.execute("SELECT version FROM durable_schema").fetchall() == [(5,)]
     await reopened.close()
 
 
@@ -209,7 +209,7 @@ async def test_sqlite_finds_expired_leases_by_index_also_in_an_older_database(
 
     plan = reopened._db.execute(f"EXPLAIN QUERY PLAN {statements[-1]}").fetchall()
     assert "SEARCH durable_runs USING INDEX durable_runs_expiry" in str(plan)
-    assert reopened._db.execute("SELECT version FROM durable_schema").fetchall() == [(4,)]
+    assert reopened._db.execute("SELECT version FROM durable_schema").fetchall() == [(5,)]
     await reopened.close()
 
 

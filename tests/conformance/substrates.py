@@ -22,6 +22,8 @@ from adapters.local import DurableRunStore, cancel_run, run_durable, send_event,
 from adapters.temporal import EVENT_SIGNAL, AgentClient
 from durable import (
     CancelOutcome,
+    Checkpoint,
+    CheckpointInfo,
     DelegationPolicy,
     DurableContext,
     DurableError,
@@ -29,6 +31,7 @@ from durable import (
     StepRecord,
     derive_worker_id,
 )
+from durable._checkpoints import checkpoint_not_found
 from worker import temporal_worker
 
 Agent = Callable[[DurableContext, Any], Awaitable[Any]]
@@ -119,6 +122,14 @@ class Substrate(ABC):
     async def children(self, run_id: str) -> list[str]:
         """The ids of the run's child runs, oldest first."""
 
+    @abstractmethod
+    async def checkpoints(self, run_id: str) -> list[CheckpointInfo]:
+        """The run's context checkpoints, read from outside the run."""
+
+    @abstractmethod
+    async def checkpoint(self, run_id: str, name: str) -> Checkpoint:
+        """One checkpoint with its payload, read from outside the run."""
+
     async def close(self) -> None:
         return None
 
@@ -199,6 +210,15 @@ class LocalSubstrate(Substrate):
     async def children(self, run_id: str) -> list[str]:
         return [run.run_id for run in await self.store.list_children(run_id)]
 
+    async def checkpoints(self, run_id: str) -> list[CheckpointInfo]:
+        return await self.store.list_checkpoints(run_id)
+
+    async def checkpoint(self, run_id: str, name: str) -> Checkpoint:
+        found = await self.store.read_checkpoint(run_id, name)
+        if found is None:
+            raise checkpoint_not_found(run_id, name)
+        return found
+
     async def close(self) -> None:
         for task in self._tasks.values():
             task.cancel()
@@ -230,7 +250,11 @@ class TemporalSubstrate(Substrate):
         self._worker = temporal_worker(
             self.client.client,
             task_queue=self.task_queue,
-            agent_modules=("tests.conformance.agents", "tests.conformance.family"),
+            agent_modules=(
+                "tests.conformance.agents",
+                "tests.conformance.family",
+                "tests.conformance.checkpoint_agents",
+            ),
             max_cached_workflows=0,
         )
         self._worker_task = asyncio.create_task(self._worker.run())
@@ -285,6 +309,12 @@ class TemporalSubstrate(Substrate):
 
     async def children(self, run_id: str) -> list[str]:
         return await self.client.children(run_id)
+
+    async def checkpoints(self, run_id: str) -> list[CheckpointInfo]:
+        return await self.client.checkpoints(run_id)
+
+    async def checkpoint(self, run_id: str, name: str) -> Checkpoint:
+        return await self.client.checkpoint(run_id, name)
 
     async def close(self) -> None:
         await self.stop_worker()
