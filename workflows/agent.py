@@ -6,6 +6,11 @@ One dynamic workflow serves every registered agent. Its input is the run's
 failure of the agent fails the workflow (never only the workflow task); the
 worker lists nondeterminism as a workflow failure too, which the client reports
 as a divergence.
+
+A long run continues as new by itself when Temporal suggests it, at a safe
+point (see ``adapters.temporal._replay``): the manifest is passed on unchanged
+(the run's identity), and a second argument, ``RunCarry``, carries the run's
+steps, events, usage and live stream to the next execution, which replays them.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from typing import Any
 from pydantic import ValidationError
 from temporalio import workflow
 from temporalio.common import RawValue
-from temporalio.contrib.workflow_streams import WorkflowStream
+from temporalio.contrib.workflow_streams import WorkflowStream, WorkflowStreamState
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
@@ -36,8 +41,10 @@ with workflow.unsafe.imports_passed_through():
         run_on_workflow_step,
         to_application_error,
     )
+    from adapters.temporal._carry import CarriedState, RunCarry, live_tail, unpack
     from durable import (
         USAGE_FIELDS,
+        AgentDefinition,
         DurableError,
         DurableRunManifest,
         LiveEvent,
@@ -55,12 +62,22 @@ __all__ = ["AgentWorkflow"]
 
 @workflow.defn(dynamic=True)
 class AgentWorkflow:
-    def __init__(self) -> None:
-        self._events: dict[str, Any] = {}
+    @workflow.init
+    def __init__(self, args: Sequence[RawValue]) -> None:
+        # An execution continued as new gets what the run carried as its second argument.
+        carry = (
+            workflow.payload_converter().from_payload(args[1].payload, RunCarry)
+            if len(args) > 1
+            else None
+        )
+        self._carry = carry
+        self._carried: CarriedState | None = None if carry is None else unpack(carry.state)
+        self._events: dict[str, Any] = {} if self._carried is None else dict(self._carried.events)
         self._context: TemporalContext | None = None
         self._status = "running"
-        # The run's live stream: steps, waits and token deltas, for watchers.
-        self._stream = WorkflowStream()
+        # The run's live stream: steps, waits and token deltas, for watchers. Its
+        # offsets go on across executions, so a watcher's position stays valid.
+        self._stream = WorkflowStream(prior_state=None if carry is None else carry.stream)
         self._live = self._stream.topic(LIVE_TOPIC, type=LiveEvent)
 
     @workflow.run
@@ -79,9 +96,12 @@ class AgentWorkflow:
                 manifest=manifest,
                 agent=definition,
                 before_continue=self._release_handlers,
+                carried=self._carried,
+                execution=1 if self._carry is None else self._carry.execution,
+                stream_state=self._stream_state,
             )
             self._context = context
-            data = await run_on_workflow_step(context, definition, manifest)
+            data = await self._agent(context, definition, manifest)
         except asyncio.CancelledError:
             if workflow.cancellation_reason() is None:
                 self._remember_events()
@@ -110,6 +130,36 @@ class AgentWorkflow:
             totals = dict.fromkeys(USAGE_FIELDS, 0) | context.usage
             return child_envelope(info.workflow_id, data, totals)
         return data
+
+    @staticmethod
+    async def _agent(
+        context: TemporalContext, definition: AgentDefinition, manifest: DurableRunManifest
+    ) -> Any:
+        """The agent's result; at the safe point, a continue-as-new instead.
+
+        A divergence found on replay fails the run even if the agent caught it, and
+        the signal to leave ends the execution even if the agent kept it from
+        propagating: either way the agent went on from a state the run never had.
+        """
+        try:
+            data = await run_on_workflow_step(context, definition, manifest)
+        except GeneratorExit:
+            raise  # evicted from the worker's cache: no workflow call may be made
+        except BaseException:
+            if context.fatal is not None:
+                raise context.fatal from None
+            if not context.leaving or workflow.cancellation_reason() is not None:
+                raise
+            await context.continue_here()
+        if context.fatal is not None:
+            raise context.fatal
+        if context.leaving:
+            await context.continue_here()
+        return data
+
+    def _stream_state(self) -> WorkflowStreamState:
+        """The live stream for the next execution: its offset and latest entries."""
+        return live_tail(self._stream.get_state())
 
     async def _cancelled(self) -> None:
         """This run was cancelled: its children first, then the run itself."""
@@ -198,14 +248,15 @@ class AgentWorkflow:
 
     @workflow.query(name=STEPS_QUERY)
     def steps(self) -> list[StepRecord]:
-        return [] if self._context is None else list(self._context.steps)
+        """Every step of the run, those of earlier executions included."""
+        return [] if self._context is None else self._context.recorded_steps()
 
     @workflow.query(name=STATUS_QUERY)
     def status(self) -> dict[str, Any]:
         context = self._context
         return {
             "status": self._status,
-            "steps": 0 if context is None else len(context.steps),
+            "steps": 0 if context is None else len(context.recorded_steps()),
             "waiting_for": [] if context is None else sorted(context.waiting),
         }
 

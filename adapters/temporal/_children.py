@@ -36,6 +36,7 @@ from durable import (
     DurableChildRunFailedError,
     LiveEvent,
     StepError,
+    StepRecord,
     add_usage,
     manifest_hash,
 )
@@ -76,14 +77,18 @@ class TemporalChildren(ChildCalls):
 
     async def _start_child(self, spec: ChildSpec) -> asyncio.Future[dict[str, Any]]:
         ctx: TemporalContext = self  # type: ignore[assignment]
+        record = await ctx._take(spec.intent, spec.kind, spec.input_hash)
+        if record is not None:
+            return await self._replayed_child(ctx, record)
         index = ctx._begin(spec.intent, spec.kind, spec.input_hash)
         ctx.publish(LiveEvent(kind="step_started", step=index, intent=spec.intent, attempt=1))
         try:
-            handle = await self._start_workflow(spec, index)
+            # Two outcomes reach the agent: the start (keyed -(index + 1)) and the end.
+            handle = await ctx._arrival(-(index + 1), self._start_workflow(spec, index))
         except WorkflowAlreadyStartedError:
             taken = child_id_taken_error(spec.run_id, self.run_id)
             ctx._finish(index, status="failed", error=step_error_from(taken))
-            raise taken from None
+            raise ctx._raising(index, taken) from None
         child = _Child(spec, handle)
         if spec.forward:
             self._forwarding[spec.run_id] = child
@@ -91,6 +96,22 @@ class TemporalChildren(ChildCalls):
                 if key in self.events:
                     await self._pass_on(child, key)
         return asyncio.ensure_future(self._child(ctx, index, child))
+
+    async def _replayed_child(
+        self, ctx: TemporalContext, record: StepRecord
+    ) -> asyncio.Future[dict[str, Any]]:
+        """A child run an earlier execution started: its start and end at their turns."""
+        index = record.step_index
+        await ctx._turn(-(index + 1))
+        if record.status == "failed" and index not in ctx._turns:
+            ctx._outcome(record)  # it failed to start: raises that error again
+
+        async def ended() -> dict[str, Any]:
+            await ctx._turn(index)
+            envelope: dict[str, Any] = ctx._outcome(record).result
+            return envelope
+
+        return asyncio.ensure_future(ended())
 
     async def _start_workflow(self, spec: ChildSpec, index: int) -> ChildWorkflowHandle[Any, Any]:
         definition, manifest = spec.definition, spec.manifest
@@ -127,7 +148,7 @@ class TemporalChildren(ChildCalls):
     async def _child(self, ctx: TemporalContext, index: int, child: _Child) -> dict[str, Any]:
         spec = child.spec
         try:
-            envelope: dict[str, Any] = await child.handle
+            envelope: dict[str, Any] = await ctx._arrival(index, child.handle)
         except ChildWorkflowError as failure:
             if isinstance(failure.cause, CancelledError) and cancelled_here():
                 # The agent stopped awaiting it (a timeout of its own): its cancellation.
@@ -144,7 +165,7 @@ class TemporalChildren(ChildCalls):
             ctx.publish(
                 LiveEvent(kind="step_failed", step=index, intent=spec.intent, error=error.message)
             )
-            raise error from None
+            raise ctx._raising(index, error) from None
         finally:
             self._forwarding.pop(spec.run_id, None)
         ctx._finish(index, status="completed", result=envelope)

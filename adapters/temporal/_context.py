@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar, TypeVarTuple, Unpack
 
 from pydantic import ValidationError
 from temporalio import workflow
+from temporalio.contrib.workflow_streams import WorkflowStreamState
 from temporalio.exceptions import (
     ActivityError,
     ApplicationError,
@@ -59,10 +60,12 @@ from durable._failures import (
     unrecordable,
 )
 
+from ._carry import CarriedState
 from ._checkpoints import TemporalCheckpoints
 from ._children import TemporalChildren
 from ._convert import activity_id, durable_error_from, temporal_retry_policy
 from ._messages import SEND_EVENT_ACTIVITY, USAGE_MEMO, RunEvent, StepOutcome
+from ._replay import TemporalReplay
 from ._search import WAITING_FOR
 
 __all__ = ["TemporalContext", "run_on_workflow_step"]
@@ -71,8 +74,12 @@ T = TypeVar("T")
 Ts = TypeVarTuple("Ts")
 
 
-class TemporalContext(TemporalChildren, TemporalCheckpoints):
-    """Implements ``DurableContext`` inside a workflow; ``events`` is the run's event map."""
+class TemporalContext(TemporalChildren, TemporalReplay, TemporalCheckpoints):
+    """Implements ``DurableContext`` inside a workflow; ``events`` is the run's event map.
+
+    ``carried`` is what the executions before this one recorded, replayed position by
+    position; ``stream_state`` gives the live stream's state to carry on continuing.
+    """
 
     def __init__(
         self,
@@ -86,6 +93,9 @@ class TemporalContext(TemporalChildren, TemporalCheckpoints):
         manifest: DurableRunManifest | None = None,
         agent: AgentDefinition | None = None,
         before_continue: Callable[[], Awaitable[None]] | None = None,
+        carried: CarriedState | None = None,
+        execution: int = 1,
+        stream_state: Callable[[], WorkflowStreamState] | None = None,
     ) -> None:
         self._run_id = workflow.info().workflow_id
         self._project_id = project_id
@@ -96,13 +106,15 @@ class TemporalContext(TemporalChildren, TemporalCheckpoints):
         self._codecs: dict[Any, JsonCodec[Any]] = {}
         self._declared = dict(declared or {})
         self._wakes_on: Callable[[], bool] | None = None
-        self.usage: dict[str, float | None] = {}
+        self.usage: dict[str, float | None] = {} if carried is None else dict(carried.usage)
         self._search_attributes = search_attributes
         self._live = live
         self._manifest = manifest
         self._agent = agent
         self._before_continue = before_continue
+        self._stream_state = stream_state
         self._init_temporal_children()
+        self._init_replay(carried, execution=execution)
         self._init_checkpoints()
 
     def _own_manifest(self) -> DurableRunManifest:
@@ -123,12 +135,16 @@ class TemporalContext(TemporalChildren, TemporalCheckpoints):
 
     async def has_event(self, key: str) -> bool:
         check_name(key, what="event key")
+        record = await self._take(f"has_event:{key}", "event")
+        if record is not None:
+            return bool(self._outcome(record).result["arrived"])
         index = self._begin(f"has_event:{key}", "event")
         arrived = key in self.events
         self._finish(index, status="completed", result={"arrived": arrived})
         return arrived
 
     def continue_as_new_suggested(self) -> bool:
+        self._manages_continue_as_new()
         return workflow.info().is_continue_as_new_suggested()
 
     async def continue_as_new(self, input: Any) -> NoReturn:
@@ -137,13 +153,12 @@ class TemporalContext(TemporalChildren, TemporalCheckpoints):
             raise RuntimeError("this context was made without its agent's definition")
         data = agent.input.encode(input, what=f"the input of agent {agent.name!r}")
         manifest = self._own_manifest().model_copy(update={"input": data})
-        await self._settle_children(f"its parent run {self.run_id!r} continued as new")
-        if self._before_continue is not None:
-            await self._before_continue()
-        workflow.continue_as_new(manifest)
+        await self._continue_as_new(manifest, positions=False)
 
     def publish(self, event: LiveEvent) -> bool:
         """Append to the run's live stream; replays rebuild it identically."""
+        if self.replaying:
+            return False  # the execution that recorded these positions published it
         if self._live is not None:
             self._live(event.model_copy(update={"at": workflow.now()}))
         return True
@@ -175,6 +190,7 @@ class TemporalContext(TemporalChildren, TemporalCheckpoints):
     ) -> int:
         check_name(intent, what="step intent")
         index = len(self.steps)
+        self._check_fresh(index)
         self.steps.append(
             StepRecord(
                 run_id=self._run_id,
@@ -209,6 +225,13 @@ class TemporalContext(TemporalChildren, TemporalCheckpoints):
         input_hash = "" if input_fingerprint is UNSET else canonical_hash(input_fingerprint)
         # Before scheduling: an activity input over the limit could never be recorded.
         check_arguments(args, what=f"step {intent!r} ({definition.name})")
+        record = await self._take(intent, kind, input_hash, waits=True)
+        if record is not None:
+            replayed: T = definition.result.decode(
+                self._outcome(record).result,
+                what=step_label(record.step_index, intent, definition.name),
+            )
+            return replayed
         index = self._begin(intent, kind, input_hash)
         label = step_label(index, intent, definition.name)
         options = definition.options.with_overrides(
@@ -226,13 +249,18 @@ class TemporalContext(TemporalChildren, TemporalCheckpoints):
             if options.local_activity:
                 # The UI shows a local activity by its id, which already reads
                 # "<position>:<intent>"; a summary would only add latency here.
-                outcome = await workflow.execute_local_activity(definition.name, **call)
+                outcome = await self._arrival(
+                    index, workflow.execute_local_activity(definition.name, **call)
+                )
             else:
-                outcome = await workflow.execute_activity(
-                    definition.name,
-                    summary=intent,
-                    heartbeat_timeout=options.heartbeat_timeout,
-                    **call,
+                outcome = await self._arrival(
+                    index,
+                    workflow.execute_activity(
+                        definition.name,
+                        summary=intent,
+                        heartbeat_timeout=options.heartbeat_timeout,
+                        **call,
+                    ),
                 )
         except ActivityError as failure:
             error, attempts = _activity_failure(failure, label, options)
@@ -242,9 +270,12 @@ class TemporalContext(TemporalChildren, TemporalCheckpoints):
             )
             unrecorded = unrecordable(error)
             if unrecorded is not None:
-                raise unrecorded from None
-            raise step_failed_error(
-                intent, index, error, attempts, maximum_attempts=options.retry.maximum_attempts
+                raise self._raising(index, unrecorded) from None
+            raise self._raising(
+                index,
+                step_failed_error(
+                    intent, index, error, attempts, maximum_attempts=options.retry.maximum_attempts
+                ),
             ) from None
         value: T = definition.result.decode(outcome.result, what=label)
         self._finish(index, status="completed", result=outcome.result, attempts=outcome.attempt)
@@ -255,12 +286,18 @@ class TemporalContext(TemporalChildren, TemporalCheckpoints):
         return value
 
     async def now(self) -> datetime:
+        record = await self._take("now", "deterministic")
+        if record is not None:
+            return datetime.fromisoformat(self._outcome(record).result)
         index = self._begin("now", "deterministic")
         value = workflow.now()
         self._finish(index, status="completed", result=value.isoformat())
         return value
 
     async def uuid(self) -> _uuid.UUID:
+        record = await self._take("uuid", "deterministic")
+        if record is not None:
+            return _uuid.UUID(self._outcome(record).result)
         index = self._begin("uuid", "deterministic")
         value = workflow.uuid4()
         self._finish(index, status="completed", result=str(value))
@@ -268,15 +305,23 @@ class TemporalContext(TemporalChildren, TemporalCheckpoints):
 
     async def sleep(self, duration: timedelta | float) -> None:
         delta = as_timedelta(duration, what="sleep duration")
+        if await self._take("sleep", "timer", waits=True) is not None:
+            return
         index = self._begin("sleep", "timer", deadline=workflow.now() + delta)
         self.publish(LiveEvent(kind="sleeping", step=index, until=workflow.now() + delta))
-        await workflow.sleep(delta, summary=f"sleep {delta}")
+        await self._arrival(index, workflow.sleep(delta, summary=f"sleep {delta}"))
         self._finish(index, status="completed")
 
     async def await_event(
         self, key: str, *, timeout: timedelta | float | None = None, type: Any = None
     ) -> Any:
         check_name(key, what="event key")
+        record = await self._take(f"await_event:{key}", "event", waits=True)
+        if record is not None:
+            payload = self._outcome(record).result
+            codec = self._codec_for(key, type)
+            label = event_label(key, self._run_id)
+            return payload if codec is None else codec.decode(payload, what=label)
         wait = None if timeout is None else as_timedelta(timeout, what="await_event timeout")
         deadline = None if wait is None else workflow.now() + wait
         index = self._begin(f"await_event:{key}", "event", deadline=deadline)
@@ -290,8 +335,11 @@ class TemporalContext(TemporalChildren, TemporalCheckpoints):
         # No `finally`: a run evicted from the worker's cache is closed outside the
         # workflow's event loop, where no workflow call may be made.
         try:
-            await workflow.wait_condition(
-                self._wakes_on, timeout=wait, timeout_summary=f"deadline of `{key}`"
+            await self._arrival(
+                index,
+                workflow.wait_condition(
+                    self._wakes_on, timeout=wait, timeout_summary=f"deadline of `{key}`"
+                ),
             )
         except TimeoutError:
             self._stop_waiting(key)
@@ -299,13 +347,11 @@ class TemporalContext(TemporalChildren, TemporalCheckpoints):
             assert deadline is not None
             timed_out = await_timeout_error(label, deadline)
             self._finish(index, status="failed", error=step_error_from(timed_out))
-            raise timed_out from None
+            raise self._raising(index, timed_out) from None
         self._stop_waiting(key)
         self.publish(LiveEvent(kind="event_received", step=index, key=key))
         payload = self.events[key]
-        codec = self._declared.get(key) if type is None else self._codecs.get(type)
-        if codec is None and type is not None:
-            codec = self._codecs.setdefault(type, JsonCodec(type))
+        codec = self._codec_for(key, type)
         if codec is None:
             self._finish(index, status="completed", result=payload)
             return payload
@@ -316,31 +362,46 @@ class TemporalContext(TemporalChildren, TemporalCheckpoints):
                 label, codec.annotation, exc.errors(include_url=False, include_input=False)
             )
             self._finish(index, status="failed", error=step_error_from(error))
-            raise error from None
+            raise self._raising(index, error) from None
         self._finish(index, status="completed", result=payload)
         return value
+
+    def _codec_for(self, key: str, type: Any) -> JsonCodec[Any] | None:
+        """How an event's payload is typed: by ``type``, else as the agent declared ``key``."""
+        if type is None:
+            return self._declared.get(key)
+        codec = self._codecs.get(type)
+        if codec is None:
+            codec = self._codecs[type] = JsonCodec(type)
+        return codec
 
     async def _emit_to(self, run_id: str, key: str, payload: object) -> bool:
         """Send the event through the event activity, which learns whether it won."""
         check_name(run_id, what="run_id")
         data = event_payload(payload, what=f"event {key!r}")
+        record = await self._take(f"emit_event:{key}->{run_id}", "event", waits=True)
+        if record is not None:
+            return bool(self._outcome(record).result["accepted"])
         index = self._begin(f"emit_event:{key}->{run_id}", "event")
         event = RunEvent(run_id=run_id, key=key, payload=data)
         try:
-            accepted: bool = await workflow.execute_activity(
-                SEND_EVENT_ACTIVITY,
-                event,
-                activity_id=activity_id(index, f"emit_event:{key}->{run_id}"),
-                start_to_close_timeout=timedelta(seconds=30),
-                summary=f"send `{key}` to run {run_id}",
-                result_type=bool,
+            accepted: bool = await self._arrival(
+                index,
+                workflow.execute_activity(
+                    SEND_EVENT_ACTIVITY,
+                    event,
+                    activity_id=activity_id(index, f"emit_event:{key}->{run_id}"),
+                    start_to_close_timeout=timedelta(seconds=30),
+                    summary=f"send `{key}` to run {run_id}",
+                    result_type=bool,
+                ),
             )
         except ActivityError as failure:
             error = durable_error_from(failure.cause, self._run_id)
             if error is None:
                 raise
             self._finish(index, status="failed", error=step_error_from(error))
-            raise error from None
+            raise self._raising(index, error) from None
         self._finish(index, status="completed", result={"accepted": accepted})
         return accepted
 
@@ -360,6 +421,9 @@ class TemporalContext(TemporalChildren, TemporalCheckpoints):
         if run_id is not None and run_id != self._run_id:
             return await self._emit_to(run_id, key, payload)
         data = event_payload(payload, what=f"event {key!r}")
+        record = await self._take(f"emit_event:{key}", "event")
+        if record is not None:
+            return bool(self._outcome(record).result["accepted"])
         index = self._begin(f"emit_event:{key}", "event")
         accepted = key not in self.events
         if accepted:

@@ -253,6 +253,36 @@ def _entries(client: Client, read: PollResult) -> list[tuple[int, LiveEvent]]:
     return entries
 
 
+async def _missed(client: Client, run_id: str, start: int, end: int) -> list[tuple[int, LiveEvent]]:
+    """Entries ``[start, end)`` the run's latest execution no longer holds.
+
+    A run that continued as new carries its stream's offset and latest entries
+    only; the executions before it still hold the rest, read here by query (a
+    worker replays a closed execution to answer). Best effort: what cannot be
+    read is left out, and said in the log.
+    """
+    found: dict[int, LiveEvent] = {}
+    try:
+        execution = (await client.get_workflow_handle(run_id).describe()).run_id
+        while execution and min(found, default=end) > start:
+            events = client.get_workflow_handle(run_id, run_id=execution).fetch_history_events()
+            first = await anext(aiter(events))
+            execution = first.workflow_execution_started_event_attributes.continued_execution_run_id
+            if not execution:
+                break
+            earlier = client.get_workflow_handle(run_id, run_id=execution)
+            offset = start
+            while True:
+                read = await _read(earlier, offset, answer_within=ANSWER_WITHIN)
+                found.update((at, e) for at, e in _entries(client, read) if start <= at < end)
+                if not read.more_ready or read.next_offset >= end:
+                    break
+                offset = read.next_offset
+    except (RPCError, WorkflowQueryFailedError, StopAsyncIteration):
+        log.warning("could not read entries %d to %d of run %r", start, end, run_id, exc_info=True)
+    return sorted(found.items())
+
+
 async def _closed(handle: WorkflowHandle[Any, Any]) -> str | None:
     """The task queue of a run that has closed, else ``None`` (also when the server is silent)."""
     try:
@@ -283,7 +313,9 @@ async def watch_stream(
     reaches the watcher. A query needs a worker: when none answers within
     ``answer_within`` the watcher keeps waiting. The watch also ends when the
     run closes without a final entry (terminated, timed out, a conversation),
-    once what the stream holds has been read.
+    once what the stream holds has been read. A run that continues as new keeps
+    its offsets and carries only its latest entries: earlier ones are read from
+    the executions before.
     """
     if after < 0:
         raise live_position_error(run_id, after, 0)
@@ -313,7 +345,11 @@ async def watch_stream(
             unanswered = False
             if read.next_offset < offset:  # only the first read can ask past the end
                 raise live_position_error(run_id, after, read.next_offset)
-            for position, entry in _entries(client, read):
+            entries = _entries(client, read)
+            begins = entries[0][0] if entries else read.next_offset
+            if begins > offset:
+                entries = await _missed(client, run_id, offset, begins) + entries
+            for position, entry in entries:
                 event = entry.model_copy(update={"seq": position + 1})
                 yield event
                 if event.final:

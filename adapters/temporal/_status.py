@@ -4,6 +4,8 @@ The run's worker answers the steps and what the run waits for through a query,
 but only a live worker on the run's task queue can answer one. Describe and
 history need none: they give the state, the task queue, the pending step's live
 attempt and last failure, the run's failure and the steps run as activities.
+A run that continued as new started its latest execution with the records of
+the ones before (``RunCarry``): history gives those whole.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from durable import StepRecord, StepStatus
 from durable._failures import cancelled_error
 
+from ._carry import RunCarry, unpack
 from ._convert import durable_error_from, failure_error, step_of_activity
 from ._messages import SEND_EVENT_ACTIVITY, STATUS_QUERY, STEP_MEMO, STEPS_QUERY
 
@@ -155,7 +158,8 @@ async def run_snapshot(
                 + _no_worker(task_queue)
             )
     if steps is None:
-        steps = _steps_from_history(run_id, history.events)
+        carried = await _carried_steps(client, history.events)
+        steps = _steps_from_history(run_id, history.events, carried=carried)
     steps, next_attempts = _with_pending(steps, raw.pending_activities)
     return RunSnapshot(
         run_id=run_id,
@@ -170,9 +174,24 @@ async def run_snapshot(
     )
 
 
-def _steps_from_history(run_id: str, events: Any) -> list[StepRecord]:
-    """The steps run as activities, as history records them (no worker needed)."""
-    steps: dict[int, StepRecord] = {}
+async def _carried_steps(client: Client, events: Any) -> list[StepRecord]:
+    """The steps of the executions before this one, as it was started with them."""
+    if not events or not events[0].HasField("workflow_execution_started_event_attributes"):
+        return []
+    payloads = events[0].workflow_execution_started_event_attributes.input.payloads
+    if len(payloads) < 2:
+        return []  # the run's first execution: nothing came before it
+    (carry,) = await client.data_converter.decode([payloads[1]], [RunCarry])
+    assert isinstance(carry, RunCarry)
+    return unpack(carry.state).steps
+
+
+def _steps_from_history(
+    run_id: str, events: Any, *, carried: list[StepRecord] | None = None
+) -> list[StepRecord]:
+    """The steps run as activities, as history records them (no worker needed), after
+    the ``carried`` steps of the executions before this one."""
+    steps: dict[int, StepRecord] = {record.step_index: record for record in carried or ()}
     scheduled: dict[int, int] = {}
     for event in events:
         kind = event.event_type
