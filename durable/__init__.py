@@ -5,6 +5,15 @@ same function runs on the local store (``adapters.local.run_durable``) and on
 Temporal. This package imports only the standard library and pydantic.
 """
 
+from ._approvals import (
+    ApprovalDecision,
+    ApprovalRequest,
+    DecisionOutcome,
+    PendingApproval,
+    approval_id,
+    approval_key,
+    parse_approval_id,
+)
 from ._attempt import attempt_scope, current_attempt
 from ._canonical import (
     canonical_hash,
@@ -35,6 +44,7 @@ from ._context import UNSET, DurableContext, Unset
 from ._errors import (
     RUN_FATAL_ERRORS,
     UNRECORDABLE_ERRORS,
+    DurableApprovalNotFoundError,
     DurableAwaitEventTimeoutError,
     DurableCheckpointNotFoundError,
     DurableChildRunFailedError,
@@ -68,7 +78,9 @@ from ._errors import (
 from ._live import LiveEvent, LiveKind, LiveView, TokenDeltas, live_tokens, publish_token
 from ._names import MAX_NAME_LENGTH, check_name
 from ._records import (
+    ACTIVE_STATUSES,
     ENDED_STATUSES,
+    RUN_STATUSES,
     CancelOutcome,
     DelegationPolicy,
     DurableRunManifest,
@@ -82,6 +94,7 @@ from ._records import (
     StepRecord,
     StepStatus,
     TaskSpec,
+    WaitingState,
 )
 from ._registry import (
     AgentDefinition,
@@ -105,6 +118,7 @@ from ._table import ELLIPSIS, run_tree, steps_table, table
 from ._usage import USAGE_FIELDS, USAGE_KINDS, add_usage, usage_line, usage_totals
 
 __all__ = [
+    "ACTIVE_STATUSES",
     "DEFAULT_HEARTBEAT_TIMEOUT",
     "DEFAULT_STEP_TIMEOUT",
     "DELEGATION_REASONS",
@@ -114,11 +128,14 @@ __all__ = [
     "MAX_NAME_LENGTH",
     "MAX_PAYLOAD_BYTES",
     "RUN_FATAL_ERRORS",
+    "RUN_STATUSES",
     "UNRECORDABLE_ERRORS",
     "UNSET",
     "USAGE_FIELDS",
     "USAGE_KINDS",
     "AgentDefinition",
+    "ApprovalDecision",
+    "ApprovalRequest",
     "CancelOutcome",
     "Checkpoint",
     "CheckpointCalls",
@@ -127,8 +144,10 @@ __all__ = [
     "ChildRun",
     "ChildSpec",
     "ContextCheckpoints",
+    "DecisionOutcome",
     "DelegationPolicy",
     "DelegationReason",
+    "DurableApprovalNotFoundError",
     "DurableAwaitEventTimeoutError",
     "DurableCheckpointNotFoundError",
     "DurableChildRunFailedError",
@@ -165,6 +184,7 @@ __all__ = [
     "LiveEvent",
     "LiveKind",
     "LiveView",
+    "PendingApproval",
     "RetryPolicy",
     "RunOutcome",
     "RunRecord",
@@ -178,9 +198,12 @@ __all__ = [
     "TaskSpec",
     "TokenDeltas",
     "Unset",
+    "WaitingState",
     "add_usage",
     "agent",
     "agent_definition",
+    "approval_id",
+    "approval_key",
     "as_timedelta",
     "attempt_scope",
     "canonical_hash",
@@ -196,6 +219,7 @@ __all__ = [
     "js_number",
     "live_tokens",
     "manifest_hash",
+    "parse_approval_id",
     "publish_token",
     "registered_agents",
     "registered_steps",

@@ -38,6 +38,7 @@ from ._records import StepKind
 from ._retry import RetryPolicy
 
 if TYPE_CHECKING:
+    from ._approvals import ApprovalDecision, ApprovalRequest, OnTimeout
     from ._checkpoints import ContextCheckpoints
     from ._children import ChildRun
     from .conversation import Conversation, ConversationResult
@@ -134,6 +135,24 @@ class DurableContext(Protocol):
         Returns ``True`` if this emit was accepted, ``False`` if the key had already
         been emitted. A payload the target agent declared another type for raises
         ``DurableEventPayloadError``; an unknown target ``DurableRunNotFoundError``.
+        """
+        ...
+
+    async def approval(
+        self,
+        request: ApprovalRequest,
+        *,
+        timeout: timedelta | float | None = None,
+        on_timeout: OnTimeout = "reject",
+    ) -> ApprovalDecision:
+        """Ask a person to approve ``request`` and wait for the decision.
+
+        The approval's id is ``<run id>:approval-<position>``: the same on replay.
+        While it waits the run is ``waiting_for_approval``. The decision is
+        approve, edit (its input validated against the request's input type) or
+        reject, with who decided, when and why, and is recorded in the run's
+        steps. Past ``timeout`` the run gets the decision ``on_timeout`` names
+        (``reject``, ``approve``), or ``DurableAwaitEventTimeoutError`` (``raise``).
         """
         ...
 

@@ -21,7 +21,8 @@
      │    └── DurableResultNotSerializableError result_not_serializable
      ├── DurableEventError                    an event wait or payload went wrong
      │    ├── DurableAwaitEventTimeoutError     await_event_timeout
-     │    └── DurableEventPayloadError          event_payload_invalid
+     │    ├── DurableEventPayloadError          event_payload_invalid
+     │    └── DurableApprovalNotFoundError      approval_not_found
      ├── DurableCheckpointNotFoundError       checkpoint_not_found
      ├── DurableNonCanonicalValueError        non_canonical_value
      ├── DurablePayloadTooLargeError          payload_too_large
@@ -45,6 +46,7 @@ from typing import ClassVar
 __all__ = [
     "RUN_FATAL_ERRORS",
     "UNRECORDABLE_ERRORS",
+    "DurableApprovalNotFoundError",
     "DurableAwaitEventTimeoutError",
     "DurableCheckpointNotFoundError",
     "DurableChildRunFailedError",
@@ -101,6 +103,7 @@ class ErrorCode(StrEnum):
     DELEGATION_REFUSED = "delegation_refused"
     RECOVERY_EXHAUSTED = "recovery_exhausted"
     CHECKPOINT_NOT_FOUND = "checkpoint_not_found"
+    APPROVAL_NOT_FOUND = "approval_not_found"
 
 
 class DurableError(Exception):
@@ -302,6 +305,12 @@ class DurableEventPayloadError(DurableEventError):
     code = ErrorCode.EVENT_PAYLOAD_INVALID
 
 
+class DurableApprovalNotFoundError(DurableEventError):
+    """No approval has this id: no such run, or its position is not an approval."""
+
+    code = ErrorCode.APPROVAL_NOT_FOUND
+
+
 class DurableCheckpointNotFoundError(DurableError, LookupError):
     """A run has no context checkpoint of this name (never written, or deleted).
 
@@ -360,6 +369,7 @@ _BY_CODE: dict[str, type[DurableError]] = {
         DurableResultNotSerializableError,
         DurableAwaitEventTimeoutError,
         DurableEventPayloadError,
+        DurableApprovalNotFoundError,
         DurableCheckpointNotFoundError,
         DurableNonCanonicalValueError,
         DurablePayloadTooLargeError,

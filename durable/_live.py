@@ -48,6 +48,8 @@ LiveKind = Literal[
     "event_received",
     "wait_timed_out",
     "sleeping",
+    "approval_requested",
+    "approval_resolved",
     "conversation",
     "run_resumed",
     "run_completed",
@@ -76,7 +78,8 @@ class LiveEvent(BaseModel):
     """Token deltas: where ``text`` starts in the step's text."""
     text: str | None = None
     key: str | None = None
-    """Waits: the event key waited for."""
+    """Waits: the event key waited for. Approvals: the approval's id (``intent``: its
+    action; ``text``: its summary, or the decision once resolved)."""
     until: datetime | None = None
     error: str | None = None
     """Failures and retries: the error's message, as its step record keeps it."""
@@ -304,6 +307,11 @@ class LiveView:
             self._line(event, f"event `{event.key}` received")
         elif event.kind == "wait_timed_out":
             self._line(event, f"gave up waiting for event `{event.key}`")
+        elif event.kind == "approval_requested":
+            self._line(event, f"approval {event.key} requested: {event.intent}: {event.text}")
+        elif event.kind == "approval_resolved":
+            by = (event.detail or {}).get("decided_by")
+            self._line(event, f"approval {event.key}: {event.text} by {by}")
         elif event.kind == "sleeping":
             self._line(event, f"sleeping until {event.until.isoformat() if event.until else '?'}")
         elif event.kind == "run_resumed":

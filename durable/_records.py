@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.dataclasses import dataclass
 
 __all__ = [
+    "ACTIVE_STATUSES",
     "ENDED_STATUSES",
+    "RUN_STATUSES",
     "CancelOutcome",
     "DelegationPolicy",
     "DurableRunManifest",
@@ -23,6 +25,7 @@ __all__ = [
     "StepRecord",
     "StepStatus",
     "TaskSpec",
+    "WaitingState",
 ]
 
 StepKind = Literal[
@@ -35,21 +38,31 @@ StepKind = Literal[
     "timer",
     "conversation",
     "agent",
+    "approval",
     "checkpoint",
 ]
 """What a step did: user code (``logic``), a model or tool call, a checkpointed
 clock or uuid read (``deterministic``), an event wait or emit (``event``), or a
 durable sleep (``timer``), a conversation or another agent run as a child
-(``conversation``, ``agent``), or the write or delete of a context checkpoint
-(``checkpoint``)."""
+(``conversation``, ``agent``), or the request of an approval (``approval``), or
+the write or delete of a context checkpoint (``checkpoint``)."""
 
 StepStatus = Literal["running", "completed", "failed"]
 """``running`` covers a step that has begun and may be retrying; ``failed`` is final."""
 
-RunStatus = Literal["running", "completed", "failed", "cancelled"]
-"""``cancelled`` is final like ``completed`` and ``failed``: the run is never resumed."""
+RunStatus = Literal[
+    "running", "waiting", "waiting_for_approval", "completed", "failed", "cancelled"
+]
+"""A run is ``running``, or ``waiting`` for an event with nothing else of it under
+way, or ``waiting_for_approval`` (``ctx.approval``); these three are active. It ends
+``completed``, ``failed`` or ``cancelled``, and an ended run is never resumed."""
 
+WaitingState = Literal["waiting", "waiting_for_approval"]
+"""The active states of a run that waits: what a store records beside ``running``."""
+
+RUN_STATUSES: tuple[RunStatus, ...] = get_args(RunStatus)
 ENDED_STATUSES: frozenset[str] = frozenset({"completed", "failed", "cancelled"})
+ACTIVE_STATUSES: frozenset[str] = frozenset({"running", "waiting", "waiting_for_approval"})
 
 CancelOutcome = Literal["requested", "cancelled", "already_ended"]
 """What a cancel did: asked the worker holding the run, ended the run at once (no
@@ -170,6 +183,11 @@ class RunRecord(_Record):
     (the holder crashed or was killed); counted with the takeover itself."""
     recovered_from: str | None = None
     """The worker whose lapsed lease the last of those takeovers took over."""
+
+    @property
+    def active(self) -> bool:
+        """Not ended: ``running``, ``waiting`` or ``waiting_for_approval``."""
+        return self.status not in ENDED_STATUSES
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, config=ConfigDict(extra="forbid"))

@@ -16,6 +16,7 @@ from typing import Any, TypeVar, get_type_hints, overload
 
 from pydantic import ValidationError
 
+from ._approvals import check_decision_event
 from ._codec import JsonCodec
 from ._errors import (
     DurableError,
@@ -78,6 +79,7 @@ class AgentDefinition:
 
     def check_event(self, key: str, payload: Any) -> None:
         """Refuse a payload that does not match its key's declared type, saying why."""
+        check_decision_event(key, payload)
         codec = self.events.get(key)
         if codec is None:
             return

@@ -23,6 +23,7 @@ from adapters.local import (
     InMemoryStore,
     SqliteStore,
     cancel_run,
+    decide_approval,
     resume_run,
     run_durable,
 )
@@ -254,6 +255,10 @@ async def delegation_refused(tmp: Path) -> None:
     await run_durable(undelegated, Box(), store=InMemoryStore(), run_id="r")
 
 
+async def approval_not_found(tmp: Path) -> None:
+    await decide_approval(InMemoryStore(), "refund-9:approval-0", "approve", decided_by="ana")
+
+
 @agent(name="errors.reads_a_missing_checkpoint")
 async def reads_a_missing_checkpoint(ctx: DurableContext, box: Box) -> Any:
     return await ctx.checkpoints.read("context")
@@ -333,6 +338,10 @@ TRIGGERS: dict[ErrorCode, tuple[Trigger, list[str]]] = {
     ErrorCode.CHECKPOINT_NOT_FOUND: (
         checkpoint_not_found,
         ["run 'r' has no checkpoint 'context'", "write it first", "durable checkpoints r"],
+    ),
+    ErrorCode.APPROVAL_NOT_FOUND: (
+        approval_not_found,
+        ["no approval 'refund-9:approval-0'", "there is no run 'refund-9'"],
     ),
     ErrorCode.RECOVERY_EXHAUSTED: (
         recovery_exhausted,

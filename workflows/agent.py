@@ -232,6 +232,8 @@ class AgentWorkflow:
         # Only here, never in a handler: validators do not run on replay, so a run that
         # took such an event before this check existed replays it unchanged.
         event_payload(event.payload, what=f"event {event.key!r}")
+        if self._context is not None:
+            self._context.check_decision_key(event.key)
 
     async def _after_the_agent_settles(self) -> None:
         """Apply an external event only once the agent has caught up and blocked.
@@ -254,8 +256,9 @@ class AgentWorkflow:
     @workflow.query(name=STATUS_QUERY)
     def status(self) -> dict[str, Any]:
         context = self._context
+        running = self._status == "running" and context is not None
         return {
-            "status": self._status,
+            "status": context.state() if running and context is not None else self._status,
             "steps": 0 if context is None else len(context.recorded_steps()),
             "waiting_for": [] if context is None else sorted(context.waiting),
         }

@@ -6,6 +6,7 @@ processes), ``SqliteStore`` (the embedded default) and ``PostgresStore``.
 
 import typing
 
+from ._approvals import decide_approval, pending_approvals
 from ._cancel import cancel_run
 from ._context import LocalContext
 from ._events import send_event
@@ -40,7 +41,9 @@ __all__ = [
     "SqliteStore",
     "Synchronous",
     "cancel_run",
+    "decide_approval",
     "parse_duration",
+    "pending_approvals",
     "purge",
     "resume_run",
     "run_durable",

@@ -34,6 +34,7 @@ from durable import (
     StepKind,
     StepRecord,
     TokenDeltas,
+    WaitingState,
     as_timedelta,
     attempt_scope,
     canonical_hash,
@@ -44,6 +45,7 @@ from durable import (
     retry_hints,
     step_definition,
 )
+from durable._approvals import Approvals
 from durable._failures import (
     await_timeout_error,
     divergence_error,
@@ -82,7 +84,7 @@ def _codec(annotation: Any) -> JsonCodec[Any]:
     return codec
 
 
-class LocalContext(LocalChildren, LocalCheckpoints):
+class LocalContext(LocalChildren, Approvals, LocalCheckpoints):
     """Implements ``DurableContext`` over a ``DurableRunStore`` and a held lease."""
 
     def __init__(
@@ -105,6 +107,10 @@ class LocalContext(LocalChildren, LocalCheckpoints):
         self._unproven = run.recoveries > 0
         self._executing = 0
         """Steps of this run executing now (a wait next to one proves nothing)."""
+        self._waits: dict[int, WaitingState] = {}
+        """Event waits under way, by position: with nothing else executing, the run waits."""
+        self._shown: WaitingState | None = None
+        """What the run's record says it waits for (``None``: running)."""
         """Taken over from a worker that died: until it gets past that point, the run's
         recoveries keep counting toward the bound of a poison run."""
         self.cancel_reason: str | None = None
@@ -251,6 +257,18 @@ class LocalContext(LocalChildren, LocalCheckpoints):
         if parent is not None:
             await parent._proven()
 
+    async def _show_state(self) -> None:
+        """Keep the run's record saying whether it waits: ``waiting_for_approval`` while
+        an approval is awaited, ``waiting`` while an event is, and nothing else of the
+        run executes; ``running`` otherwise. Writes only when that changes."""
+        state: WaitingState | None = None
+        if self._waits and not (self._executing or self._in_flight):
+            approval = "waiting_for_approval" in self._waits.values()
+            state = "waiting_for_approval" if approval else "waiting"
+        if state != self._shown and self.fatal is None:
+            self._shown = state
+            await self._fenced(self._store.set_waiting(self.lease, state))
+
     async def _failed(self, index: int, error: StepError, *, final: bool) -> None:
         await self._fenced(
             self._store.fail_step(self.lease, step_index=index, error=error, final=final)
@@ -302,6 +320,8 @@ class LocalContext(LocalChildren, LocalCheckpoints):
         waited: float | None = None
         self._executing += 1
         try:
+            if self._shown is not None:
+                await self._show_state()
             while True:
                 attempt += 1
                 await self._begin(index, intent, kind, input_hash)
@@ -374,6 +394,20 @@ class LocalContext(LocalChildren, LocalCheckpoints):
         await self._complete(index, value)
         return value
 
+    async def _record_value(self, intent: str, kind: StepKind, produce: Callable[[], Any]) -> Any:
+        index, record = self._position(intent, kind, "")
+        if record is not None and record.status == "completed":
+            return record.result
+        await self._begin(index, intent, kind)
+        value = produce()
+        await self._complete(index, value)
+        return value
+
+    def _await_decision(
+        self, key: str, timeout: timedelta | None, waiting_as: WaitingState
+    ) -> Awaitable[Any]:
+        return self.await_event(key, timeout=timeout, waiting_as=waiting_as)
+
     async def now(self) -> datetime:
         return datetime.fromisoformat(await self._checkpoint("now", lambda: utc_now().isoformat()))
 
@@ -396,7 +430,12 @@ class LocalContext(LocalChildren, LocalCheckpoints):
         await self._complete(index, None)
 
     async def await_event(
-        self, key: str, *, timeout: timedelta | float | None = None, type: Any = None
+        self,
+        key: str,
+        *,
+        timeout: timedelta | float | None = None,
+        type: Any = None,
+        waiting_as: WaitingState = "waiting",
     ) -> Any:
         intent = f"await_event:{check_name(key, what='event key')}"
         wait = None if timeout is None else as_timedelta(timeout, what="await_event timeout")
@@ -413,22 +452,31 @@ class LocalContext(LocalChildren, LocalCheckpoints):
         # The deadline is the one recorded at the first wait: a resume continues it.
         deadline = record.deadline
         self.live.publish(LiveEvent(kind="waiting", step=index, key=key, until=deadline))
-        while True:
-            event = await self._store.load_event(self.run_id, key)
-            if event is not None:
-                self.live.publish(LiveEvent(kind="event_received", step=index, key=key))
-                return await self._accept_event(index, label, event.payload, codec)
-            now = utc_now()
-            if deadline is not None and now >= deadline:
-                self.live.publish(LiveEvent(kind="wait_timed_out", step=index, key=key))
-                error = await_timeout_error(label, deadline)
-                await self._failed(index, step_error_from(error), final=True)
-                raise error
-            pause = self._poll
-            if deadline is not None:
-                pause = min(pause, (deadline - now).total_seconds())
-            await asyncio.sleep(max(pause, 0.0))
-            await self._proven(waiting=True)
+        try:
+            while True:
+                event = await self._store.load_event(self.run_id, key)
+                if event is not None:
+                    self.live.publish(LiveEvent(kind="event_received", step=index, key=key))
+                    self._waits.pop(index, None)
+                    await self._show_state()
+                    return await self._accept_event(index, label, event.payload, codec)
+                now = utc_now()
+                if deadline is not None and now >= deadline:
+                    self.live.publish(LiveEvent(kind="wait_timed_out", step=index, key=key))
+                    self._waits.pop(index, None)
+                    await self._show_state()
+                    error = await_timeout_error(label, deadline)
+                    await self._failed(index, step_error_from(error), final=True)
+                    raise error
+                self._waits[index] = waiting_as
+                await self._show_state()
+                pause = self._poll
+                if deadline is not None:
+                    pause = min(pause, (deadline - now).total_seconds())
+                await asyncio.sleep(max(pause, 0.0))
+                await self._proven(waiting=True)
+        finally:
+            self._waits.pop(index, None)
 
     async def _accept_event(
         self, index: int, label: str, payload: Any, codec: JsonCodec[Any] | None

@@ -6,6 +6,7 @@ import contextlib
 from typing import Any
 
 from durable import DurableRegistrationError, agent_definition, check_name
+from durable._approvals import check_decision_event
 
 from ._store import DurableRunStore, run_not_found
 
@@ -21,6 +22,7 @@ async def send_event(store: DurableRunStore, run_id: str, key: str, payload: Any
     run = await store.load_run(check_name(run_id, what="run_id"))
     if run is None:
         raise run_not_found(run_id)
+    check_decision_event(key, payload)
     with contextlib.suppress(DurableRegistrationError):
         # An agent not imported here has no declarations to check against.
         agent_definition(run.agent).check_event(key, payload)

@@ -56,6 +56,7 @@ from durable import (
     StepError,
     StepKind,
     StepRecord,
+    WaitingState,
 )
 from durable._live import live_position_error, text_end
 
@@ -230,6 +231,15 @@ class FileStore(FileCheckpoints, FilePurge):
                 self._write_run(directory, state)
 
         await self._call(clear)
+
+    async def set_waiting(self, lease: Lease, waiting: WaitingState | None) -> None:
+        def mark(wait: bool) -> None:
+            with self._locked(lease.run_id, wait) as directory:
+                state = self._require(lease.run_id, directory)
+                ledger.set_waiting(state, lease, waiting, now=utc_now())
+                self._write_run(directory, state)
+
+        await self._call(mark)
 
     async def renew_lease(self, lease: Lease, *, lease_for: timedelta) -> Lease:
         # Runs renew from the keeper's thread; delegating keeps one home for the renewal.

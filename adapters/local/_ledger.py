@@ -31,6 +31,7 @@ from durable import (
     StepError,
     StepKind,
     StepRecord,
+    WaitingState,
     manifest_hash,
 )
 from durable._failures import (
@@ -61,6 +62,7 @@ __all__ = [
     "recoverable",
     "renew",
     "resume_kind",
+    "set_waiting",
 ]
 
 
@@ -105,7 +107,7 @@ def lease_free(run: RunRecord, now: datetime) -> bool:
     The SQL stores' ``list_expired_runs`` applies the same rule. A lease never has
     a holder without an expiry nor the reverse: every write sets or clears both.
     """
-    return run.status == "running" and (run.lease_expires_at is None or run.lease_expires_at <= now)
+    return run.active and (run.lease_expires_at is None or run.lease_expires_at <= now)
 
 
 def recoverable(run: RunRecord, now: datetime, agents: Collection[str] | None) -> bool:
@@ -145,7 +147,7 @@ def lease_lost_error(
         if run.cancel_requested is not None:
             why += f" ({run.cancel_requested})"
         return DurableRunLeaseLostError(f"{why}; stop this attempt, the run is over")
-    if run is not None and run.status != "running":
+    if run is not None and not run.active:
         return DurableRunLeaseLostError(
             f"{lost}: the run already ended {run.status}; stop this attempt, the run is over"
         )
@@ -170,7 +172,7 @@ def acquire(
     run = state.run
     if run.manifest_hash != manifest_hash(manifest):
         raise mismatch_error(run, manifest)
-    if run.status != "running":
+    if not run.active:
         return None
     live = run.lease_expires_at is not None and run.lease_expires_at > now
     if live and run.lease_holder not in (None, worker_id):
@@ -183,6 +185,7 @@ def acquire(
         expires_at=now + lease_for,
     )
     update: dict[str, Any] = {
+        "status": "running",  # a run that waited waits again once its code gets there
         "lease_holder": lease.holder,
         "lease_generation": lease.generation,
         "lease_expires_at": lease.expires_at,
@@ -211,7 +214,7 @@ def resume_kind(run: RunRecord, now: datetime) -> ResumeKind | None:
 def check_fence(state: RunState, lease: Lease) -> None:
     run = state.run
     if (
-        run.status != "running"
+        not run.active
         or run.lease_holder != lease.holder
         or run.lease_generation != lease.generation
     ):
@@ -223,6 +226,16 @@ def clear_recoveries(state: RunState, lease: Lease, *, now: datetime) -> None:
     check_fence(state, lease)
     if state.run.recoveries:
         state.run = state.run.model_copy(update={"recoveries": 0, "updated_at": now})
+
+
+def set_waiting(
+    state: RunState, lease: Lease, waiting: WaitingState | None, *, now: datetime
+) -> None:
+    """The holder's run waits (``waiting``, ``waiting_for_approval``) or runs again (``None``)."""
+    check_fence(state, lease)
+    status = waiting or "running"
+    if state.run.status != status:
+        state.run = state.run.model_copy(update={"status": status, "updated_at": now})
 
 
 def renew(state: RunState, lease: Lease, *, now: datetime, lease_for: timedelta) -> Lease:
@@ -339,7 +352,7 @@ def emit_event(
     if existing is not None:
         # Also after the end: a retried sender learns its key was taken, not an error.
         return False, existing
-    if state.run.status != "running":
+    if not state.run.active:
         raise run_ended(state.run.run_id)
     record = EventRecord(run_id=state.run.run_id, key=key, payload=payload, emitted_at=now)
     state.events[key] = record
@@ -360,7 +373,7 @@ def cancel(state: RunState, reason: str, *, now: datetime) -> CancelOutcome:
     holder that comes back is fenced even if it still thinks its lease live.
     """
     run = state.run
-    if run.status != "running":
+    if not run.active:
         return "already_ended"
     if not lease_free(run, now):
         if run.cancel_requested is None:
@@ -408,7 +421,7 @@ async def cancel_tree(
     run = await store.load_run(run_id)
     if run is None:
         raise run_not_found(run_id)
-    if run.status != "running":
+    if not run.active:
         return "already_ended", run
     descendants: list[tuple[RunRecord, str]] = []
     pending = [(run_id, run.cancel_requested or reason)]
@@ -428,7 +441,7 @@ async def cancel_tree(
     # is just as dead, so the child ends now too instead of waiting for no one.
     unheld = run.lease_expires_at is None or run.lease_expires_at <= now
     for child, child_reason in reversed(descendants):
-        if child.status == "running":
+        if child.active:
             when = now
             if unheld and child.lease_holder == run.lease_holder and child.lease_expires_at:
                 when = max(now, child.lease_expires_at)

@@ -116,7 +116,7 @@ async def watch_run(
                 return  # ended without a final entry: nothing more will come
             run = await store.load_run(run_id)
             # The final entry lands just after the run ends: wait for it once more.
-            ended = run is None or run.status != "running"
+            ended = run is None or not run.active
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(bell[1].wait(), pause)
     finally:

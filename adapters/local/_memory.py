@@ -22,6 +22,7 @@ from durable import (
     StepError,
     StepKind,
     StepRecord,
+    WaitingState,
 )
 from durable._live import live_position_error, text_end
 
@@ -85,6 +86,11 @@ class InMemoryStore:
         state = self._state(lease.run_id)
         with self._records:
             ledger.clear_recoveries(state, lease, now=utc_now())
+
+    async def set_waiting(self, lease: Lease, waiting: WaitingState | None) -> None:
+        state = self._state(lease.run_id)
+        with self._records:
+            ledger.set_waiting(state, lease, waiting, now=utc_now())
 
     async def renew_lease(self, lease: Lease, *, lease_for: timedelta) -> Lease:
         return self.renew_lease_blocking(lease, lease_for=lease_for)

@@ -400,7 +400,7 @@ async def _cancel_children(
     it, or one that died) has a lease as good as lapsed, and ends at once.
     """
     for child in await store.list_children(run_id):
-        if child.status != "running":
+        if not child.active:
             continue
         now = utc_now()
         if child.lease_holder in gone and child.lease_expires_at is not None:

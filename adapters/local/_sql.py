@@ -35,6 +35,7 @@ from durable import (
     StepError,
     StepKind,
     StepRecord,
+    WaitingState,
     manifest_hash,
 )
 from durable._codec import dumps
@@ -71,7 +72,8 @@ _RENEW = (
 # the second takes a run no one holds or this worker holds already.
 _TAKEOVER = (
     "UPDATE durable_runs SET lease_holder = ?, lease_generation = lease_generation + 1, "
-    "lease_expires_at = ?, updated_at = ?{counted} WHERE run_id = ? AND status = 'running' "
+    "lease_expires_at = ?, updated_at = ?, waiting = NULL{counted} "
+    "WHERE run_id = ? AND status = 'running' "
     "AND {holder} RETURNING lease_generation, recoveries, recovered_from"
 )
 _RECOVER = _TAKEOVER.format(
@@ -88,7 +90,7 @@ _FENCE = (
 _RUN_COLUMNS = (
     "run_id, agent, manifest_hash, project_id, scenario_id, status, created_at, updated_at, "
     "completed_at, lease_holder, lease_generation, lease_expires_at, outcome, result, error, "
-    "parent_run_id, cancel_requested, recoveries, recovered_from, "
+    "parent_run_id, cancel_requested, recoveries, recovered_from, waiting, "
     "(SELECT COUNT(*) FROM durable_steps s WHERE s.run_id = durable_runs.run_id)"
 )
 _STEP_COLUMNS = (
@@ -118,6 +120,17 @@ def _fence(lease: Lease) -> tuple[str, str, int]:
     return (lease.run_id, lease.holder, lease.generation)
 
 
+def _status_filter(status: RunStatus | None) -> tuple[str, tuple[Any, ...]]:
+    """The ``WHERE`` clause finding runs in ``status``; see ``_run_record`` for the columns."""
+    if status is None:
+        return "", ()
+    if status == "running":
+        return "WHERE status = 'running' AND waiting IS NULL ", ()
+    if status in ("waiting", "waiting_for_approval"):
+        return "WHERE status = 'running' AND waiting = ? ", (status,)
+    return "WHERE status = ? ", (status,)
+
+
 def _run_record(row: Row) -> RunRecord:
     return RunRecord(
         run_id=row[0],
@@ -125,7 +138,9 @@ def _run_record(row: Row) -> RunRecord:
         manifest_hash=row[2],
         project_id=row[3],
         scenario_id=row[4],
-        status=row[5],
+        # A live run is 'running' in its row, and what it waits for beside it, so the
+        # lease statements and the expiry index read one column.
+        status=row[19] if row[5] == "running" and row[19] else row[5],
         created_at=_at(row[6]),
         updated_at=_at(row[7]),
         completed_at=_time(row[8]),
@@ -139,7 +154,7 @@ def _run_record(row: Row) -> RunRecord:
         cancel_requested=row[16],
         recoveries=row[17],
         recovered_from=row[18],
-        step_count=row[19],
+        step_count=row[20],
     )
 
 
@@ -210,7 +225,7 @@ class SqlStore(SqlCheckpoints, SqlPurge, ABC):
         if run is None:
             return run_not_found(lease.run_id)
         if (
-            run.status != "running"
+            not run.active
             or run.lease_holder != lease.holder
             or run.lease_generation != lease.generation
         ):
@@ -262,7 +277,7 @@ class SqlStore(SqlCheckpoints, SqlPurge, ABC):
         if not created:
             if run.manifest_hash != digest:
                 raise mismatch_error(run, manifest)
-            if run.status != "running":
+            if not run.active:
                 return Resumed(run=run, steps=await self.load_steps(run_id), lease=None)
             taken = (worker_id, _ms(expires), _ms(now), run_id)
             resumed = "crash"
@@ -272,11 +287,12 @@ class SqlStore(SqlCheckpoints, SqlPurge, ABC):
                 rows = await self._fetch(_RESUME, (*taken, worker_id, _ms(now)))
             if not rows:
                 latest = await self.load_run(run_id)
-                if latest is not None and latest.status != "running":
+                if latest is not None and not latest.active:
                     return Resumed(run=latest, steps=await self.load_steps(run_id), lease=None)
                 raise lease_held_error(latest or run, now)
             run = run.model_copy(
                 update={
+                    "status": "running",
                     "lease_holder": worker_id,
                     "lease_generation": rows[0][0],
                     "lease_expires_at": _time(_ms(expires)),
@@ -300,6 +316,15 @@ class SqlStore(SqlCheckpoints, SqlPurge, ABC):
             (_ms(utc_now()), *_fence(lease)),
         )
         if not cleared:
+            raise await self._explain(lease)
+
+    async def set_waiting(self, lease: Lease, waiting: WaitingState | None) -> None:
+        marked = await self._execute(
+            "UPDATE durable_runs SET waiting = ?, updated_at = ? WHERE run_id = ? "
+            "AND lease_holder = ? AND lease_generation = ? AND status = 'running'",
+            (waiting, _ms(utc_now()), *_fence(lease)),
+        )
+        if not marked:
             raise await self._explain(lease)
 
     async def renew_lease(self, lease: Lease, *, lease_for: timedelta) -> Lease:
@@ -431,7 +456,7 @@ class SqlStore(SqlCheckpoints, SqlPurge, ABC):
             run = await self.load_run(run_id)
             if run is None:
                 raise run_not_found(run_id)
-            if run.status != "running":
+            if not run.active:
                 return "already_ended", run
             if not ledger.lease_free(run, now):
                 rows = await self._fetch(
@@ -507,7 +532,7 @@ class SqlStore(SqlCheckpoints, SqlPurge, ABC):
             run = await self.load_run(run_id)
             if run is None:
                 raise run_not_found(run_id)
-            if run.status != "running":
+            if not run.active:
                 # A retried sender (a webhook, say) learns its key was taken, not an error.
                 existing = await self.load_event(run_id, key)
                 if existing is None:
@@ -553,7 +578,7 @@ class SqlStore(SqlCheckpoints, SqlPurge, ABC):
     async def list_runs(
         self, *, status: RunStatus | None = None, limit: int = 100, newest: bool = False
     ) -> list[RunRecord]:
-        where, params = ("WHERE status = ? ", (status,)) if status is not None else ("", ())
+        where, params = _status_filter(status)
         order = "DESC" if newest else "ASC"
         rows = await self._fetch(
             f"SELECT {_RUN_COLUMNS} FROM durable_runs {where}"

@@ -25,6 +25,7 @@ from durable import (
     StepError,
     StepKind,
     StepRecord,
+    WaitingState,
     check_name,
     event_payload,
 )
@@ -152,6 +153,15 @@ class DurableRunStore(Protocol):
 
         Fenced like every write under the lease. Without it, a run that waits for
         days would be failed as a poison run after enough unrelated worker deaths.
+        """
+        ...
+
+    async def set_waiting(self, lease: Lease, waiting: WaitingState | None) -> None:
+        """Record that the holder's run waits (``waiting``, ``waiting_for_approval``)
+        or runs again (``None``); fenced like every write under the lease.
+
+        A takeover sets the run ``running`` again: its code waits anew when it
+        gets back to the wait.
         """
         ...
 

@@ -6,7 +6,7 @@ from ._checkpoints import (
     GET_CHECKPOINT_ACTIVITY,
     PUT_CHECKPOINT_ACTIVITY,
 )
-from ._client import AgentClient, deliver_event, unreachable_run
+from ._client import AgentClient
 from ._context import TemporalContext, run_on_workflow_step
 from ._convert import (
     activity_id,
@@ -16,6 +16,7 @@ from ._convert import (
     temporal_retry_policy,
     to_application_error,
 )
+from ._delivery import deliver_event, unreachable_run
 from ._devserver import DevServer, PortInUseError, find_temporal_binary
 from ._live import LIVE_TOPIC, ActivityTokens, watch_stream
 from ._messages import (

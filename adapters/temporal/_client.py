@@ -7,8 +7,6 @@ starting it with the same input attaches to the existing run.
 
 from __future__ import annotations
 
-import contextlib
-import re
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from datetime import timedelta
@@ -19,14 +17,11 @@ from temporalio.client import (
     WorkflowExecutionStatus,
     WorkflowFailureError,
     WorkflowHandle,
-    WorkflowUpdateFailedError,
-    WorkflowUpdateRPCTimeoutOrCancelledError,
 )
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
 from temporalio.exceptions import (
     ApplicationError,
     CancelledError,
-    FailureError,
     WorkflowAlreadyStartedError,
 )
 from temporalio.service import RPCError, RPCStatusCode
@@ -37,14 +32,14 @@ from durable import (
     CancelOutcome,
     Checkpoint,
     CheckpointInfo,
+    DecisionOutcome,
     DelegationPolicy,
     DurableContext,
-    DurableEventPayloadError,
     DurableRegistrationError,
-    DurableRunError,
     DurableRunFailedError,
-    DurableRunNotFoundError,
     LiveEvent,
+    PendingApproval,
+    RunStatus,
     StepRecord,
     TaskSpec,
     agent_definition,
@@ -56,32 +51,27 @@ from durable import (
 from durable._failures import (
     cancelled_error,
     manifest_mismatch_error,
-    run_ended_error,
     run_failed_error,
 )
 
+from . import _approvals
 from ._checkpoints import read_checkpoint, read_checkpoints
 from ._convert import durable_error_from
+from ._delivery import deliver_event, unreachable_run
 from ._live import watch_stream
 from ._messages import (
-    EVENT_SIGNAL,
-    EVENT_UPDATE,
-    EVENTS_MEMO,
     MANIFEST_MEMO,
     SEARCH_ATTRIBUTES_MEMO,
     STATUS_QUERY,
     STEPS_QUERY,
     USAGE_MEMO,
-    EventMessage,
 )
 from ._search import AGENT_NAME, PROJECT_ID, SEARCH_ATTRIBUTES
 from ._status import QUERY_WITHIN, RunSnapshot, run_snapshot, state_of
 
-__all__ = ["AgentClient", "unreachable_run"]
+__all__ = ["AgentClient"]
 
 _RECENT_HANDLES = 1024
-_UPDATE_OUTLIVED = "AcceptedUpdateCompletedWorkflow"
-"""Temporal's failure type for an update whose run ended before the update finished."""
 
 
 async def _recorded_failure(handle: WorkflowHandle[Any, Any], run_id: str) -> DurableRunFailedError:
@@ -93,117 +83,6 @@ async def _recorded_failure(handle: WorkflowHandle[Any, Any], run_id: str) -> Du
             return run_failed_error(run_id, cause.type or "ApplicationError", cause.message)
         return run_failed_error(run_id, type(cause).__name__, str(cause))
     return run_failed_error(run_id, "an unknown error", "the run has no recorded failure")
-
-
-@overload
-async def deliver_event(handle: WorkflowHandle[Any, Any], key: str, payload: Any) -> bool: ...
-@overload
-async def deliver_event(
-    handle: WorkflowHandle[Any, Any], key: str, payload: Any, *, answer_within: timedelta
-) -> bool | None: ...
-async def deliver_event(
-    handle: WorkflowHandle[Any, Any],
-    key: str,
-    payload: Any,
-    *,
-    answer_within: timedelta | None = None,
-) -> bool | None:
-    """Send one checked event through the run's update; ``True`` if it was accepted.
-
-    The one place an answer about an event is read, for clients and for the
-    activity a run sends events to other runs with. A refused payload raises
-    ``DurableEventPayloadError``; a run that ended, before or during the update,
-    answers ``False`` for a key it took (a retried sender) and
-    ``DurableRunEndedError`` for a new one. Transient RPC errors are raised as
-    they are, for the caller to retry.
-
-    Only a worker can answer an update. With ``answer_within``, when none
-    answers in time the event goes by signal instead and the answer is
-    ``None``: delivered, applied when a worker runs the run, not yet
-    acknowledged. The update may still arrive too; first emit wins, so the
-    second copy is not accepted and harms nothing.
-    """
-    run_id = handle.id
-    message = EventMessage(key=key, payload=payload)
-    try:
-        accepted: bool = await handle.execute_update(
-            EVENT_UPDATE, message, result_type=bool, rpc_timeout=answer_within
-        )
-    except WorkflowUpdateRPCTimeoutOrCancelledError:
-        if answer_within is None:
-            raise
-        await _check_declared(handle, key, payload)
-        try:
-            await handle.signal(EVENT_SIGNAL, message)
-        except RPCError as failure:
-            if failure.status != RPCStatusCode.NOT_FOUND:
-                raise
-            return await _after_the_end(handle, key, failure)
-        return None
-    except WorkflowUpdateFailedError as failure:
-        cause = failure.cause
-        if isinstance(cause, ApplicationError) and cause.type == _UPDATE_OUTLIVED:
-            return await _after_the_end(handle, key, None)
-        raise _refused(run_id, key, failure.cause) from None
-    except RPCError as failure:
-        if failure.status != RPCStatusCode.NOT_FOUND:
-            raise
-        return await _after_the_end(handle, key, failure)
-    return accepted
-
-
-async def _check_declared(handle: WorkflowHandle[Any, Any], key: str, payload: Any) -> None:
-    """Check a payload as the update's validator would, before it goes by signal.
-
-    A signal cannot be refused: the run would log a bad payload and drop it,
-    while the sender was told it was delivered.
-    """
-    try:
-        described = await handle.describe()
-    except RPCError:
-        return  # the signal itself reports a missing run
-    with contextlib.suppress(DurableRegistrationError):  # an agent not imported here
-        agent_definition(described.workflow_type).check_event(key, payload)
-
-
-async def _after_the_end(
-    handle: WorkflowHandle[Any, Any], key: str, failure: RPCError | None
-) -> bool:
-    """The answer for an event the run could not take: it ended, or was never there.
-
-    Temporal says "not found" both for a run that never existed and for an
-    update the run's end aborted, so the run's own description decides.
-    """
-    try:
-        described = await handle.describe()
-    except RPCError as missing:
-        if missing.status == RPCStatusCode.NOT_FOUND:
-            raise unreachable_run(handle.id, missing) from None
-        raise
-    if described.status == WorkflowExecutionStatus.RUNNING and failure is not None:
-        raise failure  # neither ended nor missing: transient, for the caller to retry
-    if key in await described.memo_value(EVENTS_MEMO, []):
-        return False
-    raise run_ended_error(handle.id) from None
-
-
-def _refused(run_id: str, key: str, cause: BaseException | None) -> DurableEventPayloadError:
-    """The update validator's refusal, said once.
-
-    The validator's error arrives as its text, which already starts with its code.
-    """
-    text = cause.message if isinstance(cause, FailureError) else str(cause)
-    text = re.sub(r"^\[\w+\] ", "", text)
-    return DurableEventPayloadError(f"run {run_id!r} refused event {key!r}: {text}")
-
-
-def unreachable_run(run_id: str, failure: RPCError) -> DurableRunError:
-    """The durable error for a NOT_FOUND answer about a run: ended, or never there."""
-    if "already completed" in failure.message:
-        return run_ended_error(run_id)
-    return DurableRunNotFoundError(
-        f"no run {run_id!r} on this Temporal namespace ({failure.message}); check the run id"
-    )
 
 
 def _unregistered_attribute(failure: RPCError) -> bool:
@@ -355,6 +234,32 @@ class AgentClient:
                 return "already_ended"  # it ended between the two calls
             raise
         return "requested"
+
+    async def approvals(self, *, agent: str | None = None) -> list[PendingApproval]:
+        """Every approval a run waits for (of ``agent`` only, if given); no worker needed."""
+        return await _approvals.pending_approvals(self.client, agent=agent)
+
+    async def decide(
+        self,
+        target: str,
+        decision: str,
+        *,
+        decided_by: str,
+        input: Any = None,
+        reason: str | None = None,
+    ) -> DecisionOutcome:
+        """Approve, edit or reject the approval ``target`` (its id, or a run waiting for
+        one): the rules of ``adapters.local.decide_approval``, plus ``delivered`` when no
+        worker answers in time (kept, applied when one runs the run)."""
+        return await _approvals.decide(
+            self.client, target, decision, decided_by=decided_by, input=input, reason=reason
+        )
+
+    async def list_runs(
+        self, *, status: RunStatus | None = None, agent: str | None = None, limit: int = 100
+    ) -> list[tuple[str, str | None, str, str]]:
+        """Runs as ``(run_id, parent_id, agent, state)``, newest first."""
+        return await _approvals.list_runs(self.client, status=status, agent=agent, limit=limit)
 
     async def family(self, run_id: str) -> tuple[str | None, list[tuple[str, str, str]]]:
         """The run's parent (``None`` for a run a caller started) and its children,

@@ -31,6 +31,7 @@ from durable import (
     USAGE_KINDS,
     AgentDefinition,
     DelegationPolicy,
+    DurableApprovalNotFoundError,
     DurableContext,
     DurableRunManifest,
     JsonCodec,
@@ -40,6 +41,7 @@ from durable import (
     StepKind,
     StepOptions,
     StepRecord,
+    WaitingState,
     add_usage,
     as_timedelta,
     canonical_hash,
@@ -48,6 +50,7 @@ from durable import (
     event_payload,
     step_definition,
 )
+from durable._approvals import APPROVAL_KEY_PREFIX, Approvals, approval_id
 from durable._failures import (
     await_timeout_error,
     event_label,
@@ -64,7 +67,13 @@ from ._carry import CarriedState
 from ._checkpoints import TemporalCheckpoints
 from ._children import TemporalChildren
 from ._convert import activity_id, durable_error_from, temporal_retry_policy
-from ._messages import SEND_EVENT_ACTIVITY, USAGE_MEMO, RunEvent, StepOutcome
+from ._messages import (
+    APPROVAL_MEMO_PREFIX,
+    SEND_EVENT_ACTIVITY,
+    USAGE_MEMO,
+    RunEvent,
+    StepOutcome,
+)
 from ._replay import TemporalReplay
 from ._search import WAITING_FOR
 
@@ -74,7 +83,7 @@ T = TypeVar("T")
 Ts = TypeVarTuple("Ts")
 
 
-class TemporalContext(TemporalChildren, TemporalReplay, TemporalCheckpoints):
+class TemporalContext(TemporalChildren, Approvals, TemporalReplay, TemporalCheckpoints):
     """Implements ``DurableContext`` inside a workflow; ``events`` is the run's event map.
 
     ``carried`` is what the executions before this one recorded, replayed position by
@@ -103,6 +112,9 @@ class TemporalContext(TemporalChildren, TemporalReplay, TemporalCheckpoints):
         self.events = events
         self.steps: list[StepRecord] = []
         self.waiting: dict[str, datetime | None] = {}
+        self.waiting_as: dict[str, WaitingState] = {}
+        self._approvals: dict[str, dict[str, Any]] = {}
+        """Memo entries of this run's approvals, by decision key."""
         self._codecs: dict[Any, JsonCodec[Any]] = {}
         self._declared = dict(declared or {})
         self._wakes_on: Callable[[], bool] | None = None
@@ -313,7 +325,12 @@ class TemporalContext(TemporalChildren, TemporalReplay, TemporalCheckpoints):
         self._finish(index, status="completed")
 
     async def await_event(
-        self, key: str, *, timeout: timedelta | float | None = None, type: Any = None
+        self,
+        key: str,
+        *,
+        timeout: timedelta | float | None = None,
+        type: Any = None,
+        waiting_as: WaitingState = "waiting",
     ) -> Any:
         check_name(key, what="event key")
         record = await self._take(f"await_event:{key}", "event", waits=True)
@@ -327,9 +344,19 @@ class TemporalContext(TemporalChildren, TemporalReplay, TemporalCheckpoints):
         index = self._begin(f"await_event:{key}", "event", deadline=deadline)
         label = event_label(key, self._run_id)
         self.waiting[key] = deadline
+        self.waiting_as[key] = waiting_as
         until = f" until {deadline.isoformat()}" if deadline is not None else ""
-        workflow.set_current_details(f"waiting for event `{key}`{until}")
-        self._show_waiting(key)
+        if waiting_as == "waiting_for_approval":
+            identity = approval_id(self._run_id, index - 1)
+            request = self._approvals[key]["request"]
+            workflow.set_current_details(
+                f"waiting for approval `{identity}`{until}: {request['action']}: "
+                f"{request['summary']}"
+            )
+            self._show_waiting(f"approval:{identity}")
+        else:
+            workflow.set_current_details(f"waiting for event `{key}`{until}")
+            self._show_waiting(key)
         self.publish(LiveEvent(kind="waiting", step=index, key=key, until=deadline))
         self._wakes_on = lambda: key in self.events
         # No `finally`: a run evicted from the worker's cache is closed outside the
@@ -408,6 +435,7 @@ class TemporalContext(TemporalChildren, TemporalReplay, TemporalCheckpoints):
     def _stop_waiting(self, key: str) -> None:
         self._wakes_on = None
         del self.waiting[key]
+        del self.waiting_as[key]
         workflow.set_current_details("")
         self._show_waiting(None)
 
@@ -415,6 +443,67 @@ class TemporalContext(TemporalChildren, TemporalReplay, TemporalCheckpoints):
         if self._search_attributes:
             update = WAITING_FOR.value_set(key) if key else WAITING_FOR.value_unset()
             workflow.upsert_search_attributes([update])
+
+    def state(self) -> str:
+        """``waiting_for_approval``, ``waiting`` (for events, with nothing else under
+        way: no activity, timer or child run) or ``running``, as local runs say it."""
+        if not self.waiting:
+            return "running"
+        busy = any(s.status == "running" and s.kind != "event" for s in self.steps)
+        if busy:
+            return "running"
+        approval = "waiting_for_approval" in self.waiting_as.values()
+        return "waiting_for_approval" if approval else "waiting"
+
+    async def _record_value(self, intent: str, kind: StepKind, produce: Callable[[], Any]) -> Any:
+        record = await self._take(intent, kind)
+        if record is not None:
+            return self._outcome(record).result
+        index = self._begin(intent, kind)
+        value = produce()
+        self._finish(index, status="completed", result=value)
+        return value
+
+    def _await_decision(
+        self, key: str, timeout: timedelta | None, waiting_as: WaitingState
+    ) -> Awaitable[Any]:
+        return self.await_event(key, timeout=timeout, waiting_as=waiting_as)
+
+    def _show_approval(self, position: int, request: Any, decision: Any = None) -> None:
+        key = f"{APPROVAL_KEY_PREFIX}{position}"
+        entry = self._approvals.get(key) or {}
+        if "requested_at" not in entry:
+            now = workflow.now()
+            wait = request.get("timeout")
+            entry["requested_at"] = now.isoformat()
+            entry["deadline"] = (
+                None if wait is None else (now + timedelta(seconds=wait)).isoformat()
+            )
+        entry |= {"request": request, "decision": decision or self.events.get(key)}
+        self._approvals[key] = entry
+        workflow.upsert_memo({f"{APPROVAL_MEMO_PREFIX}{position}": self._approvals[key]})
+
+    def check_decision_key(self, key: str) -> None:
+        """Refuse a decision for a position this run has passed with no approval there."""
+        position = key.removeprefix(APPROVAL_KEY_PREFIX)
+        if key.startswith(APPROVAL_KEY_PREFIX) and position.isdigit():
+            index = int(position)
+            if index < len(self.steps) and self.steps[index].kind != "approval":
+                step = self.steps[index]
+                raise DurableApprovalNotFoundError(
+                    f"no approval {approval_id(self._run_id, index)!r}: position {index} of "
+                    f"run {self._run_id!r} holds a step of kind {step.kind!r} "
+                    f"({step.intent}); list approvals with `durable approvals`"
+                )
+
+    async def event_arrived(self, key: str) -> None:
+        """An approval's first decision goes in its memo, where callers read it."""
+        await super().event_arrived(key)
+        if key.startswith(APPROVAL_KEY_PREFIX):
+            entry = self._approvals.setdefault(key, {"request": None, "decision": None})
+            entry["decision"] = self.events[key]
+            position = key.removeprefix(APPROVAL_KEY_PREFIX)
+            workflow.upsert_memo({f"{APPROVAL_MEMO_PREFIX}{position}": entry})
 
     async def emit_event(self, key: str, payload: object, *, run_id: str | None = None) -> bool:
         check_name(key, what="event key")

@@ -7,6 +7,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 __all__ = [
+    "APPROVAL_MEMO_PREFIX",
     "EVENTS_MEMO",
     "EVENTS_MEMO_PATCH",
     "EVENT_SIGNAL",
@@ -40,6 +41,9 @@ SEARCH_ATTRIBUTES_MEMO = "search_attributes"
 STEP_MEMO = "parent_step"
 """Memo of a child run: its position, intent and kind in its parent, so the parent's
 steps can be read from history without a worker."""
+APPROVAL_MEMO_PREFIX = "approval:"
+"""Memo keys ``approval:<position>``: an approval's request and, once sent, its first
+decision, ``{"request": ..., "decision": ...}``; readable with no worker running."""
 USAGE_MEMO = "usage"
 """Memo key of the run's model-call totals: input_tokens, output_tokens, cost."""
 SEND_EVENT_ACTIVITY = "durable.send_event"

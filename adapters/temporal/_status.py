@@ -28,6 +28,7 @@ from durable._failures import cancelled_error
 from ._carry import RunCarry, unpack
 from ._convert import durable_error_from, failure_error, step_of_activity
 from ._messages import SEND_EVENT_ACTIVITY, STATUS_QUERY, STEP_MEMO, STEPS_QUERY
+from ._search import WAITING_FOR
 
 __all__ = ["QUERY_WITHIN", "RunSnapshot", "run_snapshot", "state_of"]
 
@@ -55,10 +56,17 @@ class RunSnapshot:
     """When a retrying step's next attempt starts, by step index."""
 
 
-def state_of(status: WorkflowExecutionStatus | None) -> str:
-    """A workflow's state in the words local runs use (``cancelled``, not ``canceled``)."""
+def state_of(status: WorkflowExecutionStatus | None, waiting_for: str | None = None) -> str:
+    """A workflow's state in the words local runs use (``cancelled``, not ``canceled``).
+
+    A running workflow whose ``WaitingFor`` search attribute is set waits: for an
+    approval (``approval:<id>``) or an event. The status query, when a worker
+    answers it, also knows whether a step runs beside the wait.
+    """
     if status is None:
         return "unknown"
+    if status == WorkflowExecutionStatus.RUNNING and waiting_for:
+        return "waiting_for_approval" if waiting_for.startswith("approval:") else "waiting"
     return "cancelled" if status == WorkflowExecutionStatus.CANCELED else status.name.lower()
 
 
@@ -119,7 +127,7 @@ async def run_snapshot(
     described = await handle.describe()
     raw = described.raw_description
     task_queue = raw.execution_config.task_queue.name
-    state = state_of(described.status)
+    state = state_of(described.status, described.typed_search_attributes.get(WAITING_FOR))
     running = described.status == WorkflowExecutionStatus.RUNNING
     history = await handle.fetch_history()
     failure: str | None = None
@@ -147,6 +155,8 @@ async def run_snapshot(
                 STEPS_QUERY, result_type=list[StepRecord], rpc_timeout=query_within
             )
             waiting_for = list(status["waiting_for"])
+            if running:
+                state = str(status["status"])  # the worker knows whether a step runs beside
         except WorkflowQueryFailedError as exc:
             # A worker answered, but could not replay the run (a nondeterminism failure).
             unanswered = f"the worker could not replay the run: {exc}"

@@ -79,7 +79,7 @@ async def test_worker_resumes_only_runs_whose_lease_expired() -> None:
     assert result.result == 4
     run = await store.load_run("still-held")
     assert run is not None
-    assert run.status == "running"
+    assert run.status == "waiting"  # untouched: still waiting under its live lease
 
 
 async def test_worker_finds_an_expired_lease_behind_a_thousand_live_ones(

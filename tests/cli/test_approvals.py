@@ -331,7 +331,7 @@ async def test_an_approval_id_at_another_kind_of_step_is_not_found(
     assert "[approval_not_found]" in done.stderr
     assert "holds a step of kind 'event' (await_event:go)" in done.stderr
     assert waiting.returncode == 2, waiting
-    assert f"run {run_id!r} waits for no approval now" in waiting.stderr
+    assert f"run {run_id!r} has asked for no approval yet" in waiting.stderr
     await store.emit_event(run_id, "go", None)
     await decide_approval(store, f"{run_id}:approval-1", "approve", decided_by="ana")
     await task

@@ -18,16 +18,27 @@ from typing import Any
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.worker import Worker
 
-from adapters.local import DurableRunStore, cancel_run, run_durable, send_event, watch_run
+from adapters.local import (
+    DurableRunStore,
+    cancel_run,
+    decide_approval,
+    pending_approvals,
+    run_durable,
+    send_event,
+    watch_run,
+)
 from adapters.temporal import EVENT_SIGNAL, AgentClient
 from durable import (
     CancelOutcome,
     Checkpoint,
     CheckpointInfo,
+    DecisionOutcome,
     DelegationPolicy,
     DurableContext,
     DurableError,
     LiveEvent,
+    PendingApproval,
+    RunStatus,
     StepRecord,
     derive_worker_id,
 )
@@ -130,6 +141,33 @@ class Substrate(ABC):
     async def checkpoint(self, run_id: str, name: str) -> Checkpoint:
         """One checkpoint with its payload, read from outside the run."""
 
+    @abstractmethod
+    async def state(self, run_id: str) -> str:
+        """The run's state in the run-state words: ``waiting_for_approval`` and all."""
+
+    @abstractmethod
+    async def approvals(self, *, agent: str | None = None) -> list[PendingApproval]: ...
+
+    @abstractmethod
+    async def decide(
+        self, target: str, decision: str, *, decided_by: str = "ana", **more: Any
+    ) -> DecisionOutcome: ...
+
+    @abstractmethod
+    async def runs(self, status: RunStatus) -> list[str]:
+        """The ids of the runs in ``status``."""
+
+    async def pending(self, run_id: str, *, timeout: float = 20) -> PendingApproval:
+        """The one approval ``run_id`` waits for, once it is listed."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = [p for p in await self.approvals() if p.run_id == run_id]
+            if found:
+                (approval,) = found
+                return approval
+            assert time.monotonic() < deadline, f"run {run_id!r} never listed an approval"
+            await asyncio.sleep(0.05)
+
     async def close(self) -> None:
         return None
 
@@ -210,6 +248,9 @@ class LocalSubstrate(Substrate):
     async def children(self, run_id: str) -> list[str]:
         return [run.run_id for run in await self.store.list_children(run_id)]
 
+    async def state(self, run_id: str) -> str:
+        return await self.status(run_id)
+
     async def checkpoints(self, run_id: str) -> list[CheckpointInfo]:
         return await self.store.list_checkpoints(run_id)
 
@@ -218,6 +259,17 @@ class LocalSubstrate(Substrate):
         if found is None:
             raise checkpoint_not_found(run_id, name)
         return found
+
+    async def approvals(self, *, agent: str | None = None) -> list[PendingApproval]:
+        return await pending_approvals(self.store, agent=agent)
+
+    async def runs(self, status: RunStatus) -> list[str]:
+        return [run.run_id for run in await self.store.list_runs(status=status, limit=1000)]
+
+    async def decide(
+        self, target: str, decision: str, *, decided_by: str = "ana", **more: Any
+    ) -> DecisionOutcome:
+        return await decide_approval(self.store, target, decision, decided_by=decided_by, **more)
 
     async def close(self) -> None:
         for task in self._tasks.values():
@@ -253,6 +305,7 @@ class TemporalSubstrate(Substrate):
             agent_modules=(
                 "tests.conformance.agents",
                 "tests.conformance.family",
+                "tests.conformance.approval_agents",
                 "tests.conformance.checkpoint_agents",
             ),
             max_cached_workflows=0,
@@ -310,11 +363,25 @@ class TemporalSubstrate(Substrate):
     async def children(self, run_id: str) -> list[str]:
         return await self.client.children(run_id)
 
+    async def state(self, run_id: str) -> str:
+        return (await self.client.snapshot(run_id)).state
+
     async def checkpoints(self, run_id: str) -> list[CheckpointInfo]:
         return await self.client.checkpoints(run_id)
 
     async def checkpoint(self, run_id: str, name: str) -> Checkpoint:
         return await self.client.checkpoint(run_id, name)
+
+    async def approvals(self, *, agent: str | None = None) -> list[PendingApproval]:
+        return await self.client.approvals(agent=agent)
+
+    async def runs(self, status: RunStatus) -> list[str]:
+        return [row[0] for row in await self.client.list_runs(status=status, limit=1000)]
+
+    async def decide(
+        self, target: str, decision: str, *, decided_by: str = "ana", **more: Any
+    ) -> DecisionOutcome:
+        return await self.client.decide(target, decision, decided_by=decided_by, **more)
 
     async def close(self) -> None:
         await self.stop_worker()
