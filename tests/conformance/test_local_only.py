@@ -289,7 +289,7 @@ async def test_resume_by_run_id_alone(substrate: LocalSubstrate, run_id: str) ->
     await substrate.start(agents.two_phase, Job(n=5), run_id=run_id)
     await substrate.wait_for_step(run_id, "await_event:go")
     await substrate.crash(run_id)
-    assert run_id in [r.run_id for r in await store.list_runs(status="running")]
+    assert run_id in [r.run_id for r in await store.list_runs(limit=1000) if r.active]
     manifest = await store.load_manifest(run_id)
     assert manifest is not None
     assert manifest.input == {**Job(n=5).model_dump(), "n": 5}
@@ -300,7 +300,7 @@ async def test_resume_by_run_id_alone(substrate: LocalSubstrate, run_id: str) ->
 
     assert resumed.result == 8
     assert agents.CALLS["add_one"] == 3
-    assert run_id not in [r.run_id for r in await store.list_runs(status="running")]
+    assert run_id not in [r.run_id for r in await store.list_runs(limit=1000) if r.active]
     assert run_id in [r.run_id for r in await store.list_runs(status="completed", limit=1000)]
 
 
