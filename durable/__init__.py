@@ -39,6 +39,7 @@ from ._children import (
     child_conversation,
     child_envelope,
 )
+from ._client import DurableClient, RunView, Started
 from ._codec import MAX_PAYLOAD_BYTES, JsonCodec, check_arguments, event_payload
 from ._context import UNSET, DurableContext, Unset
 from ._errors import (
@@ -151,6 +152,7 @@ __all__ = [
     "DurableAwaitEventTimeoutError",
     "DurableCheckpointNotFoundError",
     "DurableChildRunFailedError",
+    "DurableClient",
     "DurableContext",
     "DurableDelegationError",
     "DurableError",
@@ -189,6 +191,8 @@ __all__ = [
     "RunOutcome",
     "RunRecord",
     "RunStatus",
+    "RunView",
+    "Started",
     "StepDefinition",
     "StepError",
     "StepKind",

@@ -1,0 +1,121 @@
+"""``DurableClient``: the one protocol callers speak, whatever runs the agents.
+
+The CLI, the HTTP API and the tests drive runs only through it. Two
+implementations keep it: ``adapters.local.LocalClient`` over a local store and
+``adapters.temporal.AgentClient`` on Temporal. What differs between substrates
+stays behind it; where an answer can differ (an event delivered while no
+worker runs, on Temporal), the answer says so instead of the caller branching.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import datetime
+from typing import Any, Protocol, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict
+
+from ._approvals import DecisionOutcome, PendingApproval
+from ._live import LiveEvent
+from ._records import CancelOutcome, DelegationPolicy, RunStatus, StepRecord
+
+__all__ = ["DurableClient", "RunView", "Started"]
+
+
+class RunView(BaseModel):
+    """A run as a caller sees it, in the same words on every substrate."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    run_id: str
+    agent: str
+    status: str
+    """A ``RunStatus``; on Temporal also ``terminated``, ``timed_out`` or ``unknown``."""
+    parent_run_id: str | None = None
+    created_at: datetime | None = None
+    ended_at: datetime | None = None
+    error: str | None = None
+    """Why a failed run failed, or why a cancelled one was cancelled."""
+    waiting_for: list[str] | None = None
+    """The event keys (``approval:<id>`` for approvals) the run waits for; ``None``:
+    unknown (on Temporal, no worker answered)."""
+    step_count: int | None = None
+    note: str | None = None
+    """What the substrate adds for a person: who holds a local run's lease, or
+    that no Temporal worker answers the run's task queue."""
+
+
+class Started(BaseModel):
+    """What ``start`` did: started the run, or found the identical run already there."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    run_id: str
+    created: bool
+
+
+@runtime_checkable
+class DurableClient(Protocol):
+    async def start(
+        self,
+        agent: str | Callable[[Any, Any], Awaitable[Any]],
+        input: Any,
+        *,
+        run_id: str | None = None,
+        delegation: DelegationPolicy | None = None,
+    ) -> Started:
+        """Start a run of ``agent`` (a registered agent or its name) on ``input``.
+
+        ``run_id`` defaults to ``<agent>-<8 hex>``. The same id with the same input
+        finds the existing run (``created=False``); with other input it raises
+        ``DurableRunInputMismatchError``.
+        """
+        ...
+
+    async def result(self, run_id: str) -> Any:
+        """Wait for the run to end; return its result as JSON, or raise its failure."""
+        ...
+
+    async def describe(self, run_id: str) -> RunView:
+        """The run's state now; ``DurableRunNotFoundError`` if there is none."""
+        ...
+
+    async def steps(self, run_id: str) -> list[StepRecord]: ...
+
+    async def runs(
+        self,
+        *,
+        status: RunStatus | None = None,
+        agent: str | None = None,
+        limit: int = 100,
+        before: str | None = None,
+    ) -> list[RunView]:
+        """Runs, newest first; ``before`` (a run id from the previous page) pages on."""
+        ...
+
+    async def send_event(self, run_id: str, key: str, payload: Any) -> bool | None:
+        """``True`` accepted, ``False`` already sent (first wins), ``None`` delivered but
+        not yet acknowledged (Temporal, no worker answered in time)."""
+        ...
+
+    async def approvals(self, *, agent: str | None = None) -> list[PendingApproval]: ...
+
+    async def decide(
+        self,
+        target: str,
+        decision: str,
+        *,
+        decided_by: str,
+        input: Any = None,
+        reason: str | None = None,
+    ) -> DecisionOutcome: ...
+
+    async def cancel(self, run_id: str, reason: str = "") -> CancelOutcome: ...
+
+    def watch(self, run_id: str, *, after: int = 0) -> AsyncIterator[LiveEvent]:
+        """The run's live stream after ``after``, as it comes, until the run ends."""
+        ...
+
+    async def usage(self, run_id: str) -> dict[str, float | None]: ...
+
+    async def close(self) -> None: ...
