@@ -487,9 +487,9 @@ class TemporalContext(TemporalChildren, Approvals, TemporalReplay, TemporalCheck
         """Refuse a decision for a position this run has passed with no approval there."""
         position = key.removeprefix(APPROVAL_KEY_PREFIX)
         if key.startswith(APPROVAL_KEY_PREFIX) and position.isdigit():
-            index = int(position)
-            if index < len(self.steps) and self.steps[index].kind != "approval":
-                step = self.steps[index]
+            index, steps = int(position), self.recorded_steps()  # carried ones too
+            if index < len(steps) and steps[index].kind != "approval":
+                step = steps[index]
                 raise DurableApprovalNotFoundError(
                     f"no approval {approval_id(self._run_id, index)!r}: position {index} of "
                     f"run {self._run_id!r} holds a step of kind {step.kind!r} "
