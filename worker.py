@@ -35,6 +35,7 @@ from activities.checkpoints import get_checkpoint, put_checkpoint
 from activities.events import send_event
 from activities.steps import run_step
 from adapters.blobs import default_blob_store
+from adapters.http import ServerSettings
 from adapters.local import LocalWorker, SqliteStore, parse_duration
 from adapters.temporal import DevServer, PortInUseError, exit_without_teardown, workflow_runner
 from workflows.agent import AgentWorkflow
@@ -79,6 +80,8 @@ class WorkerSettings:
     retention: timedelta | None = None
     """``DURABLE_RETENTION`` (``30d``, ``12h``...): a local worker purges runs that ended
     longer ago than this, with their child runs, every few minutes; unset keeps them."""
+    server: ServerSettings = field(default_factory=ServerSettings)
+    """``DURABLE_API_*``: where ``durable serve`` listens, its tokens and limits."""
 
     def __post_init__(self) -> None:
         if not self.agent_modules:
@@ -162,6 +165,7 @@ class WorkerSettings:
                 if env.get("DURABLE_RETENTION")
                 else None
             ),
+            server=ServerSettings.from_env(env),
         )
 
     def worker_limits(self) -> dict[str, int]:

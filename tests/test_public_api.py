@@ -9,7 +9,7 @@ import types
 
 import pytest
 
-PACKAGES = ["durable", "adapters.local", "adapters.temporal", "adapters.llm"]
+PACKAGES = ["durable", "adapters.local", "adapters.temporal", "adapters.llm", "adapters.http"]
 
 
 @pytest.mark.parametrize("module_name", PACKAGES)
