@@ -6,7 +6,7 @@ import asyncio
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Header, Path, Query, Request, Response
-from fastapi.responses import StreamingResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import TypeAdapter
 
 from durable import (
@@ -125,12 +125,11 @@ async def run_usage(run_id: RunId, client: Client) -> dict[str, float | None]:
 )
 async def run_result(
     run_id: RunId,
-    response: Response,
     client: Client,
     wait: Annotated[
         float, Query(ge=0, le=MAX_RESULT_WAIT, description="Seconds to wait for the end.")
     ] = 0,
-) -> RunResult | RunView:
+) -> RunResult | JSONResponse:
     """200 with the result of a completed run; 202 with the run's state while it is still
     active after ``wait`` seconds; 409 with the run's own error code when it failed or was
     cancelled (``step_failed``, ``run_failed``, ``cancelled``...)."""
@@ -146,8 +145,8 @@ async def run_result(
         else:
             return RunResult(run_id=run_id, result=_json(result))
         view = await client.describe(run_id)
-    response.status_code = 202
-    return view
+    # Returned as is: the route's model is the result's.
+    return JSONResponse(view.model_dump(mode="json"), status_code=202)
 
 
 def _json(value: Any) -> Any:

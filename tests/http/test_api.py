@@ -191,6 +191,8 @@ async def test_cancel_answers_then_already_ended(http: httpx.AsyncClient) -> Non
     assert cancelled.status_code == (202 if outcome == "requested" else 200)
     run = await run_state(http, run_id, {"cancelled"})
     assert "not needed" in (run["error"] or "")
+    result = await http.get(f"/v1/runs/{run_id}/result")
+    assert_problem(result, 409, "cancelled")
     ended = await http.post(f"/v1/runs/{run_id}/cancel")
     assert ended.status_code == 200
     assert ended.json() == {"run_id": run_id, "outcome": "already_ended"}
@@ -211,3 +213,24 @@ async def test_the_stream_is_ndjson_and_ends_with_the_run(http: httpx.AsyncClien
 
     later = (await http.get(f"/v1/runs/{run_id}/stream", params={"after": seqs[1]})).text
     assert [entry["seq"] for entry in ndjson(later)] == seqs[2:]
+
+
+async def test_the_result_is_200_once_the_run_completed_and_202_before(
+    http: httpx.AsyncClient,
+) -> None:
+    run_id = new_run_id()
+    await http.post("/v1/runs", json={"agent": "http.wait", "input": WORDS, "run_id": run_id})
+    await run_state(http, run_id, {"waiting"})
+    early = await http.get(f"/v1/runs/{run_id}/result")
+    assert early.status_code == 202, early.text
+    assert early.json()["status"] == "waiting"
+    waited = await http.get(f"/v1/runs/{run_id}/result", params={"wait": 0.5})
+    assert waited.status_code == 202
+    await http.post(f"/v1/runs/{run_id}/events/go", json={"payload": {"n": 3}})
+    done = await http.get(f"/v1/runs/{run_id}/result", params={"wait": 30})
+    assert done.status_code == 200, done.text
+    assert done.json() == {"run_id": run_id, "result": {"n": 3}}
+    assert_problem(await http.get(f"/v1/runs/{new_run_id()}/result"), 404, "run_not_found")
+    assert_problem(
+        await http.get(f"/v1/runs/{run_id}/result", params={"wait": 600}), 422, "invalid_request"
+    )
