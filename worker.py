@@ -30,6 +30,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
 from temporalio.workflow import NondeterminismError
 
+import agents.chat  # registers the chat-turn agent (its step is llm.chat)
 import agents.conversation  # noqa: F401  (registers the conversation agent and its turn step)
 from activities.checkpoints import get_checkpoint, put_checkpoint
 from activities.events import send_event

@@ -63,12 +63,16 @@ class DurableClient(Protocol):
         *,
         run_id: str | None = None,
         delegation: DelegationPolicy | None = None,
+        retry_failed: bool = False,
     ) -> Started:
         """Start a run of ``agent`` (a registered agent or its name) on ``input``.
 
         ``run_id`` defaults to ``<agent>-<8 hex>``. The same id with the same input
         finds the existing run (``created=False``); with other input it raises
-        ``DurableRunInputMismatchError``.
+        ``DurableRunInputMismatchError``. With ``retry_failed``, an existing run that
+        failed or was cancelled, and has no child runs, starts again fresh under the
+        same id (``created=True``); a completed run never does (the run-id rule:
+        ``adapters.local.RETRIED_STATUSES``, on Temporal ``ALLOW_DUPLICATE_FAILED_ONLY``).
         """
         ...
 

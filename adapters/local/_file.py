@@ -21,6 +21,9 @@ where this process last read them, applies the ledger rules and appends the
 changed record with ``fsync``. A line torn by a crash is cut off on the next
 locked read, before anything is appended after it.
 
+A failed or cancelled run started again (``retry_failed``) loses its logs and
+checkpoints first, under its lock, and gets its new ``run.json`` last.
+
 Listing (runs, expired runs, a run's children) reads every ``run.json``
 without the lock: it is only ever replaced whole. Cancelling a tree changes one
 run at a time, each under its own lock, so no two runs' locks are ever held
@@ -33,6 +36,7 @@ import asyncio
 import errno
 import fcntl
 import os
+import shutil
 import time
 from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
@@ -61,6 +65,7 @@ from durable import (
 from durable._live import live_position_error, text_end
 
 from . import _ledger as ledger
+from ._file_checkpoints import _FOLDER as _CHECKPOINTS
 from ._file_checkpoints import FileCheckpoints
 from ._file_purge import FilePurge
 from ._lease_keeper import LeaseKeeper, renewal_timeout
@@ -202,6 +207,7 @@ class FileStore(FileCheckpoints, FilePurge):
         manifest: DurableRunManifest,
         worker_id: str,
         lease_for: timedelta,
+        retry_failed: bool = False,
     ) -> Resumed:
         def op(wait: bool) -> Resumed:
             with self._locked(run_id, wait, create=True) as directory:
@@ -212,6 +218,24 @@ class FileStore(FileCheckpoints, FilePurge):
                     self._cache[run_id] = _Cached(state)
                     _atomic_write(directory / "manifest.json", manifest.model_dump_json().encode())
                     _fsync_dir(self._root)
+                elif ledger.restartable(
+                    state.run, manifest, retry_failed=retry_failed
+                ) and not self._has_children(run_id):
+                    _discard_records(directory)
+                    _atomic_write(directory / "manifest.json", manifest.model_dump_json().encode())
+                    fresh = ledger.restart(
+                        state,
+                        agent=agent,
+                        manifest=manifest,
+                        worker_id=worker_id,
+                        now=now,
+                        lease_for=lease_for,
+                    )
+                    # Last: until run.json says so, the run is still the one that ended. Its
+                    # new created_at makes every process drop what it cached of the old one.
+                    self._cache[run_id] = _Cached(state)
+                    self._write_run(directory, state)
+                    return Resumed(run=state.snapshot(), steps=[], lease=fresh, restarted=True)
                 taken = ledger.acquire(
                     state, manifest=manifest, worker_id=worker_id, now=now, lease_for=lease_for
                 )
@@ -222,6 +246,13 @@ class FileStore(FileCheckpoints, FilePurge):
                 return Resumed(run=state.snapshot(), steps=steps, lease=lease, resumed=kind)
 
         return await self._call(op)
+
+    def _has_children(self, run_id: str) -> bool:
+        # run.json is only ever replaced whole (rename), so it is read without the lock.
+        return any(
+            _parse(RunRecord, path.read_bytes(), path).parent_run_id == run_id
+            for path in self._root.glob("r_*/run.json")
+        )
 
     async def clear_recoveries(self, lease: Lease) -> None:
         def clear(wait: bool) -> None:
@@ -608,6 +639,20 @@ def _append_lines(path: Path, data: bytes) -> None:
                 handle.seek(0)
                 handle.truncate(handle.read().rfind(b"\n") + 1)
         handle.write(data)
+
+
+def _discard_records(directory: Path) -> None:
+    """Remove a run's steps, events, live stream and checkpoints, to start it again.
+
+    Unlinked, never truncated: a reader that opened a log without the lock (the live
+    stream) keeps reading the old file whole.
+    """
+    for name in ("steps.jsonl", "events.jsonl", "live.jsonl"):
+        (directory / name).unlink(missing_ok=True)
+    folder = directory / _CHECKPOINTS
+    if folder.is_dir():
+        shutil.rmtree(folder)
+    _fsync_dir(directory)
 
 
 def _atomic_write(path: Path, data: bytes) -> None:

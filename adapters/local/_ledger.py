@@ -42,7 +42,7 @@ from durable._failures import (
     parent_cancelled_reason,
 )
 
-from ._store import EndStatus, ResumeKind, run_ended, run_not_found
+from ._store import RETRIED_STATUSES, EndStatus, ResumeKind, run_ended, run_not_found
 
 __all__ = [
     "RunState",
@@ -61,6 +61,8 @@ __all__ = [
     "parent_cancelled_reason",
     "recoverable",
     "renew",
+    "restart",
+    "restartable",
     "resume_kind",
     "set_waiting",
 ]
@@ -195,6 +197,54 @@ def acquire(
         update |= {"recoveries": run.recoveries + 1, "recovered_from": run.lease_holder}
     state.run = run.model_copy(update=update)
     return lease, kind
+
+
+def restartable(run: RunRecord, manifest: DurableRunManifest, *, retry_failed: bool) -> bool:
+    """Whether ``start_or_resume(retry_failed=...)`` starts ``run`` again fresh.
+
+    Only with ``retry_failed``, only a run that failed or was cancelled, and only
+    with the manifest it was started with (another one is ``mismatch_error``). The
+    caller checks the last condition, that the run has no child runs, itself:
+    only the store can see other runs.
+    """
+    if run.manifest_hash != manifest_hash(manifest):
+        raise mismatch_error(run, manifest)
+    return retry_failed and run.status in RETRIED_STATUSES
+
+
+def restart(
+    state: RunState,
+    *,
+    agent: str,
+    manifest: DurableRunManifest,
+    worker_id: str,
+    now: datetime,
+    lease_for: timedelta,
+) -> Lease:
+    """Start the ended run of ``state`` again fresh under a new lease; see ``restartable``.
+
+    Its steps, events and checkpoints go, and its record starts over as a new run's
+    would, but for the generation, which moves on: no lease of the old run fences.
+    """
+    fresh = new_run(run_id=state.run.run_id, agent=agent, manifest=manifest, now=now)
+    lease = Lease(
+        run_id=state.run.run_id,
+        holder=worker_id,
+        generation=state.run.lease_generation + 1,
+        expires_at=now + lease_for,
+    )
+    state.run = fresh.run.model_copy(
+        update={
+            "lease_holder": lease.holder,
+            "lease_generation": lease.generation,
+            "lease_expires_at": lease.expires_at,
+        }
+    )
+    state.manifest = manifest
+    state.steps.clear()
+    state.events.clear()
+    state.checkpoints.clear()
+    return lease
 
 
 def resume_kind(run: RunRecord, now: datetime) -> ResumeKind | None:

@@ -68,6 +68,7 @@ class InMemoryStore:
         manifest: DurableRunManifest,
         worker_id: str,
         lease_for: timedelta,
+        retry_failed: bool = False,
     ) -> Resumed:
         now = utc_now()
         state = self._runs.get(run_id)
@@ -75,6 +76,19 @@ class InMemoryStore:
             state = ledger.new_run(run_id=run_id, agent=agent, manifest=manifest, now=now)
             self._runs[run_id] = state
         with self._records:
+            if ledger.restartable(state.run, manifest, retry_failed=retry_failed) and not any(
+                s.run.parent_run_id == run_id for s in self._runs.values()
+            ):
+                fresh = ledger.restart(
+                    state,
+                    agent=agent,
+                    manifest=manifest,
+                    worker_id=worker_id,
+                    now=now,
+                    lease_for=lease_for,
+                )
+                self._live.pop(run_id, None)
+                return Resumed(run=state.snapshot(), steps=[], lease=fresh, restarted=True)
             taken = ledger.acquire(
                 state, manifest=manifest, worker_id=worker_id, now=now, lease_for=lease_for
             )

@@ -82,6 +82,7 @@ async def run_durable(
     outcome: RunOutcome | None = None,
     delegation: DelegationPolicy | None = None,
     slots: RunSlots | None = None,
+    retry_failed: bool = False,
 ) -> RunResult[OutputT]:
     """Run ``agent`` as run ``run_id``, or resume it where it stopped.
 
@@ -92,6 +93,8 @@ async def run_durable(
     ``DurableRunFailedError`` with its recorded error. ``delegation`` replaces
     the agent's own ``DelegationPolicy`` for this run. With ``slots``, the run
     waits for a free slot before it takes its lease (first come, first served).
+    With ``retry_failed``, a run that failed or was cancelled starts again fresh
+    instead (see ``RETRIED_STATUSES``); a completed run still returns its result.
     """
     definition = agent_definition(agent)
     check_name(run_id, what="run_id")
@@ -115,6 +118,7 @@ async def run_durable(
             lease_for=lease_for,
             poll=poll,
             outcome=outcome,
+            retry_failed=retry_failed,
         )
 
 
@@ -187,6 +191,7 @@ async def _execute(
     outcome: RunOutcome | None,
     control: ChildControl | None = None,
     max_recoveries: int | None = None,
+    retry_failed: bool = False,
 ) -> RunResult[Any]:
     label = f"agent {definition.name!r}"
     worker = worker_id or derive_worker_id()
@@ -196,6 +201,7 @@ async def _execute(
         manifest=manifest,
         worker_id=worker,
         lease_for=lease_for,
+        retry_failed=retry_failed,
     )
     if control is not None:
         control.started.set()

@@ -43,11 +43,12 @@ from durable._live import live_position_error
 
 from . import _ledger as ledger
 from ._lease_keeper import LeaseKeeper, renewal_timeout
-from ._ledger import lease_held_error, lease_lost_error, mismatch_error
+from ._ledger import lease_held_error, lease_lost_error
 from ._schema import Row
 from ._sql_checkpoints import SqlCheckpoints
 from ._sql_purge import SqlPurge
 from ._store import (
+    RETRIED_STATUSES,
     EmitResult,
     EndStatus,
     Resumed,
@@ -176,7 +177,12 @@ def _step_record(row: Row) -> StepRecord:
 
 
 _CANCEL_ATTEMPTS = 16
-"""How many times a run may change under one cancellation before it is refused."""
+"""How many times a run may change under one cancellation, or one start, before
+it is refused."""
+
+_RETRIED = ", ".join(f"'{status}'" for status in sorted(RETRIED_STATUSES))
+_RUN_RECORDS = ("durable_steps", "durable_events", "durable_live", "durable_checkpoints")
+"""The tables holding a run's records besides its row: what a restart discards."""
 
 _LIVE_CURSORS = 1024
 """How many stream positions a store remembers, for watchers reading on."""
@@ -243,7 +249,29 @@ class SqlStore(SqlCheckpoints, SqlPurge, ABC):
         manifest: DurableRunManifest,
         worker_id: str,
         lease_for: timedelta,
+        retry_failed: bool = False,
     ) -> Resumed:
+        for _ in range(_CANCEL_ATTEMPTS):
+            resumed = await self._start_or_resume(
+                run_id, agent, manifest, worker_id, lease_for, retry_failed
+            )
+            if resumed is not None:
+                return resumed
+        raise DurableStoreError(
+            f"run {run_id!r} changed {_CANCEL_ATTEMPTS} times while it was being started "
+            "again; try again, and check for callers retrying it in a loop"
+        )
+
+    async def _start_or_resume(
+        self,
+        run_id: str,
+        agent: str,
+        manifest: DurableRunManifest,
+        worker_id: str,
+        lease_for: timedelta,
+        retry_failed: bool,
+    ) -> Resumed | None:
+        """``start_or_resume`` once; ``None`` when a restart found the run changed meanwhile."""
         now = utc_now()
         expires = now + lease_for
         digest = manifest_hash(manifest)
@@ -275,8 +303,9 @@ class SqlStore(SqlCheckpoints, SqlPurge, ABC):
             )
         resumed: ResumeKind | None = None
         if not created:
-            if run.manifest_hash != digest:
-                raise mismatch_error(run, manifest)
+            restartable = ledger.restartable(run, manifest, retry_failed=retry_failed)
+            if restartable and not await self._has_children(run_id):
+                return await self._restart(run, agent, manifest, worker_id, now, expires)
             if not run.active:
                 return Resumed(run=run, steps=await self.load_steps(run_id), lease=None)
             taken = (worker_id, _ms(expires), _ms(now), run_id)
@@ -288,6 +317,8 @@ class SqlStore(SqlCheckpoints, SqlPurge, ABC):
             if not rows:
                 latest = await self.load_run(run_id)
                 if latest is not None and not latest.active:
+                    if retry_failed and latest.status in RETRIED_STATUSES:
+                        return None  # it ended just now: decide again
                     return Resumed(run=latest, steps=await self.load_steps(run_id), lease=None)
                 raise lease_held_error(latest or run, now)
             run = run.model_copy(
@@ -308,6 +339,67 @@ class SqlStore(SqlCheckpoints, SqlPurge, ABC):
         )
         steps = await self.load_steps(run_id)
         return Resumed(run=run, steps=steps, lease=lease, resumed=resumed)
+
+    async def _has_children(self, run_id: str) -> bool:
+        rows = await self._fetch(
+            "SELECT 1 FROM durable_runs WHERE parent_run_id = ? LIMIT 1", (run_id,)
+        )
+        return bool(rows)
+
+    async def _restart(
+        self,
+        run: RunRecord,
+        agent: str,
+        manifest: DurableRunManifest,
+        worker_id: str,
+        now: datetime,
+        expires: datetime,
+    ) -> Resumed | None:
+        """Start the ended ``run`` again fresh (``ledger.restart``); ``None`` if it changed.
+
+        Every statement holds only while the run is still the one read: ended, at
+        the generation read. The records go first, each table in one statement, and
+        the run's row changes last, so a crash in between leaves the run ended as it
+        was, only with fewer records, and a retry finishes the job. Of two callers
+        restarting it together, the second finds the generation moved on.
+        """
+        ended = (
+            "EXISTS (SELECT 1 FROM durable_runs WHERE run_id = ? AND status IN "
+            f"({_RETRIED}) AND lease_generation = ?)"
+        )
+        fence = (run.run_id, run.run_id, run.lease_generation)
+        for table in _RUN_RECORDS:
+            await self._execute(f"DELETE FROM {table} WHERE run_id = ? AND {ended}", fence)
+        rows = await self._fetch(
+            "UPDATE durable_runs SET agent = ?, manifest = ?, status = 'running', "
+            "created_at = ?, updated_at = ?, completed_at = NULL, lease_holder = ?, "
+            "lease_generation = lease_generation + 1, lease_expires_at = ?, outcome = NULL, "
+            "result = NULL, error = NULL, cancel_requested = NULL, recoveries = 0, "
+            "recovered_from = NULL, waiting = NULL "
+            f"WHERE run_id = ? AND status IN ({_RETRIED}) AND lease_generation = ? "
+            f"RETURNING {_RUN_COLUMNS}",
+            (
+                agent,
+                manifest.model_dump_json(),
+                _ms(now),
+                _ms(now),
+                worker_id,
+                _ms(expires),
+                run.run_id,
+                run.lease_generation,
+            ),
+        )
+        if not rows:
+            return None
+        self._forget_live(run.run_id)
+        fresh = _run_record(rows[0])
+        lease = Lease(
+            run_id=run.run_id,
+            holder=worker_id,
+            generation=fresh.lease_generation,
+            expires_at=fresh.lease_expires_at or expires,
+        )
+        return Resumed(run=fresh, steps=[], lease=lease, restarted=True)
 
     async def clear_recoveries(self, lease: Lease) -> None:
         cleared = await self._execute(
@@ -635,12 +727,19 @@ class SqlStore(SqlCheckpoints, SqlPurge, ABC):
         known = cursors.get((run_id, after))
         if known is not None:
             # A watcher reading on from where it stopped: a range search, not a walk from 1.
+            # The entry at the cursor comes too, proving the cursor still stands: the stream
+            # of a run started again (another process may have done it) begins anew.
             rows = await self._fetch(
-                "SELECT seq, event FROM durable_live WHERE run_id = ? AND seq > ? "
+                "SELECT seq, event FROM durable_live WHERE run_id = ? AND seq >= ? "
                 "ORDER BY seq LIMIT ?",
-                (run_id, known, limit),
+                (run_id, known, limit + 1),
             )
-        else:
+            if rows and int(rows[0][0]) == known:
+                rows = rows[1:]
+            else:
+                cursors.pop((run_id, after), None)
+                known = None
+        if known is None:
             rows = await self._fetch(
                 "SELECT seq, event FROM durable_live WHERE run_id = ? "
                 "ORDER BY seq LIMIT ? OFFSET ?",
@@ -661,6 +760,12 @@ class SqlStore(SqlCheckpoints, SqlPurge, ABC):
             LiveEvent.model_validate_json(row[1]).model_copy(update={"seq": after + i})
             for i, row in enumerate(rows, 1)
         ]
+
+    def _forget_live(self, run_id: str) -> None:
+        """Drop the stream positions of ``run_id``: its stream begins anew."""
+        cursors = self._live_cursors()
+        for key in [key for key in cursors if key[0] == run_id]:
+            del cursors[key]
 
     def _live_cursors(self) -> OrderedDict[tuple[str, int], int]:
         """Positions in runs' streams this store gave out, mapped to the table's seq there.

@@ -75,7 +75,8 @@ class SqlPurge:
 
     async def _delete_batch(self, run_ids: Sequence[str]) -> PurgeCounts:
         marks = ", ".join("?" * len(run_ids))
-        # An ended run never becomes active again: the ids read here stay deletable.
+        # An ended run becomes active again only when started again (retry_failed), which
+        # discards its records itself: every statement below holds only while it is ended.
         rows = await self._fetch(
             f"SELECT run_id FROM durable_runs WHERE run_id IN ({marks}) AND {ENDED_CLAUSE}", run_ids
         )
@@ -86,7 +87,9 @@ class SqlPurge:
         removed: dict[str, int] = {}
         for field, table in _TABLES:
             removed[field] = await self._execute(
-                f"DELETE FROM {table} WHERE run_id IN ({marks})", ended
+                f"DELETE FROM {table} WHERE run_id IN (SELECT run_id FROM durable_runs "
+                f"WHERE run_id IN ({marks}) AND {ENDED_CLAUSE})",
+                ended,
             )
         removed["runs"] = await self._execute(
             f"DELETE FROM durable_runs WHERE run_id IN ({marks}) AND {ENDED_CLAUSE}", ended

@@ -34,6 +34,7 @@ from durable._failures import run_ended_error
 from ._lease_keeper import LeaseKeeper
 
 __all__ = [
+    "RETRIED_STATUSES",
     "DurableRunStore",
     "EmitResult",
     "EndStatus",
@@ -52,6 +53,18 @@ ResumeKind = Literal["crash", "explicit"]
 another worker after it lapsed (that worker crashed or was killed), which counts
 a recovery (``RunRecord.recoveries``); ``explicit`` took a run that had no
 holder, or that this worker already held."""
+
+
+RETRIED_STATUSES: frozenset[str] = frozenset({"failed", "cancelled"})
+"""How a run may have ended for ``start_or_resume(retry_failed=True)`` to start it again.
+
+The run-id rule, the same on Temporal (``WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY``):
+a run started with ``retry_failed`` whose previous run under that id failed or was
+cancelled starts again fresh, and the old run's records are discarded, so its
+failure never replays. A completed run is never run again. Without ``retry_failed``
+every ended run is final. A run that has child runs is not started again either:
+its children's ids are taken, and a fresh run calling them would meet their old
+outcomes (on Temporal, refused ids)."""
 
 
 @contextmanager
@@ -83,13 +96,15 @@ class Resumed:
     ``lease`` is ``None`` when the run had already ended: nothing may be written.
     ``steps`` holds every step begun so far, in position order. ``resumed`` says
     how an existing run was taken; ``None`` when this call created the run or
-    the run had ended.
+    the run had ended. ``restarted``: the run had failed or was cancelled, and
+    this call started it again fresh (``retry_failed``); ``resumed`` is ``None``.
     """
 
     run: RunRecord
     steps: list[StepRecord]
     lease: Lease | None
     resumed: ResumeKind | None = None
+    restarted: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +152,7 @@ class DurableRunStore(Protocol):
         manifest: DurableRunManifest,
         worker_id: str,
         lease_for: timedelta,
+        retry_failed: bool = False,
     ) -> Resumed:
         """Create the run or take it over, and load all its steps in one read.
 
@@ -145,6 +161,14 @@ class DurableRunStore(Protocol):
         atomic change as the takeover. Raises ``DurableRunInputMismatchError``
         if the run exists with another manifest, ``DurableRunLeaseHeldError`` if
         another worker holds a live lease.
+
+        An ended run comes back with no lease, except with ``retry_failed``: a
+        run that ended ``failed`` or ``cancelled`` (``RETRIED_STATUSES``) and has
+        no child runs starts again fresh under this call's lease, in one change
+        fenced by the ended run's generation. Its steps, events, live stream and
+        checkpoints are discarded first, its ``created_at`` becomes now, and
+        ``Resumed.restarted`` is ``True``. Of two callers retrying it together,
+        one restarts it and the other gets ``DurableRunLeaseHeldError``.
         """
         ...
 
