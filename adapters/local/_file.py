@@ -76,6 +76,7 @@ from ._store import (
     EndStatus,
     Resumed,
     checked_event,
+    cursor_not_found,
     gc_paused,
     run_not_found,
     utc_now,
@@ -443,9 +444,25 @@ class FileStore(FileCheckpoints, FilePurge):
             raise _file_error(self._root, exc) from None
 
     async def list_runs(
-        self, *, status: RunStatus | None = None, limit: int = 100, newest: bool = False
+        self,
+        *,
+        status: RunStatus | None = None,
+        agent: str | None = None,
+        limit: int = 100,
+        newest: bool = False,
+        before: str | None = None,
     ) -> list[RunRecord]:
-        return await self._select_runs(lambda run: status in (None, run.status), limit, newest)
+        cursor = None
+        if before is not None:
+            found = await self.load_run(before)
+            if found is None:
+                raise cursor_not_found(before)
+            cursor = ledger.creation_order(found)
+        return await self._select_runs(
+            lambda run: ledger.listed(run, status=status, agent=agent, before=cursor),
+            limit,
+            newest,
+        )
 
     async def list_expired_runs(
         self, *, now: datetime, limit: int = 100, agents: Collection[str] | None = None

@@ -103,6 +103,22 @@ def creation_order(run: RunRecord) -> tuple[datetime, str]:
     return (run.created_at, run.run_id)
 
 
+def listed(
+    run: RunRecord,
+    *,
+    status: str | None,
+    agent: str | None,
+    before: tuple[datetime, str] | None,
+) -> bool:
+    """Whether ``list_runs`` lists ``run``: in ``status``, of ``agent`` and created
+    before the run whose ``creation_order`` is ``before``, each when given."""
+    return (
+        status in (None, run.status)
+        and agent in (None, run.agent)
+        and (before is None or creation_order(run) < before)
+    )
+
+
 def lease_free(run: RunRecord, now: datetime) -> bool:
     """Whether a worker may take ``run`` over at ``now``: running, with no live lease.
 

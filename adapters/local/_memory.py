@@ -35,6 +35,7 @@ from ._store import (
     PurgeCounts,
     Resumed,
     checked_event,
+    cursor_not_found,
     run_not_found,
     utc_now,
 )
@@ -215,9 +216,24 @@ class InMemoryStore:
         return None if state is None else state.manifest
 
     async def list_runs(
-        self, *, status: RunStatus | None = None, limit: int = 100, newest: bool = False
+        self,
+        *,
+        status: RunStatus | None = None,
+        agent: str | None = None,
+        limit: int = 100,
+        newest: bool = False,
+        before: str | None = None,
     ) -> list[RunRecord]:
-        runs = [s.snapshot() for s in self._runs.values() if status in (None, s.run.status)]
+        cursor = None
+        if before is not None:
+            if before not in self._runs:
+                raise cursor_not_found(before)
+            cursor = ledger.creation_order(self._runs[before].run)
+        runs = [
+            s.snapshot()
+            for s in self._runs.values()
+            if ledger.listed(s.run, status=status, agent=agent, before=cursor)
+        ]
         ordered = sorted(runs, key=ledger.creation_order)
         return ordered[-limit:] if newest and limit else ordered[:limit]
 

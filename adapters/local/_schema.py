@@ -157,6 +157,8 @@ _INDEXES = [
     "CREATE INDEX IF NOT EXISTS durable_runs_parent ON durable_runs "
     "(parent_run_id, created_at, run_id) WHERE parent_run_id IS NOT NULL",
     "CREATE INDEX IF NOT EXISTS durable_live_run ON durable_live (run_id, seq)",
+    # Listing runs newest first, a page at a time from a run's (created_at, run_id).
+    "CREATE INDEX IF NOT EXISTS durable_runs_created ON durable_runs (created_at, run_id)",
     # A purge looks up ended runs by when they ended; runs still active stay out of it.
     "CREATE INDEX IF NOT EXISTS durable_runs_ended ON durable_runs (completed_at, run_id) "
     f"WHERE {ENDED_CLAUSE}",

@@ -54,6 +54,7 @@ from ._store import (
     Resumed,
     ResumeKind,
     checked_event,
+    cursor_not_found,
     gc_paused,
     run_ended,
     run_not_found,
@@ -122,14 +123,14 @@ def _fence(lease: Lease) -> tuple[str, str, int]:
 
 
 def _status_filter(status: RunStatus | None) -> tuple[str, tuple[Any, ...]]:
-    """The ``WHERE`` clause finding runs in ``status``; see ``_run_record`` for the columns."""
+    """The condition finding runs in ``status``; see ``_run_record`` for the columns."""
     if status is None:
         return "", ()
     if status == "running":
-        return "WHERE status = 'running' AND waiting IS NULL ", ()
+        return "status = 'running' AND waiting IS NULL", ()
     if status in ("waiting", "waiting_for_approval"):
-        return "WHERE status = 'running' AND waiting = ? ", (status,)
-    return "WHERE status = ? ", (status,)
+        return "status = 'running' AND waiting = ?", (status,)
+    return "status = ?", (status,)
 
 
 def _run_record(row: Row) -> RunRecord:
@@ -668,12 +669,33 @@ class SqlStore(SqlCheckpoints, SqlPurge, ABC):
         return DurableRunManifest.model_validate_json(rows[0][0]) if rows else None
 
     async def list_runs(
-        self, *, status: RunStatus | None = None, limit: int = 100, newest: bool = False
+        self,
+        *,
+        status: RunStatus | None = None,
+        agent: str | None = None,
+        limit: int = 100,
+        newest: bool = False,
+        before: str | None = None,
     ) -> list[RunRecord]:
         where, params = _status_filter(status)
+        clauses = [where] if where else []
+        if agent is not None:
+            clauses.append("agent = ?")
+            params += (agent,)
+        if before is not None:
+            found = await self._fetch(
+                "SELECT created_at FROM durable_runs WHERE run_id = ?", (before,)
+            )
+            if not found:
+                raise cursor_not_found(before)
+            # A keyset on (created_at, run_id), the listing's order: a page costs the
+            # same however far back it is, and runs created meanwhile never shift it.
+            clauses.append("(created_at < ? OR (created_at = ? AND run_id < ?))")
+            params += (found[0][0], found[0][0], before)
+        filtered = f"WHERE {' AND '.join(clauses)} " if clauses else ""
         order = "DESC" if newest else "ASC"
         rows = await self._fetch(
-            f"SELECT {_RUN_COLUMNS} FROM durable_runs {where}"
+            f"SELECT {_RUN_COLUMNS} FROM durable_runs {filtered}"
             f"ORDER BY created_at {order}, run_id {order} LIMIT ?",
             (*params, limit),
         )

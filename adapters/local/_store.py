@@ -41,6 +41,7 @@ __all__ = [
     "PurgeCounts",
     "ResumeKind",
     "Resumed",
+    "cursor_not_found",
     "gc_paused",
     "utc_now",
 ]
@@ -285,10 +286,22 @@ class DurableRunStore(Protocol):
         ...
 
     async def list_runs(
-        self, *, status: RunStatus | None = None, limit: int = 100, newest: bool = False
+        self,
+        *,
+        status: RunStatus | None = None,
+        agent: str | None = None,
+        limit: int = 100,
+        newest: bool = False,
+        before: str | None = None,
     ) -> list[RunRecord]:
-        """Runs in creation order, optionally only those in ``status``; with ``newest``,
-        the ``limit`` newest runs, still oldest first."""
+        """Runs in creation order (``created_at``, then run id), optionally only those in
+        ``status`` and of ``agent``; with ``newest``, the ``limit`` newest runs, still
+        oldest first.
+
+        ``before`` (a run id) keeps only runs created before that run, so a caller
+        pages back through runs with the oldest id of the page it has. Raises
+        ``DurableRunNotFoundError`` when no run has that id.
+        """
         ...
 
     async def list_expired_runs(
@@ -382,6 +395,14 @@ def run_not_found(run_id: str) -> DurableRunNotFoundError:
     return DurableRunNotFoundError(
         f"no run {run_id!r} exists in this store; start it first (run_durable, or "
         "`durable run --local`), or check the run id and the store location"
+    )
+
+
+def cursor_not_found(run_id: str) -> DurableRunNotFoundError:
+    """``list_runs(before=run_id)`` named a run the store does not have."""
+    return DurableRunNotFoundError(
+        f"no run {run_id!r} to list the runs before; page with the id of a run the "
+        "previous page listed, or start again from the newest runs"
     )
 
 
