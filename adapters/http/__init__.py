@@ -6,6 +6,7 @@ it accepts. See the README's section "The HTTP API".
 """
 
 from ._app import create_app
+from ._chat import ChatTurnRequest
 from ._guards import DEPTH_HEADER, is_depth_exceeded, parse_traceparent
 from ._problems import STATUS_BY_CODE, HttpCode, Problem
 from ._settings import DEFAULT_MAX_BODY_BYTES, ServerSettings, is_loopback
@@ -14,6 +15,7 @@ __all__ = [
     "DEFAULT_MAX_BODY_BYTES",
     "DEPTH_HEADER",
     "STATUS_BY_CODE",
+    "ChatTurnRequest",
     "HttpCode",
     "Problem",
     "ServerSettings",

@@ -9,8 +9,10 @@ from fastapi import Depends, FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from durable import DurableClient, LiveEvent
+from durable.chat import ChatStreamEvent
 
-from . import _approvals, _runs
+from . import _approvals, _chat, _runs
+from ._chat import ChatEngine
 from ._guards import BodyLimit, OpenHostCheck, read_inbound, require_token
 from ._page import api_router, health_router, page_router
 from ._problems import PROBLEM_TYPE, install_problem_handlers
@@ -34,8 +36,18 @@ def _version() -> str:
         return "0.0.0"
 
 
-def create_app(client: DurableClient, settings: ServerSettings | None = None) -> FastAPI:
-    """The API serving ``client``; the caller keeps ownership of it (and closes it)."""
+def create_app(
+    client: DurableClient,
+    settings: ServerSettings | None = None,
+    *,
+    chat: ChatEngine | None = None,
+) -> FastAPI:
+    """The API serving ``client``; the caller keeps ownership of it (and closes it).
+
+    With ``chat`` (a ``ChatTurnEngine`` whose requests are ``ChatTurnRequest``s), it
+    serves chat turns at ``POST /v1/chat/{session}/turns`` too; the engine says how
+    a turn is answered (``agents.chat.model_reply``: a model call).
+    """
     settings = settings or ServerSettings()
     app = FastAPI(
         title="durable agents",
@@ -48,9 +60,13 @@ def create_app(client: DurableClient, settings: ServerSettings | None = None) ->
     )
     app.state.client = client
     app.state.settings = settings
+    app.state.chat = chat
     install_problem_handlers(app)
     guarded = [Depends(require_token), Depends(read_inbound)]
-    for router in (_runs.router, _approvals.router, api_router):
+    routers = [_runs.router, _approvals.router, api_router]
+    if chat is not None:
+        routers.append(_chat.router)
+    for router in routers:
         app.include_router(router, dependencies=guarded)
     app.include_router(health_router)
     app.include_router(page_router)
@@ -73,9 +89,10 @@ def _document(app: FastAPI) -> dict[str, Any]:
         title=app.title, version=app.version, description=app.description, routes=app.routes
     )
     components = schema.setdefault("components", {}).setdefault("schemas", {})
-    components["LiveEvent"] = LiveEvent.model_json_schema(
-        mode="serialization", ref_template="#/components/schemas/{model}"
-    )
+    for model in (LiveEvent, ChatStreamEvent):
+        components[model.__name__] = model.model_json_schema(
+            mode="serialization", ref_template="#/components/schemas/{model}"
+        )
     for operations in schema["paths"].values():
         for operation in operations.values():
             for parameter in operation.get("parameters", ()):

@@ -12,7 +12,6 @@ from pydantic import TypeAdapter
 from durable import (
     ENDED_STATUSES,
     MAX_NAME_LENGTH,
-    LiveEvent,
     RunStatus,
     RunView,
     Started,
@@ -258,7 +257,3 @@ def _seq(value: str | None) -> int:
 )
 async def describe_run(run_id: RunId, client: Client) -> RunView:
     return await client.describe(run_id)
-
-
-LIVE_EVENT_SCHEMA = LiveEvent
-"""Documented in the components for the stream's NDJSON lines (see ``create_app``)."""

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import socket
+import threading
+from collections.abc import Iterator
 
 import uvicorn
 from uvicorn.config import LOGGING_CONFIG
@@ -10,13 +14,18 @@ from uvicorn.config import LOGGING_CONFIG
 from durable import DurableClient
 
 from ._app import create_app
+from ._chat import ChatEngine
 from ._settings import ServerSettings
 
-__all__ = ["http_server", "serving_message"]
+__all__ = ["GRACEFUL_SECONDS", "bind", "http_server", "serving_message"]
 
 
 def http_server(
-    client: DurableClient, settings: ServerSettings, *, log_config: bool = True
+    client: DurableClient,
+    settings: ServerSettings,
+    *,
+    chat: ChatEngine | None = None,
+    log_config: bool = True,
 ) -> uvicorn.Server:
     """A uvicorn server for ``client``; ``ValueError`` if the settings must not be served.
 
@@ -27,7 +36,7 @@ def http_server(
     if refusal is not None:
         raise ValueError(refusal)
     config = uvicorn.Config(
-        create_app(client, settings),
+        create_app(client, settings, chat=chat),
         host=settings.host,
         port=settings.port,
         http="h11",
@@ -37,11 +46,66 @@ def http_server(
         # Without it, the process's logging is left as it is (tests, an embedding app).
         log_config=LOGGING_CONFIG if log_config else None,
     )
-    return uvicorn.Server(config)
+    return _Server(config)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, stopping on SIGINT and SIGTERM without dying of them.
+
+    uvicorn raises a caught signal again once it stopped, so a SIGTERM would end
+    the process by that signal; a server stopped so has stopped gracefully, and
+    its caller goes on to close its client and exit 0, as ``durable worker`` does.
+    A second Ctrl-C still forces the exit.
+    """
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = {sig: signal.signal(sig, self.handle_exit) for sig in _STOP_SIGNALS}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 GRACEFUL_SECONDS = 5
 """Live streams last as long as their runs: past this, shutdown closes them (readers resume)."""
+
+
+def bind(settings: ServerSettings) -> socket.socket:
+    """A socket listening on the settings' host and port, for ``server.serve(sockets=...)``.
+
+    Bound here rather than by uvicorn, so a port in use or an unknown host is an
+    ``OSError`` that says which setting to change, instead of uvicorn's exit.
+    """
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            settings.host, settings.port, type=socket.SOCK_STREAM
+        )[0]
+    except socket.gaierror as exc:
+        raise OSError(
+            f"cannot listen on host {settings.host!r} ({exc.strerror}); set DURABLE_API_HOST "
+            "(or --host) to an address of this machine, such as 127.0.0.1"
+        ) from None
+    listening = socket.socket(family, kind, proto)
+    listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listening.bind(address)
+    except OSError as exc:
+        listening.close()
+        raise OSError(
+            f"cannot listen on {settings.host}:{settings.port} ({exc.strerror}); another "
+            "process may hold the port: stop it, or set DURABLE_API_PORT (or --port) to a "
+            "free one"
+        ) from None
+    listening.listen(2048)
+    return listening
 
 
 def serving_message(settings: ServerSettings, bound: socket.socket | None = None) -> str:
