@@ -18,22 +18,30 @@ STATIC = Path(__file__).resolve().parent / "static"
 # with the token the reader gives the page. So they are served without one.
 page_router = APIRouter(include_in_schema=False)
 
+_HEADERS = {
+    "Cache-Control": "no-cache",
+    # The page runs its own script only, talks to this server only, and is never
+    # framed: what it shows (run inputs, model text) cannot become script.
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; "
+    "frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+
 
 @page_router.get("/")
 async def page() -> FileResponse:
-    return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+    return FileResponse(STATIC / "index.html", headers=_HEADERS)
 
 
 @page_router.get("/static/app.js")
 async def script() -> FileResponse:
-    return FileResponse(
-        STATIC / "app.js", media_type="text/javascript", headers={"Cache-Control": "no-cache"}
-    )
+    return FileResponse(STATIC / "app.js", media_type="text/javascript", headers=_HEADERS)
 
 
 @page_router.get("/static/style.css")
 async def style() -> FileResponse:
-    return FileResponse(STATIC / "style.css", headers={"Cache-Control": "no-cache"})
+    return FileResponse(STATIC / "style.css", media_type="text/css", headers=_HEADERS)
 
 
 health_router = APIRouter(tags=["server"])
