@@ -4,7 +4,7 @@
     durable run AGENT --input JSON|@FILE|- [--run-id ID] [--wait] [--delegation JSON] [--local]
     durable event RUN KEY --payload JSON|@FILE|- [--local]
     durable status RUN [--local]
-    durable result RUN [--local]
+    durable result RUN [--wait] [--local]
     durable watch RUN [--after SEQ] [--json] [--timeout SECONDS] [--local]
     durable cancel RUN [--reason TEXT] [--local]
     durable list [--status S] [--local]
@@ -16,7 +16,8 @@
 
 Temporal is the default, configured like the worker (``TEMPORAL_ADDRESS``, else
 the embedded server a running ``durable worker`` started). ``--local`` uses the
-SQLite store instead. ``EXIT_CODES`` lists the exit statuses.
+SQLite store instead. Every command speaks ``DurableClient``, chosen once in
+``_clients``; ``EXIT_CODES`` lists the exit statuses.
 """
 
 from __future__ import annotations

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
-from datetime import UTC, datetime
 from typing import Any
 
 import worker
-from adapters.local import SqliteStore, decide_approval, pending_approvals
-from durable import DecisionOutcome, PendingApproval
+from durable import DecisionOutcome
 
-from ._clients import temporal_client
+from ._clients import open_target
 from ._common import EXIT_OK, UsageError, decider, json_argument
 
 __all__ = ["cmd_approvals", "cmd_decide", "decision_words"]
@@ -34,15 +32,8 @@ def decision_words(decision: dict[str, Any]) -> str:
 
 
 async def cmd_approvals(args: argparse.Namespace, settings: worker.WorkerSettings) -> int:
-    pending: list[PendingApproval]
-    if args.local:
-        store = SqliteStore(settings.local_store)
-        try:
-            pending = await pending_approvals(store, agent=args.agent)
-        finally:
-            await store.close()
-    else:
-        pending = await (await temporal_client(settings)).approvals(agent=args.agent)
+    async with open_target(args, settings) as target:
+        pending = await target.client.approvals(agent=args.agent)
     if args.json:
         print(json.dumps([p.model_dump(mode="json") for p in pending], indent=2))
         return EXIT_OK
@@ -56,7 +47,7 @@ async def cmd_approvals(args: argparse.Namespace, settings: worker.WorkerSetting
         print(f"  proposed input: {json.dumps(p.input, ensure_ascii=False)}")
         if p.deadline is not None:
             print(f"  deadline: {p.deadline.isoformat()}")
-    flag = " --local" if args.local else ""
+    flag = target.flag
     print(
         f"\ndecide with `durable approve ID [--edit JSON]{flag}` or "
         f"`durable reject ID --reason TEXT{flag}` (a run's id stands for its one approval)"
@@ -73,27 +64,19 @@ async def cmd_decide(args: argparse.Namespace, settings: worker.WorkerSettings) 
     decision = "reject" if args.command == "reject" else "edit" if editing else "approve"
     by = decider(args.by)
     reason = args.reason or None
-    lease = ""
-    if args.local:
-        store = SqliteStore(settings.local_store)
-        try:
-            outcome = await decide_approval(
-                store, args.target, decision, decided_by=by, input=edited, reason=reason
-            )
-            run = await store.load_run(outcome.run_id)
-        finally:
-            await store.close()
-        expires = None if run is None else run.lease_expires_at
-        if outcome.status == "decided" and (expires is None or expires <= datetime.now(UTC)):
-            lease = (
-                f"\nno worker runs {outcome.run_id} now: the decision is kept, and the run "
-                "takes it when `durable worker --local` resumes it"
-            )
-    else:
-        outcome = await (await temporal_client(settings)).decide(
+    unattended = ""
+    async with open_target(args, settings) as target:
+        outcome = await target.client.decide(
             args.target, decision, decided_by=by, input=edited, reason=reason
         )
-    print(_outcome_words(outcome) + lease)
+        if outcome.status == "decided":
+            view = await target.client.describe(outcome.run_id)
+            if view.attended is False:
+                unattended = (
+                    f"\nno worker runs {outcome.run_id} now: the decision is kept, and the run "
+                    f"takes it when `durable worker{target.flag}` resumes it"
+                )
+    print(_outcome_words(outcome) + unattended)
     return EXIT_OK
 
 

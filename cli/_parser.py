@@ -54,8 +54,11 @@ def parser() -> argparse.ArgumentParser:
     )
     status = command("status", "show a run's state and steps")
     status.add_argument("run")
-    result = command("result", "wait for a run's result and print it")
+    result = command("result", "print a run's result, or what it is still doing")
     result.add_argument("run")
+    result.add_argument(
+        "--wait", action="store_true", help="wait for an active run's end instead of saying so"
+    )
     watch = command("watch", "stream a run's steps, waits and model tokens as they happen")
     watch.add_argument("run")
     watch.add_argument("--after", type=int, default=0, help="start after this seq")

@@ -6,39 +6,23 @@ import argparse
 
 import worker
 from adapters.blobs import default_blob_store
-from adapters.local import SqliteStore, parse_duration, purge
+from adapters.local import parse_duration
 from adapters.local._retention import purge_summary
 from durable import ENDED_STATUSES, check_name, table
-from durable._checkpoints import checkpoint_not_found
 
-from ._clients import temporal_client
-from ._common import EXIT_OK, UsageError, show
+from ._clients import open_purging, open_target
+from ._common import EXIT_OK, show
 
 __all__ = ["cmd_checkpoints", "cmd_purge"]
 
 
 async def cmd_checkpoints(args: argparse.Namespace, settings: worker.WorkerSettings) -> int:
     check_name(args.run, what="run id")
-    if args.local:
-        store = SqliteStore(settings.local_store)
-        try:
-            if await store.load_run(args.run) is None:
-                raise UsageError(f"no run {args.run!r} in {settings.local_store}")
-            if args.name is not None:
-                found = await store.read_checkpoint(args.run, args.name)
-                if found is None:
-                    raise checkpoint_not_found(args.run, args.name)
-                print(show(found.payload))
-                return EXIT_OK
-            infos = await store.list_checkpoints(args.run)
-        finally:
-            await store.close()
-    else:
-        client = await temporal_client(settings)
+    async with open_target(args, settings) as target:
         if args.name is not None:
-            print(show((await client.checkpoint(args.run, args.name)).payload))
+            print(show((await target.client.checkpoint(args.run, args.name)).payload))
             return EXIT_OK
-        infos = await client.checkpoints(args.run)
+        infos = await target.client.checkpoints(args.run)
     if not infos:
         print(f"run {args.run} has no checkpoints")
         return EXIT_OK
@@ -48,25 +32,13 @@ async def cmd_checkpoints(args: argparse.Namespace, settings: worker.WorkerSetti
 
 
 async def cmd_purge(args: argparse.Namespace, settings: worker.WorkerSettings) -> int:
-    if not args.local:
-        raise UsageError(
-            "on Temporal, the namespace's retention deletes closed runs; set it with "
-            "`temporal operator namespace update --namespace "
-            f"{settings.namespace} --retention 30d`, "
-            "or purge the local store with --local"
-        )
-    older_than = parse_duration(args.older_than, what="--older-than")
-    store = SqliteStore(settings.local_store)
-    try:
-        report = await purge(
-            store,
-            older_than=older_than,
+    async with open_purging(args, settings) as client:
+        report = await client.purge(
+            older_than=parse_duration(args.older_than, what="--older-than"),
             statuses=args.status or ENDED_STATUSES,
             blobs=default_blob_store(),
             dry_run=args.dry_run,
         )
-    finally:
-        await store.close()
     for line in purge_summary(report):
         print(line)
     return EXIT_OK

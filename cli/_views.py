@@ -7,70 +7,42 @@ import json
 from collections.abc import Sequence
 
 import worker
-from adapters.local import SqliteStore
 from durable import (
     ACTIVE_STATUSES,
-    DurableRunNotFoundError,
     StepRecord,
     run_tree,
     steps_table,
     table,
     usage_line,
-    usage_totals,
 )
 
 from ._approvals import decision_words
-from ._clients import temporal_client
-from ._common import EXIT_OK, UsageError
+from ._clients import open_target
+from ._common import EXIT_OK
 
 __all__ = ["cmd_list", "cmd_status"]
 
 
 async def cmd_status(args: argparse.Namespace, settings: worker.WorkerSettings) -> int:
-    if args.local:
-        store = SqliteStore(settings.local_store)
-        try:
-            run = await store.load_run(args.run)
-            if run is None:
-                raise UsageError(f"no run {args.run!r} in {settings.local_store}")
-            steps = await store.load_steps(args.run)
-            children = await store.list_children(args.run)
-        finally:
-            await store.close()
-        waits = [s.intent.split(":", 1)[1] for s in steps if _waiting(s)]
-        waits += [s.intent for s in steps if s.kind in ("agent", "conversation") and _open(s)]
-        shown = f", waiting for {', '.join(waits)}" if run.active and waits else ""
-        print(f"run {run.run_id}: {run.status} (agent {run.agent}){shown}")
-        if run.status in ("failed", "cancelled") and run.error is not None:
-            print(f"{run.status} with {run.error.type}: {run.error.message}")
-        ended = not run.active
-        family: list[tuple[str, str, str]] = [(c.run_id, c.agent, c.status) for c in children]
-        parent = run.parent_run_id
-        usage = usage_totals(steps)
-        next_attempts: dict[int, str] = {}
-    else:
-        client = await temporal_client(settings)
-        try:
-            snapshot = await client.snapshot(args.run)
-        except DurableRunNotFoundError as exc:
-            raise UsageError(str(exc)) from None
+    async with open_target(args, settings) as target:
+        client = target.client
+        view = await client.describe(args.run)
+        steps = await client.steps(args.run)
         usage = await client.usage(args.run)
-        steps, next_attempts = snapshot.steps, snapshot.next_attempts
-        waiting = (
-            "unknown (no worker answered)"
-            if snapshot.waiting_for is None
-            else ", ".join(snapshot.waiting_for) or "nothing"
-        )
-        print(f"run {args.run}: {snapshot.state} (agent {snapshot.agent}), waiting for {waiting}")
-        if snapshot.failure is not None:
-            print(f"{'cancelled' if snapshot.state == 'cancelled' else 'failed'} with "
-                  f"{snapshot.failure}")  # fmt: skip
-        ended = snapshot.state not in ACTIVE_STATUSES
-        if snapshot.unanswered is not None:
-            print(f"worker: {snapshot.unanswered}; the steps below come from the run's history")
-        parent, family = await client.family(args.run)
-    if parent is not None:
-        print(f"child run of {parent}")
+    ended = view.status not in ACTIVE_STATUSES
+    shown = ""
+    if not ended:
+        if view.waiting_for is None:
+            shown = ", waiting for unknown (no worker answered)"
+        elif waits := [*view.waiting_for, *(s.intent for s in steps if _child_open(s))]:
+            shown = f", waiting for {', '.join(waits)}"
+    print(f"run {view.run_id}: {view.status} (agent {view.agent}){shown}")
+    if view.error is not None:
+        print(f"{view.status} with {view.error}")
+    if view.note is not None:
+        print(view.note)
+    if view.parent_run_id is not None:
+        print(f"child run of {view.parent_run_id}")
     print(usage_line(usage))
     print(steps_table(steps, ended=ended))
     for record in steps:
@@ -79,19 +51,18 @@ async def cmd_status(args: argparse.Namespace, settings: worker.WorkerSettings) 
         last = "last failure" if record.status == "running" else "failed with"
         line = f"step {record.step_index}: attempt {record.attempts}, {last} {record.error.type}"
         print(f"{line}: {record.error.message}")
-        if record.step_index in next_attempts:
-            print(f"  next attempt at {next_attempts[record.step_index]}")
-    approvals = _approval_lines(steps, ended=ended, local=args.local)
+    approvals = _approval_lines(steps, ended=ended, flag=target.flag)
     if approvals:
         print("approvals:")
         print("\n".join(approvals))
-    if family:
+    if view.children:
         print("child runs:")
+        family = [(child.run_id, child.agent, child.status) for child in view.children]
         print(table(("run", "agent", "status"), family, whole=(0,), indent="  "))
-    return 0
+    return EXIT_OK
 
 
-def _approval_lines(steps: Sequence[StepRecord], *, ended: bool, local: bool) -> list[str]:
+def _approval_lines(steps: Sequence[StepRecord], *, ended: bool, flag: str) -> list[str]:
     """Each approval of the run: its request, then who decided what, when and why.
 
     The request is the result of the approval's step; the decision is the
@@ -118,7 +89,6 @@ def _approval_lines(steps: Sequence[StepRecord], *, ended: bool, local: bool) ->
             verdict = "none; the run ended while it waited"
         else:
             until = f" until {wait.deadline.isoformat()}" if wait and wait.deadline else ""
-            flag = " --local" if local else ""
             verdict = (
                 f"pending{until}; decide with `durable approve {identity}{flag}` "
                 f"or `durable reject {identity} --reason TEXT{flag}`"
@@ -127,29 +97,17 @@ def _approval_lines(steps: Sequence[StepRecord], *, ended: bool, local: bool) ->
     return lines
 
 
-def _open(step: StepRecord) -> bool:
-    return step.status == "running"
-
-
-def _waiting(step: StepRecord) -> bool:
-    return step.kind == "event" and _open(step) and step.intent.startswith("await_event:")
+def _child_open(step: StepRecord) -> bool:
+    """A child run the run still awaits: a wait, as an event is."""
+    return step.kind in ("agent", "conversation") and step.status == "running"
 
 
 async def cmd_list(args: argparse.Namespace, settings: worker.WorkerSettings) -> int:
-    rows: list[tuple[str, str | None, str, str]] = []
-    if args.local:
-        store = SqliteStore(settings.local_store)
-        try:
-            listed = await store.list_runs(status=args.status, limit=args.limit, newest=True)
-        finally:
-            await store.close()
-        rows = [(run.run_id, run.parent_run_id, run.agent, run.status) for run in listed]
-    else:
-        client = await temporal_client(settings)
-        rows = await client.list_runs(status=args.status, limit=args.limit)
-        rows.reverse()  # oldest first, as the local store lists them
-    if not rows and args.status is not None:
+    async with open_target(args, settings) as target:
+        views = await target.client.runs(status=args.status, limit=args.limit)
+    if not views and args.status is not None:
         print(f"no {args.status} runs")
         return EXIT_OK
-    print(run_tree(rows))
+    # Oldest first, each child under its parent.
+    print(run_tree([(v.run_id, v.parent_run_id, v.agent, v.status) for v in reversed(views)]))
     return EXIT_OK

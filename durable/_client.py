@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from ._approvals import DecisionOutcome, PendingApproval
 from ._live import LiveEvent
@@ -23,7 +23,11 @@ __all__ = ["DurableClient", "RunView", "Started"]
 
 
 class RunView(BaseModel):
-    """A run as a caller sees it, in the same words on every substrate."""
+    """A run as a caller sees it, in the same words on every substrate.
+
+    ``describe`` fills every field it can; ``runs`` and ``children`` give only what
+    a listing holds (id, agent, status, parent, times), the rest ``None`` or empty.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -40,9 +44,15 @@ class RunView(BaseModel):
     """The event keys (``approval:<id>`` for approvals) the run waits for; ``None``:
     unknown (on Temporal, no worker answered)."""
     step_count: int | None = None
+    children: list[RunView] = Field(default_factory=list)
+    """The child runs it started, oldest first, as ``runs`` lists runs."""
+    attended: bool | None = None
+    """Whether a worker executes the active run now (a live lease locally, a worker
+    answering on Temporal); ``False``: it continues once one does; ``None``: it
+    ended, or nobody can tell."""
     note: str | None = None
-    """What the substrate adds for a person: who holds a local run's lease, or
-    that no Temporal worker answers the run's task queue."""
+    """What the substrate adds for a person: who holds a local run's lease, that no
+    Temporal worker answers the run's task queue, when a retrying step tries again."""
 
 
 class Started(BaseModel):
@@ -77,14 +87,23 @@ class DurableClient(Protocol):
         ...
 
     async def result(self, run_id: str) -> Any:
-        """Wait for the run to end; return its result as JSON, or raise its failure."""
+        """Wait for the run to end and return its result, or raise its failure.
+
+        The result has the type of the agent's return annotation when the agent is
+        registered in this process, else it is plain JSON. A failure raises the
+        run's durable error (``DurableStepFailedError``...) or
+        ``DurableRunFailedError``; a cancelled run ``DurableRunCancelledError``;
+        an unknown one ``DurableRunNotFoundError``.
+        """
         ...
 
     async def describe(self, run_id: str) -> RunView:
         """The run's state now; ``DurableRunNotFoundError`` if there is none."""
         ...
 
-    async def steps(self, run_id: str) -> list[StepRecord]: ...
+    async def steps(self, run_id: str) -> list[StepRecord]:
+        """The run's steps in position order; ``DurableRunNotFoundError`` if there is no run."""
+        ...
 
     async def runs(
         self,
@@ -102,7 +121,9 @@ class DurableClient(Protocol):
         not yet acknowledged (Temporal, no worker answered in time)."""
         ...
 
-    async def approvals(self, *, agent: str | None = None) -> list[PendingApproval]: ...
+    async def approvals(self, *, agent: str | None = None) -> list[PendingApproval]:
+        """Every approval a run waits for (of ``agent``'s runs only, if given)."""
+        ...
 
     async def decide(
         self,
@@ -112,14 +133,23 @@ class DurableClient(Protocol):
         decided_by: str,
         input: Any = None,
         reason: str | None = None,
-    ) -> DecisionOutcome: ...
+    ) -> DecisionOutcome:
+        """Approve, edit or reject the approval ``target`` (its id, or the id of a run
+        waiting for one); the first decision stands (``already_decided``)."""
+        ...
 
-    async def cancel(self, run_id: str, reason: str = "") -> CancelOutcome: ...
+    async def cancel(self, run_id: str, reason: str = "") -> CancelOutcome:
+        """Cancel the run, its children first; ``already_ended`` if it had ended."""
+        ...
 
     def watch(self, run_id: str, *, after: int = 0) -> AsyncIterator[LiveEvent]:
         """The run's live stream after ``after``, as it comes, until the run ends."""
         ...
 
-    async def usage(self, run_id: str) -> dict[str, float | None]: ...
+    async def usage(self, run_id: str) -> dict[str, float | None]:
+        """Tokens and cost of the run's model calls so far (``None``: unknown)."""
+        ...
 
-    async def close(self) -> None: ...
+    async def close(self) -> None:
+        """Release what the client holds; runs go on (see each implementation)."""
+        ...

@@ -1,4 +1,4 @@
-"""The local substrate: ``run_durable`` and its stores. No server needed.
+"""The local substrate: ``run_durable``, ``LocalClient`` and the stores. No server needed.
 
 Stores: ``InMemoryStore`` (tests), ``FileStore`` (a directory, several
 processes), ``SqliteStore`` (the embedded default) and ``PostgresStore``.
@@ -8,6 +8,7 @@ import typing
 
 from ._approvals import decide_approval, pending_approvals
 from ._cancel import cancel_run
+from ._client import LocalClient
 from ._context import LocalContext
 from ._events import send_event
 from ._file import FileStore
@@ -29,6 +30,7 @@ __all__ = [
     "KeptLease",
     "LeaseKeeper",
     "LivePublisher",
+    "LocalClient",
     "LocalContext",
     "LocalWorker",
     "PostgresStore",

@@ -8,10 +8,15 @@ goes through the run's event update, by signal when no worker answers in time.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from temporalio.client import Client, WorkflowExecutionDescription, WorkflowExecutionStatus
+from temporalio.client import (
+    Client,
+    WorkflowExecution,
+    WorkflowExecutionDescription,
+    WorkflowExecutionStatus,
+)
 from temporalio.service import RPCError, RPCStatusCode
 
 from adapters.approvals import decision_for, pending_from
@@ -51,28 +56,44 @@ def _quoted(value: str) -> str:
 
 
 async def list_runs(
-    client: Client, *, status: RunStatus | None = None, agent: str | None = None, limit: int = 100
-) -> list[tuple[str, str | None, str, str]]:
-    """Runs as ``(run_id, parent_id, agent, state)``, newest first, by visibility.
+    client: Client,
+    *,
+    status: RunStatus | None = None,
+    agent: str | None = None,
+    limit: int = 100,
+    before: tuple[datetime, str] | None = None,
+) -> list[tuple[WorkflowExecution, str]]:
+    """Runs with their states, newest first by ``(start time, run id)``, by visibility.
 
-    ``waiting`` and ``waiting_for_approval`` are running workflows whose
-    ``WaitingFor`` says so.
+    ``before`` keeps only runs before that key: the start time and id of the last
+    run of the previous page. ``waiting`` and ``waiting_for_approval`` are running
+    workflows whose ``WaitingFor`` says so.
     """
     clauses = []
     if status is not None:
         clauses.append(f"ExecutionStatus = '{_EXECUTION_STATUS[status]}'")
     if agent is not None:
         clauses.append(f"WorkflowType = '{_quoted(agent)}'")
+    if before is not None:
+        # Visibility keeps nanoseconds, a start time here has microseconds: ask for the
+        # whole microsecond, and let the key below cut it where the previous page did.
+        bound = (before[0] + timedelta(microseconds=1)).astimezone(UTC)
+        clauses.append(f"StartTime < '{bound.strftime('%Y-%m-%dT%H:%M:%S.%fZ')}'")
     query = " AND ".join(clauses) or None
-    rows = []
+    rows: list[tuple[WorkflowExecution, str]] = []
     async for execution in client.list_workflows(query):
-        waiting = execution.typed_search_attributes.get(WAITING_FOR)
-        state = state_of(execution.status, waiting)
-        if status is None or state == status:
-            rows.append((execution.id, execution.parent_id, execution.workflow_type, state))
-            if len(rows) >= limit:
-                break
-    return rows
+        if before is not None and (execution.start_time, execution.id) >= before:
+            continue
+        state = state_of(execution.status, execution.typed_search_attributes.get(WAITING_FOR))
+        if status is not None and state != status:
+            continue
+        # Runs started in the same instant as the page's last one come along, so the
+        # page can be cut by run id among them, as the next page's ``before`` expects.
+        if len(rows) >= limit and execution.start_time != rows[-1][0].start_time:
+            break
+        rows.append((execution, state))
+    rows.sort(key=lambda row: (row[0].start_time, row[0].id), reverse=True)
+    return rows[:limit]
 
 
 def _positions(described: WorkflowExecutionDescription) -> list[int]:

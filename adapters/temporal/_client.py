@@ -2,25 +2,29 @@
 
 A run's id is its workflow id. The manifest hash rides in the memo, so starting
 a run id again with other input raises ``DurableRunInputMismatchError`` and
-starting it with the same input attaches to the existing run.
+starting it with the same input attaches to the existing run. ``AgentClient``
+is the ``DurableClient`` of Temporal: the same answers as ``LocalClient``, with
+what only Temporal knows (a run no worker answers for) said in them.
 """
 
 from __future__ import annotations
 
+import uuid
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from datetime import timedelta
-from typing import Any, overload
+from typing import TYPE_CHECKING, Any
 
 from temporalio.client import (
     Client,
+    WorkflowExecution,
+    WorkflowExecutionDescription,
     WorkflowExecutionStatus,
     WorkflowFailureError,
     WorkflowHandle,
 )
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
 from temporalio.exceptions import (
-    ApplicationError,
     CancelledError,
     WorkflowAlreadyStartedError,
 )
@@ -28,6 +32,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from adapters.blobs import BlobStore, default_blob_store
 from durable import (
+    ACTIVE_STATUSES,
     USAGE_FIELDS,
     CancelOutcome,
     Checkpoint,
@@ -40,6 +45,8 @@ from durable import (
     LiveEvent,
     PendingApproval,
     RunStatus,
+    RunView,
+    Started,
     StepRecord,
     TaskSpec,
     agent_definition,
@@ -48,11 +55,7 @@ from durable import (
     event_payload,
     manifest_hash,
 )
-from durable._failures import (
-    cancelled_error,
-    manifest_mismatch_error,
-    run_failed_error,
-)
+from durable._failures import cancelled_error, manifest_mismatch_error
 
 from . import _approvals
 from ._checkpoints import read_checkpoint, read_checkpoints
@@ -63,26 +66,20 @@ from ._messages import (
     MANIFEST_MEMO,
     SEARCH_ATTRIBUTES_MEMO,
     STATUS_QUERY,
-    STEPS_QUERY,
     USAGE_MEMO,
 )
-from ._search import AGENT_NAME, PROJECT_ID, SEARCH_ATTRIBUTES
+from ._search import AGENT_NAME, PROJECT_ID, SEARCH_ATTRIBUTES, WAITING_FOR
 from ._status import QUERY_WITHIN, RunSnapshot, run_snapshot, state_of
 
-__all__ = ["AgentClient"]
+if TYPE_CHECKING:
+    from durable import DurableClient
+
+__all__ = ["ANSWER_WITHIN", "AgentClient"]
 
 _RECENT_HANDLES = 1024
 
-
-async def _recorded_failure(handle: WorkflowHandle[Any, Any], run_id: str) -> DurableRunFailedError:
-    try:
-        await handle.result()
-    except WorkflowFailureError as failure:
-        cause = failure.cause
-        if isinstance(cause, ApplicationError):
-            return run_failed_error(run_id, cause.type or "ApplicationError", cause.message)
-        return run_failed_error(run_id, type(cause).__name__, str(cause))
-    return run_failed_error(run_id, "an unknown error", "the run has no recorded failure")
+ANSWER_WITHIN = timedelta(seconds=10)
+"""How long ``send_event`` waits for the run's worker before the event goes by signal."""
 
 
 def _unregistered_attribute(failure: RPCError) -> bool:
@@ -123,21 +120,27 @@ class AgentClient:
         agent: Callable[[DurableContext, Any], Awaitable[Any]] | str,
         input: Any,
         *,
-        run_id: str,
+        run_id: str | None = None,
+        delegation: DelegationPolicy | None = None,
         project_id: str = "default",
         scenario_id: str | None = None,
         task: TaskSpec | None = None,
         tags: Mapping[str, str] | None = None,
-        delegation: DelegationPolicy | None = None,
-    ) -> WorkflowHandle[Any, Any]:
-        """Start run ``run_id`` of ``agent``, or attach to it if it exists with this input.
+        retry_failed: bool = False,
+    ) -> Started:
+        """Start run ``run_id`` of ``agent`` (by default ``<agent>-<8 hex>``), or find
+        it (``created=False``) if it exists with this input, ended or not.
 
         ``delegation`` replaces the agent's own ``DelegationPolicy`` for this run.
-
-        Raises ``DurableRunInputMismatchError`` if the run exists with other input
-        and ``DurableRunFailedError`` if it exists and already failed.
+        Raises ``DurableRunInputMismatchError`` if the run exists with other input;
+        a run that exists and failed raises its failure from ``result``. With
+        ``retry_failed``, a run that failed, was cancelled, terminated or timed out,
+        and has no child runs, starts again as a new execution of the same workflow
+        id (``ALLOW_DUPLICATE_FAILED_ONLY``), as a local store starts it again; a
+        completed run never does.
         """
         definition = agent_definition(agent)
+        run_id = f"{definition.name}-{uuid.uuid4().hex[:8]}" if run_id is None else run_id
         check_name(run_id, what="run_id")
         manifest = definition.manifest(
             input,
@@ -148,13 +151,16 @@ class AgentClient:
             delegation=delegation,
         )
         digest = manifest_hash(manifest)
+        reuse = WorkflowIDReusePolicy.REJECT_DUPLICATE
+        if retry_failed and await self._may_start_again(run_id, digest):
+            reuse = WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY
         try:
             handle: WorkflowHandle[Any, Any] = await self.client.start_workflow(
                 definition.name,
                 manifest,
                 id=run_id,
                 task_queue=self.task_queue,
-                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                id_reuse_policy=reuse,
                 memo={MANIFEST_MEMO: digest, SEARCH_ATTRIBUTES_MEMO: self.search_attributes},
                 search_attributes=(
                     TypedSearchAttributes(
@@ -172,7 +178,7 @@ class AgentClient:
             self._started[run_id] = handle
             if len(self._started) > _RECENT_HANDLES:
                 self._started.popitem(last=False)
-            return handle
+            return Started(run_id=run_id, created=True)
         except RPCError as failure:
             if self.search_attributes and _unregistered_attribute(failure):
                 raise _unregistered_attributes_error(self.client.namespace) from None
@@ -183,15 +189,41 @@ class AgentClient:
             recorded = await described.memo_value(MANIFEST_MEMO, None)
             if recorded != digest:
                 raise manifest_mismatch_error(run_id, str(recorded), digest) from None
-            if described.status == WorkflowExecutionStatus.FAILED:
-                raise await _recorded_failure(handle, run_id) from None
-            return handle
+            return Started(run_id=run_id, created=False)
+
+    async def _may_start_again(self, run_id: str, digest: str) -> bool:
+        """Whether ``retry_failed`` lets run ``run_id`` start again: it exists, ended in a
+        way Temporal lets ``ALLOW_DUPLICATE_FAILED_ONLY`` reuse, and has no child runs.
+
+        Its manifest is checked first: a new execution with other input would pass
+        Temporal's id check and change the run's identity.
+        """
+        try:
+            described = await self.client.get_workflow_handle(run_id).describe()
+        except RPCError as failure:
+            if failure.status == RPCStatusCode.NOT_FOUND:
+                return False
+            raise
+        recorded = await described.memo_value(MANIFEST_MEMO, None)
+        if recorded != digest:
+            raise manifest_mismatch_error(run_id, str(recorded), digest)
+        ended = described.status not in (None, WorkflowExecutionStatus.RUNNING)
+        return (
+            ended
+            and described.status != WorkflowExecutionStatus.COMPLETED
+            and not await self.children(run_id)
+        )
 
     async def result(self, run_id: str) -> Any:
-        """Wait for the run and return its result, typed by the agent's return annotation."""
-        handle = self._handle(run_id)
+        """Wait for the run and return its result, typed by the agent's return annotation
+        (plain JSON when the agent is not registered here); raise its failure."""
+        handle = self._handle(check_name(run_id, what="run_id"))
         try:
             data = await handle.result()
+        except RPCError as failure:
+            if failure.status == RPCStatusCode.NOT_FOUND:
+                raise unreachable_run(run_id, failure) from None
+            raise
         except WorkflowFailureError as failure:
             if isinstance(failure.cause, CancelledError):
                 raise cancelled_error(run_id, await _cancel_reason(handle)) from None
@@ -255,49 +287,95 @@ class AgentClient:
             self.client, target, decision, decided_by=decided_by, input=input, reason=reason
         )
 
-    async def list_runs(
-        self, *, status: RunStatus | None = None, agent: str | None = None, limit: int = 100
-    ) -> list[tuple[str, str | None, str, str]]:
-        """Runs as ``(run_id, parent_id, agent, state)``, newest first."""
-        return await _approvals.list_runs(self.client, status=status, agent=agent, limit=limit)
+    async def runs(
+        self,
+        *,
+        status: RunStatus | None = None,
+        agent: str | None = None,
+        limit: int = 100,
+        before: str | None = None,
+    ) -> list[RunView]:
+        """Runs, newest first (by start time, then run id), from visibility; ``before``
+        (the last run id of the previous page) pages on. An unknown ``before``
+        raises ``DurableRunNotFoundError``."""
+        if limit < 1:
+            raise ValueError(f"limit must be at least 1, got {limit}; ask for a page of runs")
+        cursor = None
+        if before is not None:
+            cursor = (await self._describe(before)).start_time, before
+        found = await _approvals.list_runs(
+            self.client, status=status, agent=agent, limit=limit, before=cursor
+        )
+        return [_listed(execution, state) for execution, state in found]
 
-    async def family(self, run_id: str) -> tuple[str | None, list[tuple[str, str, str]]]:
-        """The run's parent (``None`` for a run a caller started) and its children,
-        each as ``(run_id, agent, state)``, oldest first."""
-        described = await self._handle(run_id).describe()
-        children = []
-        for child in await self.children(run_id):
-            about = await self.client.get_workflow_handle(child).describe()
-            children.append((child, about.workflow_type, state_of(about.status)))
-        return described.parent_id, children
+    async def describe(self, run_id: str) -> RunView:
+        """The run's state, waits, failure and children, with or without a worker
+        (``attended`` says whether one answers); ``DurableRunNotFoundError`` if there
+        is no such run."""
+        snapshot = await self.snapshot(run_id)
+        described = await self._describe(run_id)
+        active = snapshot.state in ACTIVE_STATUSES
+        retries = [
+            f"step {index} tries again at {when}"
+            for index, when in sorted(snapshot.next_attempts.items())
+        ]
+        unanswered = [] if snapshot.unanswered is None else [snapshot.unanswered]
+        if unanswered:
+            unanswered.append("its steps come from the run's history")
+        note = "; ".join(unanswered + retries)
+        return RunView(
+            run_id=run_id,
+            agent=snapshot.agent,
+            status=snapshot.state,
+            parent_run_id=described.parent_id,
+            created_at=described.start_time,
+            ended_at=described.close_time,
+            error=snapshot.failure,
+            waiting_for=snapshot.waiting_for,
+            step_count=len(snapshot.steps),
+            children=await self._children(run_id),
+            attended=(snapshot.unanswered is None) if active else None,
+            note=note or None,
+        )
 
     async def children(self, run_id: str) -> list[str]:
         """The ids of the child runs ``run_id`` started, oldest first."""
+        return [child.run_id for child in await self._children(run_id)]
+
+    async def _children(self, run_id: str) -> list[RunView]:
         check_name(run_id, what="run_id")
         query = f"ParentWorkflowId = '{_quoted(run_id)}'"
-        found = [(w.start_time, w.id) async for w in self.client.list_workflows(query)]
-        return [workflow_id for _, workflow_id in sorted(found)]
+        found = [
+            _listed(w, state_of(w.status, w.typed_search_attributes.get(WAITING_FOR)))
+            async for w in self.client.list_workflows(query)
+        ]
+        return sorted(
+            found, key=lambda view: (view.created_at is None, view.created_at, view.run_id)
+        )
 
-    @overload
-    async def send_event(self, run_id: str, key: str, payload: Any) -> bool: ...
-    @overload
-    async def send_event(
-        self, run_id: str, key: str, payload: Any, *, answer_within: timedelta | float
-    ) -> bool | None: ...
+    async def _describe(self, run_id: str) -> WorkflowExecutionDescription:
+        try:
+            return await self._handle(check_name(run_id, what="run_id")).describe()
+        except RPCError as failure:
+            if failure.status == RPCStatusCode.NOT_FOUND:
+                raise unreachable_run(run_id, failure) from None
+            raise
+
     async def send_event(
         self,
         run_id: str,
         key: str,
         payload: Any,
         *,
-        answer_within: timedelta | float | None = None,
+        answer_within: timedelta | float | None = ANSWER_WITHIN,
     ) -> bool | None:
         """Send an event; ``True`` if accepted, ``False`` if the key was already emitted.
 
         A malformed event is refused with ``DurableEventPayloadError`` and leaves the
-        run unharmed. Only a worker answers; with ``answer_within``, when none answers
-        in time the event is delivered by signal and the answer is ``None``: it is
-        applied when a worker runs the run, but nobody has acknowledged it yet.
+        run unharmed. Only a worker answers: when none answers within
+        ``answer_within``, the event is delivered by signal and the answer is
+        ``None``: it is applied when a worker runs the run, but nobody has
+        acknowledged it yet. ``answer_within=None`` waits for a worker however long.
         """
         check_name(key, what="event key")
         # Checked here, as the local store checks it: a refused payload never travels.
@@ -327,9 +405,8 @@ class AgentClient:
             yield event
 
     async def steps(self, run_id: str) -> list[StepRecord]:
-        handle = self._handle(run_id)
-        steps: list[StepRecord] = await handle.query(STEPS_QUERY, result_type=list[StepRecord])
-        return steps
+        """The run's steps: its worker's, or its history's when no worker answers."""
+        return (await self.snapshot(run_id)).steps
 
     async def checkpoints(self, run_id: str) -> list[CheckpointInfo]:
         """The run's context checkpoints by name, from its memo: no worker needed."""
@@ -347,7 +424,7 @@ class AgentClient:
 
     async def usage(self, run_id: str) -> dict[str, float | None]:
         """Tokens and cost of the run's model calls so far, from its memo (``None``: unknown)."""
-        described = await self._handle(run_id).describe()
+        described = await self._describe(run_id)
         totals: dict[str, float | None] = dict.fromkeys(USAGE_FIELDS, 0.0)
         totals.update(await described.memo_value(USAGE_MEMO, {}))
         return totals
@@ -364,14 +441,41 @@ class AgentClient:
             raise
 
     async def status(self, run_id: str) -> dict[str, Any]:
+        """The run's worker's own status query; it needs a worker (``describe`` does not)."""
         handle = self._handle(run_id)
         status: dict[str, Any] = await handle.query(STATUS_QUERY, result_type=dict[str, Any])
         return status
+
+    async def close(self) -> None:
+        """Forget the handles of the runs this client started; runs go on, on Temporal.
+
+        The ``Client`` it was given stays usable: it is the caller's, and Temporal's
+        client holds no connection that needs closing before the process ends.
+        """
+        self._started.clear()
 
 
 def _quoted(value: str) -> str:
     """``value`` inside a single-quoted visibility query string."""
     return value.replace("\\", "\\\\").replace("'", "\\'")
+
+
+def _listed(execution: WorkflowExecution, state: str) -> RunView:
+    """A run as a listing gives it: no steps, waits or failure."""
+    return RunView(
+        run_id=execution.id,
+        agent=execution.workflow_type,
+        status=state,
+        parent_run_id=execution.parent_id,
+        created_at=execution.start_time,
+        ended_at=execution.close_time,
+    )
+
+
+if TYPE_CHECKING:
+
+    def _conforms(client: AgentClient) -> DurableClient:
+        return client
 
 
 async def _cancel_reason(handle: WorkflowHandle[Any, Any]) -> str:

@@ -231,7 +231,7 @@ async def test_status_of_a_nondeterministic_run_prints_its_failure(
     assert f"run {run_id}: failed" in status.stdout
     assert "failed with [step_divergence] the recorded history" in status.stdout
     assert "'0:first'" in status.stdout
-    assert "steps below come from the run's history" in status.stdout
+    assert "its steps come from the run's history" in status.stdout
 
 
 # 14. an event to a run that ends during the update

@@ -2,7 +2,10 @@
 
 A scenario starts runs, sends events, crashes and resumes workers, and reads
 back the recorded steps only through ``Substrate``, so a new substrate joins the
-suite by implementing it and adding one fixture parameter.
+suite by implementing it and adding one fixture parameter. What a caller does
+(read a run, send it an event, decide, cancel, watch, list) goes through the
+substrate's ``DurableClient``, written once here; starting, awaiting, crashing
+and resuming runs stand for a worker, and are each substrate's own.
 """
 
 from __future__ import annotations
@@ -18,15 +21,7 @@ from typing import Any
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.worker import Worker
 
-from adapters.local import (
-    DurableRunStore,
-    cancel_run,
-    decide_approval,
-    pending_approvals,
-    run_durable,
-    send_event,
-    watch_run,
-)
+from adapters.local import DurableRunStore, LocalClient, run_durable
 from adapters.temporal import EVENT_SIGNAL, AgentClient
 from durable import (
     CancelOutcome,
@@ -42,23 +37,18 @@ from durable import (
     StepRecord,
     derive_worker_id,
 )
-from durable._checkpoints import checkpoint_not_found
+from durable._failures import run_failed_error
 from worker import temporal_worker
 
 Agent = Callable[[DurableContext, Any], Awaitable[Any]]
-
-_STATES = {
-    WorkflowExecutionStatus.RUNNING: "running",
-    WorkflowExecutionStatus.COMPLETED: "completed",
-    WorkflowExecutionStatus.CANCELED: "cancelled",
-    WorkflowExecutionStatus.CONTINUED_AS_NEW: "running",
-}
 
 
 class Substrate(ABC):
     name: str
     local: bool
     """True when the substrate is a local store, whose leases scenarios may race."""
+    client: LocalClient | AgentClient
+    """The substrate's ``DurableClient``, which callers read and drive runs through."""
 
     @abstractmethod
     async def start(
@@ -77,10 +67,6 @@ class Substrate(ABC):
         return await self.result(run_id)
 
     @abstractmethod
-    async def send_event(self, run_id: str, key: str, payload: Any) -> bool:
-        """Send an event from outside the run; ``True`` if this send was accepted."""
-
-    @abstractmethod
     async def signal_event(self, run_id: str, key: str, payload: Any) -> None:
         """Send an event without waiting for an answer (it may wake the run)."""
 
@@ -92,12 +78,20 @@ class Substrate(ABC):
     async def resume(self, agent: Agent, job: Any, *, run_id: str) -> None:
         """Continue a crashed run on a fresh worker."""
 
-    @abstractmethod
-    async def steps(self, run_id: str) -> list[StepRecord]: ...
+    # What a caller does, through the client.
 
-    @abstractmethod
+    async def send_event(self, run_id: str, key: str, payload: Any) -> bool:
+        """Send an event from outside the run; ``True`` if this send was accepted."""
+        accepted = await self.client.send_event(run_id, key, payload)
+        assert accepted is not None, f"no worker answered for run {run_id!r} in time"
+        return accepted
+
+    async def steps(self, run_id: str) -> list[StepRecord]:
+        return await self.client.steps(run_id)
+
     def live(self, run_id: str, *, after: int = 0) -> AsyncIterator[LiveEvent]:
-        """The run's live stream, through the substrate's public watch API."""
+        """The run's live stream, through the client's ``watch``."""
+        return self.client.watch(run_id, after=after)
 
     async def watch(self, run_id: str, *, after: int = 0, timeout: float = 20) -> list[LiveEvent]:
         """Every live entry after ``after`` until the run's end."""
@@ -121,41 +115,40 @@ class Substrate(ABC):
             await asyncio.sleep(0.02)
         raise AssertionError(f"run {run_id!r} never reached step {intent!r}")
 
-    @abstractmethod
     async def cancel(self, run_id: str, reason: str) -> CancelOutcome:
-        """Cancel the run (its children first) through the substrate's public API."""
+        """Cancel the run, its children first."""
+        return await self.client.cancel(run_id, reason)
 
-    @abstractmethod
     async def status(self, run_id: str) -> str:
-        """The run's state: running, completed, failed or cancelled."""
+        """The run's state in the run-state words (``waiting_for_approval`` and all)."""
+        return (await self.client.describe(run_id)).status
 
-    @abstractmethod
+    async def state(self, run_id: str) -> str:
+        return await self.status(run_id)
+
     async def children(self, run_id: str) -> list[str]:
         """The ids of the run's child runs, oldest first."""
+        return [child.run_id for child in (await self.client.describe(run_id)).children]
 
-    @abstractmethod
     async def checkpoints(self, run_id: str) -> list[CheckpointInfo]:
         """The run's context checkpoints, read from outside the run."""
+        return await self.client.checkpoints(run_id)
 
-    @abstractmethod
     async def checkpoint(self, run_id: str, name: str) -> Checkpoint:
         """One checkpoint with its payload, read from outside the run."""
+        return await self.client.checkpoint(run_id, name)
 
-    @abstractmethod
-    async def state(self, run_id: str) -> str:
-        """The run's state in the run-state words: ``waiting_for_approval`` and all."""
+    async def approvals(self, *, agent: str | None = None) -> list[PendingApproval]:
+        return await self.client.approvals(agent=agent)
 
-    @abstractmethod
-    async def approvals(self, *, agent: str | None = None) -> list[PendingApproval]: ...
-
-    @abstractmethod
     async def decide(
         self, target: str, decision: str, *, decided_by: str = "ana", **more: Any
-    ) -> DecisionOutcome: ...
+    ) -> DecisionOutcome:
+        return await self.client.decide(target, decision, decided_by=decided_by, **more)
 
-    @abstractmethod
     async def runs(self, status: RunStatus) -> list[str]:
         """The ids of the runs in ``status``."""
+        return [run.run_id for run in await self.client.runs(status=status, limit=1000)]
 
     async def pending(self, run_id: str, *, timeout: float = 20) -> PendingApproval:
         """The one approval ``run_id`` waits for, once it is listed."""
@@ -169,11 +162,15 @@ class Substrate(ABC):
             await asyncio.sleep(0.05)
 
     async def close(self) -> None:
-        return None
+        await self.client.close()
 
 
 class LocalSubstrate(Substrate):
-    """``run_durable`` over one local store, with short leases so takeovers are quick."""
+    """``run_durable`` over one local store, with short leases so takeovers are quick.
+
+    Each start or resume is a worker of its own (a fresh worker id), so a crash
+    leaves a lease another worker must wait out, as a real crash does.
+    """
 
     local = True
 
@@ -185,6 +182,7 @@ class LocalSubstrate(Substrate):
         self.location = location
         """Where another process finds the same store: a path or a DSN; empty for memory."""
         self.lease = timedelta(seconds=lease)
+        self.client = LocalClient(store, lease=self.lease, poll_interval=0.01)
         self._tasks: dict[str, asyncio.Task[Any]] = {}
 
     async def start(
@@ -214,9 +212,6 @@ class LocalSubstrate(Substrate):
         outcome = await asyncio.wait_for(self._tasks[run_id], timeout)
         return outcome.result
 
-    async def send_event(self, run_id: str, key: str, payload: Any) -> bool:
-        return await send_event(self.store, run_id, key, payload)
-
     async def signal_event(self, run_id: str, key: str, payload: Any) -> None:
         await self.store.emit_event(run_id, key, payload)
 
@@ -231,52 +226,13 @@ class LocalSubstrate(Substrate):
         await asyncio.sleep(self.lease.total_seconds() + 0.1)
         await self.start(agent, job, run_id=run_id)
 
-    async def steps(self, run_id: str) -> list[StepRecord]:
-        return await self.store.load_steps(run_id)
-
-    def live(self, run_id: str, *, after: int = 0) -> AsyncIterator[LiveEvent]:
-        return watch_run(self.store, run_id, after=after, poll_interval=0.05)
-
-    async def cancel(self, run_id: str, reason: str) -> CancelOutcome:
-        return await cancel_run(self.store, run_id, reason)
-
-    async def status(self, run_id: str) -> str:
-        run = await self.store.load_run(run_id)
-        assert run is not None, f"no run {run_id!r}"
-        return run.status
-
-    async def children(self, run_id: str) -> list[str]:
-        return [run.run_id for run in await self.store.list_children(run_id)]
-
-    async def state(self, run_id: str) -> str:
-        return await self.status(run_id)
-
-    async def checkpoints(self, run_id: str) -> list[CheckpointInfo]:
-        return await self.store.list_checkpoints(run_id)
-
-    async def checkpoint(self, run_id: str, name: str) -> Checkpoint:
-        found = await self.store.read_checkpoint(run_id, name)
-        if found is None:
-            raise checkpoint_not_found(run_id, name)
-        return found
-
-    async def approvals(self, *, agent: str | None = None) -> list[PendingApproval]:
-        return await pending_approvals(self.store, agent=agent)
-
-    async def runs(self, status: RunStatus) -> list[str]:
-        return [run.run_id for run in await self.store.list_runs(status=status, limit=1000)]
-
-    async def decide(
-        self, target: str, decision: str, *, decided_by: str = "ana", **more: Any
-    ) -> DecisionOutcome:
-        return await decide_approval(self.store, target, decision, decided_by=decided_by, **more)
-
     async def close(self) -> None:
         for task in self._tasks.values():
             task.cancel()
             # Outcomes were already asserted by the scenario; teardown only collects them.
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        await self.client.close()
         await self.store.close()
 
 
@@ -290,6 +246,7 @@ class TemporalSubstrate(Substrate):
 
     local = False
     name = "temporal"
+    client: AgentClient
 
     def __init__(self, client: Client, *, task_queue: str) -> None:
         self.client = AgentClient(client, task_queue=task_queue)
@@ -324,18 +281,27 @@ class TemporalSubstrate(Substrate):
     ) -> None:
         self._start_errors.pop(run_id, None)
         try:
-            await self.client.start(agent, job, run_id=run_id, delegation=delegation)
+            started = await self.client.start(agent, job, run_id=run_id, delegation=delegation)
         except DurableError as exc:
             # run_durable reports these when awaited; so does this substrate.
             self._start_errors[run_id] = exc
+            return
+        if started.created:
+            return
+        described = await self.client.client.get_workflow_handle(run_id).describe()
+        if described.status == WorkflowExecutionStatus.FAILED:
+            # run_durable replays a run that already failed as run_failed; so does this one.
+            try:
+                await self.client.result(run_id)
+            except DurableError as failure:
+                self._start_errors[run_id] = run_failed_error(
+                    run_id, type(failure).__name__, failure.message
+                )
 
     async def result(self, run_id: str, *, timeout: float = 20) -> Any:
         if run_id in self._start_errors:
             raise self._start_errors.pop(run_id)
         return await asyncio.wait_for(self.client.result(run_id), timeout)
-
-    async def send_event(self, run_id: str, key: str, payload: Any) -> bool:
-        return await self.client.send_event(run_id, key, payload)
 
     async def signal_event(self, run_id: str, key: str, payload: Any) -> None:
         handle = self.client.client.get_workflow_handle(run_id)
@@ -347,41 +313,6 @@ class TemporalSubstrate(Substrate):
     async def resume(self, agent: Agent, job: Any, *, run_id: str) -> None:
         await self.start_worker()
 
-    async def steps(self, run_id: str) -> list[StepRecord]:
-        return await self.client.steps(run_id)
-
-    def live(self, run_id: str, *, after: int = 0) -> AsyncIterator[LiveEvent]:
-        return self.client.watch(run_id, after=after)
-
-    async def cancel(self, run_id: str, reason: str) -> CancelOutcome:
-        return await self.client.cancel(run_id, reason)
-
-    async def status(self, run_id: str) -> str:
-        described = await self.client.client.get_workflow_handle(run_id).describe()
-        return _STATES.get(described.status, "failed") if described.status else "running"
-
-    async def children(self, run_id: str) -> list[str]:
-        return await self.client.children(run_id)
-
-    async def state(self, run_id: str) -> str:
-        return (await self.client.snapshot(run_id)).state
-
-    async def checkpoints(self, run_id: str) -> list[CheckpointInfo]:
-        return await self.client.checkpoints(run_id)
-
-    async def checkpoint(self, run_id: str, name: str) -> Checkpoint:
-        return await self.client.checkpoint(run_id, name)
-
-    async def approvals(self, *, agent: str | None = None) -> list[PendingApproval]:
-        return await self.client.approvals(agent=agent)
-
-    async def runs(self, status: RunStatus) -> list[str]:
-        return [row[0] for row in await self.client.list_runs(status=status, limit=1000)]
-
-    async def decide(
-        self, target: str, decision: str, *, decided_by: str = "ana", **more: Any
-    ) -> DecisionOutcome:
-        return await self.client.decide(target, decision, decided_by=decided_by, **more)
-
     async def close(self) -> None:
         await self.stop_worker()
+        await self.client.close()

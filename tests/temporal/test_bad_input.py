@@ -105,8 +105,8 @@ async def test_a_start_conflicting_with_an_existing_run_is_refused(
     with pytest.raises(DurableRunInputMismatchError, match="use a new run id for new input"):
         await agents_client.start(agents.waiter, Job(key="b"), run_id="conflict")
     # The same input attaches to the existing run instead.
-    handle = await agents_client.start(agents.waiter, Job(key="a"), run_id="conflict")
-    assert handle.id == "conflict"
+    found = await agents_client.start(agents.waiter, Job(key="a"), run_id="conflict")
+    assert (found.run_id, found.created) == ("conflict", False)
 
 
 @pytest.mark.parametrize("agent_fn", [misuse, file_misuse])

@@ -70,7 +70,7 @@ async def test_run_status_event_result_list(
     )  # fmt: skip
     assert signal.returncode == 0, signal.stderr
 
-    result = await asyncio.to_thread(durable, "result", "refund-cli", env=env)
+    result = await asyncio.to_thread(durable, "result", "refund-cli", "--wait", env=env)
     assert result.returncode == 0, result.stderr
     outcome = json.loads(result.stdout)
     assert (outcome["status"], outcome["reviewer"]) == ("refunded", "dana")
