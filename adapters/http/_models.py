@@ -6,9 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from durable import MAX_NAME_LENGTH, DelegationPolicy, RunView
+from durable import MAX_NAME_LENGTH, CancelOutcome, DelegationPolicy, RunView
 from durable._approvals import Decision
-from durable._records import CancelOutcome
 
 __all__ = [
     "CancelRequest",
@@ -16,6 +15,7 @@ __all__ = [
     "DecisionRequest",
     "EventOutcome",
     "EventRequest",
+    "EventStatus",
     "Health",
     "RunPage",
     "RunResult",
@@ -59,6 +59,9 @@ class EventRequest(_Body):
     """The event's payload: any JSON, checked against the type the run waits with."""
 
 
+EventStatus = Literal["accepted", "already_accepted", "delivered"]
+
+
 class EventOutcome(_Body):
     """``accepted``: this event is the key's. ``already_accepted``: an earlier one was
     (first wins). ``delivered``: handed to the substrate, not yet acknowledged by a
@@ -66,7 +69,7 @@ class EventOutcome(_Body):
 
     run_id: str
     key: str
-    status: Literal["accepted", "already_accepted", "delivered"]
+    status: EventStatus
 
 
 class DecisionRequest(_Body):

@@ -24,6 +24,7 @@ from ._models import (
     CancelRequest,
     EventOutcome,
     EventRequest,
+    EventStatus,
     RunPage,
     RunResult,
     StartRequest,
@@ -173,9 +174,15 @@ async def send_event(
     """202 accepted (or handed over, ``delivered``); 200 when an earlier event on the key
     won; 404 no such run; 409 (``run_ended``) the run ended; 422 a payload the run refuses."""
     accepted = await client.send_event(run_id, key, body.payload)
-    status = {True: "accepted", False: "already_accepted", None: "delivered"}[accepted]
     response.status_code = 200 if accepted is False else 202
-    return EventOutcome(run_id=run_id, key=key, status=status)  # type: ignore[arg-type]
+    return EventOutcome(run_id=run_id, key=key, status=_EVENT_STATUS[accepted])
+
+
+_EVENT_STATUS: dict[bool | None, EventStatus] = {
+    True: "accepted",
+    False: "already_accepted",
+    None: "delivered",
+}
 
 
 @router.post(
