@@ -1,10 +1,12 @@
 """Fixtures of the chat-turn tests: every local store, the Temporal dev server, a model server.
 
 ``chat`` runs each scenario on the four local stores (the turn runs in the test's
-process, ``StoreTurns``) and on the dev server (a worker runs it, ``ClientTurns``
-over ``AgentClient``); ``local_chat`` on the local stores only. ``runs()`` is a
-new caller, as another process would be: a second store opened on the same
-location (the one memory store is shared), or the same Temporal client.
+process, ``StoreTurns``), through ``LocalClient`` on SQLite (``ClientTurns``, as
+``durable serve --local`` runs turns) and on the dev server (a worker runs it,
+``ClientTurns`` over ``AgentClient``); ``local_chat`` on the local stores only.
+``runs()`` is a new caller, as another process would be: a second store (and
+client) opened on the same location (the one memory store is shared), or the
+same Temporal client.
 """
 
 from __future__ import annotations
@@ -22,9 +24,9 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
 from adapters.chat import StoreTurns
-from adapters.local import DurableRunStore, run_durable
+from adapters.local import DurableRunStore, LocalClient, run_durable
 from adapters.temporal import AgentClient, DevServer
-from durable import DurableContext, StepRecord
+from durable import DurableClient, DurableContext, StepRecord
 from durable.chat import ChatTurnEngine, ChatTurnHooks, ChatTurnIdentity, ClientTurns, TurnRuns
 from tests.conformance.conftest import LOCAL_SUBSTRATES, open_store, store_location
 from tests.support.llm_server import ModelServer, model_server
@@ -40,23 +42,42 @@ MODELS = ("ok", "flaky", "hang-stream-once")
 class ChatSubstrate:
     """Where a scenario's runs execute, and how it makes callers of chat turns."""
 
-    def __init__(self, name: str, location: str = "", agents: AgentClient | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        location: str = "",
+        agents: AgentClient | None = None,
+        *,
+        kind: str | None = None,
+        clients: bool = False,
+    ) -> None:
         self.name = name
         self.local = agents is None
         self.agents = agents
+        self._kind = kind or name
         self._location = location
+        self._clients = clients
         self._stores: list[DurableRunStore] = []
+        self._opened: list[LocalClient] = []
 
     async def store(self) -> DurableRunStore:
         """A store of a local substrate opened anew, as another process would open it."""
-        if self.name != "memory" or not self._stores:
-            self._stores.append(await open_store(self.name, self._location))
+        if self._kind != "memory" or not self._stores:
+            self._stores.append(await open_store(self._kind, self._location))
         return self._stores[-1]
+
+    async def client(self) -> DurableClient:
+        """A client of runs, as another process would open one."""
+        if self.agents is not None:
+            return self.agents
+        opened = LocalClient(await self.store(), lease=0.6, poll_interval=0.02)
+        self._opened.append(opened)
+        return opened
 
     async def runs(self) -> TurnRuns:
         """A caller of turns, as a separate process would be."""
-        if self.agents is not None:
-            return ClientTurns(self.agents)
+        if self.agents is not None or self._clients:
+            return ClientTurns(await self.client())
         return StoreTurns(await self.store(), lease=0.6, poll_interval=0.02)
 
     async def engine(self, hooks: ChatTurnHooks | None = None) -> ChatTurnEngine[Any]:
@@ -70,15 +91,18 @@ class ChatSubstrate:
 
     async def run(self, agent: Agent, job: Any, *, run_id: str, retry_failed: bool) -> Any:
         """Start run ``run_id`` (or find it), wait for it, and return its result."""
-        if self.agents is not None:
-            await self.agents.start(agent, job, run_id=run_id, retry_failed=retry_failed)
-            return await asyncio.wait_for(self.agents.result(run_id), 30)
+        if self.agents is not None or self._clients:
+            client = await self.client()
+            await client.start(agent, job, run_id=run_id, retry_failed=retry_failed)
+            return await asyncio.wait_for(client.result(run_id), 30)
         outcome = await run_durable(
             agent, job, store=await self.store(), run_id=run_id, retry_failed=retry_failed
         )
         return outcome.result
 
     async def close(self) -> None:
+        for client in self._opened:
+            await client.close()
         for store in self._stores:
             await store.close()
 
@@ -87,6 +111,15 @@ class ChatSubstrate:
 async def substrate(
     kind: str, request: pytest.FixtureRequest, tmp_path: Path
 ) -> AsyncIterator[ChatSubstrate]:
+    if kind == "sqlite-client":
+        through = ChatSubstrate(
+            kind, store_location(request, "sqlite", tmp_path), kind="sqlite", clients=True
+        )
+        try:
+            yield through
+        finally:
+            await through.close()
+        return
     if kind != "temporal":
         local = ChatSubstrate(kind, store_location(request, kind, tmp_path))
         try:
@@ -111,7 +144,7 @@ async def substrate(
         await running
 
 
-@pytest.fixture(params=[*LOCAL_SUBSTRATES, "temporal"])
+@pytest.fixture(params=[*LOCAL_SUBSTRATES, "sqlite-client", "temporal"])
 async def chat(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[ChatSubstrate]:
     async with substrate(request.param, request, tmp_path) as chosen:
         yield chosen
