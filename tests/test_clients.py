@@ -18,7 +18,14 @@ import pytest
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
-from adapters.local import FileStore, InMemoryStore, LocalClient, PostgresStore, SqliteStore
+from adapters.local import (
+    FileStore,
+    InMemoryStore,
+    LocalClient,
+    PostgresStore,
+    RunSlots,
+    SqliteStore,
+)
 from adapters.temporal import AgentClient, DevServer
 from durable import (
     DurableClient,
@@ -279,3 +286,127 @@ async def test_usage_adds_up_the_runs_model_calls(caller: DurableClient, run_id:
     assert usage == usage_totals(await caller.steps(run_id))
     assert [usage["input_tokens"], usage["output_tokens"]] == result["tokens"]
     assert usage["input_tokens"]
+
+
+# What only a LocalClient does: it executes the runs it starts, beside other workers.
+
+
+@pytest.fixture(params=["memory", "file", "sqlite", "postgres"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Any]:
+    kind = request.param
+    opened: Any = (
+        InMemoryStore()
+        if kind == "memory"
+        else FileStore(tmp_path / "runs")
+        if kind == "file"
+        else SqliteStore(tmp_path / "durable.db")
+        if kind == "sqlite"
+        else await PostgresStore.connect(request.getfixturevalue("postgres_dsn"))
+    )
+    yield opened
+    await opened.close()
+
+
+async def test_a_run_another_worker_holds_is_left_to_it(store: Any, run_id: str) -> None:
+    agents.reset()
+    holder = LocalClient(store, lease=30, poll_interval=0.02)
+    other = LocalClient(store, lease=30, poll_interval=0.02)
+    await holder.start(agents.waiter, Job(key="go"), run_id=run_id)
+
+    found = await other.start(agents.waiter, Job(key="go"), run_id=run_id)
+    waiting = asyncio.create_task(other.result(run_id))
+    await asyncio.sleep(0.2)
+    assert not waiting.done()  # it waits for the holder, which still waits for "go"
+    run = await store.load_run(run_id)
+    assert await other.send_event(run_id, "go", 7) is True
+
+    assert found.created is False
+    assert run.lease_holder == holder.worker_id  # not stolen
+    assert await asyncio.wait_for(waiting, 20) == 7
+    assert await holder.result(run_id) == 7
+    await other.close()
+    await holder.close()
+
+
+async def test_close_leaves_its_runs_to_any_worker(store: Any, run_id: str) -> None:
+    agents.reset()
+    first = LocalClient(store, lease=0.5, poll_interval=0.02)
+    await first.start(agents.waiter, Job(key="go"), run_id=run_id)
+    await _until(first, run_id, "waiting")
+    await first.close()
+
+    second = LocalClient(store, lease=0.5, poll_interval=0.02)
+    while (orphan := await second.describe(run_id)).attended:
+        await asyncio.sleep(0.05)  # the first client's lease lapses
+    resumed = await second.start(agents.waiter, Job(key="go"), run_id=run_id)
+    await _until(second, run_id, "waiting")
+    assert await second.send_event(run_id, "go", "on") is True
+    result = await asyncio.wait_for(second.result(run_id), 20)
+
+    assert orphan.status in ("running", "waiting")  # not cancelled: it was only stopped
+    assert orphan.attended is False
+    assert orphan.note is not None
+    assert "durable worker --local" in orphan.note
+    assert resumed.created is False
+    assert result == "on"
+    with pytest.raises(RuntimeError, match="closed"):
+        await first.start(agents.waiter, Job(key="x"), run_id=f"{run_id}-later")
+    await second.close()
+
+
+async def test_a_failure_read_back_from_the_store_is_the_error_the_run_raised(
+    store: Any, run_id: str
+) -> None:
+    agents.reset()
+    async with LocalClient(store, poll_interval=0.02) as ran:
+        await ran.start(agents.rejecting, Job(n=1), run_id=run_id)
+        with pytest.raises(DurableStepFailedError) as fresh:
+            await ran.result(run_id)
+    async with LocalClient(store, poll_interval=0.02) as reader:
+        with pytest.raises(DurableStepFailedError) as read:
+            await reader.result(run_id)
+
+    assert (read.value.intent, read.value.error_type, read.value.attempts) == (
+        fresh.value.intent, fresh.value.error_type, fresh.value.attempts,
+    )  # fmt: skip
+    assert read.value.code == fresh.value.code
+
+
+async def test_start_waits_for_a_free_slot(store: Any, run_id: str) -> None:
+    agents.reset()
+    async with LocalClient(store, slots=RunSlots(1), poll_interval=0.02) as client:
+        await client.start(agents.waiter, Job(key="go"), run_id=f"{run_id}-a")
+        second = asyncio.create_task(client.start(agents.pipeline, Job(), run_id=f"{run_id}-b"))
+        await asyncio.sleep(0.3)
+        queued = second.done()
+        await client.send_event(f"{run_id}-a", "go", None)
+        started = await asyncio.wait_for(second, 20)
+
+        assert queued is False  # the one slot is the waiting run's
+        assert started.created is True
+        assert await client.result(f"{run_id}-b") == {"total": 2, "label": "total=2"}
+
+
+async def test_two_clients_starting_one_new_run_create_it_once(store: Any, run_id: str) -> None:
+    agents.reset()
+    async with (
+        LocalClient(store, poll_interval=0.02) as one,
+        LocalClient(store, poll_interval=0.02) as two,
+    ):
+        same = await asyncio.gather(
+            one.start(agents.waiter, Job(key="go"), run_id=run_id),
+            two.start(agents.waiter, Job(key="go"), run_id=run_id),
+        )
+        other = await asyncio.gather(
+            one.start(agents.waiter, Job(key="a"), run_id=f"{run_id}-x"),
+            two.start(agents.waiter, Job(key="b"), run_id=f"{run_id}-x"),
+            return_exceptions=True,
+        )
+        await one.send_event(run_id, "go", 1)
+        results = [await one.result(run_id), await two.result(run_id)]
+
+    assert sorted(started.created for started in same) == [False, True]
+    assert results == [1, 1]
+    refused = [outcome for outcome in other if isinstance(outcome, BaseException)]
+    assert len(refused) == 1
+    assert isinstance(refused[0], DurableRunInputMismatchError)

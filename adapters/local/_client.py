@@ -488,12 +488,12 @@ def _failure(run: RunRecord, steps: list[StepRecord]) -> DurableError:
     error = run.error
     if error is None:
         return run_failed_error(run.run_id, "an unknown error", "none was recorded")
-    cls = error_for_code(error.code)
-    if cls is DurableStepFailedError:
+    if error.code == DurableStepFailedError.code.value:
         failed = [step for step in steps if step.status == "failed" and step.error is not None]
         if failed:
             return replayed_failure(failed[-1])
-    elif cls is not None:
+    cls = error_for_code(error.code)
+    if cls is not None:
         with contextlib.suppress(TypeError):  # errors with more than a message are not kept
             return cls(error.message)
     return run_failed_error(run.run_id, error.type, error.message)
