@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from adapters.local import SqliteStore, run_durable
+from adapters.local import SqliteStore, run_durable, send_event
 from adapters.temporal import DevServer
 from durable import agent_definition
-from tests.conformance.agents import Job, ask
+from tests.conformance.agents import Job, ask, waiter
 from tests.support.cli import durable, no_traceback
 from tests.support.llm_server import catalog as models_on
 from tests.support.llm_server import model_server
@@ -122,3 +122,52 @@ async def test_status_shows_usage_a_server_never_reported_as_unknown(
     assert done.returncode == 0, done
     assert "model calls: unknown tokens in, unknown out, cost unknown" in done.stdout
     assert "0 tokens" not in done.stdout
+
+
+async def test_result_says_an_active_run_is_still_going_and_waits_with_wait(
+    tmp_path: Path, local_env: dict[str, str]
+) -> None:
+    store = SqliteStore(tmp_path / "durable.db")
+    try:
+        run = asyncio.create_task(run_durable(waiter, Job(key="go"), store=store, run_id="later"))
+        while (found := await store.load_run("later")) is None or found.status != "waiting":
+            await asyncio.sleep(0.02)
+        said = await asyncio.to_thread(durable, "result", "later", "--local", env=local_env)
+        waiting = asyncio.create_task(
+            asyncio.to_thread(durable, "result", "later", "--wait", "--local", env=local_env)
+        )
+        await asyncio.sleep(1.5)
+        still = not waiting.done()
+        await send_event(store, "later", "go", {"v": 1})
+        await run
+        done = await asyncio.wait_for(waiting, 60)
+    finally:
+        await store.close()
+
+    no_traceback(said)
+    assert said.returncode == 0, said
+    assert said.stdout.startswith("run later is still waiting for an event; worker ")
+    assert "`durable result later --wait --local` waits for its end" in said.stdout
+    assert still
+    no_traceback(done)
+    assert (done.returncode, json.loads(done.stdout)) == (0, {"v": 1})
+
+
+def test_running_the_same_run_again_finds_it(local_env: dict[str, str]) -> None:
+    args = ("run", "conformance.pipeline", "--input", '{"n": 2}', "--run-id", "twice", "--local")
+
+    first = durable(*args, env=local_env)
+    again = durable(*args, env=local_env)
+    other = durable(*args[:3], '{"n": 3}', *args[4:], env=local_env)
+
+    for done in (first, again, other):
+        no_traceback(done)
+    assert first.returncode == 0, first
+    assert first.stdout.startswith("started run twice of conformance.pipeline on the local store")
+    assert again.returncode == 0, again
+    assert again.stdout.startswith("found run twice of conformance.pipeline on the local store")
+    assert "started before with this input" in again.stdout
+    assert json.loads(again.stdout.split("\n", 1)[1]) == json.loads(first.stdout.split("\n", 1)[1])
+    assert other.returncode == 1
+    assert "[manifest_mismatch]" in other.stderr
+    assert other.stdout == ""
