@@ -13,6 +13,7 @@
     durable reject RUN|APPROVAL --reason TEXT [--by NAME] [--local]
     durable checkpoints RUN [NAME] [--local]
     durable purge --older-than DURATION [--status S] [--dry-run] --local
+    durable serve [--host H] [--port P] [--local]
 
 Temporal is the default, configured like the worker (``TEMPORAL_ADDRESS``, else
 the embedded server a running ``durable worker`` started). ``--local`` uses the
@@ -52,6 +53,7 @@ from ._common import (
 )
 from ._parser import parser
 from ._runs import cmd_cancel, cmd_event, cmd_result, cmd_run, cmd_watch
+from ._serve import cmd_serve
 from ._stores import cmd_checkpoints, cmd_purge
 from ._views import cmd_list, cmd_status
 
@@ -95,6 +97,7 @@ def _run(args: argparse.Namespace) -> int:
             "reject": cmd_decide,
             "checkpoints": cmd_checkpoints,
             "purge": cmd_purge,
+            "serve": cmd_serve,
         }[command]
         code = asyncio.run(handler(args, settings))
         sys.stdout.flush()  # a reader that went away shows here for buffered output

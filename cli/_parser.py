@@ -112,4 +112,7 @@ def parser() -> argparse.ArgumentParser:
     purging.add_argument(
         "--dry-run", action="store_true", help="say what would be deleted, delete nothing"
     )
+    serve = command("serve", "serve the HTTP API and the web view of runs")
+    serve.add_argument("--host", help="the address to listen on (default DURABLE_API_HOST)")
+    serve.add_argument("--port", type=int, help="the port to listen on (default DURABLE_API_PORT)")
     return root

@@ -13,20 +13,19 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
 from adapters.http import ServerSettings
-from adapters.local import SqliteStore
+from adapters.local import LocalClient, SqliteStore
 from adapters.temporal import AgentClient, DevServer
 from durable import DurableClient
 from tests.http.server import ClientFactory, ServerThread
 from worker import temporal_worker
 
 TOKEN = f"test-token-{uuid.uuid4().hex}"
-AGENTS = ("tests.http.agents",)
+AGENTS = ("tests.http.agents", "agents.chat")
 
 
 def local_client(path: Path) -> ClientFactory:
     async def make(stack: contextlib.AsyncExitStack) -> DurableClient:
         import tests.http.agents  # noqa: F401  (registers the agents the tests start)
-        from adapters.local._client import LocalClient
 
         store = SqliteStore(path)
         stack.push_async_callback(store.close)

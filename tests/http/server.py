@@ -2,7 +2,7 @@
 
 The client it serves is made inside that loop (a Temporal client and its
 worker, or a local store), so the tests speak to it only over HTTP, as other
-services do.
+services do. It serves chat turns as ``durable serve`` does.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import uvicorn
 
 from adapters.http import ServerSettings
 from adapters.http._serve import http_server
+from cli._serve import chat_engine
 from durable import DurableClient
 
 ClientFactory = Callable[[contextlib.AsyncExitStack], Awaitable[DurableClient]]
@@ -68,7 +69,8 @@ class ServerThread:
         async with contextlib.AsyncExitStack() as stack:
             client = await self.make_client(stack)
             stack.push_async_callback(client.close)
-            self._server = http_server(client, self.settings, log_config=False)
+            chat = chat_engine(client)
+            self._server = http_server(client, self.settings, chat=chat, log_config=False)
             serving = asyncio.create_task(self._server.serve(sockets=[self.socket]))
             while not self._server.started:
                 if serving.done():

@@ -16,6 +16,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from adapters.http import ServerSettings, create_app
+from cli._serve import chat_engine
 from durable import DurableClient
 from tests.http.conftest import TOKEN, local_client
 from tests.http.server import ServerThread
@@ -25,7 +26,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 SETTINGS = ServerSettings(tokens=(TOKEN,))
 # The document depends on the settings only, never on the client; the first test
 # checks it is the one the server serves.
-DOCUMENT = create_app(cast(DurableClient, object()), SETTINGS).openapi()
+_NO_CLIENT = cast(DurableClient, object())
+DOCUMENT = create_app(_NO_CLIENT, SETTINGS, chat=chat_engine(_NO_CLIENT)).openapi()
 schema = schemathesis.openapi.from_dict(DOCUMENT)
 
 

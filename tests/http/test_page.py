@@ -127,6 +127,12 @@ async def test_the_page_approves_a_pending_approval(
 
 
 async def test_the_page_asks_for_a_token_when_it_has_none(served: ServerThread) -> None:
+    async with httpx.AsyncClient(base_url=served.url, timeout=30) as anonymous:
+        page = await anonymous.get("/")  # the page holds no data: no token needed
+        assert page.status_code == 200
+        assert "default-src 'self'" in page.headers["content-security-policy"]
+        assert (await anonymous.get("/static/app.js")).status_code == 200
+        assert (await anonymous.get("/v1/runs")).status_code == 401
     async with browser_page(f"{served.url}/") as page:
         await page.wait_for("!document.querySelector('#login').hidden")
         assert await page.evaluate("document.querySelectorAll('#runs tr').length") == 0
