@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 from typing import Any
 
+from temporalio.service import RPCError
+
 import worker
-from durable import DecisionOutcome
+from durable import DecisionOutcome, DurableError
 
 from ._clients import open_target
 from ._common import EXIT_OK, UsageError, decider, json_argument
@@ -64,19 +67,21 @@ async def cmd_decide(args: argparse.Namespace, settings: worker.WorkerSettings) 
     decision = "reject" if args.command == "reject" else "edit" if editing else "approve"
     by = decider(args.by)
     reason = args.reason or None
-    unattended = ""
     async with open_target(args, settings) as target:
         outcome = await target.client.decide(
             args.target, decision, decided_by=by, input=edited, reason=reason
         )
-        if outcome.status == "decided":
-            view = await target.client.describe(outcome.run_id)
-            if view.attended is False:
-                unattended = (
-                    f"\nno worker runs {outcome.run_id} now: the decision is kept, and the run "
+        print(_outcome_words(outcome), flush=True)
+        if outcome.status != "decided":
+            return EXIT_OK
+        # Advice only: the decision stands whatever this read finds. The run may have
+        # ended with it, and a server that stopped with its last run may be gone.
+        with contextlib.suppress(DurableError, RPCError, OSError):
+            if (await target.client.describe(outcome.run_id)).attended is False:
+                print(
+                    f"no worker runs {outcome.run_id} now: the decision is kept, and the run "
                     f"takes it when `durable worker{target.flag}` resumes it"
                 )
-    print(_outcome_words(outcome) + unattended)
     return EXIT_OK
 
 
