@@ -12,6 +12,7 @@ import pytest
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
+import tests.http.agents  # noqa: F401  (registers the agents the tests start, in every server)
 from adapters.http import ServerSettings
 from adapters.local import LocalClient, SqliteStore
 from adapters.temporal import AgentClient, DevServer
@@ -25,8 +26,6 @@ AGENTS = ("tests.http.agents", "agents.chat")
 
 def local_client(path: Path) -> ClientFactory:
     async def make(stack: contextlib.AsyncExitStack) -> DurableClient:
-        import tests.http.agents  # noqa: F401  (registers the agents the tests start)
-
         store = SqliteStore(path)
         stack.push_async_callback(store.close)
         return LocalClient(store)

@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import uuid
+
 import httpx
 import pytest
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
 
+from adapters.http import ServerSettings
+from adapters.temporal import AgentClient, DevServer
+from durable import DurableClient
+from tests.http.conftest import TOKEN
+from tests.http.server import ServerThread
 from tests.http.support import (
     assert_problem,
     ndjson,
@@ -234,3 +245,33 @@ async def test_the_result_is_200_once_the_run_completed_and_202_before(
     assert_problem(
         await http.get(f"/v1/runs/{run_id}/result", params={"wait": 600}), 422, "invalid_request"
     )
+
+
+async def test_an_event_no_worker_acknowledged_is_202_delivered(
+    temporal_server: DevServer,
+) -> None:
+    async def unattended(stack: contextlib.AsyncExitStack) -> DurableClient:
+        client = await Client.connect(
+            temporal_server.address, data_converter=pydantic_data_converter
+        )
+        return AgentClient(client, task_queue=f"nobody-{uuid.uuid4().hex[:8]}")
+
+    served = await asyncio.to_thread(
+        ServerThread(unattended, ServerSettings(tokens=(TOKEN,))).start
+    )
+    try:
+        async with httpx.AsyncClient(
+            base_url=served.url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60
+        ) as http:
+            run_id = new_run_id()
+            started = await http.post(
+                "/v1/runs", json={"agent": "http.wait", "input": WORDS, "run_id": run_id}
+            )
+            assert started.status_code == 201
+            # No worker serves the run's task queue: the event is kept, not yet acknowledged.
+            sent = await http.post(f"/v1/runs/{run_id}/events/go", json={"payload": {"n": 1}})
+            assert sent.status_code == 202, sent.text
+            assert sent.json()["status"] == "delivered"
+            await http.post(f"/v1/runs/{run_id}/cancel", json={"reason": "no worker"})
+    finally:
+        await asyncio.to_thread(served.stop)
