@@ -141,3 +141,30 @@ async def test_the_page_asks_for_a_token_when_it_has_none(served: ServerThread) 
         await page.wait_for("document.querySelector('#login').hidden")
         await page.wait_for("document.querySelector('#notice').textContent === ''")
         assert await page.evaluate("sessionStorage.getItem('durable-token')") == TOKEN
+
+
+async def test_the_page_rejects_with_a_reason(
+    served: ServerThread, http: httpx.AsyncClient
+) -> None:
+    run_id = new_run_id("page")
+    await http.post(
+        "/v1/runs",
+        json={"agent": "http.ask", "input": {"text": "no thanks", "pace": 0.01}, "run_id": run_id},
+    )
+    await run_state(http, run_id, {"waiting_for_approval"})
+    async with browser_page(f"{served.url}/#token={TOKEN}&run={run_id}") as page:
+        reject = "document.querySelector('#approvals .approval .reject')"
+        await page.wait_for(f"!!{reject}")
+        await page.evaluate(f"{reject}.click()")  # no reason yet: refused on the page
+        await page.wait_for(
+            "document.querySelector('#approvals .approval .outcome').textContent"
+            " === 'a rejection needs a reason'"
+        )
+        await page.evaluate(
+            "document.querySelector('#approvals .approval .reason').value = 'not today'"
+        )
+        await page.evaluate(f"{reject}.click()")
+        await page.wait_for("!document.querySelector('#approvals .approval')")
+    await run_state(http, run_id, {"completed"})
+    result = (await http.get(f"/v1/runs/{run_id}/result")).json()["result"]
+    assert result == {"said": "", "reason": "not today"}
