@@ -41,7 +41,7 @@ class RunView(BaseModel):
     error: str | None = None
     """Why a failed run failed, or why a cancelled one was cancelled."""
     waiting_for: list[str] | None = None
-    """The event keys (``approval:<id>`` for approvals) the run waits for; ``None``:
+    """The event keys the run waits for (``approval:<position>`` for an approval); ``None``:
     unknown (on Temporal, no worker answered)."""
     step_count: int | None = None
     children: list[RunView] = Field(default_factory=list)
