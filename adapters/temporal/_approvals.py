@@ -33,7 +33,7 @@ from durable._failures import run_ended_error
 
 from ._delivery import deliver_event
 from ._messages import APPROVAL_MEMO_PREFIX
-from ._search import WAITING_FOR
+from ._search import WAITING_FOR, quoted
 from ._status import state_of
 
 __all__ = ["decide", "list_runs", "pending_approvals"]
@@ -49,10 +49,6 @@ _EXECUTION_STATUS = {
     "failed": "Failed",
     "cancelled": "Canceled",
 }
-
-
-def _quoted(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("'", "\\'")
 
 
 async def list_runs(
@@ -73,7 +69,7 @@ async def list_runs(
     if status is not None:
         clauses.append(f"ExecutionStatus = '{_EXECUTION_STATUS[status]}'")
     if agent is not None:
-        clauses.append(f"WorkflowType = '{_quoted(agent)}'")
+        clauses.append(f"WorkflowType = '{quoted(agent)}'")
     if before is not None:
         # Visibility keeps nanoseconds, a start time here has microseconds: ask for the
         # whole microsecond, and let the key below cut it where the previous page did.
@@ -118,7 +114,7 @@ async def pending_approvals(
     """Every approval a running workflow waits for, from the search attribute and memo."""
     query = "ExecutionStatus = 'Running' AND WaitingFor IS NOT NULL"
     if agent is not None:
-        query += f" AND WorkflowType = '{_quoted(agent)}'"
+        query += f" AND WorkflowType = '{quoted(agent)}'"
     found: list[PendingApproval] = []
     async for execution in client.list_workflows(query, limit=limit):
         if not (execution.typed_search_attributes.get(WAITING_FOR) or "").startswith("approval:"):

@@ -68,7 +68,7 @@ from ._messages import (
     STATUS_QUERY,
     USAGE_MEMO,
 )
-from ._search import AGENT_NAME, PROJECT_ID, SEARCH_ATTRIBUTES, WAITING_FOR
+from ._search import AGENT_NAME, PROJECT_ID, SEARCH_ATTRIBUTES, WAITING_FOR, quoted
 from ._status import QUERY_WITHIN, RunSnapshot, run_snapshot, state_of
 
 if TYPE_CHECKING:
@@ -344,7 +344,7 @@ class AgentClient:
 
     async def _children(self, run_id: str) -> list[RunView]:
         check_name(run_id, what="run_id")
-        query = f"ParentWorkflowId = '{_quoted(run_id)}'"
+        query = f"ParentWorkflowId = '{quoted(run_id)}'"
         found = [
             _listed(w, state_of(w.status, w.typed_search_attributes.get(WAITING_FOR)))
             async for w in self.client.list_workflows(query)
@@ -453,11 +453,6 @@ class AgentClient:
         client holds no connection that needs closing before the process ends.
         """
         self._started.clear()
-
-
-def _quoted(value: str) -> str:
-    """``value`` inside a single-quoted visibility query string."""
-    return value.replace("\\", "\\\\").replace("'", "\\'")
 
 
 def _listed(execution: WorkflowExecution, state: str) -> RunView:
