@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import importlib
 import logging
 import os
 import signal
@@ -28,18 +27,13 @@ from typing import Any
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
-from temporalio.workflow import NondeterminismError
 
-import agents.chat  # registers the chat-turn agent (its step is llm.chat)
-import agents.conversation  # noqa: F401  (registers the conversation agent and its turn step)
-from activities.checkpoints import get_checkpoint, put_checkpoint
-from activities.events import send_event
-from activities.steps import run_step
 from adapters.blobs import default_blob_store
 from adapters.http import ServerSettings
 from adapters.local import LocalWorker, SqliteStore, parse_duration
-from adapters.temporal import DevServer, PortInUseError, exit_without_teardown, workflow_runner
-from workflows.agent import AgentWorkflow
+from adapters.temporal import DevServer, PortInUseError, exit_without_teardown
+from durable_agents import DurableAgentsPlugin
+from durable_agents._plugin import import_agent_modules
 
 ROOT = Path(__file__).resolve().parent
 log = logging.getLogger("durable.worker")
@@ -191,37 +185,10 @@ def _number(env: Mapping[str, str], name: str, default: Any, kind: type[Any]) ->
 
 
 def import_agents(modules: tuple[str, ...]) -> None:
-    for name in modules:
-        try:
-            importlib.import_module(name)
-        except ImportError as exc:
-            raise SystemExit(
-                f"cannot import agent module {name!r} named in DURABLE_AGENT_MODULES ({exc}); "
-                "check the module path and that it is installed"
-            ) from None
-
-
-def temporal_worker(
-    client: Client, *, task_queue: str, agent_modules: tuple[str, ...] = (), **options: Any
-) -> Worker:
-    """A Temporal worker hosting every registered agent and step.
-
-    The agent modules and this project's packages pass through the workflow
-    sandbox (see ``workflow_runner``), so workflows see the same ``@agent`` /
-    ``@step`` registries as the worker. A nondeterminism error fails the
-    workflow instead of retrying its task forever; the client reports it as a
-    divergence.
-    """
-    import_agents(agent_modules)
-    return Worker(
-        client,
-        task_queue=task_queue,
-        workflows=[AgentWorkflow],
-        activities=[run_step, send_event, put_checkpoint, get_checkpoint],
-        workflow_runner=workflow_runner(agent_modules),
-        workflow_failure_exception_types=[NondeterminismError],
-        **options,
-    )
+    try:
+        import_agent_modules(modules)
+    except ImportError as exc:
+        raise SystemExit(f"{exc}; DURABLE_AGENT_MODULES names it") from None
 
 
 @contextlib.asynccontextmanager
@@ -281,11 +248,13 @@ async def run_temporal(settings: WorkerSettings) -> None:
     stop = asyncio.Event()
     _stop_on_signals(stop)
     async with temporal_client(settings) as client:
-        worker = temporal_worker(
+        worker = Worker(
             client,
             task_queue=settings.task_queue,
-            agent_modules=settings.agent_modules,
-            **settings.worker_limits(),
+            plugins=[DurableAgentsPlugin(settings.agent_modules)],
+            max_concurrent_workflow_tasks=settings.max_workflow_tasks,
+            max_concurrent_activities=settings.max_activities,
+            max_concurrent_local_activities=settings.max_local_activities,
         )
         link = settings.ui_link()
         log.info(

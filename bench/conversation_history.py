@@ -30,7 +30,7 @@ from activities.steps import run_step
 from adapters.temporal import AgentClient, DevServer, workflow_runner
 from bench._conversation_workloads import LENGTHS, Debate, RawDebate, debate
 from bench._model_server import Timing, model_server
-from worker import temporal_worker
+from durable_agents import DurableAgentsPlugin
 
 QUEUE = "bench-conversations"
 RAW_QUEUE = "bench-conversations-raw"
@@ -90,7 +90,9 @@ async def main() -> None:
                     activities=[run_step],
                     workflow_runner=workflow_runner(MODULES),
                 )
-                ours_worker = temporal_worker(client, task_queue=QUEUE, agent_modules=MODULES)
+                ours_worker = Worker(
+                    client, task_queue=QUEUE, plugins=[DurableAgentsPlugin(MODULES)]
+                )
                 async with ours_worker, raw_worker:
                     await ours(client, agents, 50)  # warm both paths
                     await raw(client, 50)

@@ -36,12 +36,13 @@ import httpx
 from httpx_sse import aconnect_sse
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Worker
 
 from adapters.local import SqliteStore, run_durable, watch_run
 from adapters.temporal import AgentClient, DevServer
 from bench._llm_workloads import MARKS, Calls, llm_calls
 from bench._model_server import Timing, model_server
-from worker import temporal_worker
+from durable_agents import DurableAgentsPlugin
 
 QUEUE = "bench-llm"
 
@@ -165,8 +166,10 @@ async def main() -> None:
                     server.address, data_converter=pydantic_data_converter
                 )
                 agents = AgentClient(client, task_queue=QUEUE)
-                async with temporal_worker(
-                    client, task_queue=QUEUE, agent_modules=("bench._llm_workloads",)
+                async with Worker(
+                    client,
+                    task_queue=QUEUE,
+                    plugins=[DurableAgentsPlugin(("bench._llm_workloads",))],
                 ):
                     await temporal_call(agents)
                     mine, base = [], []

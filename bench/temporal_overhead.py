@@ -24,7 +24,7 @@ from temporalio.worker import Worker
 from activities.steps import run_step
 from adapters.temporal import AgentClient, DevServer, workflow_runner
 from bench._temporal_workloads import Plan, RawSequential, sequential
-from worker import temporal_worker
+from durable_agents import DurableAgentsPlugin
 
 QUEUE = "bench"
 RAW_QUEUE = "bench-raw"  # one worker per queue and process; the server is the same
@@ -73,7 +73,7 @@ async def main() -> None:
     args = parser.parse_args()
     with DevServer() as server:
         client = await Client.connect(server.address, data_converter=pydantic_data_converter)
-        ours = temporal_worker(client, task_queue=QUEUE, agent_modules=MODULES)
+        ours = Worker(client, task_queue=QUEUE, plugins=[DurableAgentsPlugin(MODULES)])
         raw = Worker(
             client,
             task_queue=RAW_QUEUE,

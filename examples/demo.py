@@ -25,10 +25,13 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
+from temporalio.worker import Worker
+
 from adapters.temporal import AgentClient, find_temporal_binary
 from durable import LiveView, PendingApproval, table, usage_line
+from durable_agents import DurableAgentsPlugin
 from examples.refund import RefundOutcome, RefundRequest, refund_review
-from worker import WorkerSettings, temporal_client, temporal_worker
+from worker import WorkerSettings, temporal_client
 
 BIN = Path(sys.executable).parent
 
@@ -132,7 +135,11 @@ async def demo(approve_after: float, keep_running: bool) -> None:
     print("Starting the Temporal dev server and a worker ...", flush=True)
     async with (
         temporal_client(settings) as client,
-        temporal_worker(client, task_queue=settings.task_queue, agent_modules=("examples.refund",)),
+        Worker(
+            client,
+            task_queue=settings.task_queue,
+            plugins=[DurableAgentsPlugin(("examples.refund",))],
+        ),
     ):
         agents = AgentClient(client, task_queue=settings.task_queue)
         for decision, run_id in runs.items():

@@ -46,14 +46,21 @@ async def _local(case: Case) -> None:
 
 
 async def _temporal(case: Case) -> None:
+    from temporalio.worker import Worker
+
     from adapters.temporal import AgentClient
-    from worker import WorkerSettings, temporal_client, temporal_worker
+    from durable_agents import DurableAgentsPlugin
+    from worker import WorkerSettings, temporal_client
 
     settings = WorkerSettings.from_env()
     run_id = f"panel-{uuid.uuid4().hex[:8]}"
     async with (
         temporal_client(settings) as client,
-        temporal_worker(client, task_queue=settings.task_queue, agent_modules=("examples.panel",)),
+        Worker(
+            client,
+            task_queue=settings.task_queue,
+            plugins=[DurableAgentsPlugin(("examples.panel",))],
+        ),
     ):
         agents = AgentClient(client, task_queue=settings.task_queue)
         await agents.start(panel_review, case, run_id=run_id)

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Worker
 
 from adapters.local import (
     FileStore,
@@ -38,10 +39,10 @@ from durable import (
     RunView,
     usage_totals,
 )
+from durable_agents import DurableAgentsPlugin
 from tests import client_agents
 from tests.conformance import agents
 from tests.conformance.agents import Job
-from worker import temporal_worker
 
 MODULES = ("tests.conformance.agents", "tests.client_agents")
 
@@ -55,7 +56,7 @@ async def caller(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
         server: DevServer = request.getfixturevalue("temporal_server")
         client = await Client.connect(server.address, data_converter=pydantic_data_converter)
         queue = f"clients-{uuid.uuid4().hex[:8]}"
-        async with temporal_worker(client, task_queue=queue, agent_modules=MODULES):
+        async with Worker(client, task_queue=queue, plugins=[DurableAgentsPlugin(MODULES)]):
             temporal = AgentClient(client, task_queue=queue)
             yield temporal
             await temporal.close()

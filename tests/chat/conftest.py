@@ -22,16 +22,17 @@ from typing import Any
 import pytest
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Worker
 
 from adapters.chat import StoreTurns
 from adapters.local import DurableRunStore, LocalClient, run_durable
 from adapters.temporal import AgentClient, DevServer
 from durable import DurableClient, DurableContext, StepRecord
 from durable.chat import ChatTurnEngine, ChatTurnHooks, ChatTurnIdentity, ClientTurns, TurnRuns
+from durable_agents import DurableAgentsPlugin
 from tests.conformance.conftest import LOCAL_SUBSTRATES, open_store, store_location
 from tests.support.llm_server import ModelServer, model_server
 from tests.support.llm_server import catalog as models_on
-from worker import temporal_worker
 
 OpenStore = Callable[[], Awaitable[DurableRunStore]]
 Agent = Callable[[DurableContext, Any], Awaitable[Any]]
@@ -130,10 +131,10 @@ async def substrate(
     server: DevServer = request.getfixturevalue("temporal_server")
     client = await Client.connect(server.address, data_converter=pydantic_data_converter)
     queue = f"chat-{uuid.uuid4().hex[:8]}"
-    worker = temporal_worker(
+    worker = Worker(
         client,
         task_queue=queue,
-        agent_modules=("agents.chat", "tests.chat.agents"),
+        plugins=[DurableAgentsPlugin(("agents.chat", "tests.chat.agents"))],
         max_cached_workflows=0,
     )
     running = asyncio.create_task(worker.run())

@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 from temporalio.client import Client
+from temporalio.worker import Worker
 
 import cli
 from adapters.local import (
@@ -32,10 +33,10 @@ from adapters.local import (
 )
 from adapters.temporal import AgentClient, DevServer
 from durable import PendingApproval
+from durable_agents import DurableAgentsPlugin
 from tests.conformance import approval_agents as agents
 from tests.conformance.approval_agents import Ask
 from tests.support.cli import ROOT, checked, command
-from worker import temporal_worker
 
 MODULES = "tests.conformance.approval_agents"
 
@@ -434,7 +435,7 @@ def env(temporal_server: DevServer, task_queue: str, local_env: dict[str, str]) 
 @pytest.fixture
 async def served(client: Client, task_queue: str) -> AsyncIterator[AgentClient]:
     """A client whose task queue a worker hosting the approval agents serves."""
-    async with temporal_worker(client, task_queue=task_queue, agent_modules=(MODULES,)):
+    async with Worker(client, task_queue=task_queue, plugins=[DurableAgentsPlugin((MODULES,))]):
         yield AgentClient(client, task_queue=task_queue)
 
 
@@ -507,7 +508,7 @@ async def test_on_temporal_a_decision_no_worker_answers_is_delivered_then_applie
     await runs.start(agents.refund, Ask(), run_id=run_id)  # no worker polls the queue yet
 
     done = await durable("approve", f"{run_id}:approval-0", "--by", "ana", env=env)
-    async with temporal_worker(client, task_queue=task_queue, agent_modules=(MODULES,)):
+    async with Worker(client, task_queue=task_queue, plugins=[DurableAgentsPlugin((MODULES,))]):
         outcome = await runs.result(run_id)
 
     assert done.returncode == 0, done.stderr

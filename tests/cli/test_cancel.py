@@ -17,12 +17,13 @@ from pathlib import Path
 
 import pytest
 from temporalio.client import Client
+from temporalio.worker import Worker
 
 from adapters.local import SqliteStore
 from adapters.temporal import AgentClient, DevServer
+from durable_agents import DurableAgentsPlugin
 from tests.conformance.family import Ask
 from tests.support.cli import ROOT, checked, command, no_traceback
-from worker import temporal_worker
 
 MODULES = ("tests.conformance.family",)
 
@@ -152,7 +153,7 @@ def test_cancel_of_an_unknown_run_is_bad_input(local_env: dict[str, str]) -> Non
 
 @pytest.fixture
 async def family_client(client: Client, task_queue: str) -> AsyncIterator[AgentClient]:
-    async with temporal_worker(client, task_queue=task_queue, agent_modules=MODULES):
+    async with Worker(client, task_queue=task_queue, plugins=[DurableAgentsPlugin(MODULES)]):
         yield AgentClient(client, task_queue=task_queue)
 
 

@@ -16,15 +16,16 @@ from pathlib import Path
 
 import pytest
 from temporalio.client import Client
+from temporalio.worker import Worker
 
 from adapters.blobs import BLOBS_ENV
 from adapters.local import SqliteStore, run_durable
 from adapters.temporal import AgentClient, DevServer
 from durable import DurableRunManifest, TaskSpec
+from durable_agents import DurableAgentsPlugin
 from tests.conformance import checkpoint_agents
 from tests.conformance.checkpoint_agents import Task
 from tests.support.cli import checked
-from worker import temporal_worker
 
 MODULES = "tests.conformance.checkpoint_agents"
 MANIFEST = DurableRunManifest(
@@ -148,7 +149,7 @@ async def test_checkpoints_of_a_temporal_run(
         BLOBS_ENV: blobs,
     }
     runs = AgentClient(client, task_queue=queue)
-    async with temporal_worker(client, task_queue=queue, agent_modules=(MODULES,)):
+    async with Worker(client, task_queue=queue, plugins=[DurableAgentsPlugin((MODULES,))]):
         await runs.start(checkpoint_agents.round_trip, Task(), run_id="cli-notes")
         await runs.result("cli-notes")
 

@@ -18,14 +18,15 @@ import httpx
 import pytest
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Worker
 
 from adapters.llm._client import classify_status
 from adapters.local import SqliteStore, run_durable
 from adapters.temporal import EVENT_SIGNAL, AgentClient, DevServer
 from durable import DurableRegistrationError, DurableRunEndedError
+from durable_agents import DurableAgentsPlugin
 from tests.cli import answer_agents
 from tests.support.cli import checked
-from worker import temporal_worker
 
 MODULES = ("tests.cli.answer_agents",)
 
@@ -44,8 +45,11 @@ def env(temporal_server: DevServer, task_queue: str, tmp_path: Path) -> dict[str
 @pytest.fixture
 async def answers(client: Client, task_queue: str) -> AsyncIterator[AgentClient]:
     """A client whose task queue a worker hosting the answer agents serves."""
-    async with temporal_worker(
-        client, task_queue=task_queue, agent_modules=MODULES, max_cached_workflows=0
+    async with Worker(
+        client,
+        task_queue=task_queue,
+        plugins=[DurableAgentsPlugin(MODULES)],
+        max_cached_workflows=0,
     ):
         yield AgentClient(client, task_queue=task_queue)
 
@@ -177,7 +181,7 @@ async def test_an_event_with_no_worker_is_delivered_by_signal(
     assert "delivered, not yet acknowledged" in sent.stdout
     assert f"task queue {nobody.task_queue!r}" in sent.stdout
     # The event waits in the run's history and is applied once a worker comes.
-    async with temporal_worker(client, task_queue=nobody.task_queue, agent_modules=MODULES):
+    async with Worker(client, task_queue=nobody.task_queue, plugins=[DurableAgentsPlugin(MODULES)]):
         assert await asyncio.wait_for(nobody.result(run_id), 30) == "done"
 
 
@@ -209,8 +213,11 @@ async def test_status_of_a_nondeterministic_run_prints_its_failure(
     client: Client, task_queue: str, env: dict[str, str], run_id: str, knobs: dict[str, str]
 ) -> None:
     agents = AgentClient(client, task_queue=task_queue)
-    async with temporal_worker(
-        client, task_queue=task_queue, agent_modules=MODULES, max_cached_workflows=0
+    async with Worker(
+        client,
+        task_queue=task_queue,
+        plugins=[DurableAgentsPlugin(MODULES)],
+        max_cached_workflows=0,
     ):
         await agents.start(answer_agents.versioned, answer_agents.Job(), run_id=run_id)
         for _ in range(200):
@@ -218,8 +225,11 @@ async def test_status_of_a_nondeterministic_run_prints_its_failure(
                 break
             await asyncio.sleep(0.05)
     knobs["intent"] = "renamed"  # the next deploy renames the first step
-    async with temporal_worker(
-        client, task_queue=task_queue, agent_modules=MODULES, max_cached_workflows=0
+    async with Worker(
+        client,
+        task_queue=task_queue,
+        plugins=[DurableAgentsPlugin(MODULES)],
+        max_cached_workflows=0,
     ):
         await client.get_workflow_handle(run_id).signal(EVENT_SIGNAL, {"key": "go"})
         with pytest.raises(Exception, match="no longer matches the code"):

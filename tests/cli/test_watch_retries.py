@@ -13,11 +13,12 @@ from pathlib import Path
 
 import pytest
 from temporalio.client import Client
+from temporalio.worker import Worker
 
 from adapters.temporal import AgentClient, DevServer
+from durable_agents import DurableAgentsPlugin
 from tests.cli import answer_agents
 from tests.support.cli import checked
-from worker import temporal_worker
 
 MODULES = ("tests.cli.answer_agents",)
 REASON = "after PartnerDownError: the partner answered 503: overloaded (waited "
@@ -36,7 +37,7 @@ def env(temporal_server: DevServer, task_queue: str, tmp_path: Path) -> dict[str
 
 @pytest.fixture
 async def answers(client: Client, task_queue: str) -> AsyncIterator[AgentClient]:
-    async with temporal_worker(client, task_queue=task_queue, agent_modules=MODULES):
+    async with Worker(client, task_queue=task_queue, plugins=[DurableAgentsPlugin(MODULES)]):
         yield AgentClient(client, task_queue=task_queue)
 
 

@@ -38,7 +38,7 @@ from durable import (
     derive_worker_id,
 )
 from durable._failures import run_failed_error
-from worker import temporal_worker
+from durable_agents import DurableAgentsPlugin
 
 Agent = Callable[[DurableContext, Any], Awaitable[Any]]
 
@@ -256,15 +256,19 @@ class TemporalSubstrate(Substrate):
         self._start_errors: dict[str, BaseException] = {}
 
     async def start_worker(self) -> None:
-        self._worker = temporal_worker(
+        self._worker = Worker(
             self.client.client,
             task_queue=self.task_queue,
-            agent_modules=(
-                "tests.conformance.agents",
-                "tests.conformance.family",
-                "tests.conformance.approval_agents",
-                "tests.conformance.checkpoint_agents",
-            ),
+            plugins=[
+                DurableAgentsPlugin(
+                    (
+                        "tests.conformance.agents",
+                        "tests.conformance.family",
+                        "tests.conformance.approval_agents",
+                        "tests.conformance.checkpoint_agents",
+                    )
+                )
+            ],
             max_cached_workflows=0,
         )
         self._worker_task = asyncio.create_task(self._worker.run())

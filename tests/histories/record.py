@@ -19,15 +19,16 @@ from typing import Any
 
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Worker
 
 from adapters.temporal import AgentClient, DevServer
 from durable import DurableRunCancelledError
+from durable_agents import DurableAgentsPlugin
 from examples.refund import RefundRequest, refund_review
 from tests.conformance import agents, family
 from tests.conformance.agents import Job
 from tests.conformance.family import Ask
 from tests.support.llm_server import catalog, model_server
-from worker import temporal_worker
 
 HERE = Path(__file__).resolve().parent
 MODULES = ("examples.refund", "tests.conformance.agents", "tests.conformance.family")
@@ -113,7 +114,7 @@ RECORDERS = {
 async def record(names: list[str]) -> None:
     with DevServer() as server:
         client = await Client.connect(server.address, data_converter=pydantic_data_converter)
-        async with temporal_worker(client, task_queue="record", agent_modules=MODULES):
+        async with Worker(client, task_queue="record", plugins=[DurableAgentsPlugin(MODULES)]):
             runs = AgentClient(client, task_queue="record")
             for name in names:
                 for run_id in await RECORDERS[name](runs):

@@ -11,14 +11,15 @@ import httpx
 import pytest
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Worker
 
 import tests.http.agents  # noqa: F401  (registers the agents the tests start, in every server)
 from adapters.http import ServerSettings
 from adapters.local import LocalClient, SqliteStore
 from adapters.temporal import AgentClient, DevServer
 from durable import DurableClient
+from durable_agents import DurableAgentsPlugin
 from tests.http.server import ClientFactory, ServerThread
-from worker import temporal_worker
 
 TOKEN = f"test-token-{uuid.uuid4().hex}"
 AGENTS = ("tests.http.agents", "agents.chat")
@@ -37,7 +38,7 @@ def temporal_client(address: str) -> ClientFactory:
     async def make(stack: contextlib.AsyncExitStack) -> DurableClient:
         client = await Client.connect(address, data_converter=pydantic_data_converter)
         task_queue = f"http-{uuid.uuid4().hex[:8]}"
-        worker = temporal_worker(client, task_queue=task_queue, agent_modules=AGENTS)
+        worker = Worker(client, task_queue=task_queue, plugins=[DurableAgentsPlugin(AGENTS)])
         await stack.enter_async_context(worker)
         return AgentClient(client, task_queue=task_queue)
 

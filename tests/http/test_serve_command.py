@@ -15,11 +15,12 @@ import httpx
 import pytest
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Worker
 
 from adapters.temporal import DevServer
+from durable_agents import DurableAgentsPlugin
 from tests.http.conftest import AGENTS, TOKEN
 from tests.support.cli import ROOT, command, durable, no_traceback
-from worker import temporal_worker
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
@@ -128,7 +129,7 @@ async def test_serve_on_temporal_starts_runs_a_worker_runs(
     port = _free_port()
     on_temporal = {**env, "TEMPORAL_ADDRESS": temporal_server.address, "TASK_QUEUE": task_queue}
     async with (
-        temporal_worker(client, task_queue=task_queue, agent_modules=AGENTS),
+        Worker(client, task_queue=task_queue, plugins=[DurableAgentsPlugin(AGENTS)]),
         serving("--port", str(port), env=on_temporal) as (process, said),
     ):
         assert f"on Temporal at {temporal_server.address}" in said

@@ -6,9 +6,10 @@ from collections.abc import AsyncIterator
 import pytest
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Worker
 
 from adapters.temporal import AgentClient, DevServer
-from worker import temporal_worker
+from durable_agents import DurableAgentsPlugin
 
 
 @pytest.fixture
@@ -25,5 +26,5 @@ async def client(temporal_server: DevServer) -> Client:
 async def agents_client(client: Client, task_queue: str) -> AsyncIterator[AgentClient]:
     """An ``AgentClient`` whose task queue a worker hosting every test agent serves."""
     modules = ("examples.refund", "tests.conformance.agents", "tests.temporal.agents")
-    async with temporal_worker(client, task_queue=task_queue, agent_modules=modules):
+    async with Worker(client, task_queue=task_queue, plugins=[DurableAgentsPlugin(modules)]):
         yield AgentClient(client, task_queue=task_queue)

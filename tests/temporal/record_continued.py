@@ -17,11 +17,12 @@ from pathlib import Path
 
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Worker
 
 from adapters.temporal import AgentClient, DevServer
+from durable_agents import DurableAgentsPlugin
 from tests.histories.record import _without_machine_details
 from tests.temporal.long_agents import LongJob, long_run
-from worker import temporal_worker
 
 HISTORY = Path(__file__).resolve().parents[1] / "histories" / "continued.json"
 JOB = LongJob(steps=40, wait_at=-1, children_at=10, branches_at=20)
@@ -35,7 +36,7 @@ async def record() -> None:
     with DevServer(extra_args=["--dynamic-config-value", limit]) as server:
         client = await Client.connect(server.address, data_converter=pydantic_data_converter)
         modules = ("tests.temporal.long_agents",)
-        async with temporal_worker(client, task_queue="record", agent_modules=modules):
+        async with Worker(client, task_queue="record", plugins=[DurableAgentsPlugin(modules)]):
             runs = AgentClient(client, task_queue="record")
             await runs.start(long_run, JOB, run_id="continued")
             await runs.result("continued")

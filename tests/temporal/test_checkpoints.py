@@ -15,13 +15,13 @@ from pathlib import Path
 import pytest
 from temporalio.client import Client, WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.worker import Replayer
+from temporalio.worker import Replayer, Worker
 
 from adapters.blobs import BLOBS_ENV, BlobStore
 from adapters.temporal import CHECKPOINTS_MEMO, AgentClient, DevServer, workflow_runner
 from durable import DurableCheckpointNotFoundError, DurableStoreError
+from durable_agents import DurableAgentsPlugin
 from tests.temporal.checkpoint_agents import MARKER, Phase, continues, large
-from worker import temporal_worker
 from workflows.agent import AgentWorkflow
 
 pytestmark = pytest.mark.timeout(240)
@@ -77,7 +77,9 @@ async def test_a_payload_stays_out_of_history_and_is_read_without_a_worker(
 ) -> None:
     runs = AgentClient(client, task_queue="checkpoints-large")
     size = 200_000
-    async with temporal_worker(client, task_queue="checkpoints-large", agent_modules=MODULES):
+    async with Worker(
+        client, task_queue="checkpoints-large", plugins=[DurableAgentsPlugin(MODULES)]
+    ):
         await runs.start(large, Phase(size=size), run_id="checkpoints-large")
         assert await runs.result("checkpoints-large") == ["context"]
 
@@ -102,7 +104,9 @@ async def test_a_payload_stays_out_of_history_and_is_read_without_a_worker(
 
 async def test_checkpoints_outlive_a_continue_as_new_the_agent_asks_for(client: Client) -> None:
     runs = AgentClient(client, task_queue="checkpoints-continue")
-    async with temporal_worker(client, task_queue="checkpoints-continue", agent_modules=MODULES):
+    async with Worker(
+        client, task_queue="checkpoints-continue", plugins=[DurableAgentsPlugin(MODULES)]
+    ):
         await runs.start(continues, Phase(), run_id="checkpoints-continue")
         result = await runs.result("checkpoints-continue")
 
@@ -122,7 +126,9 @@ async def test_checkpoints_replay_right_across_executions_the_run_continued_itse
 ) -> None:
     runs = AgentClient(client, task_queue="checkpoints-long")
     job = Phase(steps=130)
-    async with temporal_worker(client, task_queue="checkpoints-long", agent_modules=MODULES):
+    async with Worker(
+        client, task_queue="checkpoints-long", plugins=[DurableAgentsPlugin(MODULES)]
+    ):
         await runs.start(continues, job, run_id="checkpoints-long")
         result = await asyncio.wait_for(runs.result("checkpoints-long"), 200)
 
@@ -150,7 +156,9 @@ async def test_a_blob_store_no_worker_can_write_fails_the_write_and_says_why(
     unusable.write_text("")
     monkeypatch.setenv(BLOBS_ENV, str(unusable))
     runs = AgentClient(client, task_queue="checkpoints-unwritable")
-    async with temporal_worker(client, task_queue="checkpoints-unwritable", agent_modules=MODULES):
+    async with Worker(
+        client, task_queue="checkpoints-unwritable", plugins=[DurableAgentsPlugin(MODULES)]
+    ):
         await runs.start(large, Phase(), run_id="checkpoints-unwritable")
         with pytest.raises(DurableStoreError) as caught:
             await runs.result("checkpoints-unwritable")
@@ -164,7 +172,9 @@ async def test_a_carried_checkpoint_whose_blob_is_gone_fails_the_read_and_says_w
     client: Client, blobs: BlobStore
 ) -> None:
     runs = AgentClient(client, task_queue="checkpoints-lost")
-    async with temporal_worker(client, task_queue="checkpoints-lost", agent_modules=MODULES):
+    async with Worker(
+        client, task_queue="checkpoints-lost", plugins=[DurableAgentsPlugin(MODULES)]
+    ):
         await runs.start(continues, Phase(wait=True), run_id="checkpoints-lost")
         for _ in range(200):
             if (await runs.status("checkpoints-lost"))["waiting_for"] == ["go"]:

@@ -6,10 +6,11 @@ import asyncio
 import uuid
 
 from temporalio.client import Client
+from temporalio.worker import Worker
 
 from adapters.temporal import AgentClient
+from durable_agents import DurableAgentsPlugin
 from tests.conformance.family import Ask
-from worker import temporal_worker
 
 MODULES = ("tests.conformance.family",)
 
@@ -18,7 +19,7 @@ async def test_a_child_is_a_child_workflow_with_its_parent_and_summary(client: C
     task_queue = f"family-{uuid.uuid4().hex[:8]}"
     agents = AgentClient(client, task_queue=task_queue)
     run_id = f"tree-{uuid.uuid4().hex[:8]}"
-    async with temporal_worker(client, task_queue=task_queue, agent_modules=MODULES):
+    async with Worker(client, task_queue=task_queue, plugins=[DurableAgentsPlugin(MODULES)]):
         await agents.start("family.parent", Ask(n=2), run_id=run_id)
         await agents.result(run_id)
 
@@ -35,7 +36,7 @@ async def test_status_without_a_worker_reads_the_child_step_from_history(client:
     task_queue = f"family-{uuid.uuid4().hex[:8]}"
     agents = AgentClient(client, task_queue=task_queue)
     run_id = f"tree-{uuid.uuid4().hex[:8]}"
-    async with temporal_worker(client, task_queue=task_queue, agent_modules=MODULES):
+    async with Worker(client, task_queue=task_queue, plugins=[DurableAgentsPlugin(MODULES)]):
         await agents.start("family.waiting_parent", Ask(n=1), run_id=run_id)
         for _ in range(400):
             if await agents.children(run_id):

@@ -21,12 +21,13 @@ import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.worker import Replayer
+from temporalio.worker import Replayer, Worker
 from temporalio.workflow import NondeterminismError
 
 from adapters.temporal import AgentClient, DevServer, _replay, workflow_runner
 from adapters.temporal._carry import RunCarry, unpack
 from durable import DurableError, DurableRunInputMismatchError, ErrorCode, LiveEvent
+from durable_agents import DurableAgentsPlugin
 from tests.support.cli import durable, no_traceback
 from tests.temporal import long_agents
 from tests.temporal.long_agents import (
@@ -36,7 +37,6 @@ from tests.temporal.long_agents import (
     expected_total,
     long_run,
 )
-from worker import temporal_worker
 from workflows.agent import AgentWorkflow
 
 pytestmark = pytest.mark.timeout(240)
@@ -113,7 +113,7 @@ async def test_a_long_run_spans_executions_and_keeps_every_step(
     runs = AgentClient(client, task_queue=queue)
     job = LongJob()
     env = _env(server, queue, tmp_path)
-    async with temporal_worker(client, task_queue=queue, agent_modules=MODULES):
+    async with Worker(client, task_queue=queue, plugins=[DurableAgentsPlugin(MODULES)]):
         await runs.start(long_run, job, run_id=run_id)
         seen = asyncio.create_task(_watch(runs, run_id))
         await _until_waiting(runs, run_id, "go")
@@ -280,7 +280,7 @@ async def test_a_run_whose_records_outgrow_the_carry_limit_goes_on_in_one_execut
     run_id, queue = "long-oversized", "long-oversized"
     runs = AgentClient(client, task_queue=queue)
     job = LongJob(steps=80, wait_at=-1)
-    async with temporal_worker(client, task_queue=queue, agent_modules=MODULES):
+    async with Worker(client, task_queue=queue, plugins=[DurableAgentsPlugin(MODULES)]):
         await runs.start(diverging, job, run_id=run_id)
         total = await runs.result(run_id)
 
@@ -299,7 +299,7 @@ async def test_a_step_the_agent_stopped_awaiting_is_abandoned_again_on_replay(
     run_id, queue = "long-abandoning", "long-abandoning"
     runs = AgentClient(client, task_queue=queue)
     job = LongJob(steps=120)
-    async with temporal_worker(client, task_queue=queue, agent_modules=MODULES):
+    async with Worker(client, task_queue=queue, plugins=[DurableAgentsPlugin(MODULES)]):
         await runs.start(abandoning, job, run_id=run_id)
         outcome = await runs.result(run_id)
 
@@ -314,7 +314,7 @@ async def test_a_step_the_agent_stopped_awaiting_is_abandoned_again_on_replay(
 async def test_a_divergence_after_continuing_as_new_is_still_caught(client: Client) -> None:
     run_id, queue = "long-diverging", "long-diverging"
     runs = AgentClient(client, task_queue=queue)
-    async with temporal_worker(client, task_queue=queue, agent_modules=MODULES):
+    async with Worker(client, task_queue=queue, plugins=[DurableAgentsPlugin(MODULES)]):
         await runs.start(diverging, LongJob(steps=200, wait_at=100), run_id=run_id)
         await _until_waiting(runs, run_id, "go")
         assert len(await _chain(client, run_id)) >= 2

@@ -9,13 +9,14 @@ import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Worker
 
 from adapters.temporal import AgentClient, DevServer
 from durable.conversation import ConversationEvent
+from durable_agents import DurableAgentsPlugin
 from tests.conformance import agents
 from tests.conformance.agents import Job
 from tests.support.llm_server import ModelServer, catalog, model_server
-from worker import temporal_worker
 
 
 @pytest.fixture
@@ -57,7 +58,7 @@ async def test_a_long_conversation_continues_as_new_and_keeps_its_transcript(
         client = await Client.connect(server.address, data_converter=pydantic_data_converter)
         agents_client = AgentClient(client, task_queue="long-talk")
         modules = ("tests.conformance.agents",)
-        async with temporal_worker(client, task_queue="long-talk", agent_modules=modules):
+        async with Worker(client, task_queue="long-talk", plugins=[DurableAgentsPlugin(modules)]):
             await agents_client.start(agents.talk, Job(key="conformance.long"), run_id="long")
             result = await agents_client.result("long")
             entries = [e async for e in agents_client.watch("long/conversation-0")]

@@ -18,11 +18,12 @@ from pathlib import Path
 import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
+from temporalio.worker import Worker
 
 from adapters.temporal import AgentClient, DevServer
 from durable import DEFAULT_HEARTBEAT_TIMEOUT
+from durable_agents import DurableAgentsPlugin
 from tests.temporal import heartbeat_agents
-from worker import temporal_worker
 
 ROOT = Path(__file__).resolve().parents[2]
 MODULES = ("tests.temporal.heartbeat_agents",)
@@ -32,7 +33,7 @@ SLACK = 5.0
 
 @pytest.fixture
 async def agents(client: Client, task_queue: str) -> AsyncIterator[AgentClient]:
-    async with temporal_worker(client, task_queue=task_queue, agent_modules=MODULES):
+    async with Worker(client, task_queue=task_queue, plugins=[DurableAgentsPlugin(MODULES)]):
         yield AgentClient(client, task_queue=task_queue)
 
 
@@ -80,7 +81,7 @@ async def test_a_step_whose_worker_is_killed_runs_again_within_its_heartbeat_tim
         # Mid-step, past its first heartbeat (a third of the timeout in).
         await asyncio.sleep(DEFAULT_HEARTBEAT_TIMEOUT.total_seconds() / 2)
 
-        async with temporal_worker(client, task_queue=task_queue, agent_modules=MODULES):
+        async with Worker(client, task_queue=task_queue, plugins=[DurableAgentsPlugin(MODULES)]):
             doomed.send_signal(signal.SIGKILL)
             killed_at = time.time()
             await asyncio.wait_for(doomed.wait(), 10)

@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
 
 from adapters.temporal import AgentClient
+from durable_agents import DurableAgentsPlugin
 from tests.temporal.agents import Wait, long_sleep, long_wait
-from worker import temporal_worker
 
 
 def _test_server() -> str:
@@ -32,7 +33,9 @@ async def skipping() -> AsyncIterator[AgentClient]:
     )
     async with (
         env,
-        temporal_worker(env.client, task_queue="skip", agent_modules=("tests.temporal.agents",)),
+        Worker(
+            env.client, task_queue="skip", plugins=[DurableAgentsPlugin(("tests.temporal.agents",))]
+        ),
     ):
         # The test server registers no custom search attributes.
         yield AgentClient(env.client, task_queue="skip", search_attributes=False)

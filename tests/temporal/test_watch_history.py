@@ -9,12 +9,13 @@ import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import Client
+from temporalio.worker import Worker
 
 from adapters.temporal import AgentClient, watch_stream
 from durable import DurableRunEndedError, LiveEvent
+from durable_agents import DurableAgentsPlugin
 from tests.conformance import agents
 from tests.conformance.agents import Job
-from worker import temporal_worker
 
 STREAM_POLL = "__temporal_workflow_stream_poll"
 UPDATE_EVENTS = {
@@ -97,7 +98,7 @@ async def test_a_watch_waits_for_a_worker_then_follows_the_run(
     assert not watching.done()
     assert seen == []
     modules = ("tests.conformance.agents",)
-    async with temporal_worker(client, task_queue=task_queue, agent_modules=modules):
+    async with Worker(client, task_queue=task_queue, plugins=[DurableAgentsPlugin(modules)]):
         await asyncio.wait_for(watching, 20)
 
     assert [e.kind for e in seen][-1] == "run_completed"
@@ -109,7 +110,7 @@ async def test_watching_an_ended_run_with_no_worker_says_so_instead_of_hanging(
 ) -> None:
     agents_client = AgentClient(client, task_queue=task_queue)
     modules = ("tests.conformance.agents",)
-    async with temporal_worker(client, task_queue=task_queue, agent_modules=modules):
+    async with Worker(client, task_queue=task_queue, plugins=[DurableAgentsPlugin(modules)]):
         await agents_client.start(agents.pipeline, Job(n=2), run_id="ended-unserved")
         await agents_client.result("ended-unserved")
 

@@ -1,0 +1,113 @@
+"""``DurableAgentsPlugin``: everything a Temporal client and worker need to host agents."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from collections.abc import Iterable
+
+from temporalio.contrib.pydantic import PydanticPayloadConverter
+from temporalio.converter import DataConverter, DefaultPayloadConverter
+from temporalio.plugin import SimplePlugin
+from temporalio.worker import WorkerConfig, WorkflowRunner
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
+from temporalio.workflow import NondeterminismError
+
+import agents.chat
+import agents.conversation  # noqa: F401  (the conversation agent and its turn step)
+from activities.checkpoints import get_checkpoint, put_checkpoint
+from activities.events import send_event
+from activities.steps import run_step
+from adapters.temporal import workflow_runner
+from workflows.agent import AgentWorkflow
+
+__all__ = ["DurableAgentsPlugin", "import_agent_modules"]
+
+PLUGIN_NAME = "durable_agents.DurableAgentsPlugin"
+
+
+class DurableAgentsPlugin(SimplePlugin):
+    """Hosts every registered agent and step next to a worker's own workflows.
+
+    On a client (``Client.connect(..., plugins=[...])``) it sets the pydantic
+    data converter, and every worker made from that client gets the rest; on a
+    ``Worker(..., plugins=[...])`` alone the client must already convert with
+    pydantic. The worker gets the agent workflow, the step, event and checkpoint
+    activities, a sandbox that passes this project's workflow-side modules
+    through, and ``NondeterminismError`` as a workflow failure (the caller sees
+    it as a divergence instead of a task retried forever).
+
+    ``agent_modules`` are imported here, so their ``@agent`` and ``@step``
+    functions are registered before the worker starts.
+    """
+
+    def __init__(self, agent_modules: Iterable[str] = ()) -> None:
+        self.agent_modules = tuple(agent_modules)
+        import_agent_modules(self.agent_modules)
+        super().__init__(
+            PLUGIN_NAME,
+            data_converter=_pydantic_converter,
+            workflows=[AgentWorkflow],
+            activities=[run_step, send_event, put_checkpoint, get_checkpoint],
+            workflow_runner=self._sandbox,
+            workflow_failure_exception_types=[NondeterminismError],
+        )
+
+    def configure_worker(self, config: WorkerConfig) -> WorkerConfig:
+        converter = config["client"].data_converter
+        if not _converts_with_pydantic(converter):
+            kind = converter.payload_converter_class.__name__
+            raise ValueError(
+                "DurableAgentsPlugin: the worker's client does not use the pydantic data "
+                f"converter (its payload converter is {kind}), so agent inputs and step results "
+                "would not round-trip. Pass the plugin to "
+                "Client.connect(..., plugins=[DurableAgentsPlugin(...)]) instead of only to the "
+                "Worker, or connect with data_converter=temporalio.contrib.pydantic."
+                "pydantic_data_converter"
+            )
+        return super().configure_worker(config)
+
+    def _sandbox(self, existing: WorkflowRunner | None) -> WorkflowRunner:
+        ours = workflow_runner(self.agent_modules)
+        if existing is None:
+            return ours
+        if isinstance(existing, SandboxedWorkflowRunner):
+            # Keep the worker's own restrictions; add what agents need passed through.
+            passthrough = ours.restrictions.passthrough_modules
+            return dataclasses.replace(
+                existing,
+                restrictions=existing.restrictions.with_passthrough_modules(*passthrough),
+            )
+        return existing  # an unsandboxed runner, chosen by the worker's owner
+
+
+def import_agent_modules(modules: Iterable[str]) -> None:
+    """Import the modules that define agents, so their agents and steps are registered."""
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:
+            raise ImportError(
+                f"cannot import agent module {name!r} ({exc}); check the module path "
+                "and that it is installed where the worker runs"
+            ) from exc
+
+
+def _pydantic_converter(existing: DataConverter | None) -> DataConverter:
+    """The pydantic converter, keeping any codec or failure converter already set."""
+    if existing is None:
+        return DataConverter(payload_converter_class=PydanticPayloadConverter)
+    if _converts_with_pydantic(existing):
+        return existing
+    if existing.payload_converter_class is DefaultPayloadConverter:
+        return dataclasses.replace(existing, payload_converter_class=PydanticPayloadConverter)
+    raise ValueError(
+        "DurableAgentsPlugin needs the pydantic payload converter, but the client sets "
+        f"{existing.payload_converter_class.__name__}; subclass "
+        "temporalio.contrib.pydantic.PydanticPayloadConverter for custom payloads, or leave "
+        "the payload converter unset (a payload codec and failure converter are kept)"
+    )
+
+
+def _converts_with_pydantic(converter: DataConverter) -> bool:
+    return issubclass(converter.payload_converter_class, PydanticPayloadConverter)
