@@ -9,7 +9,9 @@ in flight, so they are derived once and checked for collisions.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, TypeVar, get_type_hints, overload
@@ -42,6 +44,7 @@ __all__ = [
     "agent_definition",
     "registered_agents",
     "registered_steps",
+    "registering_copies",
     "step",
     "step_definition",
 ]
@@ -146,6 +149,25 @@ class AgentDefinition:
 
 _steps: dict[str, StepDefinition] = {}
 _agents: dict[str, AgentDefinition] = {}
+_copying: ContextVar[bool] = ContextVar("durable_registering_copies", default=False)
+
+
+@contextmanager
+def registering_copies() -> Iterator[None]:
+    """Import copies of modules already registered, leaving the registries as they are.
+
+    A workflow sandbox imports its own copy of an agent's module, so that what
+    the agent does at run time is checked there. The copy's ``@agent`` and
+    ``@step`` run again: each function of the copy gets its own definition (the
+    same name and options, with the copy's types), while the registries keep the
+    functions the worker imported, which step activities run by name. A copy
+    that takes a name registered to another function is refused as always.
+    """
+    token = _copying.set(True)
+    try:
+        yield
+    finally:
+        _copying.reset(token)
 
 
 def _check_function(fn: object, what: str) -> AsyncFunction:
@@ -257,7 +279,8 @@ def step(
             result=JsonCodec(hints.get("return", Any)),
             params=tuple(hints.get(p.name, Any) for p in _positional_params(checked)),
         )
-        _steps[step_name] = definition
+        if not _copying.get():
+            _steps[step_name] = definition
         setattr(func, _STEP_ATTR, definition)
         return func
 
@@ -336,7 +359,8 @@ def agent(
             events=declared,
             delegation=delegation,
         )
-        _agents[agent_name] = definition
+        if not _copying.get():
+            _agents[agent_name] = definition
         setattr(func, _AGENT_ATTR, definition)
         return func
 

@@ -7,6 +7,13 @@ failure of the agent fails the workflow (never only the workflow task); the
 worker lists nondeterminism as a workflow failure too, which the client reports
 as a divergence.
 
+The agent runs as the sandbox imports it: each run imports the agent's module
+inside the workflow sandbox (not passed through), so what the agent does, such
+as reading the clock with ``datetime.now()``, meets the sandbox's checks and
+fails the run, saying what to use instead. The registries stay the worker's:
+the copy registers nothing (``registering_copies``), and its steps run as the
+worker's activities by name.
+
 A long run continues as new by itself when Temporal suggests it, at a safe
 point (see ``adapters.temporal._replay``): the manifest is passed on unchanged
 (the run's identity), and a second argument, ``RunCarry``, carries the run's
@@ -16,6 +23,8 @@ steps, events, usage and live stream to the next execution, which replays them.
 from __future__ import annotations
 
 import asyncio
+import functools
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -24,6 +33,7 @@ from temporalio import workflow
 from temporalio.common import RawValue
 from temporalio.contrib.workflow_streams import WorkflowStream, WorkflowStreamState
 from temporalio.exceptions import ApplicationError
+from temporalio.worker.workflow_sandbox import RestrictedWorkflowAccessError
 
 with workflow.unsafe.imports_passed_through():
     # Passed through: the registries must be the worker's own, not sandbox copies.
@@ -46,6 +56,7 @@ with workflow.unsafe.imports_passed_through():
         USAGE_FIELDS,
         AgentDefinition,
         DurableError,
+        DurableRegistrationError,
         DurableRunManifest,
         LiveEvent,
         LiveKind,
@@ -56,6 +67,7 @@ with workflow.unsafe.imports_passed_through():
         event_payload,
     )
     from durable._failures import cancelled_error, parent_cancelled_reason
+    from durable._registry import registering_copies
 
 __all__ = ["AgentWorkflow"]
 
@@ -85,7 +97,7 @@ class AgentWorkflow:
         info = workflow.info()
         manifest = workflow.payload_converter().from_payload(args[0].payload, DurableRunManifest)
         try:
-            definition = agent_definition(info.workflow_type)
+            definition = _as_imported_here(agent_definition(info.workflow_type))
             context = TemporalContext(
                 project_id=manifest.project_id,
                 scenario_id=manifest.scenario_id,
@@ -117,6 +129,12 @@ class AgentWorkflow:
             if isinstance(exc, DurableError):
                 await self._end("failed", exc.message)
                 raise to_application_error(exc) from None
+            if isinstance(exc, RestrictedWorkflowAccessError):
+                message = _restricted(info.workflow_type, exc)
+                await self._end("failed", message)
+                raise ApplicationError(
+                    message, {"code": None}, type=type(exc).__name__, non_retryable=True
+                ) from exc
             # An agent's own error fails the run, as it does on the local store. It is not
             # marked final: a child run started with a retry policy runs again on it.
             await self._end("failed", str(exc) or repr(exc))
@@ -262,6 +280,40 @@ class AgentWorkflow:
             "steps": 0 if context is None else len(context.recorded_steps()),
             "waiting_for": [] if context is None else sorted(context.waiting),
         }
+
+
+def _as_imported_here(registered: AgentDefinition) -> AgentDefinition:
+    """The agent as this workflow imports it: its module's copy inside the sandbox.
+
+    A module passed through is the worker's own, so this is then ``registered``;
+    so is an agent defined in the script the worker runs (``__main__``), which
+    the sandbox cannot import again.
+    """
+    module_name, qualname = registered.fn.__module__, registered.fn.__qualname__
+    if module_name == "__main__":
+        return registered
+    # Imported on purpose after the workflow loaded, for every run: no warning for it.
+    silent = workflow.SandboxImportNotificationPolicy.SILENT
+    with registering_copies(), workflow.unsafe.sandbox_import_notification_policy(silent):
+        __import__(module_name)
+    found: object = functools.reduce(getattr, qualname.split("."), sys.modules[module_name])
+    copy = agent_definition(found)
+    if copy.name != registered.name:
+        raise DurableRegistrationError(
+            f"{module_name}.{qualname} registers agent {copy.name!r} inside the workflow "
+            f"sandbox but {registered.name!r} in the worker; give @agent a fixed name"
+        )
+    return copy
+
+
+def _restricted(agent: str, exc: RestrictedWorkflowAccessError) -> str:
+    """What the sandbox refused, and what an agent does instead."""
+    return (
+        f"agent {agent!r} did what a workflow may not do, so the run cannot replay it: "
+        f"{exc.qualified_name} is refused inside the workflow sandbox. Use ctx.now() for "
+        "the time, ctx.uuid() for ids and ctx.sleep() to wait, and do I/O or anything "
+        "else that differs between runs in a @step"
+    )
 
 
 def _parse_event(message: Any) -> EventMessage:

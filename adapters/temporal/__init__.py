@@ -1,4 +1,17 @@
-"""The Temporal substrate: agents run as workflows, steps as activities (pattern B)."""
+"""The Temporal substrate: agents run as workflows, steps as activities (pattern B).
+
+Importing this package loads only its workflow-side face: the context, the
+messages, the converters and the names they share, deterministic code that the
+workflow sandbox passes through (``WORKFLOW_SIDE_MODULES``). Everything that
+talks to a server or a process (the client, event delivery, run status, live
+watching, the dev server, process helpers, the sandbox runner) is imported on
+first use of its name, so workflow code never loads it.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from ._checkpoints import (
     CHECKPOINTS_BASE_MEMO,
@@ -6,7 +19,6 @@ from ._checkpoints import (
     GET_CHECKPOINT_ACTIVITY,
     PUT_CHECKPOINT_ACTIVITY,
 )
-from ._client import AgentClient
 from ._context import TemporalContext, run_on_workflow_step
 from ._convert import (
     activity_id,
@@ -16,14 +28,12 @@ from ._convert import (
     temporal_retry_policy,
     to_application_error,
 )
-from ._delivery import deliver_event, unreachable_run
-from ._devserver import DevServer, PortInUseError, find_temporal_binary
-from ._live import LIVE_TOPIC, ActivityTokens, watch_stream
 from ._messages import (
     EVENT_SIGNAL,
     EVENT_UPDATE,
     EVENTS_MEMO,
     EVENTS_MEMO_PATCH,
+    LIVE_TOPIC,
     MANIFEST_MEMO,
     SEARCH_ATTRIBUTES_MEMO,
     SEND_EVENT_ACTIVITY,
@@ -34,10 +44,44 @@ from ._messages import (
     RunEvent,
     StepOutcome,
 )
-from ._process import exit_without_teardown
-from ._sandbox import PASSTHROUGH_MODULES, workflow_runner
 from ._search import AGENT_NAME, PROJECT_ID, SEARCH_ATTRIBUTES, WAITING_FOR
-from ._status import RunSnapshot, state_of
+
+if TYPE_CHECKING:
+    from ._client import AgentClient
+    from ._delivery import deliver_event, unreachable_run
+    from ._devserver import DevServer, PortInUseError, find_temporal_binary
+    from ._live import ActivityTokens, watch_stream
+    from ._process import exit_without_teardown
+    from ._sandbox import PASSTHROUGH_MODULES, WORKFLOW_SIDE_MODULES, workflow_runner
+    from ._status import RunSnapshot, state_of
+
+_OUTSIDE_WORKFLOWS = {
+    "AgentClient": "_client",
+    "deliver_event": "_delivery",
+    "unreachable_run": "_delivery",
+    "DevServer": "_devserver",
+    "PortInUseError": "_devserver",
+    "find_temporal_binary": "_devserver",
+    "ActivityTokens": "_live",
+    "watch_stream": "_live",
+    "exit_without_teardown": "_process",
+    "PASSTHROUGH_MODULES": "_sandbox",
+    "WORKFLOW_SIDE_MODULES": "_sandbox",
+    "workflow_runner": "_sandbox",
+    "RunSnapshot": "_status",
+    "state_of": "_status",
+}
+"""Names used outside workflows only, by the module that defines each; loaded on first use."""
+
+
+def __getattr__(name: str) -> Any:
+    module = _OUTSIDE_WORKFLOWS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "AGENT_NAME",
@@ -60,6 +104,7 @@ __all__ = [
     "STEPS_QUERY",
     "USAGE_MEMO",
     "WAITING_FOR",
+    "WORKFLOW_SIDE_MODULES",
     "ActivityTokens",
     "AgentClient",
     "DevServer",

@@ -16,38 +16,33 @@ execution wrote is fetched (``durable.get_checkpoint``, a local activity whose
 marker holds the payload once). A delete drops the name from the memo and
 keeps the blob: blobs are shared by content, and another run may hold the same.
 
-The workflow-side code here does no I/O; ``activities/checkpoints.py`` does.
+The workflow-side code here does no I/O; ``activities/checkpoints.py`` does, and
+callers read checkpoints with ``_checkpoint_reads``.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Mapping
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from temporalio import workflow
-from temporalio.client import WorkflowHandle
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
-from temporalio.service import RPCError, RPCStatusCode
 
-from adapters.blobs import BLOBS_ENV, BlobStore
+from adapters.blobs import BLOBS_ENV
 from durable import (
-    Checkpoint,
     CheckpointCalls,
     CheckpointInfo,
     DurableError,
     DurableStoreError,
     StepKind,
     StepRecord,
-    check_name,
 )
-from durable._checkpoints import checkpoint_not_found, delete_intent, write_intent
+from durable._checkpoints import delete_intent, write_intent
 from durable._failures import step_error_from
 
 from ._convert import activity_id, durable_error_from
-from ._delivery import unreachable_run
 
 __all__ = [
     "CHECKPOINTS_BASE_MEMO",
@@ -55,8 +50,6 @@ __all__ = [
     "GET_CHECKPOINT_ACTIVITY",
     "PUT_CHECKPOINT_ACTIVITY",
     "TemporalCheckpoints",
-    "read_checkpoint",
-    "read_checkpoints",
 ]
 
 CHECKPOINTS_MEMO = "checkpoints"
@@ -195,34 +188,3 @@ def _memo_map(key: str) -> dict[str, CheckpointInfo]:
 
 def _memo_of(known: Mapping[str, CheckpointInfo]) -> dict[str, Any]:
     return {name: known[name].model_dump(mode="json") for name in sorted(known)}
-
-
-async def read_checkpoints(handle: WorkflowHandle[Any, Any]) -> list[CheckpointInfo]:
-    """The run's checkpoints from its memo, by name: while it runs and after it closed."""
-    check_name(handle.id, what="run_id")
-    try:
-        described = await handle.describe()
-    except RPCError as failure:
-        if failure.status == RPCStatusCode.NOT_FOUND:
-            raise unreachable_run(handle.id, failure) from None
-        raise
-    raw: dict[str, Any] = await described.memo_value(CHECKPOINTS_MEMO, {})
-    return sorted((CheckpointInfo.model_validate(info) for info in raw.values()), key=_name)
-
-
-async def read_checkpoint(
-    handle: WorkflowHandle[Any, Any], name: str, blobs: BlobStore
-) -> Checkpoint:
-    """Checkpoint ``name`` with its payload, from the memo and ``blobs``.
-
-    Raises ``DurableCheckpointNotFoundError`` when the run has none of that name.
-    """
-    for info in await read_checkpoints(handle):
-        if info.name == name:
-            data = await asyncio.to_thread(blobs.get, info.digest)
-            return Checkpoint.of(info, data.decode("utf-8"))
-    raise checkpoint_not_found(handle.id, name)
-
-
-def _name(info: CheckpointInfo) -> str:
-    return info.name

@@ -58,7 +58,7 @@ from durable import (
 from durable._failures import cancelled_error, manifest_mismatch_error
 
 from . import _approvals
-from ._checkpoints import read_checkpoint, read_checkpoints
+from ._checkpoint_reads import read_checkpoint, read_checkpoints
 from ._convert import durable_error_from
 from ._delivery import deliver_event, unreachable_run
 from ._live import watch_stream

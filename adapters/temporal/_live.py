@@ -43,10 +43,10 @@ from durable import DurableRunDivergenceError, DurableRunEndedError, LiveEvent, 
 from durable._live import joined_tokens, live_position_error, retry_entry, text_end
 
 from ._convert import failure_error
+from ._messages import LIVE_TOPIC
 
-__all__ = ["LIVE_TOPIC", "TOKEN_BATCH_INTERVAL", "ActivityTokens", "watch_stream"]
+__all__ = ["TOKEN_BATCH_INTERVAL", "ActivityTokens", "watch_stream"]
 
-LIVE_TOPIC = "live"
 TOKEN_BATCH_INTERVAL = timedelta(milliseconds=250)
 """How often a streaming activity sends its token deltas: each send is a signal in history."""
 

@@ -12,6 +12,7 @@ __all__ = [
     "EVENTS_MEMO_PATCH",
     "EVENT_SIGNAL",
     "EVENT_UPDATE",
+    "LIVE_TOPIC",
     "MANIFEST_MEMO",
     "SEARCH_ATTRIBUTES_MEMO",
     "SEND_EVENT_ACTIVITY",
@@ -29,6 +30,8 @@ EVENT_SIGNAL = "event"
 EVENT_UPDATE = "send_event"
 """Update carrying one ``EventMessage``; returns whether it was accepted (first emit wins)."""
 STEPS_QUERY = "steps"
+LIVE_TOPIC = "live"
+"""Topic of the run's live stream: steps, waits and token deltas, for watchers."""
 EVENTS_MEMO = "events"
 """Memo key of the event keys an ended run accepted: a sender retried after the end
 learns its key was taken (not accepted) without a worker replaying the run."""

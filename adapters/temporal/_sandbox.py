@@ -6,26 +6,58 @@ from collections.abc import Sequence
 
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
-__all__ = ["PASSTHROUGH_MODULES", "workflow_runner"]
+__all__ = ["PASSTHROUGH_MODULES", "WORKFLOW_SIDE_MODULES", "workflow_runner"]
 
-PASSTHROUGH_MODULES = ("durable", "adapters", "workflows")
+WORKFLOW_SIDE_MODULES = tuple(
+    f"adapters.temporal.{name}"
+    for name in (
+        "_carry",
+        "_checkpoints",
+        "_children",
+        "_context",
+        "_convert",
+        "_messages",
+        "_replay",
+        "_search",
+    )
+)
+"""The safe face of ``adapters.temporal``: what workflow code runs, deterministic code only.
+
+Importing ``adapters.temporal`` loads these and nothing else of the package; the
+client, the dev server and the process helpers stay out of workflows.
+"""
+
+PASSTHROUGH_MODULES = (
+    "durable",
+    "workflows",
+    "activities",
+    "adapters.blobs",
+    "adapters.llm",
+    *WORKFLOW_SIDE_MODULES,
+)
 """Imported once and shared with workflows instead of re-imported for every run:
 
 - ``durable``: the ``@agent`` / ``@step`` registries must be the worker's own;
-- ``adapters``: the workflow-side context and converters, deterministic code only;
 - ``workflows``: the workflow module defines classes and nothing else at import;
-  re-importing it for every run cost more than a step's whole workflow-side work.
+  re-importing it for every run cost more than a step's whole workflow-side work;
+- ``activities``, ``adapters.blobs`` and ``adapters.llm``: steps and the types
+  they take, which agents name but never run inside a workflow (a step runs as
+  an activity, outside the sandbox);
+- the workflow-side modules of ``adapters.temporal`` (``WORKFLOW_SIDE_MODULES``).
+
+Agent modules are not passed through: each run imports its agent's module inside
+the sandbox, so what the agent does at run time, such as reading the clock with
+``datetime.now()`` or touching files, is checked there (see ``workflows.agent``).
 """
 
 
 def workflow_runner(agent_modules: Sequence[str] = ()) -> SandboxedWorkflowRunner:
-    """The sandboxed runner, passing through this project and the agent modules.
+    """The sandboxed runner, passing through ``PASSTHROUGH_MODULES`` and no agent module.
 
-    Agent modules pass through so the agents registered at the worker's import
-    are the ones workflows call. The sandbox still checks what workflow code
-    does at run time, such as reading the clock or touching files.
+    ``agent_modules`` is accepted for callers that name the worker's agent
+    modules; they are deliberately not passed through, since a run imports its
+    agent's module inside the sandbox.
     """
-    restrictions = SandboxRestrictions.default.with_passthrough_modules(
-        *PASSTHROUGH_MODULES, *agent_modules
-    )
+    del agent_modules
+    restrictions = SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH_MODULES)
     return SandboxedWorkflowRunner(restrictions=restrictions)
