@@ -20,6 +20,7 @@ from temporalio.common import RawValue
 from temporalio.exceptions import ApplicationError
 
 from activities._heartbeat import heartbeating
+from adapters.telemetry import step_attempt
 from adapters.temporal import ActivityTokens, StepOutcome, step_of_activity
 from durable import (
     UNRECORDABLE_ERRORS,
@@ -59,9 +60,20 @@ async def run_step(args: Sequence[RawValue]) -> StepOutcome:
         converter.from_payload(raw.payload, hint)
         for raw, hint in zip(args, definition.params, strict=True)
     ]
+    position = step_of_activity(info.activity_id)
     try:
-        with attempt_scope(info.attempt):
-            value = await _run(definition.fn, values, step_of_activity(info.activity_id))
+        with (
+            attempt_scope(info.attempt),
+            step_attempt(
+                substrate="temporal",
+                run_id=info.workflow_id or "",
+                index=None if position is None else position[0],
+                intent=None if position is None else position[1],
+                name=definition.name,
+                attempt=info.attempt,
+            ),
+        ):
+            value = await _run(definition.fn, values, position)
     except ApplicationError:
         raise
     except Exception as exc:

@@ -23,6 +23,8 @@ import httpx
 from httpx_sse import EventSource
 from pydantic import ValidationError
 
+from adapters.telemetry import model_call, spans
+
 from ._errors import ModelCallError, ModelRequestError, ModelStreamError, ModelUnavailableError
 from ._types import ChatMessage, ChatResult, ModelSettings, ToolCall, Usage
 
@@ -188,7 +190,29 @@ class ChatClient:
             body["stream_options"] = {"include_usage": True}
         if tools:
             body["tools"] = list(tools)
+        with model_call(self.settings.model, body["messages"]) as call:
+            result = await self._call(url, body, headers, on_delta)
+            usage = result.usage
+            call.answered(
+                input_tokens=usage.input_tokens,
+                output_tokens=usage.output_tokens,
+                cost=usage.cost,
+                finish_reason=result.finish_reason,
+                response_model=usage.model,
+                text=result.text,
+            )
+            return result
+
+    async def _call(
+        self,
+        url: str,
+        body: dict[str, Any],
+        headers: Mapping[str, str] | None,
+        on_delta: DeltaCallback | None,
+    ) -> ChatResult:
+        streamed = self.settings.stream
         sent = {**(headers or {}), **self._headers()}
+        spans.with_traceparent(sent)  # the model call's span is this request's parent
         request = self.http.build_request("POST", url, json=body, headers=sent)
         # Messages reach step records, live streams and history: name the endpoint only.
         url = shown_url(url)

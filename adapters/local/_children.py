@@ -14,6 +14,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
+from opentelemetry.trace import Span
+
+from adapters.telemetry import child_attributes, names, spans
 from durable import (
     ChildCalls,
     ChildSpec,
@@ -116,8 +119,16 @@ class LocalChildren(ChildCalls):
             raise taken
         ctx.live.publish(LiveEvent(kind="step_started", step=index, intent=spec.intent, attempt=1))
         control = ChildControl(parent=ctx)
+        span = spans.open_span(
+            names.CHILD,
+            child_attributes(
+                "local", self.run_id, index, spec.intent, spec.run_id, spec.definition.name
+            ),
+        )
         task = asyncio.create_task(
-            self._child(ctx, index, spec, control, begun.deadline), name=f"durable:{spec.run_id}"
+            self._traced_child(span, self._child(ctx, index, spec, control, begun.deadline)),
+            name=f"durable:{spec.run_id}",
+            context=spans.task_context(span),  # the child run's span is this one's child
         )
         self._controls[task] = control
         task.add_done_callback(lambda t: self._controls.pop(t, None))
@@ -178,6 +189,17 @@ class LocalChildren(ChildCalls):
         envelope = child_envelope(spec.run_id, outcome.run.result, usage_totals(outcome.steps))
         await ctx._complete(index, envelope)
         ctx.live.publish(LiveEvent(kind="step_completed", step=index, intent=spec.intent))
+        return envelope
+
+    @staticmethod
+    async def _traced_child(span: Span, child: Awaitable[dict[str, Any]]) -> dict[str, Any]:
+        """The child run under its ``durable.child`` span, ended by how the child ends."""
+        try:
+            envelope = await child
+        except (Exception, asyncio.CancelledError) as exc:
+            spans.finish(span, exc)
+            raise
+        spans.finish(span)
         return envelope
 
     async def _within(

@@ -14,11 +14,14 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar, TypeVarTuple, Unpack, cast
 
+from opentelemetry.trace import Span
 from pydantic import ValidationError
 
+from adapters.telemetry import RunGauge, names, spans, step_attempt, wait_attributes
 from durable import (
     UNSET,
     DelegationPolicy,
+    DurableAwaitEventTimeoutError,
     DurableContext,
     DurableError,
     DurableRegistrationError,
@@ -115,6 +118,8 @@ class LocalContext(LocalChildren, Approvals, LocalCheckpoints):
         recoveries keep counting toward the bound of a poison run."""
         self.cancel_reason: str | None = None
         """Set once a cancellation of this run is under way."""
+        self.gauge = RunGauge("local")
+        """This run in the run gauges; the runner moves it in and out."""
         self._init_local_children(run_child)
         self.live = live
         self.lease = lease
@@ -267,6 +272,7 @@ class LocalContext(LocalChildren, Approvals, LocalCheckpoints):
             state = "waiting_for_approval" if approval else "waiting"
         if state != self._shown and self.fatal is None:
             self._shown = state
+            self.gauge.move(state or "running")
             await self._fenced(self._store.set_waiting(self.lease, state))
 
     async def _failed(self, index: int, error: StepError, *, final: bool) -> None:
@@ -337,7 +343,18 @@ class LocalContext(LocalChildren, Approvals, LocalCheckpoints):
                 deltas.new_attempt()
                 cause: BaseException | None = None
                 try:
-                    with live_tokens(deltas), attempt_scope(attempt):
+                    with (
+                        live_tokens(deltas),
+                        attempt_scope(attempt),
+                        step_attempt(
+                            substrate="local",
+                            run_id=self.run_id,
+                            index=index,
+                            intent=intent,
+                            name=definition.name,
+                            attempt=attempt,
+                        ),
+                    ):
                         async with asyncio.timeout(timeout) as deadline:
                             value = await definition.fn(*args)
                     data, restored = definition.result.round_trip(value, what=label)
@@ -452,31 +469,58 @@ class LocalContext(LocalChildren, Approvals, LocalCheckpoints):
         # The deadline is the one recorded at the first wait: a resume continues it.
         deadline = record.deadline
         self.live.publish(LiveEvent(kind="waiting", step=index, key=key, until=deadline))
+        waited = spans.open_span(
+            names.WAIT, wait_attributes("local", self.run_id, index, key, waiting_as)
+        )
         try:
-            while True:
-                event = await self._store.load_event(self.run_id, key)
-                if event is not None:
-                    self.live.publish(LiveEvent(kind="event_received", step=index, key=key))
-                    self._waits.pop(index, None)
-                    await self._show_state()
-                    return await self._accept_event(index, label, event.payload, codec)
-                now = utc_now()
-                if deadline is not None and now >= deadline:
-                    self.live.publish(LiveEvent(kind="wait_timed_out", step=index, key=key))
-                    self._waits.pop(index, None)
-                    await self._show_state()
-                    error = await_timeout_error(label, deadline)
-                    await self._failed(index, step_error_from(error), final=True)
-                    raise error
-                self._waits[index] = waiting_as
-                await self._show_state()
-                pause = self._poll
-                if deadline is not None:
-                    pause = min(pause, (deadline - now).total_seconds())
-                await asyncio.sleep(max(pause, 0.0))
-                await self._proven(waiting=True)
+            with spans.current(waited):
+                value = await self._waited(index, key, label, deadline, codec, waiting_as, waited)
+        except DurableAwaitEventTimeoutError:
+            spans.finish(waited)  # the wait ended as it may: what follows is the agent's
+            raise
+        except BaseException as exc:
+            spans.finish(waited, exc)
+            raise
         finally:
             self._waits.pop(index, None)
+        spans.finish(waited)
+        return value
+
+    async def _waited(
+        self,
+        index: int,
+        key: str,
+        label: str,
+        deadline: datetime | None,
+        codec: JsonCodec[Any] | None,
+        waiting_as: WaitingState,
+        waited: Span,
+    ) -> Any:
+        """Poll the store for the event until it arrives or the deadline passes."""
+        while True:
+            event = await self._store.load_event(self.run_id, key)
+            if event is not None:
+                waited.set_attribute(names.WAIT_OUTCOME, "received")
+                self.live.publish(LiveEvent(kind="event_received", step=index, key=key))
+                self._waits.pop(index, None)
+                await self._show_state()
+                return await self._accept_event(index, label, event.payload, codec)
+            now = utc_now()
+            if deadline is not None and now >= deadline:
+                waited.set_attribute(names.WAIT_OUTCOME, "timed_out")
+                self.live.publish(LiveEvent(kind="wait_timed_out", step=index, key=key))
+                self._waits.pop(index, None)
+                await self._show_state()
+                error = await_timeout_error(label, deadline)
+                await self._failed(index, step_error_from(error), final=True)
+                raise error
+            self._waits[index] = waiting_as
+            await self._show_state()
+            pause = self._poll
+            if deadline is not None:
+                pause = min(pause, (deadline - now).total_seconds())
+            await asyncio.sleep(max(pause, 0.0))
+            await self._proven(waiting=True)
 
     async def _accept_event(
         self, index: int, label: str, payload: Any, codec: JsonCodec[Any] | None

@@ -10,6 +10,9 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Generic, TypeVar
 
+from opentelemetry.trace import Span
+
+from adapters.telemetry import names, run_attributes, spans
 from durable import (
     AgentDefinition,
     ChildSpec,
@@ -105,7 +108,7 @@ async def run_durable(
         project_id=project_id,
         scenario_id=scenario_id,
         task=task,
-        tags=tags,
+        tags=_traced(tags),
         delegation=delegation,
     )
     async with _slot(slots):
@@ -261,7 +264,13 @@ async def _execute(
         await _fail(store, ctx, live, invalid)
         await live.flush()
         raise
-    work = asyncio.create_task(definition.fn(ctx, agent_input), name=f"durable:{run_id}")
+    run_span = _run_span(definition, manifest, run_id, resumed=resumed.resumed is not None)
+    ctx.gauge.move("running")
+    work = asyncio.create_task(
+        definition.fn(ctx, agent_input),
+        name=f"durable:{run_id}",
+        context=spans.task_context(run_span),  # the agent's steps are the run span's children
+    )
     ctx.work, ctx.control = work, control
     lost: list[DurableRunLeaseLostError] = []
 
@@ -338,12 +347,55 @@ async def _execute(
             raise
         record = await store.end_run(ctx.lease, status="completed", result=data, outcome=outcome)
         live.publish(LiveEvent(kind="run_completed"))
+        _run_ended(ctx, run_span, None)
+    except BaseException as exc:
+        _run_ended(ctx, run_span, exc)
+        raise
     finally:
         watcher.cancel()
         kept.release()
         work.cancel()
         await live.flush()
     return RunResult(result=result, run=record, steps=await store.load_steps(run_id))
+
+
+def _run_span(
+    definition: AgentDefinition, manifest: DurableRunManifest, run_id: str, *, resumed: bool
+) -> Span:
+    """The run's span: under the caller's span when there is one, else under the trace
+    context its starter kept in the run's tags (a run another worker resumes)."""
+    parent = None
+    if not spans.current_is_traced():
+        parent = spans.caller_context((manifest.tags or {}).get(names.TRACEPARENT))
+    attributes = run_attributes("local", run_id, definition.name)
+    return spans.open_span(names.RUN, {**attributes, names.RESUMED: resumed}, parent=parent)
+
+
+def _run_ended(ctx: LocalContext, span: Span, error: BaseException | None) -> None:
+    """End the run's span and move it out of the run gauges, by how its execution ended."""
+    if error is None:
+        status: str | None = "completed"
+    elif isinstance(error, DurableRunCancelledError):
+        status, error = "cancelled", asyncio.CancelledError()
+    elif isinstance(error, asyncio.CancelledError | DurableRunLeaseLostError):
+        status = None  # the worker stops, or another took the run over: it goes on elsewhere
+    else:
+        status = "failed"
+    if status is None:
+        ctx.gauge.move(None)
+    else:
+        span.set_attribute(names.RUN_STATUS, status)
+        ctx.gauge.end(status)
+    spans.finish(span, error)
+
+
+def _traced(tags: Mapping[str, str] | None) -> Mapping[str, str] | None:
+    """``tags`` with the caller's trace context, so whichever worker resumes the run
+    continues the caller's trace (the tags are not part of the run's identity)."""
+    traceparent = spans.traceparent()
+    if traceparent is None or (tags is not None and names.TRACEPARENT in tags):
+        return tags
+    return {**(tags or {}), names.TRACEPARENT: traceparent}
 
 
 async def _agent(

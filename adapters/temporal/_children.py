@@ -13,6 +13,7 @@ import asyncio
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from opentelemetry.trace import Span
 from temporalio import workflow
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
 from temporalio.exceptions import (
@@ -29,6 +30,7 @@ from temporalio.workflow import (
     ParentClosePolicy,
 )
 
+from adapters.telemetry import child_attributes, names, spans
 from durable import (
     USAGE_KINDS,
     ChildCalls,
@@ -63,6 +65,7 @@ __all__ = ["TemporalChildren"]
 class _Child:
     spec: ChildSpec
     handle: ChildWorkflowHandle[Any, Any]
+    span: Span
 
 
 class TemporalChildren(ChildCalls):
@@ -82,14 +85,25 @@ class TemporalChildren(ChildCalls):
             return await self._replayed_child(ctx, record)
         index = ctx._begin(spec.intent, spec.kind, spec.input_hash)
         ctx.publish(LiveEvent(kind="step_started", step=index, intent=spec.intent, attempt=1))
+        span = spans.open_span(
+            names.CHILD,
+            child_attributes(
+                "temporal", self.run_id, index, spec.intent, spec.run_id, spec.definition.name
+            ),
+        )
         try:
             # Two outcomes reach the agent: the start (keyed -(index + 1)) and the end.
-            handle = await ctx._arrival(-(index + 1), self._start_workflow(spec, index))
-        except WorkflowAlreadyStartedError:
+            with spans.current(span):  # the child's trace context goes with its start
+                handle = await ctx._arrival(-(index + 1), self._start_workflow(spec, index))
+        except WorkflowAlreadyStartedError as exc:
+            spans.finish(span, exc)
             taken = child_id_taken_error(spec.run_id, self.run_id)
             ctx._finish(index, status="failed", error=step_error_from(taken))
             raise ctx._raising(index, taken) from None
-        child = _Child(spec, handle)
+        except (Exception, asyncio.CancelledError) as exc:
+            spans.finish(span, exc)
+            raise
+        child = _Child(spec, handle, span)
         if spec.forward:
             self._forwarding[spec.run_id] = child
             for key in spec.forward:
@@ -146,6 +160,15 @@ class TemporalChildren(ChildCalls):
         )
 
     async def _child(self, ctx: TemporalContext, index: int, child: _Child) -> dict[str, Any]:
+        try:
+            envelope = await self._awaited(ctx, index, child)
+        except (Exception, asyncio.CancelledError) as exc:
+            spans.finish(child.span, exc)
+            raise
+        spans.finish(child.span)
+        return envelope
+
+    async def _awaited(self, ctx: TemporalContext, index: int, child: _Child) -> dict[str, Any]:
         spec = child.spec
         try:
             envelope: dict[str, Any] = await ctx._arrival(index, child.handle)

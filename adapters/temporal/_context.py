@@ -9,6 +9,7 @@ check catches a changed intent), and whose summary is the intent. ``now`` and
 
 from __future__ import annotations
 
+import asyncio
 import uuid as _uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
@@ -26,6 +27,7 @@ from temporalio.exceptions import (
 )
 from temporalio.exceptions import TimeoutError as TemporalTimeoutError
 
+from adapters.telemetry import RunGauge, names, run_attributes, spans, wait_attributes
 from durable import (
     UNSET,
     USAGE_KINDS,
@@ -125,6 +127,8 @@ class TemporalContext(TemporalChildren, Approvals, TemporalReplay, TemporalCheck
         self._agent = agent
         self._before_continue = before_continue
         self._stream_state = stream_state
+        self.gauge = RunGauge("temporal")
+        """This run in the run gauges; moves made while history replays record nothing."""
         self._init_temporal_children()
         self._init_replay(carried, execution=execution)
         self._init_checkpoints()
@@ -359,6 +363,10 @@ class TemporalContext(TemporalChildren, Approvals, TemporalReplay, TemporalCheck
             self._show_waiting(key)
         self.publish(LiveEvent(kind="waiting", step=index, key=key, until=deadline))
         self._wakes_on = lambda: key in self.events
+        waited = spans.open_span(
+            names.WAIT, wait_attributes("temporal", self._run_id, index, key, waiting_as)
+        )
+        self.gauge.move(waiting_as)
         # No `finally`: a run evicted from the worker's cache is closed outside the
         # workflow's event loop, where no workflow call may be made.
         try:
@@ -369,12 +377,22 @@ class TemporalContext(TemporalChildren, Approvals, TemporalReplay, TemporalCheck
                 ),
             )
         except TimeoutError:
+            waited.set_attribute(names.WAIT_OUTCOME, "timed_out")
+            spans.finish(waited)
+            self.gauge.move("running")
             self._stop_waiting(key)
             self.publish(LiveEvent(kind="wait_timed_out", step=index, key=key))
             assert deadline is not None
             timed_out = await_timeout_error(label, deadline)
             self._finish(index, status="failed", error=step_error_from(timed_out))
             raise self._raising(index, timed_out) from None
+        except (Exception, asyncio.CancelledError) as exc:
+            spans.finish(waited, exc)
+            self.gauge.move("running")
+            raise
+        waited.set_attribute(names.WAIT_OUTCOME, "received")
+        spans.finish(waited)
+        self.gauge.move("running")
         self._stop_waiting(key)
         self.publish(LiveEvent(kind="event_received", step=index, key=key))
         payload = self.events[key]
@@ -561,5 +579,21 @@ async def run_on_workflow_step(
     """
     label = f"agent {agent.name!r}"
     agent_input = agent.decode_input(manifest, run_id=context.run_id)
-    value = await agent.fn(context, agent_input)
+    attributes = run_attributes("temporal", context.run_id, agent.name)
+    context.gauge.move("running")
+    try:
+        with spans.span(names.RUN, attributes) as run:
+            value = await agent.fn(context, agent_input)
+            run.set_attribute(names.RUN_STATUS, "completed")
+    except asyncio.CancelledError:
+        context.gauge.end("cancelled")
+        raise
+    except Exception:
+        context.gauge.end("failed")
+        raise
+    except BaseException as exc:
+        if type(exc).__name__ == "ContinueAsNewError":
+            context.gauge.end("continued")
+        raise  # evicted from the worker's cache: the worker that goes on ends it
+    context.gauge.end("completed")
     return agent.output.encode(value, what=f"{label} run {context.run_id!r}")

@@ -1,0 +1,48 @@
+"""Tracing and metrics for both substrates, with OpenTelemetry.
+
+``configure_telemetry(TelemetrySettings())`` at a process's start installs the
+providers and exporters; ``tracing_interceptors()`` goes on every Temporal
+client. Span and metric names live in ``_names``, one home for both substrates.
+"""
+
+from . import _metrics as metrics
+from . import _names as names
+from . import _spans as spans
+from ._calls import (
+    ModelCall,
+    child_attributes,
+    model_call,
+    run_attributes,
+    step_attempt,
+    trace_content,
+    wait_attributes,
+)
+from ._metrics import RunGauge
+from ._settings import TelemetrySettings
+from ._setup import (
+    SANDBOX_PASSTHROUGH,
+    Telemetry,
+    TracingInterceptor,
+    configure_telemetry,
+    tracing_interceptors,
+)
+
+__all__ = [
+    "SANDBOX_PASSTHROUGH",
+    "ModelCall",
+    "RunGauge",
+    "Telemetry",
+    "TelemetrySettings",
+    "TracingInterceptor",
+    "child_attributes",
+    "configure_telemetry",
+    "metrics",
+    "model_call",
+    "names",
+    "run_attributes",
+    "spans",
+    "step_attempt",
+    "trace_content",
+    "tracing_interceptors",
+    "wait_attributes",
+]

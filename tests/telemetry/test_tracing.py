@@ -1,0 +1,100 @@
+"""Traces on both substrates: one span tree for one run, replay-safe, with no secrets.
+
+The run has two steps, a model call (against a real local model server), an
+approval and a child run. Its spans are captured in memory; the same tree, names
+and attributes come out of a local store and a Temporal dev server.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+
+import pytest
+from opentelemetry import trace
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from adapters.local import LocalClient, SqliteStore
+from adapters.telemetry import names
+from tests.support.llm_server import ModelServer, model_server
+from tests.support.llm_server import catalog as models_on
+from tests.telemetry.agents import Order, traced
+from tests.telemetry.conftest import span_text
+from tests.telemetry.spans import EXPECTED, approve_when_asked, named, tree
+
+
+@pytest.fixture
+async def models(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[ModelServer]:
+    async with model_server() as server:
+        monkeypatch.setenv("DURABLE_MODELS", json.dumps(models_on(server, ["ok"])))
+        yield server
+
+
+async def test_a_local_run_makes_the_span_tree(
+    exported: InMemorySpanExporter,
+    models: ModelServer,
+    tmp_path: Path,
+    run_id: str,
+    configured_secret: str,
+) -> None:
+    client = LocalClient(SqliteStore(tmp_path / "runs.db"), poll_interval=0.02, owns_store=True)
+    try:
+        with trace.get_tracer("test").start_as_current_span("caller"):
+            await client.start(traced, Order(order_id="A-1"), run_id=run_id)
+        await approve_when_asked(client, run_id)
+        result = await client.result(run_id)
+    finally:
+        await client.close()
+
+    assert result["decision"] == "approve"
+    spans = exported.get_finished_spans()
+    (caller,) = named(spans, "caller")
+    assert tree(spans, caller) == EXPECTED
+    _check_attributes(spans, "local", run_id)
+    _check_model_request(spans, models)
+    assert not [s.name for s in spans if configured_secret in span_text(s)]
+
+
+def _check_attributes(spans: Sequence[ReadableSpan], substrate: str, run_id: str) -> None:
+    parent_run, child_run = sorted(named(spans, names.RUN), key=lambda s: s.start_time or 0)
+    assert parent_run.attributes is not None and child_run.attributes is not None
+    assert parent_run.attributes[names.RUN_ID] == run_id
+    assert parent_run.attributes[names.AGENT] == "telemetry.traced"
+    assert parent_run.attributes[names.RUN_STATUS] == "completed"
+    assert child_run.attributes[names.AGENT] == "telemetry.leaf"
+    assert {
+        s.attributes.get(names.SUBSTRATE) for s in spans if s.attributes and s.name != "caller"
+    } <= {substrate, None}
+    steps = [s.attributes for s in named(spans, names.STEP) if s.attributes]
+    assert [(a[names.STEP_NAME], a[names.STEP_ATTEMPT]) for a in steps[:3]] == [
+        ("telemetry.look_up", 1),
+        ("telemetry.draft", 1),
+        ("llm.chat", 1),
+    ]
+    (wait,) = named(spans, names.WAIT)
+    assert wait.attributes is not None
+    assert wait.attributes[names.WAIT_AS] == "waiting_for_approval"
+    assert wait.attributes[names.WAIT_OUTCOME] == "received"
+    (model,) = named(spans, "chat ok")
+    assert dict(model.attributes or {}) == {
+        names.GEN_AI_SYSTEM: "openai",
+        names.GEN_AI_OPERATION: "chat",
+        names.GEN_AI_REQUEST_MODEL: "ok",
+        names.GEN_AI_RESPONSE_MODEL: "ok",
+        names.GEN_AI_INPUT_TOKENS: 12,
+        names.GEN_AI_OUTPUT_TOKENS: 3,
+        names.GEN_AI_FINISH_REASONS: ("stop",),
+        names.MODEL_COST: pytest.approx(0.0105),
+    }
+    assert model.events == ()  # no prompt or completion unless the operator turns it on
+
+
+def _check_model_request(spans: Sequence[ReadableSpan], models: ModelServer) -> None:
+    """The model request carried the model-call span as its parent (``traceparent``)."""
+    (model,) = named(spans, "chat ok")
+    assert model.context is not None
+    traceparent = models.headers[-1]["traceparent"]
+    assert traceparent.split("-")[1] == f"{model.context.trace_id:032x}"
+    assert traceparent.split("-")[2] == f"{model.context.span_id:016x}"
