@@ -18,6 +18,7 @@ import agents.conversation  # noqa: F401  (the conversation agent and its turn s
 from activities.checkpoints import get_checkpoint, put_checkpoint
 from activities.events import send_event
 from activities.steps import run_step
+from adapters.telemetry import tracing_interceptors
 from adapters.temporal import workflow_runner
 from workflows.agent import AgentWorkflow
 
@@ -34,8 +35,9 @@ class DurableAgentsPlugin(SimplePlugin):
     ``Worker(..., plugins=[...])`` alone the client must already convert with
     pydantic. The worker gets the agent workflow, the step, event and checkpoint
     activities, a sandbox that passes this project's workflow-side modules
-    through, and ``NondeterminismError`` as a workflow failure (the caller sees
-    it as a divergence instead of a task retried forever).
+    through, the tracing interceptor (``adapters.telemetry``), and
+    ``NondeterminismError`` as a workflow failure (the caller sees it as a
+    divergence instead of a task retried forever).
 
     ``agent_modules`` are imported here, so their ``@agent`` and ``@step``
     functions are registered before the worker starts.
@@ -51,6 +53,9 @@ class DurableAgentsPlugin(SimplePlugin):
             activities=[run_step, send_event, put_checkpoint, get_checkpoint],
             workflow_runner=self._sandbox,
             workflow_failure_exception_types=[NondeterminismError],
+            # Trace context from clients into runs, and from runs into steps and children;
+            # spans are made only in a process that ran configure_telemetry.
+            interceptors=tracing_interceptors(),
         )
 
     def configure_worker(self, config: WorkerConfig) -> WorkerConfig:

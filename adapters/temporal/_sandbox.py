@@ -33,6 +33,8 @@ PASSTHROUGH_MODULES = (
     "activities",
     "adapters.blobs",
     "adapters.llm",
+    "adapters.telemetry",
+    "opentelemetry",
     *WORKFLOW_SIDE_MODULES,
 )
 """Imported once and shared with workflows instead of re-imported for every run:
@@ -43,6 +45,8 @@ PASSTHROUGH_MODULES = (
 - ``activities``, ``adapters.blobs`` and ``adapters.llm``: steps and the types
   they take, which agents name but never run inside a workflow (a step runs as
   an activity, outside the sandbox);
+- ``adapters.telemetry`` and ``opentelemetry``: the run's spans are made in the
+  workflow by the process's one replay-safe tracer provider;
 - the workflow-side modules of ``adapters.temporal`` (``WORKFLOW_SIDE_MODULES``).
 
 Agent modules are not passed through: each run imports its agent's module inside

@@ -9,6 +9,7 @@ session's secret (the model API key), as every Temporal history is.
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -43,6 +44,11 @@ def telemetry(configured_secret: str) -> Iterator[Telemetry]:
     configured.close()
     leaked = [s.name for s in _seen if configured_secret in span_text(s)]
     assert not leaked, f"the configured secret appears in the spans {leaked}"
+
+
+@pytest.fixture
+def task_queue() -> str:
+    return f"telemetry-{uuid.uuid4().hex[:8]}"
 
 
 @pytest.fixture

@@ -15,9 +15,13 @@ import pytest
 from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from temporalio.client import Client
+from temporalio.worker import Replayer, Worker
 
 from adapters.local import LocalClient, SqliteStore
 from adapters.telemetry import names
+from adapters.temporal import AgentClient, DevServer
+from durable_agents import DurableAgentsPlugin
 from tests.support.llm_server import ModelServer, model_server
 from tests.support.llm_server import catalog as models_on
 from tests.telemetry.agents import Order, traced
@@ -59,7 +63,8 @@ async def test_a_local_run_makes_the_span_tree(
 
 def _check_attributes(spans: Sequence[ReadableSpan], substrate: str, run_id: str) -> None:
     parent_run, child_run = sorted(named(spans, names.RUN), key=lambda s: s.start_time or 0)
-    assert parent_run.attributes is not None and child_run.attributes is not None
+    assert parent_run.attributes is not None
+    assert child_run.attributes is not None
     assert parent_run.attributes[names.RUN_ID] == run_id
     assert parent_run.attributes[names.AGENT] == "telemetry.traced"
     assert parent_run.attributes[names.RUN_STATUS] == "completed"
@@ -98,3 +103,39 @@ def _check_model_request(spans: Sequence[ReadableSpan], models: ModelServer) -> 
     traceparent = models.headers[-1]["traceparent"]
     assert traceparent.split("-")[1] == f"{model.context.trace_id:032x}"
     assert traceparent.split("-")[2] == f"{model.context.span_id:016x}"
+
+
+async def test_a_temporal_run_makes_the_same_span_tree_and_a_replay_adds_none(
+    exported: InMemorySpanExporter,
+    models: ModelServer,
+    temporal_server: DevServer,
+    task_queue: str,
+    run_id: str,
+    configured_secret: str,
+) -> None:
+    plugin = DurableAgentsPlugin(["tests.telemetry.agents"])
+    client = await Client.connect(temporal_server.address, plugins=[plugin])
+    agents = AgentClient(client, task_queue=task_queue)
+    async with Worker(client, task_queue=task_queue):
+        with trace.get_tracer("test").start_as_current_span("caller"):
+            await agents.start(traced, Order(order_id="A-1"), run_id=run_id)
+        await approve_when_asked(agents, run_id)
+        result = await agents.result(run_id)
+
+    assert result["decision"] == "approve"
+    spans = exported.get_finished_spans()
+    (caller,) = named(spans, "caller")
+    assert tree(spans, caller) == EXPECTED
+    _check_attributes(spans, "temporal", run_id)
+    _check_model_request(spans, models)
+    assert not [s.name for s in spans if configured_secret in span_text(s)]
+
+    # Replaying the parent's and the child's histories, traced the same way, adds no span.
+    (child,) = named(spans, names.CHILD)
+    assert child.attributes is not None
+    exported.clear()
+    replayer = Replayer(workflows=[], plugins=[DurableAgentsPlugin(["tests.telemetry.agents"])])
+    for workflow_id in (run_id, str(child.attributes[names.CHILD_RUN_ID])):
+        history = await client.get_workflow_handle(workflow_id).fetch_history()
+        await replayer.replay_workflow(history)
+    assert exported.get_finished_spans() == ()
