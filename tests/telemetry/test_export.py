@@ -1,0 +1,120 @@
+"""Export: spans reach a real OTLP/HTTP receiver; an unreachable one never holds up a run."""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from opentelemetry import trace
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from adapters.local import LocalClient, SqliteStore
+from adapters.telemetry import TelemetrySettings, configure_telemetry, names
+from tests.support.llm_server import ModelServer, model_server
+from tests.support.llm_server import catalog as models_on
+from tests.telemetry.agents import Order, traced
+from tests.telemetry.receiver import otlp_receiver
+from tests.telemetry.spans import approve_when_asked
+
+
+@pytest.fixture
+async def models(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[ModelServer]:
+    async with model_server() as server:
+        monkeypatch.setenv("DURABLE_MODELS", json.dumps(models_on(server, ["ok"])))
+        yield server
+
+
+async def _run(tmp_path: Path, run_id: str) -> dict[str, object]:
+    client = LocalClient(SqliteStore(tmp_path / "runs.db"), poll_interval=0.02, owns_store=True)
+    try:
+        with trace.get_tracer("test").start_as_current_span("caller"):
+            await client.start(traced, Order(order_id="B-2"), run_id=run_id)
+        await approve_when_asked(client, run_id)
+        result: dict[str, object] = await client.result(run_id)
+        return result
+    finally:
+        await client.close()
+
+
+async def test_spans_reach_an_otlp_http_receiver(
+    exported: InMemorySpanExporter,
+    models: ModelServer,
+    tmp_path: Path,
+    run_id: str,
+    configured_secret: str,
+) -> None:
+    with otlp_receiver() as received:
+        settings = TelemetrySettings(otlp_endpoint=received.endpoint, service_name="agents-test")
+        assert settings.traces_to == "otlp"  # an endpoint alone turns OTLP on
+        telemetry = configure_telemetry(settings)
+        try:
+            await _run(tmp_path, run_id)
+            assert telemetry.flush()
+        finally:
+            telemetry.close()
+
+    assert set(received.paths) == {"/v1/traces"}
+    in_memory = sorted(s.name for s in exported.get_finished_spans())
+    assert sorted(received.names()) == in_memory
+    assert {names.RUN, names.STEP, names.WAIT, names.CHILD, "chat ok"} <= set(received.names())
+    model = next(attributes for name, attributes, _ in received.spans if name == "chat ok")
+    assert model[names.GEN_AI_INPUT_TOKENS] == 12
+    # The process's providers were installed first by the session: its service name stands.
+    assert {resource["service.name"] for _, _, resource in received.spans} == {"durable-agents"}
+    assert configured_secret not in json.dumps(received.spans, default=str)
+    assert "Bearer" not in json.dumps(received.spans, default=str)
+
+
+async def test_content_goes_on_model_spans_only_when_turned_on(
+    exported: InMemorySpanExporter, models: ModelServer, tmp_path: Path, run_id: str
+) -> None:
+    telemetry = configure_telemetry(TelemetrySettings(trace_content=True))
+    try:
+        await _run(tmp_path, run_id)
+    finally:
+        telemetry.close()
+        configure_telemetry(TelemetrySettings()).close()  # content off again
+
+    (model,) = [s for s in exported.get_finished_spans() if s.name == "chat ok"]
+    events = {e.name: dict(e.attributes or {}) for e in model.events}
+    assert "refund 25.00" in str(events[names.GEN_AI_PROMPT_EVENT]["gen_ai.prompt"])
+    assert events[names.GEN_AI_COMPLETION_EVENT] == {"gen_ai.completion": "Durable hello"}
+
+
+async def test_an_unreachable_collector_never_holds_up_a_run(
+    exported: InMemorySpanExporter,
+    models: ModelServer,
+    tmp_path: Path,
+    run_id: str,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # closed again: nothing listens there
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "1")
+    settings = TelemetrySettings(otlp_endpoint=f"http://127.0.0.1:{port}")
+    telemetry = configure_telemetry(settings)
+    try:
+        result = await _run(tmp_path, run_id)
+        assert result["decision"] == "approve"
+        with caplog.at_level(logging.WARNING, logger="adapters.telemetry._setup"):
+            telemetry.flush(5_000)
+    finally:
+        telemetry.close()
+
+    assert "exporting spans to OTLP/HTTP failed" in caplog.text
+    assert [s.name for s in exported.get_finished_spans()].count(names.RUN) == 2
+
+
+def test_bad_settings_name_the_variable_and_the_fix() -> None:
+    with pytest.raises(ValueError, match="DURABLE_METRICS_ADDRESS must be host:port"):
+        TelemetrySettings(metrics_address="9464")
+    with pytest.raises(ValueError, match="OTEL_EXPORTER_OTLP_ENDPOINT must start with http"):
+        TelemetrySettings(otlp_endpoint="localhost:4318")
+    with pytest.raises(ValueError, match="OTEL_TRACES_EXPORTER"):
+        TelemetrySettings.model_validate({"OTEL_TRACES_EXPORTER": "jaeger"})
