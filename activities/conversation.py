@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -26,6 +25,7 @@ from pydantic import BaseModel
 
 from activities.llm import call_model
 from adapters.blobs import default_blob_store
+from adapters.settings import ForwardingSettings, current
 from durable import DurableError, RetryPolicy, current_attempt, retry_hints, step
 from durable._live import publish_step_entry, retry_entry, tag_turn
 from durable.conversation import (
@@ -135,9 +135,9 @@ async def conversation_turn(request: TurnRequest) -> TurnOutcome:
             turn=request.turn_id, speaker=speaker.name, parent_turn=request.parent_turn,
         ),
     }  # fmt: skip
-    forwarded = os.environ.get(FORWARDED_AUTHORIZATION_ENV)
-    if request.forward_user and forwarded:
-        headers[conversation.policy.forward_headers.authorization] = forwarded
+    forwarded = current(ForwardingSettings).authorization
+    if request.forward_user and forwarded is not None:
+        headers[conversation.policy.forward_headers.authorization] = forwarded.get_secret_value()
     messages = turn_messages(conversation, speaker, request.seed, turns)
     try:
         answer = await call_model(speaker.model, messages, headers=headers)

@@ -11,7 +11,6 @@ call itself never retries.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -19,7 +18,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from pydantic import BaseModel, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, Field
 
 from adapters.llm import (
     ChatClient,
@@ -30,6 +29,7 @@ from adapters.llm import (
     Usage,
     as_messages,
 )
+from adapters.settings import SCRIPTED, ModelsSettings, current
 from durable import DurableContext, RetryPolicy, publish_token, step
 
 __all__ = [
@@ -48,15 +48,12 @@ __all__ = [
 
 MODELS_ENV = "DURABLE_MODELS"
 DEFAULT_MODEL_ENV = "DURABLE_DEFAULT_MODEL"
-SCRIPTED = "scripted"
-"""The offline model: answers from the prompt itself, for demos without an endpoint."""
 DEFAULT_MODEL = "default"
 """An alias the worker resolves: ``DURABLE_DEFAULT_MODEL`` if set, else ``scripted``.
 
 Agents name it so the worker, not workflow code, picks the model: workflow code
 never reads the environment."""
 
-_CATALOG: TypeAdapter[dict[str, ModelSettings]] = TypeAdapter(dict[str, ModelSettings])
 _clients: dict[tuple[ModelSettings, int], ChatClient] = {}
 """One client per model and event loop: connections are reused, never shared across loops."""
 
@@ -98,19 +95,10 @@ class ChatRequest(BaseModel):
     options: dict[str, Any] | None = None
 
 
-def model_catalog(environ: Mapping[str, str] = os.environ) -> dict[str, ModelSettings]:
-    """The models this worker may call, from ``DURABLE_MODELS``."""
-    raw = environ.get(MODELS_ENV)
-    if not raw:
-        return {}
-    try:
-        return _CATALOG.validate_python(json.loads(raw))
-    except (ValueError, ValidationError) as exc:
-        raise ValueError(
-            f"{MODELS_ENV} must be a JSON object of model settings, e.g. "
-            '{"gpt": {"base_url": "https://api.openai.com/v1", "model": "gpt-4o-mini", '
-            f'"api_key_env": "OPENAI_API_KEY"}}; it failed with {exc}'
-        ) from None
+def model_catalog(environ: Mapping[str, str] | None = None) -> dict[str, ModelSettings]:
+    """The models a worker may call, from ``DURABLE_MODELS`` in ``environ`` (the process's
+    environment by default); see ``ModelsSettings``."""
+    return ModelsSettings.from_env(os.environ if environ is None else environ).models
 
 
 def _on_fragment(text: str) -> None:
@@ -163,16 +151,15 @@ async def call_model(
     Failures carry retry hints; the caller's policy decides about another attempt.
     """
     request = ChatRequest(model=model, messages=messages, tools=tools, options=options)
-    name = request.model
-    if name == DEFAULT_MODEL:
-        name = os.environ.get(DEFAULT_MODEL_ENV) or SCRIPTED
-    if name == SCRIPTED:
-        return await scripted_reply(request)
     try:
-        catalog = model_catalog()
+        configured = current(ModelsSettings)
     except ValueError as exc:
         # A configuration error: no later attempt can succeed until the worker is fixed.
         raise ModelRequestError(str(exc)) from None
+    name = configured.default_model if request.model == DEFAULT_MODEL else request.model
+    if name == SCRIPTED:
+        return await scripted_reply(request)
+    catalog = configured.models
     settings = catalog.get(name)
     if settings is None:
         known = ", ".join(sorted([*catalog, SCRIPTED]))

@@ -13,6 +13,7 @@ import hashlib
 import os
 from pathlib import Path
 
+from adapters.settings import StorageSettings, current
 from durable import DurableStoreError
 
 __all__ = ["BLOBS_ENV", "BlobStore", "default_blob_store"]
@@ -63,11 +64,6 @@ class BlobStore:
 
 
 def default_blob_store() -> BlobStore:
-    """``DURABLE_BLOBS``, else ``blobs`` in ``DURABLE_DATA``, else ``data/blobs``."""
-    root = os.environ.get(BLOBS_ENV)
-    if root:
-        return BlobStore(root)
-    data = os.environ.get("DURABLE_DATA")
-    return BlobStore(
-        Path(data) / "blobs" if data else Path(__file__).resolve().parents[1] / "data" / "blobs"
-    )
+    """The settings' store: ``DURABLE_BLOBS``, else ``blobs`` in ``DURABLE_DATA`` (``data`` in
+    the working directory by default)."""
+    return BlobStore(current(StorageSettings).blob_root)

@@ -33,6 +33,7 @@ from collections.abc import Sequence
 from temporalio.service import RPCError
 
 import worker
+from adapters.settings import Settings, in_use
 from adapters.temporal import exit_without_teardown
 from durable import (
     DurableApprovalNotFoundError,
@@ -83,7 +84,7 @@ def _run(args: argparse.Namespace) -> int:
         if command == "worker":
             worker.main(["--local"] if args.local else [])
             return EXIT_OK
-        settings = worker.WorkerSettings.from_env()
+        settings = Settings.from_env()
         handler = {
             "run": cmd_run,
             "event": cmd_event,
@@ -99,7 +100,8 @@ def _run(args: argparse.Namespace) -> int:
             "purge": cmd_purge,
             "serve": cmd_serve,
         }[command]
-        code = asyncio.run(handler(args, settings))
+        with in_use(settings):  # what the runs a --local command executes here read
+            code = asyncio.run(handler(args, settings))
         sys.stdout.flush()  # a reader that went away shows here for buffered output
         return code
     except BrokenPipeError:

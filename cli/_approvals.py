@@ -9,7 +9,7 @@ from typing import Any
 
 from temporalio.service import RPCError
 
-import worker
+from adapters.settings import Settings
 from durable import DecisionOutcome, DurableError
 
 from ._clients import open_target
@@ -34,7 +34,7 @@ def decision_words(decision: dict[str, Any]) -> str:
     return words
 
 
-async def cmd_approvals(args: argparse.Namespace, settings: worker.WorkerSettings) -> int:
+async def cmd_approvals(args: argparse.Namespace, settings: Settings) -> int:
     async with open_target(args, settings) as target:
         pending = await target.client.approvals(agent=args.agent)
     if args.json:
@@ -58,7 +58,7 @@ async def cmd_approvals(args: argparse.Namespace, settings: worker.WorkerSetting
     return EXIT_OK
 
 
-async def cmd_decide(args: argparse.Namespace, settings: worker.WorkerSettings) -> int:
+async def cmd_decide(args: argparse.Namespace, settings: Settings) -> int:
     """``durable approve`` (with ``--edit``, an edit) and ``durable reject``."""
     editing = getattr(args, "edit", None) is not None
     edited = json_argument(args.edit, "--edit") if editing else None

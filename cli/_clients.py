@@ -15,13 +15,10 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Protocol, runtime_checkable
 
-from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
-
-import worker
 from adapters.local import LocalClient, PurgeReport, RunSlots, SqliteStore
 from adapters.local._retention import BlobDeleter
-from adapters.temporal import AgentClient
+from adapters.settings import Settings
+from adapters.temporal import AgentClient, TemporalConnectError, connect
 from durable import Checkpoint, CheckpointInfo, DurableClient
 
 from ._common import UsageError
@@ -70,9 +67,7 @@ class Target:
 
 
 @asynccontextmanager
-async def open_target(
-    args: argparse.Namespace, settings: worker.WorkerSettings
-) -> AsyncIterator[Target]:
+async def open_target(args: argparse.Namespace, settings: Settings) -> AsyncIterator[Target]:
     """The client the command line asks for, closed when the command is done."""
     target = _local(settings) if args.local else await _temporal(settings)
     try:
@@ -82,15 +77,13 @@ async def open_target(
 
 
 @asynccontextmanager
-async def open_purging(
-    args: argparse.Namespace, settings: worker.WorkerSettings
-) -> AsyncIterator[Purging]:
+async def open_purging(args: argparse.Namespace, settings: Settings) -> AsyncIterator[Purging]:
     """The client a purge deletes through: the local store's; refused, before anything
     is reached, on Temporal, where the namespace's retention deletes closed runs."""
     if not args.local:
         raise UsageError(
             "on Temporal, the namespace's retention deletes closed runs; set it with "
-            f"`temporal operator namespace update --namespace {settings.namespace} "
+            f"`temporal operator namespace update --namespace {settings.temporal.namespace} "
             "--retention 30d`, or purge the local store with --local"
         )
     async with open_target(args, settings) as target:
@@ -98,37 +91,33 @@ async def open_purging(
         yield target.client
 
 
-def _local(settings: worker.WorkerSettings) -> Target:
-    settings.local_store.parent.mkdir(parents=True, exist_ok=True)
+def _local(settings: Settings) -> Target:
+    path = settings.storage.local_store
+    path.parent.mkdir(parents=True, exist_ok=True)
     client = LocalClient(
-        SqliteStore(settings.local_store),
-        lease=settings.lease,
-        slots=RunSlots(settings.max_concurrent_runs),
+        SqliteStore(path),
+        lease=settings.worker.lease,
+        slots=RunSlots(settings.worker.max_concurrent_runs),
         owns_store=True,
     )
     return Target(
         client=client,
         flag=" --local",
-        where=f"on the local store {settings.local_store}",
+        where=f"on the local store {path}",
         executes_here=True,
         ui_link=lambda run_id: None,
     )
 
 
-async def _temporal(settings: worker.WorkerSettings) -> Target:
+async def _temporal(settings: Settings) -> Target:
     try:
-        client = await Client.connect(
-            settings.address, namespace=settings.namespace, data_converter=pydantic_data_converter
-        )
-    except RuntimeError as exc:
-        raise UsageError(
-            f"cannot reach Temporal at {settings.address} ({exc}); start `durable worker`, "
-            "which starts the embedded server, or set TEMPORAL_ADDRESS"
-        ) from None
+        client = await connect(settings.temporal)
+    except TemporalConnectError as exc:
+        raise UsageError(str(exc)) from None
     return Target(
-        client=AgentClient(client, task_queue=settings.task_queue),
+        client=AgentClient(client, task_queue=settings.worker.task_queue),
         flag="",
-        where=f"on Temporal at {settings.address}",
+        where=f"on Temporal at {settings.temporal.target}",
         executes_here=False,
-        ui_link=settings.ui_link,
+        ui_link=settings.temporal.ui_link,
     )

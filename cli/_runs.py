@@ -10,6 +10,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 
 import worker
+from adapters.settings import Settings
 from durable import ACTIVE_STATUSES, DurableRunNotFoundError, LiveEvent, LiveView, check_name
 
 from ._clients import open_target
@@ -21,8 +22,8 @@ WATCH_TIMEOUT = 30.0
 """Seconds ``durable watch`` waits for a run that does not exist yet."""
 
 
-async def cmd_run(args: argparse.Namespace, settings: worker.WorkerSettings) -> int:
-    worker.import_agents(settings.agent_modules)
+async def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+    worker.import_agents(settings.worker.agent_modules)
     definition = agent(args.agent)
     payload = json_argument(args.input, "--input")
     # An empty --run-id is refused, never replaced: the caller meant a particular run.
@@ -51,8 +52,8 @@ async def cmd_run(args: argparse.Namespace, settings: worker.WorkerSettings) -> 
     return EXIT_OK
 
 
-async def cmd_event(args: argparse.Namespace, settings: worker.WorkerSettings) -> int:
-    worker.import_agents(settings.agent_modules)
+async def cmd_event(args: argparse.Namespace, settings: Settings) -> int:
+    worker.import_agents(settings.worker.agent_modules)
     payload = json_argument(args.payload, "--payload")
     async with open_target(args, settings) as target:
         accepted = await target.client.send_event(args.run, args.key, payload)
@@ -75,8 +76,8 @@ _STILL = {
 }
 
 
-async def cmd_result(args: argparse.Namespace, settings: worker.WorkerSettings) -> int:
-    worker.import_agents(settings.agent_modules)
+async def cmd_result(args: argparse.Namespace, settings: Settings) -> int:
+    worker.import_agents(settings.worker.agent_modules)
     async with open_target(args, settings) as target:
         if not args.wait:
             view = await target.client.describe(args.run)
@@ -127,7 +128,7 @@ async def _once_started(
         return
 
 
-async def cmd_watch(args: argparse.Namespace, settings: worker.WorkerSettings) -> int:
+async def cmd_watch(args: argparse.Namespace, settings: Settings) -> int:
     if args.after < 0:
         raise UsageError("--after must be 0 or the seq of an entry already seen")
     if not args.timeout >= 0:
@@ -157,7 +158,7 @@ _CANCELLED = {
 }
 
 
-async def cmd_cancel(args: argparse.Namespace, settings: worker.WorkerSettings) -> int:
+async def cmd_cancel(args: argparse.Namespace, settings: Settings) -> int:
     check_name(args.run, what="run id")
     reason = args.reason or "cancelled with `durable cancel`"
     async with open_target(args, settings) as target:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 
 import agents.chat  # noqa: F401  (registers the chat-turn agent the chat route starts)
 import worker
 from adapters.http import ChatTurnRequest, ServerSettings
 from adapters.http._serve import bind, http_server, serving_message
+from adapters.settings import Settings
 from agents.chat import model_reply
 from durable import DurableClient
 from durable.chat import ChatTurnEngine
@@ -29,23 +29,25 @@ def chat_engine(client: DurableClient) -> ChatTurnEngine[ChatTurnRequest]:
     )
 
 
-def server_settings(args: argparse.Namespace, settings: worker.WorkerSettings) -> ServerSettings:
+def server_settings(args: argparse.Namespace, settings: Settings) -> ServerSettings:
     """The server's settings: the environment's, ``--host`` and ``--port`` over them."""
     given = {"host": args.host, "port": args.port}
     try:
-        return dataclasses.replace(
-            settings.server,
-            **{name: value for name, value in given.items() if value is not None},
-            temporal_ui=None if args.local else settings.ui_link(),
+        return ServerSettings(
+            **{
+                **settings.server.model_dump(),
+                **{name: value for name, value in given.items() if value is not None},
+                "temporal_ui": None if args.local else settings.temporal.ui_link(),
+            }
         )
     except ValueError as exc:
         raise UsageError(str(exc).replace("DURABLE_API_PORT", "--port")) from None
 
 
-async def cmd_serve(args: argparse.Namespace, settings: worker.WorkerSettings) -> int:
+async def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     # The agents are imported so that a start names them with their input types,
     # and so that with --local the runs this server starts execute here.
-    worker.import_agents(settings.agent_modules)
+    worker.import_agents(settings.worker.agent_modules)
     serving = server_settings(args, settings)
     refusal = serving.refusal()
     if refusal is not None:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 
-import worker
-from adapters.blobs import default_blob_store
+from adapters.blobs import BlobStore
 from adapters.local import parse_duration
 from adapters.local._retention import purge_summary
+from adapters.settings import Settings
 from durable import ENDED_STATUSES, check_name, table
 
 from ._clients import open_purging, open_target
@@ -16,7 +16,7 @@ from ._common import EXIT_OK, show
 __all__ = ["cmd_checkpoints", "cmd_purge"]
 
 
-async def cmd_checkpoints(args: argparse.Namespace, settings: worker.WorkerSettings) -> int:
+async def cmd_checkpoints(args: argparse.Namespace, settings: Settings) -> int:
     check_name(args.run, what="run id")
     async with open_target(args, settings) as target:
         if args.name is not None:
@@ -31,12 +31,12 @@ async def cmd_checkpoints(args: argparse.Namespace, settings: worker.WorkerSetti
     return EXIT_OK
 
 
-async def cmd_purge(args: argparse.Namespace, settings: worker.WorkerSettings) -> int:
+async def cmd_purge(args: argparse.Namespace, settings: Settings) -> int:
     async with open_purging(args, settings) as client:
         report = await client.purge(
             older_than=parse_duration(args.older_than, what="--older-than"),
             statuses=args.status or ENDED_STATUSES,
-            blobs=default_blob_store(),
+            blobs=BlobStore(settings.storage.blob_root),
             dry_run=args.dry_run,
         )
     for line in purge_summary(report):

@@ -6,7 +6,7 @@ import argparse
 import json
 from collections.abc import Sequence
 
-import worker
+from adapters.settings import Settings
 from durable import (
     ACTIVE_STATUSES,
     StepRecord,
@@ -23,7 +23,7 @@ from ._common import EXIT_OK
 __all__ = ["cmd_list", "cmd_status"]
 
 
-async def cmd_status(args: argparse.Namespace, settings: worker.WorkerSettings) -> int:
+async def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     async with open_target(args, settings) as target:
         client = target.client
         view = await client.describe(args.run)
@@ -102,7 +102,7 @@ def _child_open(step: StepRecord) -> bool:
     return step.kind in ("agent", "conversation") and step.status == "running"
 
 
-async def cmd_list(args: argparse.Namespace, settings: worker.WorkerSettings) -> int:
+async def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
     async with open_target(args, settings) as target:
         views = await target.client.runs(status=args.status, limit=args.limit)
     if not views and args.status is not None:

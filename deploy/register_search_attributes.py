@@ -3,15 +3,15 @@
     TEMPORAL_ADDRESS=temporal:7233 TEMPORAL_NAMESPACE=default \\
         python deploy/register_search_attributes.py
 
-Idempotent: attributes that already exist are left alone. The embedded dev
-server registers them itself. Temporal Cloud namespaces take them through the
-cloud console or ``tcld`` instead.
+It connects as the worker does (``TEMPORAL_*`` variables, a profile file, TLS,
+an API key; see ``deploy/README.md``). Idempotent: attributes that already exist
+are left alone. The embedded dev server registers them itself. Temporal Cloud
+namespaces take them through the cloud console or ``tcld`` instead.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 import sys
 from pathlib import Path
 
@@ -20,16 +20,22 @@ from temporalio.api.operatorservice.v1 import (
     AddSearchAttributesRequest,
     ListSearchAttributesRequest,
 )
-from temporalio.client import Client
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from adapters.temporal import SEARCH_ATTRIBUTES, exit_without_teardown
+from adapters.settings import SettingsError, TemporalSettings
+from adapters.temporal import (
+    SEARCH_ATTRIBUTES,
+    TemporalConnectError,
+    connect,
+    exit_without_teardown,
+)
 
 
-async def register(address: str, namespace: str) -> list[str]:
+async def register(settings: TemporalSettings) -> list[str]:
     """Add the missing attributes; return the names added."""
-    client = await Client.connect(address, namespace=namespace)
+    client = await connect(settings)
+    namespace = settings.namespace
     listed = await client.operator_service.list_search_attributes(
         ListSearchAttributesRequest(namespace=namespace)
     )
@@ -46,9 +52,13 @@ async def register(address: str, namespace: str) -> list[str]:
 
 
 def main() -> None:
-    address = os.environ.get("TEMPORAL_ADDRESS", "127.0.0.1:7233")
-    namespace = os.environ.get("TEMPORAL_NAMESPACE", "default")
-    added = asyncio.run(register(address, namespace))
+    try:
+        settings = TemporalSettings.from_env()
+        added = asyncio.run(register(settings))
+    except (SettingsError, TemporalConnectError) as exc:
+        print(f"register_search_attributes: {exc}", file=sys.stderr)
+        exit_without_teardown(2)
+    namespace = settings.namespace
     print(f"{namespace}: added {', '.join(added)}" if added else f"{namespace}: all present")
     exit_without_teardown(0)
 

@@ -27,11 +27,12 @@ from pathlib import Path
 
 from temporalio.worker import Worker
 
+from adapters.settings import Settings
 from adapters.temporal import AgentClient, find_temporal_binary
 from durable import LiveView, PendingApproval, table, usage_line
 from durable_agents import DurableAgentsPlugin
 from examples.refund import RefundOutcome, RefundRequest, refund_review
-from worker import WorkerSettings, temporal_client
+from worker import temporal_client
 
 BIN = Path(sys.executable).parent
 
@@ -80,7 +81,7 @@ async def _all_pending(agents: AgentClient, runs: dict[str, str]) -> list[Pendin
         await asyncio.sleep(0.2)
 
 
-async def _approve_with_temporal_cli(settings: WorkerSettings, pending: PendingApproval) -> None:
+async def _approve_with_temporal_cli(settings: Settings, pending: PendingApproval) -> None:
     """Signal the approval's decision event, as any shell or service can."""
     # The decision of approval `<run>:approval-<position>` is the event `approval:<position>`.
     key = "approval:" + pending.approval_id.rpartition("-")[2]
@@ -92,7 +93,7 @@ async def _approve_with_temporal_cli(settings: WorkerSettings, pending: PendingA
     }
     command = [
         find_temporal_binary(), "workflow", "signal",
-        "--address", settings.address, "--namespace", settings.namespace,
+        "--address", settings.temporal.target, "--namespace", settings.temporal.namespace,
         "--workflow-id", pending.run_id, "--name", "event",
         "--input", json.dumps({"key": key, "payload": payload}),
     ]  # fmt: skip
@@ -101,9 +102,7 @@ async def _approve_with_temporal_cli(settings: WorkerSettings, pending: PendingA
     await process.wait()
 
 
-async def _decide_the_rest(
-    settings: WorkerSettings, agents: AgentClient, runs: dict[str, str]
-) -> None:
+async def _decide_the_rest(settings: Settings, agents: AgentClient, runs: dict[str, str]) -> None:
     """Decide every approval still pending, as the reviewer was asked to."""
     listed = {p.run_id: p for p in await agents.approvals()}
     for decision, run_id in runs.items():
@@ -129,7 +128,7 @@ async def _decide_the_rest(
 
 
 async def demo(approve_after: float, keep_running: bool) -> None:
-    settings = WorkerSettings.from_env()
+    settings = Settings.from_env()
     tag = uuid.uuid4().hex[:6]
     runs = {decision: f"refund-{tag}-{decision}" for decision in REQUESTS}
     print("Starting the Temporal dev server and a worker ...", flush=True)
@@ -137,15 +136,15 @@ async def demo(approve_after: float, keep_running: bool) -> None:
         temporal_client(settings) as client,
         Worker(
             client,
-            task_queue=settings.task_queue,
+            task_queue=settings.worker.task_queue,
             plugins=[DurableAgentsPlugin(("examples.refund",))],
         ),
     ):
-        agents = AgentClient(client, task_queue=settings.task_queue)
+        agents = AgentClient(client, task_queue=settings.worker.task_queue)
         for decision, run_id in runs.items():
             await agents.start(refund_review, REQUESTS[decision], run_id=run_id)
         print(f"\nStarted three runs of agent refund_review: {', '.join(runs.values())}")
-        print(f"Temporal UI: {settings.ui_link(runs['approve'])}\n", flush=True)
+        print(f"Temporal UI: {settings.temporal.ui_link(runs['approve'])}\n", flush=True)
         asked = asyncio.Event()
         live = asyncio.create_task(_show_live(agents, runs["approve"], asked))
         await asked.wait()
@@ -184,7 +183,7 @@ async def demo(approve_after: float, keep_running: bool) -> None:
         )
         print(
             f"Who decided what, when and why: {BIN / 'durable'} status {runs['edit']}\n"
-            f"See them in the Temporal UI: {settings.ui_link(runs['edit'])}"
+            f"See them in the Temporal UI: {settings.temporal.ui_link(runs['edit'])}"
         )
         if keep_running:
             print("The server and worker keep running; press Ctrl-C to stop.", flush=True)

@@ -48,24 +48,26 @@ async def _local(case: Case) -> None:
 async def _temporal(case: Case) -> None:
     from temporalio.worker import Worker
 
+    from adapters.settings import Settings
     from adapters.temporal import AgentClient
     from durable_agents import DurableAgentsPlugin
-    from worker import WorkerSettings, temporal_client
+    from worker import temporal_client
 
-    settings = WorkerSettings.from_env()
+    settings = Settings.from_env()
     run_id = f"panel-{uuid.uuid4().hex[:8]}"
     async with (
         temporal_client(settings) as client,
         Worker(
             client,
-            task_queue=settings.task_queue,
+            task_queue=settings.worker.task_queue,
             plugins=[DurableAgentsPlugin(("examples.panel",))],
         ),
     ):
-        agents = AgentClient(client, task_queue=settings.task_queue)
+        agents = AgentClient(client, task_queue=settings.worker.task_queue)
         await agents.start(panel_review, case, run_id=run_id)
         child = f"{run_id}/conversation-0"
-        print(f"the conversation runs as child workflow {child}: {settings.ui_link(child)}")
+        link = settings.temporal.ui_link(child)
+        print(f"the conversation runs as child workflow {child}: {link}")
         view = LiveView()
         for watched in (run_id, child):
             async for event in agents.watch(watched):

@@ -9,7 +9,14 @@ import types
 
 import pytest
 
-PACKAGES = ["durable", "adapters.local", "adapters.temporal", "adapters.llm", "adapters.http"]
+PACKAGES = [
+    "durable",
+    "adapters.local",
+    "adapters.temporal",
+    "adapters.llm",
+    "adapters.http",
+    "adapters.settings",
+]
 
 
 @pytest.mark.parametrize("module_name", PACKAGES)

@@ -185,7 +185,9 @@ def require_token(
     if settings.open:
         return
     given = _digest(credentials.credentials if credentials is not None else "")
-    matches = [hmac.compare_digest(given, _digest(token)) for token in settings.tokens]
+    matches = [
+        hmac.compare_digest(given, _digest(token.get_secret_value())) for token in settings.tokens
+    ]
     if credentials is None or not any(matches):
         raise ProblemError(
             401,

@@ -48,6 +48,7 @@ from ._search import AGENT_NAME, PROJECT_ID, SEARCH_ATTRIBUTES, WAITING_FOR
 
 if TYPE_CHECKING:
     from ._client import AgentClient
+    from ._connect import TemporalConnectError, connect
     from ._delivery import deliver_event, unreachable_run
     from ._devserver import DevServer, PortInUseError, find_temporal_binary
     from ._live import ActivityTokens, watch_stream
@@ -57,6 +58,8 @@ if TYPE_CHECKING:
 
 _OUTSIDE_WORKFLOWS = {
     "AgentClient": "_client",
+    "TemporalConnectError": "_connect",
+    "connect": "_connect",
     "deliver_event": "_delivery",
     "unreachable_run": "_delivery",
     "DevServer": "_devserver",
@@ -113,8 +116,10 @@ __all__ = [
     "RunEvent",
     "RunSnapshot",
     "StepOutcome",
+    "TemporalConnectError",
     "TemporalContext",
     "activity_id",
+    "connect",
     "deliver_event",
     "durable_error_from",
     "exit_without_teardown",

@@ -329,7 +329,7 @@ async def test_a_failed_sweep_is_logged_and_the_worker_goes_on(
 
 
 def test_the_retention_setting_is_a_duration_and_off_by_default() -> None:
-    from worker import WorkerSettings
+    from adapters.settings import WorkerSettings
 
     assert WorkerSettings.from_env({}).retention is None
     assert WorkerSettings.from_env({"DURABLE_RETENTION": "30d"}).retention == timedelta(days=30)

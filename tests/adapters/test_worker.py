@@ -28,7 +28,6 @@ from tests.conformance import agents
 from tests.conformance.agents import Job
 from tests.conformance.conftest import LOCAL_SUBSTRATES, open_store
 from tests.support.postgres import fresh_database
-from worker import WorkerSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -185,66 +184,6 @@ async def test_a_running_run_without_a_lease_expiry_is_found_and_taken_over(
     )  # fmt: skip
     assert resumed.lease is not None
     assert (resumed.lease.holder, resumed.lease.generation) == ("recovery", 2)
-
-
-def test_worker_settings_from_the_environment() -> None:
-    settings = WorkerSettings.from_env(
-        {
-            "TEMPORAL_ADDRESS": "temporal.internal:7233",
-            "TEMPORAL_NAMESPACE": "agents",
-            "TASK_QUEUE": "refunds",
-            "DURABLE_STORE": "/tmp/x.db",
-            "DURABLE_AGENT_MODULES": "a.b, c",
-            "DURABLE_LEASE_SECONDS": "4.5",
-            "DURABLE_MAX_CONCURRENT_RUNS": "8",
-            "DURABLE_MAX_RECOVERY_ATTEMPTS": "0",
-            "DURABLE_MAX_ACTIVITIES": "50",
-            "DURABLE_MAX_WORKFLOW_TASKS": "20",
-        }
-    )
-    assert settings.address == "temporal.internal:7233"
-    assert (settings.namespace, settings.task_queue) == ("agents", "refunds")
-    assert settings.local_store == Path("/tmp/x.db")
-    assert settings.agent_modules == ("a.b", "c")
-    assert settings.lease == timedelta(seconds=4.5)
-    assert settings.max_concurrent_runs == 8
-    assert settings.max_recovery_attempts == 0  # fail a run as soon as its worker dies
-    # Only what is set reaches the Temporal worker; the rest keep the SDK's defaults.
-    assert settings.worker_limits() == {
-        "max_concurrent_workflow_tasks": 20,
-        "max_concurrent_activities": 50,
-    }
-    assert settings.ui_link("r") is None  # an external server's UI is not ours to name
-
-
-def test_worker_defaults_to_the_embedded_server() -> None:
-    settings = WorkerSettings.from_env({})
-    assert settings.address == "127.0.0.1:7233"
-    assert settings.max_recovery_attempts == 5
-    assert settings.ui_link("refund-1") == (
-        "http://localhost:8233/namespaces/default/workflows/refund-1"
-    )
-
-
-@pytest.mark.parametrize(
-    ("name", "value", "message"),
-    [
-        ("DURABLE_LEASE_SECONDS", "soon", "must be a number of seconds"),
-        ("DURABLE_LEASE_SECONDS", "0", "positive number of seconds"),
-        ("DURABLE_AGENT_MODULES", " , ", "name at least one module"),
-        ("TEMPORAL_UI_PORT", "eighty", "must be a whole number"),
-        ("TEMPORAL_DEV_PORT", "70000", "port number from 1 to 65535"),
-        ("TASK_QUEUE", " ", "TASK_QUEUE must not be empty"),
-        ("DURABLE_MAX_CONCURRENT_RUNS", "0", "DURABLE_MAX_CONCURRENT_RUNS must be at least 1"),
-        ("DURABLE_MAX_ACTIVITIES", "many", "DURABLE_MAX_ACTIVITIES must be a whole number"),
-        ("DURABLE_MAX_LOCAL_ACTIVITIES", "-3", "must be at least 1, got -3"),
-        ("DURABLE_MAX_RECOVERY_ATTEMPTS", "-1", "must be 0 or more, got -1"),
-        ("DURABLE_MAX_RECOVERY_ATTEMPTS", "few", "must be a whole number"),
-    ],
-)
-def test_worker_settings_refuse_bad_values(name: str, value: str, message: str) -> None:
-    with pytest.raises(ValueError, match=message):
-        WorkerSettings.from_env({name: value})
 
 
 def test_worker_reports_an_agent_module_it_cannot_import(tmp_path: Path) -> None:

@@ -16,7 +16,6 @@ import time
 from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
 from temporalio.client import Client
@@ -29,7 +28,6 @@ from durable import ELLIPSIS, steps_table, table
 from tests.cli.wide_agents import LONG_INTENT, long_intent
 from tests.conformance.agents import Job, pipeline
 from tests.support.cli import command, durable, no_traceback
-from worker import WorkerSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 MODULES = "examples.refund,tests.conformance.agents,tests.cli.wide_agents"
@@ -364,57 +362,6 @@ def _readme_table(after: str) -> list[list[str]]:
         cells = re.split(r"(?<!\\)\|", line.strip())[1:-1]
         rows.append([cell.strip().replace("\\|", "|") for cell in cells])
     return rows
-
-
-class _Reads(dict[str, str]):
-    """An empty environment that remembers every variable asked for."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.asked: set[str] = set()
-
-    def get(self, key: str, default: Any = None) -> Any:
-        self.asked.add(key)
-        return super().get(key, default)
-
-    def __getitem__(self, key: str) -> str:
-        self.asked.add(key)
-        return super().__getitem__(key)
-
-
-def test_the_readme_lists_every_setting_with_its_default() -> None:
-    from activities.conversation import FORWARDED_AUTHORIZATION_ENV
-    from activities.llm import DEFAULT_MODEL_ENV, MODELS_ENV, SCRIPTED
-    from adapters.blobs import BLOBS_ENV
-    from examples.refund import LEDGER_ENV
-
-    reads = _Reads()
-    settings = WorkerSettings.from_env(reads)
-    documented = {
-        row[0].strip("`"): row[2] for row in _readme_table("Settings come from the environment:")
-    }
-
-    others = {MODELS_ENV, DEFAULT_MODEL_ENV, BLOBS_ENV, FORWARDED_AUTHORIZATION_ENV, LEDGER_ENV}
-    assert set(documented) == reads.asked | others
-    defaults = {
-        "TEMPORAL_NAMESPACE": settings.namespace,
-        "TASK_QUEUE": settings.task_queue,
-        "DURABLE_AGENT_MODULES": ",".join(settings.agent_modules),
-        "DURABLE_DATA": f"{settings.data_dir.name}/",
-        "DURABLE_STORE": settings.local_store.name,
-        "DURABLE_LEASE_SECONDS": f"{settings.lease.total_seconds():g}",
-        "TEMPORAL_DEV_PORT": str(settings.dev_server_port),
-        "TEMPORAL_UI_PORT": str(settings.ui_port),
-        "DURABLE_MAX_CONCURRENT_RUNS": str(settings.max_concurrent_runs),
-        DEFAULT_MODEL_ENV: SCRIPTED,
-    }
-    for name, default in defaults.items():
-        assert default in documented[name], (name, default, documented[name])
-    assert settings.temporal_address is None
-    assert "unset" in documented["TEMPORAL_ADDRESS"]
-    assert settings.worker_limits() == {}
-    for name in ("DURABLE_MAX_WORKFLOW_TASKS", "DURABLE_MAX_ACTIVITIES"):
-        assert "unset" in documented[name]
 
 
 def test_the_readme_lists_every_model_setting_with_its_default() -> None:
