@@ -17,6 +17,7 @@ from ._guards import BodyLimit, OpenHostCheck, read_inbound, require_token
 from ._page import api_router, health_router, page_router
 from ._problems import PROBLEM_TYPE, install_problem_handlers
 from ._settings import ServerSettings
+from ._tracing import TraceContext
 
 __all__ = ["create_app"]
 
@@ -72,6 +73,7 @@ def create_app(
     app.include_router(page_router)
     if settings.open:
         app.add_middleware(OpenHostCheck)
+    app.add_middleware(TraceContext)
     # Added last, so outermost: a body is counted before anything reads it.
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
 

@@ -24,6 +24,7 @@ from ._setup import (
     Telemetry,
     TracingInterceptor,
     configure_telemetry,
+    traced_client,
     tracing_interceptors,
 )
 
@@ -43,6 +44,7 @@ __all__ = [
     "spans",
     "step_attempt",
     "trace_content",
+    "traced_client",
     "tracing_interceptors",
     "wait_attributes",
 ]

@@ -34,12 +34,14 @@ from opentelemetry.sdk.trace.export import (
     SpanExporter,
     SpanExportResult,
 )
+from temporalio.client import Client
 from temporalio.contrib.opentelemetry import (
     OpenTelemetryInterceptor,
     ReplaySafeMeterProvider,
     ReplaySafeTracerProvider,
     create_tracer_provider,
 )
+from temporalio.contrib.opentelemetry import TracingInterceptor as ContribTracingInterceptor
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import WorkflowInboundInterceptor, WorkflowInterceptorClassInput
 
@@ -51,6 +53,7 @@ __all__ = [
     "Telemetry",
     "TracingInterceptor",
     "configure_telemetry",
+    "traced_client",
     "tracing_interceptors",
 ]
 
@@ -76,6 +79,17 @@ class TracingInterceptor(OpenTelemetryInterceptor):
         if not isinstance(trace.get_tracer_provider(), ReplaySafeTracerProvider):
             return None
         return super().workflow_interceptor_class(input)
+
+
+def traced_client(client: Client) -> Client:
+    """``client``, or a client like it that carries the caller's trace context into the runs
+    it starts and the events it sends (when its interceptors do not already)."""
+    active = client.config(active_config=True)["interceptors"]
+    if any(isinstance(i, OpenTelemetryInterceptor | ContribTracingInterceptor) for i in active):
+        return client
+    config = client.config()
+    config["interceptors"] = [*config["interceptors"], *tracing_interceptors()]
+    return Client(**config)
 
 
 def tracing_interceptors() -> list[TracingInterceptor]:

@@ -31,6 +31,7 @@ from temporalio.exceptions import (
 from temporalio.service import RPCError, RPCStatusCode
 
 from adapters.blobs import BlobStore, default_blob_store
+from adapters.telemetry import traced_client
 from durable import (
     ACTIVE_STATUSES,
     USAGE_FIELDS,
@@ -103,8 +104,11 @@ class AgentClient:
     def __init__(self, client: Client, *, task_queue: str, search_attributes: bool = True) -> None:
         """``search_attributes`` needs ``AgentName``, ``ProjectId`` and ``WaitingFor``
         registered on the namespace (the embedded dev server does it; on a cluster run
-        ``deploy/register_search_attributes.py``); without them, pass ``False``."""
-        self.client = client
+        ``deploy/register_search_attributes.py``); without them, pass ``False``.
+
+        The caller's trace context goes with every run it starts and event it sends:
+        ``client`` is used as is if its interceptors carry it, else a copy that does."""
+        self.client = traced_client(client)
         self.task_queue = task_queue
         self.search_attributes = search_attributes
         # Handles of runs this client started wait on the exact run; the time-skipping
