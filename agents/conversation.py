@@ -20,6 +20,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from activities.conversation import TurnRequest, conversation_turn
+from adapters.telemetry import names as span_names
+from adapters.telemetry import spans, turn_attributes
 from durable import (
     UNRECORDABLE_ERRORS,
     DurableChildRunFailedError,
@@ -119,8 +121,10 @@ class _Talk:
         self._replayed = False
         self._announced = False
 
-    def emit(self, kind: str, **fields: object) -> None:
-        """Publish a conversation event; a local resume announces itself before its first."""
+    def emit(self, kind: str, **fields: object) -> bool:
+        """Publish a conversation event; a local resume announces itself before its first.
+
+        Returns whether it went out: not while a local resume replays recorded turns."""
         if self._replayed and not self._announced:
             # Refused while still replaying; the first time it goes out, it leads.
             resumed = self._event(
@@ -131,6 +135,8 @@ class _Talk:
             self._announced = self.ctx.publish(resumed.entry())
         if not self.ctx.publish(self._event(kind, **fields).entry()):
             self._replayed = True
+            return False
+        return True
 
     def _event(self, kind: str, **fields: object) -> ConversationEvent:
         return ConversationEvent(type=kind, run_id=self.ctx.run_id, **fields)  # type: ignore[arg-type]
@@ -153,7 +159,15 @@ class _Talk:
             return None
         index = len(driver.transcript)
         tid = driver.turn_id(speaker)
-        self.emit("turn_start", index=index, speaker=speaker.name, turn_id=tid, attempt=1)
+        if not self.emit("turn_start", index=index, speaker=speaker.name, turn_id=tid, attempt=1):
+            return await self._speak(speaker, index, tid)  # recorded: replayed, not traced
+        attributes = turn_attributes(self.ctx.run_id, index, speaker.name, tid)
+        with spans.span(span_names.TURN, attributes) as span:
+            turn = await self._speak(speaker, index, tid)
+            span.set_attribute(span_names.TURN_OUTCOME, "failed" if turn is None else "committed")
+        return turn
+
+    async def _speak(self, speaker: Participant, index: int, tid: str) -> ConversationTurn | None:
         if speaker.conversation is not None:
             return await self._nested(speaker, index, tid)
         return await self._model(speaker, index, tid)

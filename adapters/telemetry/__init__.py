@@ -15,6 +15,7 @@ from ._calls import (
     run_attributes,
     step_attempt,
     trace_content,
+    turn_attributes,
     wait_attributes,
 )
 from ._metrics import RunGauge
@@ -46,5 +47,6 @@ __all__ = [
     "trace_content",
     "traced_client",
     "tracing_interceptors",
+    "turn_attributes",
     "wait_attributes",
 ]

@@ -24,6 +24,7 @@ __all__ = [
     "set_trace_content",
     "step_attempt",
     "trace_content",
+    "turn_attributes",
     "wait_attributes",
 ]
 
@@ -157,4 +158,14 @@ def child_attributes(
         names.STEP_INTENT: intent,
         names.CHILD_RUN_ID: child_run_id,
         names.CHILD_AGENT: child_agent,
+    }
+
+
+def turn_attributes(run_id: str, index: int, speaker: str, turn_id: str) -> dict[str, Any]:
+    """The attributes of a ``durable.turn`` span: one turn of a conversation run."""
+    return {
+        names.RUN_ID: run_id,
+        names.TURN_INDEX: index,
+        names.TURN_SPEAKER: speaker,
+        names.TURN_ID: turn_id,
     }

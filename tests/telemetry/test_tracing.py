@@ -22,11 +22,12 @@ from adapters.local import LocalClient, SqliteStore
 from adapters.telemetry import names
 from adapters.temporal import AgentClient, DevServer
 from durable_agents import DurableAgentsPlugin
+from tests.conformance.agents import Job, talk
 from tests.support.llm_server import ModelServer, model_server
 from tests.support.llm_server import catalog as models_on
 from tests.telemetry.agents import Order, traced
 from tests.telemetry.conftest import span_text
-from tests.telemetry.spans import EXPECTED, approve_when_asked, named, tree
+from tests.telemetry.spans import EXPECTED, Tree, approve_when_asked, named, tree
 
 
 @pytest.fixture
@@ -139,3 +140,54 @@ async def test_a_temporal_run_makes_the_same_span_tree_and_a_replay_adds_none(
         history = await client.get_workflow_handle(workflow_id).fetch_history()
         await replayer.replay_workflow(history)
     assert exported.get_finished_spans() == ()
+
+
+TURN: Tree = ("durable.turn", (("durable.step", (("chat ok", ()),)),))
+CONVERSATION: Tree = (
+    "caller",
+    (("durable.run", (("durable.child", (("durable.run", (TURN, TURN, TURN, TURN)),)),)),),
+)
+"""A four-turn debate, a child run of its agent's: each turn a step, each a model call."""
+
+
+async def test_conversation_turns_make_the_same_spans_on_both_substrates(
+    exported: InMemorySpanExporter,
+    models: ModelServer,
+    temporal_server: DevServer,
+    task_queue: str,
+    tmp_path: Path,
+    run_id: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("DURABLE_MODELS", json.dumps(models_on(models, ["ok", "alice"])))
+    job = Job(key="conformance.debate")
+    local = LocalClient(SqliteStore(tmp_path / "runs.db"), owns_store=True)
+    try:
+        with trace.get_tracer("test").start_as_current_span("caller"):
+            await local.start(talk, job, run_id=f"{run_id}-local")
+        await local.result(f"{run_id}-local")
+    finally:
+        await local.close()
+    on_local = exported.get_finished_spans()
+    exported.clear()
+
+    plugin = DurableAgentsPlugin(["tests.conformance.agents"])
+    client = await Client.connect(temporal_server.address, plugins=[plugin])
+    async with Worker(client, task_queue=task_queue):
+        agents = AgentClient(client, task_queue=task_queue)
+        with trace.get_tracer("test").start_as_current_span("caller"):
+            await agents.start(talk, job, run_id=f"{run_id}-temporal")
+        await agents.result(f"{run_id}-temporal")
+    on_temporal = exported.get_finished_spans()
+
+    for spans in (on_local, on_temporal):
+        (caller,) = named(spans, "caller")
+        assert tree(spans, caller) == CONVERSATION
+        turns = [dict(s.attributes or {}) for s in named(spans, names.TURN)]
+        assert [(t[names.TURN_INDEX], t[names.TURN_SPEAKER]) for t in turns] == [
+            (0, "alice"),
+            (1, "bob"),
+            (2, "alice"),
+            (3, "bob"),
+        ]
+        assert {t[names.TURN_OUTCOME] for t in turns} == {"committed"}
