@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pydantic import SecretStr
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from adapters.settings import (
     EnvGroup,
@@ -26,6 +27,7 @@ from adapters.settings import (
     current,
     env_name,
     in_use,
+    read,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,10 +41,11 @@ def _fields() -> dict[str, tuple[type[EnvGroup], str]]:
     for group_field in Settings.model_fields.values():
         group = group_field.annotation
         assert isinstance(group, type)
-        assert issubclass(group, EnvGroup)
+        assert issubclass(group, BaseSettings)
+        prefix = group.model_config.get("env_prefix") or ""
         for name, field in group.model_fields.items():
-            if isinstance(field.validation_alias, str):
-                found[env_name(field, name)] = (group, name)
+            if not field.exclude:  # excluded: set by code, not read from the environment
+                found[env_name(field, name, prefix=prefix)] = (group, name)
     return found
 
 
@@ -390,3 +393,23 @@ def test_the_worker_stops_at_start_on_a_bad_setting(
     assert "Traceback" not in out.stderr
     # Stopped before anything started: no dev server, no data directory.
     assert not (tmp_path / "data").exists()
+
+
+class _PlainGroup(BaseSettings):
+    """A group written with pydantic-settings' own conventions, as another package's may be."""
+
+    model_config = SettingsConfigDict(env_prefix="DURABLE_", extra="ignore")
+
+    trace_level: int = 0
+    endpoint: str | None = Field(default=None, validation_alias=AliasChoices("OTEL_X", "endpoint"))
+
+
+def test_any_pydantic_settings_group_reads_only_the_given_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("DURABLE_TRACE_LEVEL", "9")
+    group = read(_PlainGroup, {"DURABLE_TRACE_LEVEL": "2", "OTEL_X": "http://collector"})
+    assert (group.trace_level, group.endpoint) == (2, "http://collector")
+    assert read(_PlainGroup, {}).trace_level == 0
+    with pytest.raises(SettingsError, match="DURABLE_TRACE_LEVEL must be a whole number"):
+        read(_PlainGroup, {"DURABLE_TRACE_LEVEL": "high"})

@@ -12,7 +12,7 @@ Groups: ``temporal`` (the connection, ``temporalio.envconfig``'s variables),
 
 from __future__ import annotations
 
-from ._env import EnvGroup, SettingsError, env_name
+from ._env import EnvGroup, SettingsError, env_name, read
 from ._models import MODELS_EXAMPLE, SCRIPTED, ForwardingSettings, ModelsSettings, parse_models
 from ._root import Settings, current, in_use
 from ._server import DEFAULT_MAX_BODY_BYTES, ServerSettings, is_loopback
@@ -38,4 +38,5 @@ __all__ = [
     "in_use",
     "is_loopback",
     "parse_models",
+    "read",
 ]

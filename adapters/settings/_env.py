@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, Self, TypeVar
 
-from pydantic import SecretStr, ValidationError
+from pydantic import AliasChoices, SecretStr, ValidationError
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
@@ -23,7 +23,7 @@ from pydantic_settings import (
 )
 from pydantic_settings.sources.utils import parse_env_vars
 
-__all__ = ["EnvGroup", "SettingsError", "env_name"]
+__all__ = ["EnvGroup", "SettingsError", "env_name", "read"]
 
 
 class SettingsError(ValueError):
@@ -35,22 +35,25 @@ class _MappingSource(EnvSettingsSource):
 
     def __init__(self, settings_cls: type[BaseSettings], env: Mapping[str, str]) -> None:
         self._given = env
-        super().__init__(settings_cls, case_sensitive=True, env_ignore_empty=True)
+        super().__init__(settings_cls, env_ignore_empty=True)
 
     def _load_env_vars(self) -> Mapping[str, str | None]:
-        return parse_env_vars(self._given, True, True, None)
+        return parse_env_vars(self._given, bool(self.case_sensitive), True, None)
 
     def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
-        # A field with no variable name of its own is set by code, never by the environment.
-        if not isinstance(field.validation_alias, str):
+        # A field left out of the settings' dumps is set by code, never by the environment.
+        if field.exclude:
             return None, field_name, False
         return super().get_field_value(field, field_name)
 
 
-def env_name(field: FieldInfo, name: str) -> str:
-    """The environment variable a field is read from (its alias), or its name when it has none."""
+def env_name(field: FieldInfo, name: str, *, prefix: str = "") -> str:
+    """The environment variable a field is read from: its alias (the first of several), else
+    ``prefix`` and its name in capitals."""
     alias = field.validation_alias
-    return alias if isinstance(alias, str) else name
+    if isinstance(alias, AliasChoices) and isinstance(alias.choices[0], str):
+        return alias.choices[0]
+    return alias if isinstance(alias, str) else f"{prefix}{name}".upper()
 
 
 _PHRASES = {
@@ -93,14 +96,26 @@ class EnvGroup(BaseSettings):
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Self:
         """This group as ``env`` (the process's environment by default) sets it."""
-        source = _MappingSource(cls, os.environ if env is None else env)
-        return cls(_build_sources=((source,), {}))
+        return read(cls, env)
 
     def __init__(self, **values: Any) -> None:
         try:
             super().__init__(**values)
         except ValidationError as exc:
             raise SettingsError(describe(type(self), exc)) from None
+
+
+S = TypeVar("S", bound=BaseSettings)
+
+
+def read(group: type[S], env: Mapping[str, str] | None = None) -> S:
+    """Any pydantic-settings model as ``env`` (the process's environment by default) sets it,
+    reading nothing else; an unusable value raises ``SettingsError`` naming its variable."""
+    source = _MappingSource(group, os.environ if env is None else env)
+    try:
+        return group(_build_sources=((source,), {}))
+    except ValidationError as exc:
+        raise SettingsError(describe(group, exc)) from None
 
 
 def describe(group: type[BaseSettings], exc: ValidationError) -> str:
@@ -114,7 +129,8 @@ def describe(group: type[BaseSettings], exc: ValidationError) -> str:
                 ((n, f) for n, f in group.model_fields.items() if env_name(f, n) == field_name),
                 (field_name, None),
             )
-        name = env_name(field, field_name) if field is not None else field_name
+        prefix = group.model_config.get("env_prefix") or ""
+        name = env_name(field, field_name, prefix=prefix) if field is not None else field_name
         if error["type"] == "value_error":
             # Our own validators' messages already name the variable and the fix.
             lines.append(str(error["ctx"]["error"]))

@@ -8,8 +8,9 @@ from collections.abc import Iterator, Mapping
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic_settings import BaseSettings
 
-from ._env import EnvGroup, SettingsError
+from ._env import SettingsError, read
 from ._models import ForwardingSettings, ModelsSettings
 from ._server import ServerSettings
 from ._storage import StorageSettings
@@ -43,9 +44,9 @@ class Settings(BaseModel):
         for name, field in cls.model_fields.items():
             group = field.annotation
             assert isinstance(group, type), name
-            assert issubclass(group, EnvGroup), name
+            assert issubclass(group, BaseSettings), name
             try:
-                values[name] = group.from_env(env)
+                values[name] = read(group, env)
             except SettingsError as exc:
                 problems.append(str(exc))
         if problems:
@@ -54,7 +55,7 @@ class Settings(BaseModel):
 
 
 _in_use: Settings | None = None
-G = TypeVar("G", bound=EnvGroup)
+G = TypeVar("G", bound=BaseSettings)
 
 
 @contextlib.contextmanager
@@ -75,4 +76,4 @@ def current(group: type[G]) -> G:
             if field.annotation is group:
                 value: G = getattr(_in_use, name)
                 return value
-    return group.from_env()
+    return read(group)
