@@ -17,6 +17,7 @@ from ._canonical import canonical_hash
 from ._conversation_records import DEFAULT_MAX_DEPTH, ConversationRun, ConversationTurn
 from ._errors import DurableRegistrationError
 from ._names import check_name
+from ._registry import copying_registered
 
 __all__ = [
     "AuthSource",
@@ -196,6 +197,9 @@ def define_conversation(
         raise DurableRegistrationError(f"conversation {name!r} has a negative max_credits_cents")
     _check_propagated(name, policy)
     conversation = Conversation(name, people, policy, description)
+    if copying_registered():
+        # A workflow sandbox's copy of the defining module: the worker's definition stays.
+        return conversation
     existing = _conversations.get(name)
     if existing is not None and existing.participants != people:
         raise DurableRegistrationError(

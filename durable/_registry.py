@@ -42,6 +42,7 @@ __all__ = [
     "StepDefinition",
     "agent",
     "agent_definition",
+    "copying_registered",
     "registered_agents",
     "registered_steps",
     "registering_copies",
@@ -168,6 +169,11 @@ def registering_copies() -> Iterator[None]:
         yield
     finally:
         _copying.reset(token)
+
+
+def copying_registered() -> bool:
+    """Whether modules imported now are copies whose registrations must be left out."""
+    return _copying.get()
 
 
 def _check_function(fn: object, what: str) -> AsyncFunction:

@@ -7,10 +7,15 @@ import asyncio
 from datetime import timedelta
 
 from pydantic import BaseModel
+from temporalio import workflow
 
 from durable import DurableContext, RetryPolicy, agent, step
 
-KNOBS: dict[str, str] = {"intent": "first"}
+with workflow.unsafe.imports_passed_through():
+    # Shared with this module's copies inside the workflow sandbox (see tests.shared_state).
+    from tests.shared_state import shared
+
+KNOBS: dict[str, str] = shared(__name__, "KNOBS", lambda: {"intent": "first"})
 """What the next deploy of ``answers.versioned`` calls its first step."""
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
+from temporalio import workflow
 
 import agents.conversation  # noqa: F401  (registers the conversation agent and its turn step)
 from activities.llm import chat, model_defaults
@@ -42,9 +43,13 @@ from durable.conversation import (
     transient_errors,
 )
 
-CALLS: Counter[str] = Counter()
-KNOBS: dict[str, Any] = {}
-OBSERVED: list[Any] = []
+with workflow.unsafe.imports_passed_through():
+    # Shared with this module's copies inside the workflow sandbox (see tests.shared_state).
+    from tests.shared_state import shared
+
+CALLS: Counter[str] = shared(__name__, "CALLS", Counter)
+KNOBS: dict[str, Any] = shared(__name__, "KNOBS", dict)
+OBSERVED: list[Any] = shared(__name__, "OBSERVED", list)
 
 FAST_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=10), maximum_attempts=5)
 

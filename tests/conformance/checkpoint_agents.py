@@ -9,10 +9,15 @@ from __future__ import annotations
 from typing import Any
 
 from pydantic import BaseModel
+from temporalio import workflow
 
 from durable import DurableContext, DurableError, agent
 
-KNOBS: dict[str, Any] = {}
+with workflow.unsafe.imports_passed_through():
+    # Shared with this module's copies inside the workflow sandbox (see tests.shared_state).
+    from tests.shared_state import shared
+
+KNOBS: dict[str, Any] = shared(__name__, "KNOBS", dict)
 
 
 class Notes(BaseModel):

@@ -11,6 +11,7 @@ from datetime import timedelta
 from typing import Any
 
 from pydantic import BaseModel
+from temporalio import workflow
 
 from durable import (
     DelegationPolicy,
@@ -25,7 +26,11 @@ from durable import (
 )
 from tests.conformance.agents import mark
 
-OBSERVED: list[Any] = []
+with workflow.unsafe.imports_passed_through():
+    # Shared with this module's copies inside the workflow sandbox (see tests.shared_state).
+    from tests.shared_state import shared
+
+OBSERVED: list[Any] = shared(__name__, "OBSERVED", list)
 
 
 class Ask(BaseModel):

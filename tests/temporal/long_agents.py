@@ -7,6 +7,7 @@ from collections import Counter
 from typing import Any
 
 from pydantic import BaseModel
+from temporalio import workflow
 
 from durable import (
     DelegationPolicy,
@@ -19,9 +20,13 @@ from durable import (
     step,
 )
 
+with workflow.unsafe.imports_passed_through():
+    # Shared with this module's copies inside the workflow sandbox (see tests.shared_state).
+    from tests.shared_state import shared
+
 CALLS: Counter[str] = Counter()
 """How many times each step ran in this process, by intent: a replay runs none."""
-RENAMED: dict[int, str] = {}
+RENAMED: dict[int, str] = shared(__name__, "RENAMED", dict)
 """Steps whose intent a "deploy" renamed, by loop index (the divergence test)."""
 
 MODEL_EVERY = 100
