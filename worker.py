@@ -21,11 +21,13 @@ import signal
 from collections.abc import AsyncIterator, Sequence
 
 from temporalio.client import Client, Plugin
+from temporalio.runtime import Runtime
 from temporalio.worker import Worker
 
 from adapters.blobs import BlobStore
 from adapters.local import LocalWorker, SqliteStore
 from adapters.settings import Settings, in_use
+from adapters.telemetry import Telemetry, TelemetrySettings, configure_telemetry
 from adapters.temporal import (
     DevServer,
     PortInUseError,
@@ -48,9 +50,12 @@ def import_agents(modules: tuple[str, ...]) -> None:
 
 @contextlib.asynccontextmanager
 async def temporal_client(
-    settings: Settings, *, plugins: Sequence[Plugin] = ()
+    settings: Settings, *, plugins: Sequence[Plugin] = (), runtime: Runtime | None = None
 ) -> AsyncIterator[Client]:
-    """A client of the configured server, starting the embedded dev server if none is set."""
+    """A client of the configured server, starting the embedded dev server if none is set.
+
+    ``runtime`` is the Temporal runtime to connect with (``Telemetry.temporal_runtime``,
+    which serves the SDK's metrics); ``None``: the default one."""
     temporal = settings.temporal
     server: DevServer | None = None
     if temporal.embedded:
@@ -69,7 +74,8 @@ async def temporal_client(
             raise SystemExit(f"worker: cannot start the Temporal dev server: {exc}") from None
     try:
         try:
-            client = await connect(temporal, plugins=plugins)
+            options = {} if runtime is None else {"runtime": runtime}
+            client = await connect(temporal, plugins=plugins, **options)
         except TemporalConnectError as exc:
             raise SystemExit(f"worker: {exc}") from None
         yield client
@@ -103,12 +109,13 @@ def _stop_on_signals(stop: asyncio.Event) -> None:
         loop.add_signal_handler(sig, stop.set)
 
 
-async def run_temporal(settings: Settings) -> None:
+async def run_temporal(settings: Settings, telemetry: Telemetry | None = None) -> None:
     hosted = settings.worker
     import_agents(hosted.agent_modules)
     stop = asyncio.Event()
     _stop_on_signals(stop)
-    async with temporal_client(settings) as client:
+    runtime = None if telemetry is None else telemetry.temporal_runtime
+    async with temporal_client(settings, runtime=runtime) as client:
         worker = Worker(
             client,
             task_queue=hosted.task_queue,
@@ -167,11 +174,16 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     try:
         settings = Settings.from_env()
+        telemetry = configure_telemetry(TelemetrySettings.from_env())
     except ValueError as exc:
         raise SystemExit(f"worker configuration: {exc}") from None
     # The activities this process runs read these settings, not the environment.
-    with in_use(settings):
-        asyncio.run(run_local(settings) if args.local else run_temporal(settings))
+    try:
+        with in_use(settings):
+            run = run_local(settings) if args.local else run_temporal(settings, telemetry)
+            asyncio.run(run)
+    finally:
+        telemetry.close()  # what is still queued goes out first
 
 
 if __name__ == "__main__":

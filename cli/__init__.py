@@ -34,6 +34,7 @@ from temporalio.service import RPCError
 
 import worker
 from adapters.settings import Settings, in_use
+from adapters.telemetry import TelemetrySettings, command_span, configure_telemetry
 from adapters.temporal import exit_without_teardown
 from durable import (
     DurableApprovalNotFoundError,
@@ -100,8 +101,14 @@ def _run(args: argparse.Namespace) -> int:
             "purge": cmd_purge,
             "serve": cmd_serve,
         }[command]
-        with in_use(settings):  # what the runs a --local command executes here read
-            code = asyncio.run(handler(args, settings))
+        telemetry = configure_telemetry(TelemetrySettings.from_env())
+        try:
+            # What the runs a --local command executes here read; the command's span
+            # continues the caller's trace (TRACEPARENT) into every run it starts.
+            with in_use(settings), command_span(command):
+                code = asyncio.run(handler(args, settings))
+        finally:
+            telemetry.close()
         sys.stdout.flush()  # a reader that went away shows here for buffered output
         return code
     except BrokenPipeError:

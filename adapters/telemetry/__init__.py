@@ -11,6 +11,7 @@ from . import _spans as spans
 from ._calls import (
     ModelCall,
     child_attributes,
+    command_span,
     model_call,
     run_attributes,
     step_attempt,
@@ -37,6 +38,7 @@ __all__ = [
     "TelemetrySettings",
     "TracingInterceptor",
     "child_attributes",
+    "command_span",
     "configure_telemetry",
     "metrics",
     "model_call",

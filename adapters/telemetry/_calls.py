@@ -4,8 +4,9 @@ substrates (the local runner and the Temporal step activity call the same code).
 from __future__ import annotations
 
 import json
+import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +20,7 @@ from . import _spans as spans
 __all__ = [
     "ModelCall",
     "child_attributes",
+    "command_span",
     "model_call",
     "run_attributes",
     "set_trace_content",
@@ -169,3 +171,11 @@ def turn_attributes(run_id: str, index: int, speaker: str, turn_id: str) -> dict
         names.TURN_SPEAKER: speaker,
         names.TURN_ID: turn_id,
     }
+
+
+@contextmanager
+def command_span(command: str, environ: Mapping[str, str] = os.environ) -> Iterator[Span]:
+    """A command's span, under the trace its caller names in ``TRACEPARENT`` (if any)."""
+    parent = spans.caller_context(environ.get(names.TRACEPARENT_ENV))
+    with spans.span(names.COMMAND, {names.COMMAND_NAME: command}, parent=parent) as span:
+        yield span

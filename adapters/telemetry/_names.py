@@ -17,6 +17,8 @@ STEP: Final = "durable.step"
 WAIT: Final = "durable.wait"
 CHILD: Final = "durable.child"
 TURN: Final = "durable.turn"
+COMMAND: Final = "durable.command"
+"""A ``durable`` command: the span every run it starts or event it sends is under."""
 MODEL_CALL: Final = "chat"
 """The model call's span is named ``chat <model>``, as the GenAI conventions name it."""
 
@@ -62,6 +64,9 @@ GEN_AI_COMPLETION_EVENT: Final = "gen_ai.content.completion"
 GEN_AI_SYSTEM_VALUE: Final = "openai"
 """Every configured model speaks the OpenAI chat-completions API."""
 
+COMMAND_NAME: Final = "durable.command.name"
+TRACEPARENT_ENV: Final = "TRACEPARENT"
+"""A command's caller's trace context, as the W3C header's value (``00-<trace>-<span>-01``)."""
 TRACEPARENT: Final = "traceparent"
 """The W3C header, and the run tag a local run keeps its caller's trace context in."""
 

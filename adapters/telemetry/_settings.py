@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Literal
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = ["TelemetrySettings"]
@@ -17,7 +18,7 @@ def _address(value: str | None, name: str) -> str | None:
     host, colon, port = value.strip().rpartition(":")
     if not colon or not host or not port.isdigit() or not 0 <= int(port) < 65536:
         raise ValueError(
-            f"{name} must be host:port, such as 127.0.0.1:9464 (port 0 picks a free one), "
+            "must be host:port, such as 127.0.0.1:9464 (port 0 picks a free one), "
             f"got {value!r}; unset it to turn these metrics off"
         )
     return f"{host}:{port}"
@@ -71,6 +72,24 @@ class TelemetrySettings(BaseSettings):
     """``DURABLE_EXPORT_QUEUE_SIZE``: spans held for export at most; beyond it new spans are
     dropped (and counted in a log line) rather than holding up a run."""
 
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> TelemetrySettings:
+        """The settings the environment (or ``env``) gives; ``ValueError`` naming every
+        unusable variable and what it takes."""
+        try:
+            if env is None:
+                return cls()
+            wanted = {_variable(name): name for name in cls.model_fields}
+            given = {wanted[k]: v for k, v in env.items() if k in wanted}
+            return cls.model_validate(given)
+        except ValidationError as exc:
+            problems = []
+            for error in exc.errors(include_url=False):
+                field = str(error["loc"][0]) if error["loc"] else "?"
+                message = str(error["msg"]).removeprefix("Value error, ")
+                problems.append(f"{_variable(field)}: {message}")
+            raise ValueError("; ".join(problems)) from None
+
     @field_validator("metrics_address")
     @classmethod
     def _metrics_address(cls, value: str | None) -> str | None:
@@ -88,8 +107,7 @@ class TelemetrySettings(BaseSettings):
             return None
         if not value.startswith(("http://", "https://")):
             raise ValueError(
-                "OTEL_EXPORTER_OTLP_ENDPOINT must start with http:// or https://, such as "
-                f"http://localhost:4318, got {value!r}"
+                f"must start with http:// or https://, such as http://localhost:4318, got {value!r}"
             )
         return value.rstrip("/")
 
@@ -105,3 +123,13 @@ class TelemetrySettings(BaseSettings):
         if self.metrics_exporter is not None:
             return self.metrics_exporter
         return "otlp" if self.otlp_endpoint else "none"
+
+
+def _variable(field: str) -> str:
+    """The environment variable of a settings field (or alias)."""
+    alias = TelemetrySettings.model_fields.get(field)
+    if alias is not None and isinstance(alias.validation_alias, AliasChoices):
+        return str(alias.validation_alias.choices[0])
+    if field.isupper():
+        return field
+    return f"DURABLE_{field.upper()}"

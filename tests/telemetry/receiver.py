@@ -23,6 +23,8 @@ class Received:
     endpoint: str = ""
     spans: list[tuple[str, dict[str, Any], dict[str, Any]]] = field(default_factory=list)
     paths: list[str] = field(default_factory=list)
+    links: list[tuple[str, str, str, str]] = field(default_factory=list)
+    """Per span: name, trace id, span id and parent span id, in hex."""
 
     def names(self) -> list[str]:
         return [name for name, _, _ in self.spans]
@@ -59,6 +61,14 @@ def otlp_receiver() -> Iterator[Received]:
                             for a in event.attributes:
                                 attributes[f"{event.name}:{a.key}"] = _value(a.value)
                         received.spans.append((span.name, attributes, resource))
+                        received.links.append(
+                            (
+                                span.name,
+                                span.trace_id.hex(),
+                                span.span_id.hex(),
+                                span.parent_span_id.hex(),
+                            )
+                        )
             answer = ExportTraceServiceResponse().SerializeToString()
             self.send_response(200)
             self.send_header("Content-Type", "application/x-protobuf")

@@ -13,7 +13,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from adapters.local import LocalClient, SqliteStore
-from adapters.telemetry import TelemetrySettings, configure_telemetry, names
+from adapters.telemetry import Telemetry, TelemetrySettings, configure_telemetry, names
 from tests.support.llm_server import ModelServer, model_server
 from tests.support.llm_server import catalog as models_on
 from tests.telemetry.agents import Order, traced
@@ -112,9 +112,17 @@ async def test_an_unreachable_collector_never_holds_up_a_run(
 
 
 def test_bad_settings_name_the_variable_and_the_fix() -> None:
-    with pytest.raises(ValueError, match="DURABLE_METRICS_ADDRESS must be host:port"):
-        TelemetrySettings(metrics_address="9464")
-    with pytest.raises(ValueError, match="OTEL_EXPORTER_OTLP_ENDPOINT must start with http"):
-        TelemetrySettings(otlp_endpoint="localhost:4318")
-    with pytest.raises(ValueError, match="OTEL_TRACES_EXPORTER"):
-        TelemetrySettings.model_validate({"OTEL_TRACES_EXPORTER": "jaeger"})
+    with pytest.raises(ValueError, match=r"^DURABLE_METRICS_ADDRESS: must be host:port"):
+        TelemetrySettings.from_env({"DURABLE_METRICS_ADDRESS": "9464"})
+    with pytest.raises(ValueError, match=r"^OTEL_EXPORTER_OTLP_ENDPOINT: must start with http"):
+        TelemetrySettings.from_env({"OTEL_EXPORTER_OTLP_ENDPOINT": "localhost:4318"})
+    with pytest.raises(ValueError, match=r"^OTEL_TRACES_EXPORTER: Input should be 'otlp'"):
+        TelemetrySettings.from_env({"OTEL_TRACES_EXPORTER": "jaeger"})
+    with pytest.raises(ValueError, match=r"^DURABLE_TRACE_CONTENT: Input should be a valid bool"):
+        TelemetrySettings.from_env({"DURABLE_TRACE_CONTENT": "perhaps"})
+
+
+def test_a_taken_metrics_port_names_the_variable(telemetry: Telemetry) -> None:
+    assert telemetry.metrics_address is not None
+    with pytest.raises(ValueError, match=r"DURABLE_METRICS_ADDRESS=.*cannot serve metrics there"):
+        configure_telemetry(TelemetrySettings(metrics_address=telemetry.metrics_address))
