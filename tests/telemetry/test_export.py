@@ -17,7 +17,7 @@ from adapters.telemetry import Telemetry, TelemetrySettings, configure_telemetry
 from tests.support.llm_server import ModelServer, model_server
 from tests.support.llm_server import catalog as models_on
 from tests.telemetry.agents import Order, traced
-from tests.telemetry.receiver import otlp_receiver
+from tests.telemetry.receiver import otlp_grpc_receiver, otlp_receiver
 from tests.telemetry.spans import approve_when_asked
 
 
@@ -67,6 +67,22 @@ async def test_spans_reach_an_otlp_http_receiver(
     assert {resource["service.name"] for _, _, resource in received.spans} == {"durable-agents"}
     assert configured_secret not in json.dumps(received.spans, default=str)
     assert "Bearer" not in json.dumps(received.spans, default=str)
+
+
+async def test_spans_reach_an_otlp_grpc_receiver(
+    exported: InMemorySpanExporter, models: ModelServer, tmp_path: Path, run_id: str
+) -> None:
+    with otlp_grpc_receiver() as received:
+        settings = TelemetrySettings(otlp_endpoint=received.endpoint, otlp_protocol="grpc")
+        telemetry = configure_telemetry(settings)
+        try:
+            await _run(tmp_path, run_id)
+            assert telemetry.flush()
+        finally:
+            telemetry.close()
+
+    assert received.paths
+    assert sorted(received.names()) == sorted(s.name for s in exported.get_finished_spans())
 
 
 async def test_content_goes_on_model_spans_only_when_turned_on(
