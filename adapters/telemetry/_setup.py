@@ -283,6 +283,11 @@ class Telemetry:
                 processor.shutdown()
             except Exception as exc:
                 logger.warning("closing a span processor failed: %r", exc)
+        try:
+            # Pushed metrics go out now: a command may end the process without exit hooks.
+            self._process.meter_provider.force_flush(timeout_millis=5_000)
+        except Exception as exc:
+            logger.warning("flushing metrics failed: %r", exc)
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()

@@ -10,6 +10,10 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceRequest,
+    ExportMetricsServiceResponse,
+)
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
@@ -25,6 +29,8 @@ class Received:
     paths: list[str] = field(default_factory=list)
     links: list[tuple[str, str, str, str]] = field(default_factory=list)
     """Per span: name, trace id, span id and parent span id, in hex."""
+    metrics: list[str] = field(default_factory=list)
+    """The names of the metrics pushed to ``/v1/metrics``."""
 
     def names(self) -> list[str]:
         return [name for name, _, _ in self.spans]
@@ -47,6 +53,13 @@ def otlp_receiver() -> Iterator[Received]:
             if self.headers.get("Content-Encoding") == "gzip":
                 body = gzip.decompress(body)
             received.paths.append(self.path)
+            if self.path == "/v1/metrics":
+                pushed = ExportMetricsServiceRequest.FromString(body)
+                for resource_metrics in pushed.resource_metrics:
+                    for scope_metrics in resource_metrics.scope_metrics:
+                        received.metrics.extend(m.name for m in scope_metrics.metrics)
+                self._answer(ExportMetricsServiceResponse().SerializeToString())
+                return
             if self.path != "/v1/traces":
                 self.send_response(404)
                 self.end_headers()
@@ -69,7 +82,9 @@ def otlp_receiver() -> Iterator[Received]:
                                 span.parent_span_id.hex(),
                             )
                         )
-            answer = ExportTraceServiceResponse().SerializeToString()
+            self._answer(ExportTraceServiceResponse().SerializeToString())
+
+        def _answer(self, answer: bytes) -> None:
             self.send_response(200)
             self.send_header("Content-Type", "application/x-protobuf")
             self.send_header("Content-Length", str(len(answer)))

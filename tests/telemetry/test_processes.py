@@ -48,6 +48,7 @@ def test_durable_run_exports_its_spans_under_the_callers_traceparent(tmp_path: P
             tmp_path,
             OTEL_EXPORTER_OTLP_ENDPOINT=received.endpoint,
             OTEL_SERVICE_NAME="durable-cli-test",
+            OTEL_METRICS_EXPORTER="otlp",
             TRACEPARENT=f"00-{trace_id}-{parent}-01",
         )
         done = durable(
@@ -63,6 +64,8 @@ def test_durable_run_exports_its_spans_under_the_callers_traceparent(tmp_path: P
     assert command_span[2] == parent
     assert by_name["durable.run"][2] == command_span[1]
     assert {r["service.name"] for _, _, r in received.spans} == {"durable-cli-test"}
+    # The command pushed its metrics too, before it ended.
+    assert {"durable.steps", "durable.step.duration", "durable.runs.ended"} <= set(received.metrics)
 
 
 def test_a_bad_telemetry_setting_stops_a_command_at_start(tmp_path: Path) -> None:
