@@ -9,6 +9,7 @@ in flight, so they are derived once and checked for collisions.
 from __future__ import annotations
 
 import inspect
+import sys
 from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -384,7 +385,7 @@ def agent_definition(fn_or_name: object) -> AgentDefinition:
                 "import the module that defines it (the durable command and worker import "
                 "those DURABLE_AGENT_MODULES names)"
             )
-        return found
+        return _as_imported_here(found)
     definition = getattr(fn_or_name, _AGENT_ATTR, None)
     if not isinstance(definition, AgentDefinition):
         label = getattr(fn_or_name, "__qualname__", repr(fn_or_name))
@@ -392,6 +393,26 @@ def agent_definition(fn_or_name: object) -> AgentDefinition:
             f"{label} is not a registered agent; decorate it with @agent"
         )
     return definition
+
+
+def _as_imported_here(registered: AgentDefinition) -> AgentDefinition:
+    """The agent as its module is imported where this runs: a workflow sandbox's copy, if any.
+
+    A workflow sandbox has modules of its own (``sys.modules`` is the sandbox's
+    there), so an agent named there gets the definition of that copy, with the
+    copy's types, which the agent code it runs with builds its values from.
+    Everywhere else this is ``registered`` itself.
+    """
+    fn = registered.fn
+    found: object = sys.modules.get(fn.__module__)
+    for part in fn.__qualname__.split("."):
+        found = getattr(found, part, None)
+    if found is fn:
+        return registered
+    copy = getattr(found, _AGENT_ATTR, None)
+    if isinstance(copy, AgentDefinition) and copy.name == registered.name:
+        return copy
+    return registered
 
 
 def registered_steps() -> dict[str, StepDefinition]:

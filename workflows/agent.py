@@ -23,8 +23,6 @@ steps, events, usage and live stream to the next execution, which replays them.
 from __future__ import annotations
 
 import asyncio
-import functools
-import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -56,7 +54,6 @@ with workflow.unsafe.imports_passed_through():
         USAGE_FIELDS,
         AgentDefinition,
         DurableError,
-        DurableRegistrationError,
         DurableRunManifest,
         LiveEvent,
         LiveKind,
@@ -97,7 +94,7 @@ class AgentWorkflow:
         info = workflow.info()
         manifest = workflow.payload_converter().from_payload(args[0].payload, DurableRunManifest)
         try:
-            definition = _as_imported_here(agent_definition(info.workflow_type))
+            definition = _agent_here(info.workflow_type)
             context = TemporalContext(
                 project_id=manifest.project_id,
                 scenario_id=manifest.scenario_id,
@@ -282,28 +279,21 @@ class AgentWorkflow:
         }
 
 
-def _as_imported_here(registered: AgentDefinition) -> AgentDefinition:
-    """The agent as this workflow imports it: its module's copy inside the sandbox.
+def _agent_here(name: str) -> AgentDefinition:
+    """Agent ``name`` as this workflow imports it: its module's copy inside the sandbox.
 
-    A module passed through is the worker's own, so this is then ``registered``;
-    so is an agent defined in the script the worker runs (``__main__``), which
-    the sandbox cannot import again.
+    Its module is imported here, not passed through, so the agent runs under the
+    sandbox's checks; the copy registers nothing (``registering_copies``). A
+    module passed through gives the worker's own agent, and so does one defined
+    in the script the worker runs (``__main__``), which cannot be imported again.
     """
-    module_name, qualname = registered.fn.__module__, registered.fn.__qualname__
-    if module_name == "__main__":
-        return registered
-    # Imported on purpose after the workflow loaded, for every run: no warning for it.
-    silent = workflow.SandboxImportNotificationPolicy.SILENT
-    with registering_copies(), workflow.unsafe.sandbox_import_notification_policy(silent):
-        __import__(module_name)
-    found: object = functools.reduce(getattr, qualname.split("."), sys.modules[module_name])
-    copy = agent_definition(found)
-    if copy.name != registered.name:
-        raise DurableRegistrationError(
-            f"{module_name}.{qualname} registers agent {copy.name!r} inside the workflow "
-            f"sandbox but {registered.name!r} in the worker; give @agent a fixed name"
-        )
-    return copy
+    module_name = agent_definition(name).fn.__module__
+    if module_name != "__main__":
+        # Imported on purpose after the workflow loaded, for every run: no warning for it.
+        silent = workflow.SandboxImportNotificationPolicy.SILENT
+        with registering_copies(), workflow.unsafe.sandbox_import_notification_policy(silent):
+            __import__(module_name)
+    return agent_definition(name)  # names resolve to the copies this sandbox imported
 
 
 def _restricted(agent: str, exc: RestrictedWorkflowAccessError) -> str:
