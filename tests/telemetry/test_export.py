@@ -17,6 +17,7 @@ from adapters.telemetry import Telemetry, TelemetrySettings, configure_telemetry
 from tests.support.llm_server import ModelServer, model_server
 from tests.support.llm_server import catalog as models_on
 from tests.telemetry.agents import Order, traced
+from tests.telemetry.conftest import span_text
 from tests.telemetry.receiver import otlp_grpc_receiver, otlp_receiver
 from tests.telemetry.spans import approve_when_asked
 
@@ -142,3 +143,13 @@ def test_a_taken_metrics_port_names_the_variable(telemetry: Telemetry) -> None:
     assert telemetry.metrics_address is not None
     with pytest.raises(ValueError, match=r"DURABLE_METRICS_ADDRESS=.*cannot serve metrics there"):
         configure_telemetry(TelemetrySettings(metrics_address=telemetry.metrics_address))
+
+
+def test_the_span_search_finds_a_value_anywhere_in_a_span(exported: InMemorySpanExporter) -> None:
+    tracer = trace.get_tracer("test")
+    with tracer.start_as_current_span("planted", attributes={"note": "canary-7f3a-a"}) as span:
+        span.add_event("event", {"deep": ["x", "canary-7f3a-b"]})
+
+    (planted,) = exported.get_finished_spans()
+    assert "canary-7f3a-a" in span_text(planted)
+    assert "canary-7f3a-b" in span_text(planted)

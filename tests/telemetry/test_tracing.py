@@ -142,6 +142,28 @@ async def test_a_temporal_run_makes_the_same_span_tree_and_a_replay_adds_none(
     assert exported.get_finished_spans() == ()
 
 
+async def test_a_worker_that_replays_every_task_makes_each_span_once(
+    exported: InMemorySpanExporter,
+    models: ModelServer,
+    temporal_server: DevServer,
+    task_queue: str,
+    run_id: str,
+) -> None:
+    """With no workflow cache, every workflow task replays the run from its start."""
+    plugin = DurableAgentsPlugin(["tests.telemetry.agents"])
+    client = await Client.connect(temporal_server.address, plugins=[plugin])
+    agents = AgentClient(client, task_queue=task_queue)
+    async with Worker(client, task_queue=task_queue, max_cached_workflows=0):
+        with trace.get_tracer("test").start_as_current_span("caller"):
+            await agents.start(traced, Order(order_id="R-9"), run_id=run_id)
+        await approve_when_asked(agents, run_id)
+        await agents.result(run_id)
+
+    spans = exported.get_finished_spans()
+    (caller,) = named(spans, "caller")
+    assert tree(spans, caller) == EXPECTED
+
+
 TURN: Tree = ("durable.turn", (("durable.step", (("chat ok", ()),)),))
 CONVERSATION: Tree = (
     "caller",
