@@ -28,6 +28,7 @@ from adapters.llm import (
     ModelSettings,
     Usage,
     as_messages,
+    traced_call,
 )
 from adapters.settings import SCRIPTED, ModelsSettings, current
 from durable import DurableContext, RetryPolicy, publish_token, step
@@ -158,7 +159,7 @@ async def call_model(
         raise ModelRequestError(str(exc)) from None
     name = configured.default_model if request.model == DEFAULT_MODEL else request.model
     if name == SCRIPTED:
-        return await scripted_reply(request)
+        return await traced_call(SCRIPTED, request.messages, scripted_reply(request))
     catalog = configured.models
     settings = catalog.get(name)
     if settings is None:

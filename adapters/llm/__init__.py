@@ -1,6 +1,13 @@
 """Model calls: an OpenAI-compatible streaming chat client on httpx."""
 
-from ._client import RETRYABLE_STATUSES, ChatClient, Messages, as_messages, classify_status
+from ._client import (
+    RETRYABLE_STATUSES,
+    ChatClient,
+    Messages,
+    as_messages,
+    classify_status,
+    traced_call,
+)
 from ._errors import ModelCallError, ModelRequestError, ModelStreamError, ModelUnavailableError
 from ._types import ChatMessage, ChatResult, ModelSettings, ToolCall, Usage
 
@@ -19,4 +26,5 @@ __all__ = [
     "Usage",
     "as_messages",
     "classify_status",
+    "traced_call",
 ]

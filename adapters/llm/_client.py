@@ -28,7 +28,14 @@ from adapters.telemetry import model_call, spans
 from ._errors import ModelCallError, ModelRequestError, ModelStreamError, ModelUnavailableError
 from ._types import ChatMessage, ChatResult, ModelSettings, ToolCall, Usage
 
-__all__ = ["RETRYABLE_STATUSES", "ChatClient", "Messages", "as_messages", "classify_status"]
+__all__ = [
+    "RETRYABLE_STATUSES",
+    "ChatClient",
+    "Messages",
+    "as_messages",
+    "classify_status",
+    "traced_call",
+]
 
 RETRYABLE_STATUSES = frozenset({408, 409, 425, 429})
 """Besides every 5xx: statuses after which the same request may succeed later."""
@@ -121,6 +128,24 @@ def classify_status(status: int, body: bytes, headers: httpx.Headers, url: str) 
     )
 
 
+async def traced_call(
+    model: str, messages: Sequence[Any], call: Awaitable[ChatResult]
+) -> ChatResult:
+    """``call`` under a model-call span (``chat <model>``) that records its usage and cost."""
+    with model_call(model, messages) as traced:
+        result = await call
+        usage = result.usage
+        traced.answered(
+            input_tokens=usage.input_tokens,
+            output_tokens=usage.output_tokens,
+            cost=usage.cost,
+            finish_reason=result.finish_reason,
+            response_model=usage.model,
+            text=result.text,
+        )
+        return result
+
+
 class ChatClient:
     """Calls one model endpoint; share one ``httpx.AsyncClient`` across calls."""
 
@@ -190,18 +215,9 @@ class ChatClient:
             body["stream_options"] = {"include_usage": True}
         if tools:
             body["tools"] = list(tools)
-        with model_call(self.settings.model, body["messages"]) as call:
-            result = await self._call(url, body, headers, on_delta)
-            usage = result.usage
-            call.answered(
-                input_tokens=usage.input_tokens,
-                output_tokens=usage.output_tokens,
-                cost=usage.cost,
-                finish_reason=result.finish_reason,
-                response_model=usage.model,
-                text=result.text,
-            )
-            return result
+        return await traced_call(
+            self.settings.model, body["messages"], self._call(url, body, headers, on_delta)
+        )
 
     async def _call(
         self,

@@ -213,3 +213,21 @@ async def test_conversation_turns_make_the_same_spans_on_both_substrates(
             (3, "bob"),
         ]
         assert {t[names.TURN_OUTCOME] for t in turns} == {"committed"}
+
+
+async def test_the_offline_scripted_model_is_traced_as_a_model_call(
+    exported: InMemorySpanExporter, tmp_path: Path, run_id: str
+) -> None:
+    client = LocalClient(SqliteStore(tmp_path / "runs.db"), poll_interval=0.02, owns_store=True)
+    try:
+        await client.start(traced, Order(order_id="S-1", model="scripted"), run_id=run_id)
+        await approve_when_asked(client, run_id)
+        await client.result(run_id)
+    finally:
+        await client.close()
+
+    (model,) = named(exported.get_finished_spans(), "chat scripted")
+    attributes = dict(model.attributes or {})
+    assert attributes[names.GEN_AI_REQUEST_MODEL] == "scripted"
+    assert attributes[names.GEN_AI_FINISH_REASONS] == ("stop",)
+    assert attributes[names.GEN_AI_OUTPUT_TOKENS] > 0
