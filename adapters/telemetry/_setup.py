@@ -158,6 +158,7 @@ class _Process:
     switch: _Switch
     meter_provider: MeterProvider
     registry: prometheus_client.CollectorRegistry
+    pushes_metrics: bool
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -227,7 +228,7 @@ def _install(settings: TelemetrySettings) -> _Process:
             readers.append(PeriodicExportingMetricReader(pushed))
         meter_provider = MeterProvider(resource=resource, metric_readers=readers)
         metrics.set_meter_provider(ReplaySafeMeterProvider(meter_provider))
-        _process = _Process(tracer_provider, switch, meter_provider, registry)
+        _process = _Process(tracer_provider, switch, meter_provider, registry, pushed is not None)
         return _process
 
 
@@ -248,12 +249,6 @@ class Telemetry:
     def temporal_runtime(self) -> Runtime | None:
         """A Temporal runtime serving the SDK's metrics at ``temporal_metrics_address``;
         pass it to ``Client.connect(runtime=...)``. ``None`` when that is unset."""
-        address = self.settings.temporal_metrics_address
-        if address is None:
-            return None
-        if self._runtime is None:
-            config = TelemetryConfig(metrics=PrometheusConfig(bind_address=address))
-            self._runtime = Runtime(telemetry=config)
         return self._runtime
 
     def interceptors(self) -> list[TracingInterceptor]:
@@ -322,6 +317,23 @@ def configure_telemetry(
     with process.lock:
         process.switch.processors = (*process.switch.processors, *own)
     telemetry = Telemetry(settings, tuple(own), None, process)
+    if settings.metrics_to != "none" and not process.pushes_metrics:
+        logger.warning(
+            "OTEL_METRICS_EXPORTER=%s is ignored: this process's metrics pipeline was set "
+            "up by an earlier configure_telemetry; configure it once, at start",
+            settings.metrics_to,
+        )
+    address = settings.temporal_metrics_address
+    if address is not None:
+        try:
+            config = TelemetryConfig(metrics=PrometheusConfig(bind_address=address))
+            telemetry._runtime = Runtime(telemetry=config)
+        except ValueError as exc:
+            telemetry.close()
+            raise ValueError(
+                f"DURABLE_TEMPORAL_METRICS_ADDRESS={address}: cannot serve the Temporal SDK's "
+                f"metrics there ({exc}); pick a free port or unset it"
+            ) from None
     if settings.metrics_address is not None:
         host, _, port = settings.metrics_address.rpartition(":")
         try:

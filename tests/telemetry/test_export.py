@@ -153,3 +153,12 @@ def test_the_span_search_finds_a_value_anywhere_in_a_span(exported: InMemorySpan
     (planted,) = exported.get_finished_spans()
     assert "canary-7f3a-a" in span_text(planted)
     assert "canary-7f3a-b" in span_text(planted)
+
+
+def test_a_taken_temporal_metrics_port_names_the_variable() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        address = f"127.0.0.1:{taken.getsockname()[1]}"
+        with pytest.raises(ValueError, match=r"^DURABLE_TEMPORAL_METRICS_ADDRESS=.*free port"):
+            configure_telemetry(TelemetrySettings(temporal_metrics_address=address))

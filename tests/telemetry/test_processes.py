@@ -121,3 +121,17 @@ async def test_durable_worker_serves_its_metrics_and_the_sdks(
         worker.send_signal(signal.SIGTERM)
         code = await asyncio.wait_for(worker.wait(), 30)
     assert code == 0, log.read_text()
+
+
+def test_a_short_command_leaves_the_metrics_ports_to_the_worker(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        address = f"127.0.0.1:{taken.getsockname()[1]}"
+        env = _env(
+            tmp_path, DURABLE_METRICS_ADDRESS=address, DURABLE_TEMPORAL_METRICS_ADDRESS=address
+        )
+        done = durable("list", "--local", env=env)
+
+    no_traceback(done)
+    assert done.returncode == 0, done.stderr
