@@ -13,7 +13,6 @@ import logging
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 from wsgiref.simple_server import WSGIServer
 
 import prometheus_client
@@ -250,16 +249,6 @@ class Telemetry:
         """A Temporal runtime serving the SDK's metrics at ``temporal_metrics_address``;
         pass it to ``Client.connect(runtime=...)``. ``None`` when that is unset."""
         return self._runtime
-
-    def interceptors(self) -> list[TracingInterceptor]:
-        return tracing_interceptors()
-
-    def connect_options(self) -> dict[str, Any]:
-        """Keyword arguments for ``Client.connect``: the interceptors, and the runtime if any."""
-        options: dict[str, Any] = {"interceptors": self.interceptors()}
-        if self.temporal_runtime is not None:
-            options["runtime"] = self.temporal_runtime
-        return options
 
     def flush(self, timeout_millis: int = 10_000) -> bool:
         """Export what is queued now; False if an exporter did not finish in time."""
