@@ -11,7 +11,7 @@ first use of its name, so workflow code never loads it.
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
+import typing
 
 from ._checkpoints import (
     CHECKPOINTS_BASE_MEMO,
@@ -46,7 +46,7 @@ from ._messages import (
 )
 from ._search import AGENT_NAME, PROJECT_ID, SEARCH_ATTRIBUTES, WAITING_FOR
 
-if TYPE_CHECKING:
+if typing.TYPE_CHECKING:
     from ._client import AgentClient
     from ._connect import TemporalConnectError, connect
     from ._delivery import deliver_event, unreachable_run
@@ -77,7 +77,7 @@ _OUTSIDE_WORKFLOWS = {
 """Names used outside workflows only, by the module that defines each; loaded on first use."""
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     module = _OUTSIDE_WORKFLOWS.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
