@@ -298,11 +298,11 @@ def _agent_here(name: str) -> AgentDefinition:
 
 def _restricted(agent: str, exc: RestrictedWorkflowAccessError) -> str:
     """What the sandbox refused, and what an agent does instead."""
+    used = exc.qualified_name.removesuffix(".__call__")
     return (
-        f"agent {agent!r} did what a workflow may not do, so the run cannot replay it: "
-        f"{exc.qualified_name} is refused inside the workflow sandbox. Use ctx.now() for "
-        "the time, ctx.uuid() for ids and ctx.sleep() to wait, and do I/O or anything "
-        "else that differs between runs in a @step"
+        f"agent {agent!r} used {used}, which the workflow sandbox refuses, as a replay "
+        "would not see the same: use ctx.now() for the time, ctx.uuid() for ids and "
+        "ctx.sleep() to wait, and do I/O or anything else that differs between runs in a @step"
     )
 
 

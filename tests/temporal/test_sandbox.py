@@ -18,7 +18,16 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from adapters.temporal import WORKFLOW_SIDE_MODULES, AgentClient
-from durable import DurableRunFailedError, registered_agents, registered_steps
+from durable import (
+    DurableContext,
+    DurableRegistrationError,
+    DurableRunFailedError,
+    agent,
+    registered_agents,
+    registered_steps,
+    step,
+)
+from durable._registry import registering_copies
 from durable_agents import DurableAgentsPlugin
 from tests.temporal import sandbox_agents
 from tests.temporal.sandbox_agents import Label
@@ -111,7 +120,7 @@ async def test_an_agent_reading_the_clock_fails_its_run(client: Client) -> None:
             await agents.result(run_id)
 
     message = str(failed.value)
-    assert "datetime.datetime.now" in message
+    assert "used datetime.datetime.now, which the workflow sandbox refuses" in message
     assert "ctx.now()" in message
     assert "RestrictedWorkflowAccessError" in message
     snapshot = await agents.snapshot(run_id)  # the run failed, not only its workflow task
@@ -119,7 +128,21 @@ async def test_an_agent_reading_the_clock_fails_its_run(client: Client) -> None:
     assert "datetime.datetime.now" in (snapshot.failure or "")
 
 
+async def test_an_agent_module_reading_the_clock_at_import_fails_its_runs(client: Client) -> None:
+    task_queue = f"sandbox-{uuid.uuid4().hex[:8]}"
+    agents = AgentClient(client, task_queue=task_queue)
+    run_id = f"loaded-{uuid.uuid4().hex[:8]}"
+    plugin = DurableAgentsPlugin(("tests.temporal.sandbox_import_agents",))
+    async with Worker(client, task_queue=task_queue, plugins=[plugin]):
+        await agents.start("sandbox.loaded_at", {}, run_id=run_id)
+        with pytest.raises(DurableRunFailedError) as failed:
+            await agents.result(run_id)
+
+    assert "used datetime.datetime.now, which the workflow sandbox refuses" in str(failed.value)
+
+
 async def test_an_agent_asking_the_context_runs_its_steps_as_the_workers(client: Client) -> None:
+    """Module-level imports of the clock, ``random`` and ``uuid`` are fine: only steps use them."""
     task_queue = f"sandbox-{uuid.uuid4().hex[:8]}"
     agents = AgentClient(client, task_queue=task_queue)
     run_id = f"ctx-{uuid.uuid4().hex[:8]}"
@@ -135,3 +158,36 @@ async def test_an_agent_asking_the_context_runs_its_steps_as_the_workers(client:
     # The sandbox's copy of the module registered nothing: the registries are the worker's.
     assert registered_agents()["sandbox.asks_the_context"].fn is sandbox_agents.asks_the_context
     assert registered_steps()["sandbox.stamp"].fn is sandbox_agents.stamp
+
+
+async def _original(ctx: DurableContext, input: dict[str, str]) -> str:
+    return "original"
+
+
+async def _copy(ctx: DurableContext, input: dict[str, str]) -> str:
+    return "copy"
+
+
+async def _other(ctx: DurableContext, input: dict[str, str]) -> str:
+    return "other"
+
+
+def _as(fn: object, qualname: str) -> object:
+    fn.__qualname__ = qualname  # type: ignore[attr-defined]
+    fn.__name__ = qualname  # type: ignore[attr-defined]
+    return fn
+
+
+def test_a_copy_registers_nothing_and_a_clash_is_still_refused() -> None:
+    name = f"sandbox.copied-{uuid.uuid4().hex[:8]}"
+    original = agent(name=name)(_as(_original, "copied"))  # type: ignore[call-overload]
+    with registering_copies():
+        copy = agent(name=name)(_as(_copy, "copied"))  # type: ignore[call-overload]
+        step_copy = step(name=f"{name}.step")(_as(_copy, "copied"))  # type: ignore[call-overload]
+    assert registered_agents()[name].fn is original
+    assert registered_agents()[name] is not copy.__durable_agent__
+    assert copy.__durable_agent__.fn is copy
+    assert f"{name}.step" not in registered_steps()
+    assert step_copy.__durable_step__.name == f"{name}.step"
+    with registering_copies(), pytest.raises(DurableRegistrationError, match="already used"):
+        agent(name=name)(_as(_other, "other"))  # type: ignore[call-overload]
