@@ -197,10 +197,10 @@ def define_conversation(
         raise DurableRegistrationError(f"conversation {name!r} has a negative max_credits_cents")
     _check_propagated(name, policy)
     conversation = Conversation(name, people, policy, description)
-    if copying_registered():
+    existing = _conversations.get(name)
+    if existing is not None and copying_registered():
         # A workflow sandbox's copy of the defining module: the worker's definition stays.
         return conversation
-    existing = _conversations.get(name)
     if existing is not None and existing.participants != people:
         raise DurableRegistrationError(
             f"conversation name {name!r} is already defined with other participants; "

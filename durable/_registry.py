@@ -163,7 +163,8 @@ def registering_copies() -> Iterator[None]:
     ``@step`` run again: each function of the copy gets its own definition (the
     same name and options, with the copy's types), while the registries keep the
     functions the worker imported, which step activities run by name. A copy
-    that takes a name registered to another function is refused as always.
+    that takes a name registered to another function is refused as always; a
+    name not registered yet is registered as usual.
     """
     token = _copying.set(True)
     try:
@@ -286,7 +287,7 @@ def step(
             result=JsonCodec(hints.get("return", Any)),
             params=tuple(hints.get(p.name, Any) for p in _positional_params(checked)),
         )
-        if not _copying.get():
+        if existing is None or not _copying.get():
             _steps[step_name] = definition
         setattr(func, _STEP_ATTR, definition)
         return func
@@ -366,7 +367,7 @@ def agent(
             events=declared,
             delegation=delegation,
         )
-        if not _copying.get():
+        if existing is None or not _copying.get():
             _agents[agent_name] = definition
         setattr(func, _AGENT_ATTR, definition)
         return func

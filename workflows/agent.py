@@ -23,6 +23,8 @@ steps, events, usage and live stream to the next execution, which replays them.
 from __future__ import annotations
 
 import asyncio
+import importlib.util
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -54,6 +56,7 @@ with workflow.unsafe.imports_passed_through():
         USAGE_FIELDS,
         AgentDefinition,
         DurableError,
+        DurableRegistrationError,
         DurableRunManifest,
         LiveEvent,
         LiveKind,
@@ -280,20 +283,47 @@ class AgentWorkflow:
 
 
 def _agent_here(name: str) -> AgentDefinition:
-    """Agent ``name`` as this workflow imports it: its module's copy inside the sandbox.
+    """Agent ``name`` as this workflow's sandbox imports it: a copy of its module.
 
-    Its module is imported here, not passed through, so the agent runs under the
-    sandbox's checks; the copy registers nothing (``registering_copies``). A
-    module passed through gives the worker's own agent, and so does one defined
-    in the script the worker runs (``__main__``), which cannot be imported again.
+    Agent modules are not passed through, so each run runs its agent's own code
+    under the sandbox's checks (``_import_copy``). An agent defined in the
+    script the worker runs (``__main__``) cannot be imported again: it runs as
+    the worker registered it.
     """
     module_name = agent_definition(name).fn.__module__
-    if module_name != "__main__":
-        # Imported on purpose after the workflow loaded, for every run: no warning for it.
-        silent = workflow.SandboxImportNotificationPolicy.SILENT
-        with registering_copies(), workflow.unsafe.sandbox_import_notification_policy(silent):
-            __import__(module_name)
+    if module_name != "__main__" and module_name not in sys.modules:
+        _import_copy(module_name)
     return agent_definition(name)  # names resolve to the copies this sandbox imported
+
+
+def _import_copy(module_name: str) -> None:
+    """Import ``module_name`` anew in this sandbox, passing through what it imports.
+
+    The module's own code runs in the sandbox: the modules it names, such as
+    ``datetime``, are the sandbox's restricted views, so an agent calling
+    ``datetime.now()`` is refused. What it imports is passed through: libraries
+    its steps use (an HTTP client, say) load once in the worker, not for every
+    run, and need not be importable inside a sandbox. The copy registers nothing
+    (``registering_copies``): the worker's registries stay as they are.
+    """
+    parent = module_name.rpartition(".")[0]
+    with workflow.unsafe.imports_passed_through():
+        if parent:
+            __import__(parent)
+        spec = importlib.util.find_spec(module_name)
+    if spec is None or spec.loader is None:
+        raise DurableRegistrationError(
+            f"the workflow sandbox cannot find agent module {module_name!r}, which the worker "
+            "imported; make it importable by name (not a file run as a script)"
+        )
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module  # this sandbox's modules, not the worker's
+    try:
+        with registering_copies(), workflow.unsafe.imports_passed_through():
+            spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[module_name]
+        raise
 
 
 def _restricted(agent: str, exc: RestrictedWorkflowAccessError) -> str:

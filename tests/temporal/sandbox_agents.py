@@ -2,7 +2,8 @@
 
 The module is not passed through the workflow sandbox: each run imports its own
 copy there, so ``datetime.now()`` in an agent is refused, while the same call in
-a step runs, as steps run as activities outside the sandbox.
+a step runs, as steps run as activities outside the sandbox. ``httpx`` cannot be
+imported inside a sandbox at all: what the module imports is passed through.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import random
 import uuid
 from datetime import UTC, datetime
 
+import httpx
 from pydantic import BaseModel
 
 from durable import DurableContext, agent, step
@@ -37,7 +39,7 @@ class Stamped(BaseModel):
 @step(name="sandbox.stamp")
 async def stamp(label: str) -> Stamp:
     STAMPED.append(label)
-    nonce = f"{uuid.uuid4().hex}-{random.random()}"
+    nonce = f"{uuid.uuid4().hex}-{random.random()}@{httpx.URL('https://example.com').host}"
     return Stamp(label=label, at=datetime.now(UTC), nonce=nonce)
 
 

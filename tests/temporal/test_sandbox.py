@@ -183,11 +183,11 @@ def test_a_copy_registers_nothing_and_a_clash_is_still_refused() -> None:
     original = agent(name=name)(_as(_original, "copied"))  # type: ignore[call-overload]
     with registering_copies():
         copy = agent(name=name)(_as(_copy, "copied"))  # type: ignore[call-overload]
-        step_copy = step(name=f"{name}.step")(_as(_copy, "copied"))  # type: ignore[call-overload]
+        new = step(name=f"{name}.step")(_as(_other, "stepped"))  # type: ignore[call-overload]
     assert registered_agents()[name].fn is original
     assert registered_agents()[name] is not copy.__durable_agent__
     assert copy.__durable_agent__.fn is copy
-    assert f"{name}.step" not in registered_steps()
-    assert step_copy.__durable_step__.name == f"{name}.step"
+    # A name the worker has not registered yet is registered as usual.
+    assert registered_steps()[f"{name}.step"].fn is new
     with registering_copies(), pytest.raises(DurableRegistrationError, match="already used"):
         agent(name=name)(_as(_other, "other"))  # type: ignore[call-overload]
