@@ -27,7 +27,7 @@ from temporalio.worker import Worker
 from adapters.blobs import BlobStore
 from adapters.local import LocalWorker, SqliteStore
 from adapters.settings import Settings, in_use
-from adapters.telemetry import Telemetry, TelemetrySettings, configure_telemetry
+from adapters.telemetry import Telemetry, configure_telemetry
 from adapters.temporal import (
     DevServer,
     PortInUseError,
@@ -174,7 +174,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     try:
         settings = Settings.from_env()
-        telemetry = configure_telemetry(TelemetrySettings.from_env())
+        telemetry = configure_telemetry(settings.telemetry)
     except ValueError as exc:
         raise SystemExit(f"worker configuration: {exc}") from None
     # The activities this process runs read these settings, not the environment.

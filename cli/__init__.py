@@ -78,10 +78,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     exit_without_teardown(_run(args))
 
 
-def _telemetry_settings(command: str) -> TelemetrySettings:
+def _telemetry_settings(settings: TelemetrySettings, command: str) -> TelemetrySettings:
     """Spans and pushed metrics as configured; metrics endpoints only for ``serve``, a
     long-lived process (a short command must not take a port a worker serves on)."""
-    settings = TelemetrySettings.from_env()
     served = settings.metrics_address if command == "serve" else None
     return settings.model_copy(update={"metrics_address": served, "temporal_metrics_address": None})
 
@@ -109,7 +108,7 @@ def _run(args: argparse.Namespace) -> int:
             "purge": cmd_purge,
             "serve": cmd_serve,
         }[command]
-        telemetry = configure_telemetry(_telemetry_settings(command))
+        telemetry = configure_telemetry(_telemetry_settings(settings.telemetry, command))
         try:
             # What the runs a --local command executes here read; the command's span
             # continues the caller's trace (TRACEPARENT) into every run it starts.

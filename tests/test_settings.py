@@ -107,6 +107,23 @@ EVERY_VARIABLE: dict[str, tuple[str, str, Any]] = {
     "DURABLE_API_TOKENS": (f" {TOKEN} ,, ", "server.tokens", (SecretStr(TOKEN),)),
     "DURABLE_API_MAX_BODY_BYTES": ("65536", "server.max_body_bytes", 65536),
     "DURABLE_API_MAX_DEPTH": ("2", "server.max_depth", 2),
+    "OTEL_EXPORTER_OTLP_ENDPOINT": (
+        "http://127.0.0.1:4318",
+        "telemetry.otlp_endpoint",
+        "http://127.0.0.1:4318",
+    ),
+    "OTEL_EXPORTER_OTLP_PROTOCOL": ("grpc", "telemetry.otlp_protocol", "grpc"),
+    "OTEL_TRACES_EXPORTER": ("console", "telemetry.traces_exporter", "console"),
+    "OTEL_METRICS_EXPORTER": ("none", "telemetry.metrics_exporter", "none"),
+    "OTEL_SERVICE_NAME": ("refunds", "telemetry.service_name", "refunds"),
+    "DURABLE_TRACE_CONTENT": ("true", "telemetry.trace_content", True),
+    "DURABLE_METRICS_ADDRESS": ("127.0.0.1:9464", "telemetry.metrics_address", "127.0.0.1:9464"),
+    "DURABLE_TEMPORAL_METRICS_ADDRESS": (
+        "127.0.0.1:9465",
+        "telemetry.temporal_metrics_address",
+        "127.0.0.1:9465",
+    ),
+    "DURABLE_EXPORT_QUEUE_SIZE": ("64", "telemetry.export_queue_size", 64),
 }
 """Every variable but those that need a file or a partner (tested below)."""
 NEEDS_MORE = {
@@ -334,6 +351,8 @@ def _readme_settings() -> dict[str, str]:
 
 
 def _shown(default: Any) -> str:
+    if isinstance(default, bool):
+        return str(default).lower()
     if default is None or default == ():
         return "unset"
     if default == {}:

@@ -10,6 +10,8 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import BaseSettings
 
+from adapters.telemetry._settings import TelemetrySettings
+
 from ._env import SettingsError, read
 from ._models import ForwardingSettings, ModelsSettings
 from ._server import ServerSettings
@@ -31,6 +33,7 @@ class Settings(BaseModel):
     models: ModelsSettings = Field(default_factory=ModelsSettings)
     forwarding: ForwardingSettings = Field(default_factory=ForwardingSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
+    telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
