@@ -88,7 +88,7 @@ async def main() -> None:
                     task_queue=RAW_QUEUE,
                     workflows=[RawDebate],
                     activities=[run_step],
-                    workflow_runner=workflow_runner(MODULES),
+                    workflow_runner=workflow_runner(),
                 )
                 ours_worker = Worker(
                     client, task_queue=QUEUE, plugins=[DurableAgentsPlugin(MODULES)]

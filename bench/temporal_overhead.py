@@ -79,7 +79,7 @@ async def main() -> None:
             task_queue=RAW_QUEUE,
             workflows=[RawSequential],
             activities=[run_step],
-            workflow_runner=workflow_runner(MODULES),
+            workflow_runner=workflow_runner(),
         )
         print(f"{args.steps} steps per run; medians of {args.repeats}, interleaved")
         async with ours, raw:

@@ -112,7 +112,10 @@ def _run(args: argparse.Namespace) -> int:
         try:
             # What the runs a --local command executes here read; the command's span
             # continues the caller's trace (TRACEPARENT) into every run it starts.
-            with in_use(settings), command_span(command):
+            # durable serve is long-lived: each request's run gets its own trace, not the
+            # command's.
+            span = contextlib.nullcontext() if command == "serve" else command_span(command)
+            with in_use(settings), span:
                 code = asyncio.run(handler(args, settings))
         finally:
             telemetry.close()

@@ -73,7 +73,7 @@ class DurableAgentsPlugin(SimplePlugin):
         return super().configure_worker(config)
 
     def _sandbox(self, existing: WorkflowRunner | None) -> WorkflowRunner:
-        ours = workflow_runner(self.agent_modules)
+        ours = workflow_runner()
         if existing is None:
             return ours
         if isinstance(existing, SandboxedWorkflowRunner):

@@ -432,3 +432,9 @@ def test_any_pydantic_settings_group_reads_only_the_given_environment(
     assert read(_PlainGroup, {}).trace_level == 0
     with pytest.raises(SettingsError, match="DURABLE_TRACE_LEVEL must be a whole number"):
         read(_PlainGroup, {"DURABLE_TRACE_LEVEL": "high"})
+
+
+def test_telemetry_reads_only_its_own_variables() -> None:
+    # Generic names a container may set for other reasons are not the OTEL_* ones.
+    stray = {"SERVICE_NAME": "web", "TRACES_EXPORTER": "console", "OTLP_ENDPOINT": "http://x:1"}
+    assert Settings.from_env(stray).telemetry == Settings.from_env({}).telemetry

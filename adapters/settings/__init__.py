@@ -7,7 +7,7 @@ settings the worker put ``in_use``; outside a worker (a library call, a test)
 they read the environment when called.
 
 Groups: ``temporal`` (the connection, ``temporalio.envconfig``'s variables),
-``worker``, ``storage``, ``models``, ``forwarding`` and ``server``.
+``worker``, ``storage``, ``models``, ``forwarding``, ``server`` and ``telemetry``.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Literal
 
-from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = ["TelemetrySettings"]
@@ -42,30 +42,30 @@ class TelemetrySettings(BaseSettings):
     """``DURABLE_TEMPORAL_METRICS_ADDRESS``: ``host:port`` where the Temporal SDK's runtime
     metrics (workflow and activity task latencies, slots, polls) are served for Prometheus."""
     traces_exporter: Literal["otlp", "console", "none"] | None = Field(
-        default=None, validation_alias=AliasChoices("OTEL_TRACES_EXPORTER", "traces_exporter")
+        default=None, validation_alias="OTEL_TRACES_EXPORTER"
     )
     """``OTEL_TRACES_EXPORTER``: ``otlp``, ``console`` or ``none``. Unset: ``otlp`` when an
     OTLP endpoint is set, else ``none``."""
     metrics_exporter: Literal["otlp", "console", "none"] | None = Field(
-        default=None, validation_alias=AliasChoices("OTEL_METRICS_EXPORTER", "metrics_exporter")
+        default=None, validation_alias="OTEL_METRICS_EXPORTER"
     )
     """``OTEL_METRICS_EXPORTER``: push this project's metrics by ``otlp`` or to the
     ``console`` as well; unset, as ``OTEL_TRACES_EXPORTER``."""
     otlp_endpoint: str | None = Field(
         default=None,
-        validation_alias=AliasChoices("OTEL_EXPORTER_OTLP_ENDPOINT", "otlp_endpoint"),
+        validation_alias="OTEL_EXPORTER_OTLP_ENDPOINT",
     )
     """``OTEL_EXPORTER_OTLP_ENDPOINT``: the collector, such as ``http://localhost:4318``
     (HTTP) or ``http://localhost:4317`` (gRPC)."""
     otlp_protocol: Literal["http/protobuf", "grpc"] = Field(
         default="http/protobuf",
-        validation_alias=AliasChoices("OTEL_EXPORTER_OTLP_PROTOCOL", "otlp_protocol"),
+        validation_alias="OTEL_EXPORTER_OTLP_PROTOCOL",
     )
     """``OTEL_EXPORTER_OTLP_PROTOCOL``: ``http/protobuf`` (the default) or ``grpc``."""
     service_name: str = Field(
         default="durable-agents",
         min_length=1,
-        validation_alias=AliasChoices("OTEL_SERVICE_NAME", "service_name"),
+        validation_alias="OTEL_SERVICE_NAME",
     )
     """``OTEL_SERVICE_NAME``: the ``service.name`` every span and metric carries."""
     export_queue_size: int = Field(default=2048, ge=1)
@@ -128,8 +128,8 @@ class TelemetrySettings(BaseSettings):
 def _variable(field: str) -> str:
     """The environment variable of a settings field (or alias)."""
     alias = TelemetrySettings.model_fields.get(field)
-    if alias is not None and isinstance(alias.validation_alias, AliasChoices):
-        return str(alias.validation_alias.choices[0])
+    if alias is not None and isinstance(alias.validation_alias, str):
+        return alias.validation_alias
     if field.isupper():
         return field
     return f"DURABLE_{field.upper()}"

@@ -10,6 +10,7 @@ adds its exporters to them, and ``Telemetry.close`` removes them again.
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -168,7 +169,7 @@ _process_lock = threading.Lock()
 def _span_exporter(settings: TelemetrySettings) -> tuple[SpanExporter, str] | None:
     kind = settings.traces_to
     if kind == "console":
-        return ConsoleSpanExporter(), "the console"
+        return ConsoleSpanExporter(out=sys.stderr), "the console"
     if kind == "none":
         return None
     if settings.otlp_protocol == "grpc":
@@ -186,7 +187,7 @@ def _span_exporter(settings: TelemetrySettings) -> tuple[SpanExporter, str] | No
 def _metric_exporter(settings: TelemetrySettings) -> MetricExporter | None:
     kind = settings.metrics_to
     if kind == "console":
-        return ConsoleMetricExporter()
+        return ConsoleMetricExporter(out=sys.stderr)
     if kind == "none":
         return None
     if settings.otlp_protocol == "grpc":

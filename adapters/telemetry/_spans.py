@@ -118,7 +118,13 @@ def traceparent() -> str | None:
 
 
 def with_traceparent(headers: MutableMapping[str, str]) -> None:
-    """Add the current span's ``traceparent`` to outgoing ``headers`` (if there is one)."""
+    """Add the current span's ``traceparent`` to outgoing ``headers`` (if there is one).
+
+    A ``traceparent`` the headers already carry is the caller's, forwarded on purpose
+    (a conversation's reference headers): it is kept.
+    """
+    if any(name.lower() == names.TRACEPARENT for name in headers):
+        return
     value = traceparent()
     if value is not None:
         headers[names.TRACEPARENT] = value

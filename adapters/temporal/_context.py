@@ -366,7 +366,7 @@ class TemporalContext(TemporalChildren, Approvals, TemporalReplay, TemporalCheck
         waited = spans.open_span(
             names.WAIT, wait_attributes("temporal", self._run_id, index, key, waiting_as)
         )
-        self.gauge.move(waiting_as)
+        self.gauge.move(self.state())  # as local runs count it: from every wait and step
         # No `finally`: a run evicted from the worker's cache is closed outside the
         # workflow's event loop, where no workflow call may be made.
         try:
@@ -379,8 +379,8 @@ class TemporalContext(TemporalChildren, Approvals, TemporalReplay, TemporalCheck
         except TimeoutError:
             waited.set_attribute(names.WAIT_OUTCOME, "timed_out")
             spans.finish(waited)
-            self.gauge.move("running")
             self._stop_waiting(key)
+            self.gauge.move(self.state())
             self.publish(LiveEvent(kind="wait_timed_out", step=index, key=key))
             assert deadline is not None
             timed_out = await_timeout_error(label, deadline)
@@ -392,8 +392,8 @@ class TemporalContext(TemporalChildren, Approvals, TemporalReplay, TemporalCheck
             raise
         waited.set_attribute(names.WAIT_OUTCOME, "received")
         spans.finish(waited)
-        self.gauge.move("running")
         self._stop_waiting(key)
+        self.gauge.move(self.state())
         self.publish(LiveEvent(kind="event_received", step=index, key=key))
         payload = self.events[key]
         codec = self._codec_for(key, type)

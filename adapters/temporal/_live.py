@@ -44,6 +44,7 @@ from durable._live import joined_tokens, live_position_error, retry_entry, text_
 
 from ._convert import failure_error
 from ._messages import LIVE_TOPIC
+from ._status import workflow_pollers
 
 __all__ = ["TOKEN_BATCH_INTERVAL", "ActivityTokens", "watch_stream"]
 
@@ -228,6 +229,8 @@ FIRST_IDLE_POLL = timedelta(milliseconds=10)
 """The first pause once a read comes back empty; pauses double up to ``IDLE_POLL``."""
 END_CHECK = timedelta(seconds=1)
 """How often an idle watcher asks the server whether the run has closed."""
+ENDED_RUN_READS = 3
+"""Reads more a watcher tries, after its run ended unanswered, while a worker polls its queue."""
 
 
 async def _read(
@@ -325,6 +328,7 @@ async def watch_stream(
     closed: str | None = None
     checked = time.monotonic()
     unanswered = False
+    patience = ENDED_RUN_READS
     while True:
         read: PollResult | None = None
         try:
@@ -366,7 +370,12 @@ async def watch_stream(
             if closed is not None and read is not None:
                 continue  # one more read: entries published just before it closed
             if closed is not None and unanswered:
-                # An ended run can only be read by a worker replaying it; none may ever come.
+                # An ended run can only be read by a worker replaying it. One that polls the
+                # queue may just be slow to replay (a long history, a busy machine): give it
+                # a few more reads. With none, none may ever come.
+                if patience > 0 and await workflow_pollers(client, closed):
+                    patience -= 1
+                    continue
                 raise DurableRunEndedError(
                     f"run {run_id!r} has ended, and no worker answered the query that reads its "
                     f"live stream; start a worker on task queue {closed!r} (durable worker with "

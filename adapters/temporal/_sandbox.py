@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 __all__ = ["PASSTHROUGH_MODULES", "WORKFLOW_SIDE_MODULES", "workflow_runner"]
@@ -55,13 +53,8 @@ the sandbox, so what the agent does at run time, such as reading the clock with
 """
 
 
-def workflow_runner(agent_modules: Sequence[str] = ()) -> SandboxedWorkflowRunner:
-    """The sandboxed runner, passing through ``PASSTHROUGH_MODULES`` and no agent module.
-
-    ``agent_modules`` is accepted for callers that name the worker's agent
-    modules; they are deliberately not passed through, since a run imports its
-    agent's module inside the sandbox.
-    """
-    del agent_modules
+def workflow_runner() -> SandboxedWorkflowRunner:
+    """The sandboxed runner, passing through ``PASSTHROUGH_MODULES`` and no agent module:
+    a run imports its agent's module inside the sandbox."""
     restrictions = SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH_MODULES)
     return SandboxedWorkflowRunner(restrictions=restrictions)

@@ -70,7 +70,8 @@ def state_of(status: WorkflowExecutionStatus | None, waiting_for: str | None = N
     return "cancelled" if status == WorkflowExecutionStatus.CANCELED else status.name.lower()
 
 
-async def _pollers(client: Client, task_queue: str) -> int | None:
+async def workflow_pollers(client: Client, task_queue: str) -> int | None:
+    """Workers polling ``task_queue`` for workflow tasks; ``None`` if the server did not say."""
     try:
         answer = await client.workflow_service.describe_task_queue(
             DescribeTaskQueueRequest(
@@ -144,7 +145,7 @@ async def run_snapshot(
     steps: list[StepRecord] | None = None
     waiting_for: list[str] | None = None
     unanswered: str | None = None
-    if running and await _pollers(client, task_queue) == 0:
+    if running and await workflow_pollers(client, task_queue) == 0:
         unanswered = _no_worker(task_queue)
     else:
         try:

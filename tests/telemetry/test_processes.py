@@ -74,7 +74,10 @@ def test_a_bad_telemetry_setting_stops_a_command_at_start(tmp_path: Path) -> Non
 
     no_traceback(done)
     assert done.returncode == 2
-    assert "OTEL_EXPORTER_OTLP_PROTOCOL: Input should be 'http/protobuf' or 'grpc'" in done.stderr
+    assert (
+        "OTEL_EXPORTER_OTLP_PROTOCOL input should be 'http/protobuf' or 'grpc', "
+        "got 'carrier-pigeon'; unset it for the default"
+    ) in done.stderr
 
 
 async def _scrape_until(address: str, needle: str, timeout: float = 30) -> str:

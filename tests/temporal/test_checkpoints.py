@@ -18,11 +18,10 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer, Worker
 
 from adapters.blobs import BLOBS_ENV, BlobStore
-from adapters.temporal import CHECKPOINTS_MEMO, AgentClient, DevServer, workflow_runner
+from adapters.temporal import CHECKPOINTS_MEMO, AgentClient, DevServer
 from durable import DurableCheckpointNotFoundError, DurableStoreError
 from durable_agents import DurableAgentsPlugin
 from tests.temporal.checkpoint_agents import MARKER, Phase, continues, large
-from workflows.agent import AgentWorkflow
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -63,11 +62,7 @@ async def _chain(client: Client, run_id: str) -> list[WorkflowHistory]:
 
 
 async def _replays(histories: list[WorkflowHistory]) -> None:
-    replayer = Replayer(
-        workflows=[AgentWorkflow],
-        data_converter=pydantic_data_converter,
-        workflow_runner=workflow_runner(MODULES),
-    )
+    replayer = Replayer(workflows=[], plugins=[DurableAgentsPlugin(MODULES)])
     for history in histories:
         assert (await replayer.replay_workflow(history)).replay_failure is None
 

@@ -24,7 +24,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer, Worker
 from temporalio.workflow import NondeterminismError
 
-from adapters.temporal import AgentClient, DevServer, _replay, workflow_runner
+from adapters.temporal import AgentClient, DevServer, _replay
 from adapters.temporal._carry import RunCarry, unpack
 from durable import DurableError, DurableRunInputMismatchError, ErrorCode, LiveEvent
 from durable_agents import DurableAgentsPlugin
@@ -37,7 +37,6 @@ from tests.temporal.long_agents import (
     expected_total,
     long_run,
 )
-from workflows.agent import AgentWorkflow
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -223,11 +222,7 @@ async def test_a_long_run_spans_executions_and_keeps_every_step(
 
 
 def _replayer() -> Replayer:
-    return Replayer(
-        workflows=[AgentWorkflow],
-        data_converter=pydantic_data_converter,
-        workflow_runner=workflow_runner(MODULES),
-    )
+    return Replayer(workflows=[], plugins=[DurableAgentsPlugin(MODULES)])
 
 
 def _recorded() -> WorkflowHistory:

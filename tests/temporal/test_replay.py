@@ -13,27 +13,21 @@ from pathlib import Path
 
 import pytest
 from temporalio.client import WorkflowHistory
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 from temporalio.workflow import NondeterminismError
 
 import examples.refund  # noqa: F401  (registers the agents the histories ran)
 import tests.conformance.family  # noqa: F401  (registers the child-run agents)
-from adapters.temporal import workflow_runner
 from agents import conversation as _conversation  # noqa: F401  (the conversation agent)
+from durable_agents import DurableAgentsPlugin
 from tests.conformance import agents
-from workflows.agent import AgentWorkflow
 
 HISTORIES = Path(__file__).resolve().parents[1] / "histories"
 MODULES = ("examples.refund", "tests.conformance.agents", "tests.conformance.family")
 
 
 def replayer() -> Replayer:
-    return Replayer(
-        workflows=[AgentWorkflow],
-        data_converter=pydantic_data_converter,
-        workflow_runner=workflow_runner(MODULES),
-    )
+    return Replayer(workflows=[], plugins=[DurableAgentsPlugin(MODULES)])
 
 
 def history(name: str) -> WorkflowHistory:
