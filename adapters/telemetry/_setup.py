@@ -10,6 +10,7 @@ adds its exporters to them, and ``Telemetry.close`` removes them again.
 from __future__ import annotations
 
 import logging
+import random
 import sys
 import threading
 from collections.abc import Sequence
@@ -19,7 +20,7 @@ from wsgiref.simple_server import WSGIServer
 import prometheus_client
 from opentelemetry import metrics, trace
 from opentelemetry.context import Context
-from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics import AlwaysOffExemplarFilter, MeterProvider
 from opentelemetry.sdk.metrics.export import (
     ConsoleMetricExporter,
     MetricExporter,
@@ -34,6 +35,8 @@ from opentelemetry.sdk.trace.export import (
     SpanExporter,
     SpanExportResult,
 )
+from opentelemetry.sdk.trace.id_generator import IdGenerator
+from opentelemetry.trace import INVALID_SPAN_ID, INVALID_TRACE_ID
 from temporalio.client import Client
 from temporalio.contrib.opentelemetry import (
     OpenTelemetryInterceptor,
@@ -211,7 +214,7 @@ def _install(settings: TelemetrySettings) -> _Process:
         from opentelemetry.exporter.prometheus import PrometheusMetricReader
 
         resource = Resource.create({SERVICE_NAME: settings.service_name})
-        tracer_provider = create_tracer_provider(resource=resource)
+        tracer_provider = create_tracer_provider(resource=resource, id_generator=_SystemIds())
         switch = _Switch()
         tracer_provider.add_span_processor(switch)
         trace.set_tracer_provider(tracer_provider)
@@ -226,7 +229,11 @@ def _install(settings: TelemetrySettings) -> _Process:
         pushed = _metric_exporter(settings)
         if pushed is not None:
             readers.append(PeriodicExportingMetricReader(pushed))
-        meter_provider = MeterProvider(resource=resource, metric_readers=readers)
+        # No exemplars: they draw on the global random module (see _SystemIds), and neither
+        # Prometheus text nor this project's dashboards read them.
+        meter_provider = MeterProvider(
+            resource=resource, metric_readers=readers, exemplar_filter=AlwaysOffExemplarFilter()
+        )
         metrics.set_meter_provider(ReplaySafeMeterProvider(meter_provider))
         _process = _Process(tracer_provider, switch, meter_provider, registry, pushed is not None)
         return _process
@@ -339,3 +346,26 @@ def configure_telemetry(
         telemetry._server = server
         telemetry.metrics_address = f"{host}:{server.server_port}"
     return telemetry
+
+
+class _SystemIds(IdGenerator):
+    """Span and trace ids from the system's randomness, outside workflows (inside one the
+    contrib's generator uses the workflow's deterministic random instead).
+
+    The SDK's default draws on the global ``random`` module, whose state belongs to the
+    application (a seeded simulation, a property-based test) and must not move under it.
+    """
+
+    _random = random.SystemRandom()
+
+    def generate_span_id(self) -> int:
+        span_id = self._random.getrandbits(64)
+        while span_id == INVALID_SPAN_ID:
+            span_id = self._random.getrandbits(64)
+        return span_id
+
+    def generate_trace_id(self) -> int:
+        trace_id = self._random.getrandbits(128)
+        while trace_id == INVALID_TRACE_ID:
+            trace_id = self._random.getrandbits(128)
+        return trace_id
