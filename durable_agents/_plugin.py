@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from temporalio.contrib.pydantic import PydanticPayloadConverter
 from temporalio.converter import DataConverter, DefaultPayloadConverter
 from temporalio.plugin import SimplePlugin
-from temporalio.worker import WorkerConfig, WorkflowRunner
+from temporalio.worker import ReplayerConfig, WorkerConfig, WorkflowRunner
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 from temporalio.workflow import NondeterminismError
 
@@ -71,6 +71,18 @@ class DurableAgentsPlugin(SimplePlugin):
                 "pydantic_data_converter"
             )
         return super().configure_worker(config)
+
+    def configure_replayer(self, config: ReplayerConfig) -> ReplayerConfig:
+        config = super().configure_replayer(config)
+        # Replaying, a nondeterminism is the finding, raised by the replay: as a workflow
+        # failure the replayer would wait for history that never comes.
+        kept = [
+            kind
+            for kind in config.get("workflow_failure_exception_types", ())
+            if kind is not NondeterminismError
+        ]
+        config["workflow_failure_exception_types"] = kept
+        return config
 
     def _sandbox(self, existing: WorkflowRunner | None) -> WorkflowRunner:
         ours = workflow_runner()
