@@ -22,7 +22,6 @@ from ._calls import (
 from ._metrics import RunGauge
 from ._settings import TelemetrySettings
 from ._setup import (
-    SANDBOX_PASSTHROUGH,
     Telemetry,
     TracingInterceptor,
     configure_telemetry,
@@ -31,7 +30,6 @@ from ._setup import (
 )
 
 __all__ = [
-    "SANDBOX_PASSTHROUGH",
     "ModelCall",
     "RunGauge",
     "Telemetry",

@@ -52,7 +52,6 @@ from ._calls import set_trace_content
 from ._settings import TelemetrySettings
 
 __all__ = [
-    "SANDBOX_PASSTHROUGH",
     "Telemetry",
     "TracingInterceptor",
     "configure_telemetry",
@@ -61,9 +60,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-SANDBOX_PASSTHROUGH = ("opentelemetry",)
-"""Modules the workflow sandbox must pass through for workflow-side spans."""
 
 
 class TracingInterceptor(OpenTelemetryInterceptor):
