@@ -24,6 +24,8 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from tests.support.loopback import Connections, loopback_server
+
 STREAM_HEADERS = (
     "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
     "Connection: close\r\n\r\n"
@@ -69,7 +71,9 @@ class ModelServer:
     arrivals: dict[str, list[float]] = field(default_factory=dict)
     """Per model, when each request arrived (``time.monotonic``)."""
 
-    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def handle(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _: Connections
+    ) -> None:
         try:
             head = await reader.readuntil(b"\r\n\r\n")
             lines = head.decode().split("\r\n")
@@ -89,8 +93,6 @@ class ModelServer:
                 await self._respond(model, writer)
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
-        finally:
-            writer.close()
 
     async def _respond(self, model: str, writer: asyncio.StreamWriter) -> None:
         first = self.requests[model] == 1
@@ -173,8 +175,6 @@ def catalog(
 @asynccontextmanager
 async def model_server() -> AsyncIterator[ModelServer]:
     state = ModelServer()
-    server = await asyncio.start_server(state.handle, "127.0.0.1", 0)
-    state.base_url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/v1"
-    async with server:
+    async with loopback_server(state.handle) as port:
+        state.base_url = f"http://127.0.0.1:{port}/v1"
         yield state
-        server.close()

@@ -27,6 +27,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from tests.support.loopback import Connections, loopback_server
+
 __all__ = ["Certificates", "TlsProxy", "make_certificates", "tls_proxy"]
 
 
@@ -165,32 +167,31 @@ async def _pipe(
 
 @contextlib.asynccontextmanager
 async def tls_proxy(upstream: str, certificates: Certificates) -> AsyncIterator[TlsProxy]:
-    """A TLS proxy on a free loopback port to the plaintext server at ``upstream``."""
+    """A TLS proxy on a free loopback port to the plaintext server at ``upstream``.
+
+    Connections are accepted in plain TCP and their handshake done by the handler,
+    so one closed mid-handshake is still the proxy's to close.
+    """
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(certificates.cert, certificates.key)
     context.set_alpn_protocols(["h2"])
     host, port = upstream.rsplit(":", 1)
     proxy = TlsProxy(address="")
-    tasks: set[asyncio.Future[tuple[None, None]]] = set()
 
-    async def serve(client_reader: asyncio.StreamReader, client: asyncio.StreamWriter) -> None:
-        proxy.handshakes += 1
-        server_reader, server = await asyncio.open_connection(host, int(port))
-        both = asyncio.gather(
+    async def serve(
+        client_reader: asyncio.StreamReader, client: asyncio.StreamWriter, held: Connections
+    ) -> None:
+        try:
+            await client.start_tls(context)
+            proxy.handshakes += 1
+            server_reader, server = await asyncio.open_connection(host, int(port))
+        except (ConnectionError, ssl.SSLError):
+            return  # a client that refused the certificate, or went away
+        held.add(server)
+        await asyncio.gather(
             _pipe(client_reader, server, _Observer(proxy)), _pipe(server_reader, client, None)
         )
-        task = asyncio.ensure_future(both)
-        tasks.add(task)
-        task.add_done_callback(tasks.discard)
-        with contextlib.suppress(asyncio.CancelledError):  # the proxy closing
-            await task
 
-    listener = await asyncio.start_server(serve, "127.0.0.1", 0, ssl=context)
-    proxy.address = f"127.0.0.1:{listener.sockets[0].getsockname()[1]}"
-    try:
+    async with loopback_server(serve) as listening:
+        proxy.address = f"127.0.0.1:{listening}"
         yield proxy
-    finally:
-        listener.close()
-        for task in list(tasks):
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
