@@ -168,6 +168,24 @@ class DurableContext(Protocol):
         """Whether event ``key`` has arrived, without waiting; replay answers the same."""
         ...
 
+    async def patched(self, change_id: str) -> bool:
+        """Whether this run takes the code change ``change_id``.
+
+        ``True`` for a run that reaches this call fresh, ``False`` for a run that
+        had already gone past it with the code before the change, so it replays
+        the path it recorded. The same answer on every replay and for every later
+        call with this id; it takes no position. On Temporal it is
+        ``workflow.patched``. See ``durable._patches``.
+        """
+        ...
+
+    async def deprecate_patch(self, change_id: str) -> None:
+        """Mark the old path of ``change_id`` gone, once no run from before it is in flight.
+
+        Every run then takes the change; on Temporal it is ``workflow.deprecate_patch``.
+        """
+        ...
+
     @overload
     async def call_agent(
         self,

@@ -28,7 +28,7 @@ from ._errors import (
     DurableResultNotSerializableError,
 )
 from ._failures import input_invalid_error, input_type_error
-from ._names import check_name
+from ._patches import check_event_key
 from ._records import DelegationPolicy, DurableRunManifest, TaskSpec
 from ._retry import (
     DEFAULT_HEARTBEAT_TIMEOUT,
@@ -336,8 +336,7 @@ def agent(
     (``ctx.call_agent``); without it, delegation is refused, as in the reference.
     """
     declared: dict[str, JsonCodec[Any]] = {
-        check_name(key, what="event key"): JsonCodec(annotation)
-        for key, annotation in (events or {}).items()
+        check_event_key(key): JsonCodec(annotation) for key, annotation in (events or {}).items()
     }
 
     def register(func: F) -> F:

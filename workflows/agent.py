@@ -62,11 +62,11 @@ with workflow.unsafe.imports_passed_through():
         LiveKind,
         StepRecord,
         agent_definition,
-        check_name,
         child_envelope,
         event_payload,
     )
     from durable._failures import cancelled_error, parent_cancelled_reason
+    from durable._patches import check_event_key
     from durable._registry import registering_copies
 
 __all__ = ["AgentWorkflow"]
@@ -345,7 +345,7 @@ def _parse_event(message: Any) -> EventMessage:
             'an event must be one JSON object {"key": "<name>", "payload": <any JSON>}; '
             f"this one failed with {exc.errors(include_url=False, include_input=False)}"
         ) from None
-    check_name(event.key, what="event key")
+    check_event_key(event.key)
     try:
         # Looked up by type, not from run(): a handler can run before the agent starts.
         definition = agent_definition(workflow.info().workflow_type)

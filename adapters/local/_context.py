@@ -63,6 +63,7 @@ from durable._failures import (
     unrecordable,
 )
 from durable._live import retry_entry
+from durable._patches import Patches, check_event_key, patch_key
 
 from ._checkpoints import LocalCheckpoints
 from ._children import LocalChildren, RunChild
@@ -87,7 +88,7 @@ def _codec(annotation: Any) -> JsonCodec[Any]:
     return codec
 
 
-class LocalContext(LocalChildren, Approvals, LocalCheckpoints):
+class LocalContext(LocalChildren, Approvals, Patches, LocalCheckpoints):
     """Implements ``DurableContext`` over a ``DurableRunStore`` and a held lease."""
 
     def __init__(
@@ -121,6 +122,7 @@ class LocalContext(LocalChildren, Approvals, LocalCheckpoints):
         self.gauge = RunGauge("local")
         """This run in the run gauges; the runner moves it in and out."""
         self._init_local_children(run_child)
+        self._init_patches()
         self.live = live
         self.lease = lease
         self._run = run
@@ -129,6 +131,8 @@ class LocalContext(LocalChildren, Approvals, LocalCheckpoints):
         self._replayed_until = max(
             (i for i, r in self._recorded.items() if r.status != "running"), default=-1
         )
+        self._last_recorded = max(self._recorded, default=-1)
+        """The furthest position the run had reached: a position up to it is replayed."""
         self._next = 0
         self._poll = poll_interval.total_seconds()
         self._declared = dict(declared or {})
@@ -170,7 +174,7 @@ class LocalContext(LocalChildren, Approvals, LocalCheckpoints):
         return True
 
     async def has_event(self, key: str) -> bool:
-        intent = f"has_event:{check_name(key, what='event key')}"
+        intent = f"has_event:{check_event_key(key)}"
         index, record = self._position(intent, "event", "")
         if record is not None and record.status == "completed":
             return bool(record.result["arrived"])
@@ -178,6 +182,17 @@ class LocalContext(LocalChildren, Approvals, LocalCheckpoints):
         arrived = await self._store.load_event(self.run_id, key) is not None
         await self._complete(index, {"arrived": arrived})
         return arrived
+
+    async def _take_patch(self, change_id: str) -> bool:
+        if self.fatal is not None:
+            raise self.fatal
+        key = patch_key(change_id)
+        if await self._store.load_event(self.run_id, key) is not None:
+            return True  # the marker this run recorded when it first took the change
+        if self._next <= self._last_recorded:
+            return False  # the run had gone past here with the code before the change
+        await self._fenced(self._store.emit_event(self.run_id, key, True, lease=self.lease))
+        return True
 
     def continue_as_new_suggested(self) -> bool:
         return False  # a local run's record has no history limit
@@ -454,7 +469,7 @@ class LocalContext(LocalChildren, Approvals, LocalCheckpoints):
         type: Any = None,
         waiting_as: WaitingState = "waiting",
     ) -> Any:
-        intent = f"await_event:{check_name(key, what='event key')}"
+        intent = f"await_event:{check_event_key(key)}"
         wait = None if timeout is None else as_timedelta(timeout, what="await_event timeout")
         codec = self._declared.get(key) if type is None else _codec(type)
         index, record = self._position(intent, "event", "")
@@ -543,7 +558,7 @@ class LocalContext(LocalChildren, Approvals, LocalCheckpoints):
         return await self._store.load_event(self.run_id, key) is not None
 
     async def emit_event(self, key: str, payload: object, *, run_id: str | None = None) -> bool:
-        check_name(key, what="event key")
+        check_event_key(key)
         payload = event_payload(payload, what=f"event {key!r}")
         other = run_id is not None and run_id != self.run_id
         intent = f"emit_event:{key}->{run_id}" if other else f"emit_event:{key}"

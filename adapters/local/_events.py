@@ -7,6 +7,7 @@ from typing import Any
 
 from durable import DurableRegistrationError, agent_definition, check_name
 from durable._approvals import check_decision_event
+from durable._patches import check_event_key
 
 from ._store import DurableRunStore, run_not_found
 
@@ -19,6 +20,7 @@ async def send_event(store: DurableRunStore, run_id: str, key: str, payload: Any
     A payload that does not match the type the run's agent declared for ``key``
     is refused with ``DurableEventPayloadError`` and never reaches the run.
     """
+    check_event_key(key)
     run = await store.load_run(check_name(run_id, what="run_id"))
     if run is None:
         raise run_not_found(run_id)

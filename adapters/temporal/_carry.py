@@ -75,6 +75,8 @@ class CarriedState(BaseModel):
     """Event payloads received or emitted, by key (first emit wins)."""
     usage: dict[str, float | None] = Field(default_factory=dict)
     """The run's model-call totals so far."""
+    patches: dict[str, bool] = Field(default_factory=dict)
+    """The answer ``ctx.patched`` gave for each change id the run asked about."""
 
 
 class RunCarry(BaseModel):

@@ -57,6 +57,7 @@ from durable import (
     manifest_hash,
 )
 from durable._failures import cancelled_error, manifest_mismatch_error
+from durable._patches import check_event_key
 
 from . import _approvals
 from ._checkpoint_reads import read_checkpoint, read_checkpoints
@@ -381,7 +382,7 @@ class AgentClient:
         ``None``: it is applied when a worker runs the run, but nobody has
         acknowledged it yet. ``answer_within=None`` waits for a worker however long.
         """
-        check_name(key, what="event key")
+        check_event_key(key)
         # Checked here, as the local store checks it: a refused payload never travels.
         data = event_payload(payload, what=f"event {key!r}")
         if answer_within is None:

@@ -64,6 +64,7 @@ from durable._failures import (
     step_timeout_error,
     unrecordable,
 )
+from durable._patches import Patches, check_event_key
 
 from ._carry import CarriedState
 from ._checkpoints import TemporalCheckpoints
@@ -85,7 +86,7 @@ T = TypeVar("T")
 Ts = TypeVarTuple("Ts")
 
 
-class TemporalContext(TemporalChildren, Approvals, TemporalReplay, TemporalCheckpoints):
+class TemporalContext(TemporalChildren, Approvals, TemporalReplay, Patches, TemporalCheckpoints):
     """Implements ``DurableContext`` inside a workflow; ``events`` is the run's event map.
 
     ``carried`` is what the executions before this one recorded, replayed position by
@@ -132,6 +133,7 @@ class TemporalContext(TemporalChildren, Approvals, TemporalReplay, TemporalCheck
         self._init_temporal_children()
         self._init_replay(carried, execution=execution)
         self._init_checkpoints()
+        self._init_patches()
 
     def _own_manifest(self) -> DurableRunManifest:
         if self._manifest is None:
@@ -150,7 +152,7 @@ class TemporalContext(TemporalChildren, Approvals, TemporalReplay, TemporalCheck
         return workflow.cancellation_reason()
 
     async def has_event(self, key: str) -> bool:
-        check_name(key, what="event key")
+        check_event_key(key)
         record = await self._take(f"has_event:{key}", "event")
         if record is not None:
             return bool(self._outcome(record).result["arrived"])
@@ -336,7 +338,7 @@ class TemporalContext(TemporalChildren, Approvals, TemporalReplay, TemporalCheck
         type: Any = None,
         waiting_as: WaitingState = "waiting",
     ) -> Any:
-        check_name(key, what="event key")
+        check_event_key(key)
         record = await self._take(f"await_event:{key}", "event", waits=True)
         if record is not None:
             payload = self._outcome(record).result
@@ -524,7 +526,7 @@ class TemporalContext(TemporalChildren, Approvals, TemporalReplay, TemporalCheck
             workflow.upsert_memo({f"{APPROVAL_MEMO_PREFIX}{position}": entry})
 
     async def emit_event(self, key: str, payload: object, *, run_id: str | None = None) -> bool:
-        check_name(key, what="event key")
+        check_event_key(key)
         if run_id is not None and run_id != self._run_id:
             return await self._emit_to(run_id, key, payload)
         data = event_payload(payload, what=f"event {key!r}")

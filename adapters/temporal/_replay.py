@@ -70,6 +70,7 @@ class TemporalReplay:
 
     steps: list[StepRecord]
     events: dict[str, Any]
+    _patches: dict[str, bool]
     usage: dict[str, float | None]
     _in_flight: int
     _before_continue: Callable[[], Awaitable[None]] | None
@@ -88,6 +89,7 @@ class TemporalReplay:
         self._next_turn = 0
         self._skipped: set[int] = set()
         self._raised: dict[int, RaisedError] = {} if carried is None else dict(carried.raised)
+        self._carried_patches: dict[str, bool] = {} if carried is None else dict(carried.patches)
         self._awaiting = 0
         """Calls of any branch awaiting Temporal now: the safe point needs none."""
         self.replaying = bool(self._carried)
@@ -142,6 +144,19 @@ class TemporalReplay:
         if waits:
             await self._turn(index)
         return record
+
+    async def _take_patch(self, change_id: str) -> bool:
+        """On a carried position, the answer the run gave before; else Temporal's marker."""
+        if self.fatal is not None:
+            raise self.fatal
+        if self.leaving:
+            raise ContinueAsNewNow()
+        if len(self.steps) < len(self._carried):
+            return self._carried_patches.get(change_id, False)
+        return workflow.patched(change_id)
+
+    def _deprecate(self, change_id: str) -> None:
+        workflow.deprecate_patch(change_id)
 
     def _check_fresh(self, index: int) -> None:
         """A position begun without ``_take`` would skip the replay of a carried one."""
@@ -243,6 +258,7 @@ class TemporalReplay:
             raised=self._raised,
             events=self.events,
             usage=self.usage,
+            patches=self._carried_patches | self._patches,
         )
 
     async def continue_here(self) -> NoReturn:

@@ -217,6 +217,35 @@ async def versioned(ctx: DurableContext, job: Job) -> int:
     return first
 
 
+@agent(name="conformance.patched")
+async def patched(ctx: DurableContext, job: Job) -> list[str]:
+    """A deploy adds a step after "first": ``KNOBS["patch"]`` is the code now running.
+
+    ``None``: the code before the change; ``"patched"``: the change behind
+    ``ctx.patched``; ``"deprecated"``: the old path gone; ``"unguarded"``: the
+    change with no patch, which a run from before it cannot replay.
+    """
+    code = KNOBS.get("patch")
+    taken: list[str] = []
+    first = await ctx.step("first", add_one, job.n)
+    if code == "patched":
+        if await ctx.patched("check-first"):
+            await ctx.step("check", add_one, first)
+            taken.append("new")
+        else:
+            taken.append("old")
+    elif code in ("deprecated", "unguarded"):
+        if code == "deprecated":
+            await ctx.deprecate_patch("check-first")
+        await ctx.step("check", add_one, first)
+        taken.append("new")
+    await ctx.await_event(job.key)
+    if code == "patched":
+        taken.append(f"asked again: {await ctx.patched('check-first')}")
+    await ctx.step("last", add_one, first)
+    return taken
+
+
 @agent(name="conformance.clock")
 async def clock(ctx: DurableContext, job: Job) -> dict[str, str]:
     now = await ctx.now()

@@ -28,6 +28,8 @@ CALLS: Counter[str] = Counter()
 """How many times each step ran in this process, by intent: a replay runs none."""
 RENAMED: dict[int, str] = shared(__name__, "RENAMED", dict)
 """Steps whose intent a "deploy" renamed, by loop index (the divergence test)."""
+PATCHED: dict[str, bool] = shared(__name__, "PATCHED", dict)
+"""``PATCHED["on"]``: a "deploy" added a step behind ``ctx.patched`` (the patch tests)."""
 
 MODEL_EVERY = 100
 """Every hundredth iteration (at 50, 150, ...) calls the model instead of adding."""
@@ -197,6 +199,18 @@ async def diverging(ctx: DurableContext, job: LongJob) -> int:
         except Exception:
             continue  # an agent that swallows errors: a divergence still fails the run
     return total
+
+
+@agent(name="can.patched", description="a run whose code gains a patched step while it waits")
+async def patched(ctx: DurableContext, job: LongJob) -> list[int]:
+    total, extra = 0, 0
+    for i in range(job.steps):
+        if i == job.wait_at:
+            await ctx.await_event("go")
+        if i == 2 and PATCHED.get("on") and await ctx.patched("extra-step"):
+            extra = await ctx.step("extra", add, 0, -1)
+        total = await ctx.step(f"add {i}", add, total, i)
+    return [total, extra]
 
 
 @agent(name="can.abandoning", description="a run that stops awaiting a step of its own")

@@ -66,8 +66,10 @@ async def client(server: DevServer) -> Client:
 def _fresh_counts() -> Iterator[None]:
     long_agents.CALLS.clear()
     long_agents.RENAMED.clear()
+    long_agents.PATCHED.clear()
     yield
     long_agents.RENAMED.clear()
+    long_agents.PATCHED.clear()
 
 
 async def _chain(client: Client, run_id: str) -> list[WorkflowHistory]:
@@ -325,3 +327,27 @@ async def test_a_divergence_after_continuing_as_new_is_still_caught(client: Clie
     assert "'add 2'" in str(caught.value)
     assert "'renamed 2'" in str(caught.value)
     assert set(long_agents.CALLS.values()) == {1}  # nothing ran twice, even then
+
+
+@pytest.mark.parametrize("patched_from_the_start", [False, True])
+async def test_a_patch_answers_the_same_after_continuing_as_new(
+    client: Client, patched_from_the_start: bool
+) -> None:
+    """The carried positions replay in a fresh execution, where Temporal has no marker:
+    the run's own answer, carried with it, keeps it on the path it took."""
+    run_id = queue = f"long-patched-{patched_from_the_start}"
+    runs = AgentClient(client, task_queue=queue)
+    long_agents.PATCHED["on"] = patched_from_the_start
+    async with Worker(client, task_queue=queue, plugins=[DurableAgentsPlugin(MODULES)]):
+        await runs.start(long_agents.patched, LongJob(steps=200, wait_at=100), run_id=run_id)
+        await _until_waiting(runs, run_id, "go")
+        assert len(await _chain(client, run_id)) >= 2
+
+        long_agents.PATCHED["on"] = True  # the deploy: every execution from now on asks
+        await runs.send_event(run_id, "go", None)
+        total, extra = await runs.result(run_id)
+
+    assert total == sum(range(200))
+    assert extra == (-1 if patched_from_the_start else 0)
+    assert long_agents.CALLS["add -1"] == (1 if patched_from_the_start else 0)
+    assert set(long_agents.CALLS.values()) == {1}
