@@ -14,6 +14,7 @@
     durable checkpoints RUN [NAME] [--local]
     durable purge --older-than DURATION [--status S] [--dry-run] --local
     durable serve [--host H] [--port P] [--local]
+    durable check-compat [--agent A] [--json] [--local]
 
 Temporal is the default, configured like the worker (``TEMPORAL_ADDRESS``, else
 the embedded server a running ``durable worker`` started). ``--local`` uses the
@@ -53,6 +54,7 @@ from ._common import (
     EXIT_USAGE,
     UsageError,
 )
+from ._compat import cmd_check_compat
 from ._parser import parser
 from ._runs import cmd_cancel, cmd_event, cmd_result, cmd_run, cmd_watch
 from ._serve import cmd_serve
@@ -107,6 +109,7 @@ def _run(args: argparse.Namespace) -> int:
             "checkpoints": cmd_checkpoints,
             "purge": cmd_purge,
             "serve": cmd_serve,
+            "check-compat": cmd_check_compat,
         }[command]
         telemetry = configure_telemetry(_telemetry_settings(settings.telemetry, command))
         try:

@@ -112,6 +112,14 @@ def parser() -> argparse.ArgumentParser:
     purging.add_argument(
         "--dry-run", action="store_true", help="say what would be deleted, delete nothing"
     )
+    compat = command(
+        "check-compat",
+        "replay every run in flight against the agents installed here; exit 1 if any diverge",
+    )
+    compat.add_argument(
+        "--agent", action="append", help="only runs of this agent (repeat for several)"
+    )
+    compat.add_argument("--json", action="store_true", help="print the report as JSON")
     serve = command("serve", "serve the HTTP API and the web view of runs")
     serve.add_argument("--host", help="the address to listen on (default DURABLE_API_HOST)")
     serve.add_argument("--port", type=int, help="the port to listen on (default DURABLE_API_PORT)")

@@ -9,6 +9,7 @@ import typing
 from ._approvals import decide_approval, pending_approvals
 from ._cancel import cancel_run
 from ._client import LocalClient
+from ._compat import check_runs
 from ._context import LocalContext
 from ._events import send_event
 from ._file import FileStore
@@ -43,6 +44,7 @@ __all__ = [
     "SqliteStore",
     "Synchronous",
     "cancel_run",
+    "check_runs",
     "decide_approval",
     "parse_duration",
     "pending_approvals",

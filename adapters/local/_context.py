@@ -49,6 +49,7 @@ from durable import (
     step_definition,
 )
 from durable._approvals import Approvals
+from durable._compat import ReplayEnded
 from durable._failures import (
     await_timeout_error,
     divergence_error,
@@ -104,8 +105,13 @@ class LocalContext(LocalChildren, Approvals, Patches, LocalCheckpoints):
         manifest: DurableRunManifest | None = None,
         delegation: DelegationPolicy | None = None,
         run_child: RunChild | None = None,
+        replay_only: bool = False,
     ) -> None:
         self._store = store
+        self._replay_only = replay_only
+        """A compatibility check: ``ReplayEnded`` where the records end, nothing written."""
+        self.diverged: tuple[int, str, str] | None = None
+        """Where replay found the code changed: position, what was recorded, what is now."""
         self._manifest = manifest
         self._delegation = delegation
         self._unproven = run.recoveries > 0
@@ -191,6 +197,8 @@ class LocalContext(LocalChildren, Approvals, Patches, LocalCheckpoints):
             return True  # the marker this run recorded when it first took the change
         if self._next <= self._last_recorded:
             return False  # the run had gone past here with the code before the change
+        if self._replay_only:
+            raise ReplayEnded()  # the run reaches the change fresh, past its records
         await self._fenced(self._store.emit_event(self.run_id, key, True, lease=self.lease))
         return True
 
@@ -221,17 +229,23 @@ class LocalContext(LocalChildren, Approvals, Patches, LocalCheckpoints):
         self._next += 1
         record = self._recorded.get(index)
         if record is None:
+            if self._replay_only:
+                raise ReplayEnded()  # past the records: the run would go on from here
             return index, None
         if record.intent != intent or record.kind != kind:
+            self.diverged = (index, f"{record.kind} {record.intent!r}", f"{kind} {intent!r}")
             self.fatal = divergence_error(
                 self.run_id, index, (record.kind, record.intent), (kind, intent)
             )
             raise self.fatal
         if input_hash and record.input_hash and record.input_hash != input_hash:
+            self.diverged = (index, f"{kind} {intent!r}", f"{kind} {intent!r}, other input")
             self.fatal = input_mismatch_error(
                 self.run_id, index, intent, record.input_hash, input_hash
             )
             raise self.fatal
+        if self._replay_only and record.status == "running":
+            raise ReplayEnded()  # where the run is now: the code agrees up to here
         return index, record
 
     async def _begin(

@@ -48,6 +48,7 @@ from ._search import AGENT_NAME, PROJECT_ID, SEARCH_ATTRIBUTES, WAITING_FOR
 
 if typing.TYPE_CHECKING:
     from ._client import AgentClient
+    from ._compat import check_workflows
     from ._connect import TemporalConnectError, connect
     from ._delivery import deliver_event, unreachable_run
     from ._devserver import DevServer, PortInUseError, find_temporal_binary
@@ -58,6 +59,7 @@ if typing.TYPE_CHECKING:
 
 _OUTSIDE_WORKFLOWS = {
     "AgentClient": "_client",
+    "check_workflows": "_compat",
     "TemporalConnectError": "_connect",
     "connect": "_connect",
     "deliver_event": "_delivery",
@@ -119,6 +121,7 @@ __all__ = [
     "TemporalConnectError",
     "TemporalContext",
     "activity_id",
+    "check_workflows",
     "connect",
     "deliver_event",
     "durable_error_from",

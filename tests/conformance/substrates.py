@@ -21,8 +21,8 @@ from typing import Any
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.worker import Worker
 
-from adapters.local import DurableRunStore, LocalClient, run_durable
-from adapters.temporal import EVENT_SIGNAL, AgentClient
+from adapters.local import DurableRunStore, LocalClient, check_runs, run_durable
+from adapters.temporal import EVENT_SIGNAL, AgentClient, check_workflows
 from durable import (
     CancelOutcome,
     Checkpoint,
@@ -37,10 +37,19 @@ from durable import (
     StepRecord,
     derive_worker_id,
 )
+from durable._compat import CompatReport
 from durable._failures import run_failed_error
 from durable_agents import DurableAgentsPlugin
 
 Agent = Callable[[DurableContext, Any], Awaitable[Any]]
+
+MODULES = (
+    "tests.conformance.agents",
+    "tests.conformance.family",
+    "tests.conformance.approval_agents",
+    "tests.conformance.checkpoint_agents",
+)
+"""The agent modules a Temporal worker of the suite hosts."""
 
 
 class Substrate(ABC):
@@ -161,6 +170,10 @@ class Substrate(ABC):
             assert time.monotonic() < deadline, f"run {run_id!r} never listed an approval"
             await asyncio.sleep(0.05)
 
+    @abstractmethod
+    async def check_compat(self, agents: list[str] | None = None) -> CompatReport:
+        """What ``durable check-compat`` finds: the active runs the code now would not replay."""
+
     async def close(self) -> None:
         await self.client.close()
 
@@ -221,6 +234,9 @@ class LocalSubstrate(Substrate):
         with contextlib.suppress(asyncio.CancelledError):
             await task
 
+    async def check_compat(self, agents: list[str] | None = None) -> CompatReport:
+        return await check_runs(self.store, agents=agents)
+
     async def resume(self, agent: Agent, job: Any, *, run_id: str) -> None:
         # The crashed worker's lease is still live; a new worker takes over once it expires.
         await asyncio.sleep(self.lease.total_seconds() + 0.1)
@@ -259,16 +275,7 @@ class TemporalSubstrate(Substrate):
         self._worker = Worker(
             self.client.client,
             task_queue=self.task_queue,
-            plugins=[
-                DurableAgentsPlugin(
-                    (
-                        "tests.conformance.agents",
-                        "tests.conformance.family",
-                        "tests.conformance.approval_agents",
-                        "tests.conformance.checkpoint_agents",
-                    )
-                )
-            ],
+            plugins=[DurableAgentsPlugin(MODULES)],
             max_cached_workflows=0,
         )
         self._worker_task = asyncio.create_task(self._worker.run())
@@ -316,6 +323,14 @@ class TemporalSubstrate(Substrate):
 
     async def resume(self, agent: Agent, job: Any, *, run_id: str) -> None:
         await self.start_worker()
+
+    async def check_compat(self, agents: list[str] | None = None) -> CompatReport:
+        return await check_workflows(
+            self.client.client,
+            task_queue=self.task_queue,
+            plugins=[DurableAgentsPlugin(MODULES)],
+            agents=agents,
+        )
 
     async def close(self) -> None:
         await self.stop_worker()

@@ -99,3 +99,55 @@ async def test_patch_markers_cannot_be_sent_as_events(substrate: Substrate, run_
 
     await substrate.send_event(run_id, "go", None)
     assert await substrate.result(run_id) == ["new", "asked again: True"]
+
+
+@pytest.mark.parametrize(
+    ("code", "diverges"),
+    [
+        (None, False),  # unchanged
+        ("patched", False),  # the change behind ctx.patched
+        ("unguarded", True),  # the change with no patch
+        ("deprecated", True),  # the old path gone while a run from before the change waits
+    ],
+)
+async def test_check_compat_finds_the_runs_a_deploy_would_break(
+    substrate: Substrate, run_id: str, code: str | None, diverges: bool
+) -> None:
+    await substrate.start(agents.patched, Job(), run_id=run_id)
+    await substrate.wait_for_step(run_id, "await_event:go")
+    await substrate.crash(run_id)
+    agents.KNOBS["patch"] = code
+
+    report = await substrate.check_compat()
+
+    assert run_id in report.checked  # a shared database holds other tests' runs too
+    mine = [found for found in report.diverging if found.run_id == run_id]
+    assert bool(mine) is diverges
+    if diverges:
+        (found,) = mine
+        assert (found.agent, found.position) == ("conformance.patched", 1)
+        assert found.now is not None
+        assert "'check'" in found.now
+        if substrate.local:  # history shows a wait as no step of its own
+            assert found.recorded == "event 'await_event:go'"
+        assert found.error
+    assert agents.CALLS["add_one"] == 1  # the check ran no step
+
+
+async def test_check_compat_passes_a_run_that_took_the_patch_once_it_is_deprecated(
+    substrate: Substrate, run_id: str
+) -> None:
+    agents.KNOBS["patch"] = "patched"
+    await substrate.start(agents.patched, Job(), run_id=run_id)
+    await substrate.wait_for_step(run_id, "await_event:go")
+    await substrate.crash(run_id)
+
+    agents.KNOBS["patch"] = "deprecated"
+    report = await substrate.check_compat()
+    assert run_id in report.checked
+    assert run_id not in [found.run_id for found in report.diverging]
+
+    agents.KNOBS["patch"] = None  # the patch removed while a run that took it waits
+    report = await substrate.check_compat(agents=["conformance.patched"])
+    (found,) = [found for found in report.diverging if found.run_id == run_id]
+    assert found.position == 1

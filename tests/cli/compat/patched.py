@@ -1,0 +1,17 @@
+"""The same change behind ``ctx.patched``: runs from before it keep the old path."""
+
+from __future__ import annotations
+
+from durable import DurableContext, agent
+from tests.cli.compat.shared import Order, add
+
+__all__ = ["Order", "order"]
+
+
+@agent(name="compat.order")
+async def order(ctx: DurableContext, job: Order) -> int:
+    first = await ctx.step("reserve stock", add, job.n)
+    if await ctx.patched("check-fraud"):
+        await ctx.step("check fraud", add, first)
+    await ctx.await_event("paid")
+    return await ctx.step("ship", add, first)
