@@ -83,23 +83,35 @@ def finish(span: Span, error: BaseException | None = None) -> None:
 def span(name: str, attributes: Attributes, *, parent: Context | None = None) -> Iterator[Span]:
     """A span current for the block, ended by how the block ends (see ``finish``)."""
     opened = open_span(name, attributes, parent=parent)
-    try:
-        with trace.use_span(
-            opened, end_on_exit=False, record_exception=False, set_status_on_exception=False
-        ):
+    with _made_current(opened):
+        try:
             yield opened
-    except BaseException as exc:
-        finish(opened, exc)
-        raise
+        except BaseException as exc:
+            finish(opened, exc)
+            raise
     finish(opened)
+
+
+@contextmanager
+def _made_current(span: Span) -> Iterator[None]:
+    """``span`` current for the block. A coroutine closed from outside (a workflow evicted
+    from a worker's cache) leaves its context with it: nothing to restore, and
+    OpenTelemetry would log a traceback for the context it cannot reset there."""
+    token = otel_context.attach(trace.set_span_in_context(span))
+    try:
+        yield
+    except GeneratorExit:
+        raise
+    except BaseException:
+        otel_context.detach(token)
+        raise
+    otel_context.detach(token)
 
 
 @contextmanager
 def current(span: Span) -> Iterator[Span]:
     """``span`` current for the block, neither ended nor marked by how the block ends."""
-    with trace.use_span(
-        span, end_on_exit=False, record_exception=False, set_status_on_exception=False
-    ):
+    with _made_current(span):
         yield span
 
 

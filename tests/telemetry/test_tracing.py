@@ -7,8 +7,9 @@ and attributes come out of a local store and a Temporal dev server.
 
 from __future__ import annotations
 
+import contextvars
 import json
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,7 @@ from temporalio.worker import Replayer, Worker
 
 from adapters.local import LocalClient, SqliteStore
 from adapters.telemetry import names
+from adapters.telemetry import spans as made_spans
 from adapters.temporal import AgentClient, DevServer
 from durable_agents import DurableAgentsPlugin
 from tests.conformance.agents import Job, talk
@@ -231,3 +233,25 @@ async def test_the_offline_scripted_model_is_traced_as_a_model_call(
     assert attributes[names.GEN_AI_REQUEST_MODEL] == "scripted"
     assert attributes[names.GEN_AI_FINISH_REASONS] == ("stop",)
     assert attributes[names.GEN_AI_OUTPUT_TOKENS] > 0
+
+
+class _Pause:
+    def __await__(self) -> Iterator[None]:
+        yield
+
+
+def test_a_run_closed_from_outside_its_context_logs_no_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A worker evicting a cached run closes the run's coroutine outside the context the
+    run span was made current in: nothing is restored there, and nothing is logged."""
+
+    async def run() -> None:
+        with made_spans.span(names.RUN, {}):
+            await _Pause()
+
+    coroutine = run()
+    coroutine.send(None)  # the run waits, its span current
+    contextvars.Context().run(coroutine.close)  # evicted from elsewhere
+
+    assert "Failed to detach context" not in caplog.text
