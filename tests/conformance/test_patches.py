@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from durable import ErrorCode
-from tests.conformance import agents
+from tests.conformance import agents, approval_agents, family
 from tests.conformance.agents import Job
 from tests.conformance.substrates import Substrate
 from tests.conformance.test_scenarios import expect_error
@@ -151,3 +151,25 @@ async def test_check_compat_passes_a_run_that_took_the_patch_once_it_is_deprecat
     report = await substrate.check_compat(agents=["conformance.patched"])
     (found,) = [found for found in report.diverging if found.run_id == run_id]
     assert found.position == 1
+
+
+async def test_check_compat_passes_unchanged_runs_waiting_on_approvals_and_children(
+    substrate: Substrate, run_id: str
+) -> None:
+    await substrate.start(approval_agents.refund, approval_agents.Ask(), run_id=run_id)
+    await substrate.pending(run_id)
+    parent = f"{run_id}-parent"
+    await substrate.start(family.hold_two, family.Ask(), run_id=parent)
+    for child in (f"{parent}/family.waiting_leaf-0", f"{parent}/family.waiting_leaf-1"):
+        await substrate.wait_for_step(child, "await_event:go")
+
+    report = await substrate.check_compat(
+        agents=["approvals.refund", "family.hold_two", "family.waiting_leaf"]
+    )
+
+    assert {run_id, parent} <= set(report.checked)
+    assert {f"{parent}/family.waiting_leaf-0", f"{parent}/family.waiting_leaf-1"} <= set(
+        report.checked
+    )
+    mine = [found for found in report.diverging if found.run_id.startswith(run_id)]
+    assert mine == []
