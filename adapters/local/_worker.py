@@ -20,7 +20,12 @@ import functools
 import logging
 from datetime import timedelta
 
-from durable import DurableRunLeaseHeldError, derive_worker_id, registered_agents
+from durable import (
+    ACTIVE_STATUSES,
+    DurableRunLeaseHeldError,
+    derive_worker_id,
+    registered_agents,
+)
 
 from ._recovery import UnhostedRuns
 from ._retention import BlobDeleter, RetentionSweep
@@ -32,12 +37,22 @@ __all__ = ["LocalWorker"]
 
 log = logging.getLogger("durable.local.worker")
 
+_WAITS = frozenset({"event", "timer", "approval", "conversation", "agent"})
+"""Step kinds that wait rather than run code (a child run's own steps are looked at in
+the child): a stop drains every other kind, as Temporal drains activities."""
+_DRAIN_POLL = 0.1
+"""Seconds between reads of the store while draining."""
+
 
 class LocalWorker:
     """Resume abandoned runs in ``store``; stop with ``stop()``.
 
-    Runs are cancelled on stop without recording anything, so their leases
-    expire and another worker (or this one, restarted) continues them. At most
+    On stop it picks up no more runs and drains: a run with a step in flight (one that
+    runs code, not a wait; its own or a child run's) keeps going until those steps have
+    ended and been recorded, for up to ``drain``; then every run is cancelled without
+    recording anything, so their leases expire and another worker (or this one,
+    restarted) continues them from their recorded steps. A run that only waits (for an
+    event, a timer, an approval) is cancelled at once. At most
     ``max_concurrent_runs`` execute at once; the others it picked up wait their
     turn, first come first served, without taking their leases; ``max_runs``
     bounds how many it picks up at all (by default 100, or ``max_concurrent_runs`` if
@@ -61,6 +76,7 @@ class LocalWorker:
         retention: timedelta | None = None,
         retention_every: timedelta = timedelta(minutes=10),
         blobs: BlobDeleter | None = None,
+        drain: timedelta = timedelta(0),
     ) -> None:
         if max_runs is None:  # picks up at least as many as it may execute at once
             max_runs = max(100, max_concurrent_runs or 0)
@@ -70,7 +86,10 @@ class LocalWorker:
             raise ValueError(
                 f"max_recovery_attempts must be 0 or more, got {max_recovery_attempts}"
             )
+        if drain < timedelta(0):
+            raise ValueError(f"drain must be 0 or more, got {drain}")
         self.max_recovery_attempts = max_recovery_attempts
+        self.drain = drain.total_seconds()
         self.retention = (
             None
             if retention is None
@@ -138,7 +157,7 @@ class LocalWorker:
             log.info("run %r completed", run_id)
 
     async def run(self) -> None:
-        """Scan until ``stop()``; then cancel the runs in flight and return."""
+        """Scan until ``stop()``; then drain the runs in flight, cancel them and return."""
         try:
             while not self._stopping.is_set():
                 await self.scan()
@@ -146,11 +165,67 @@ class LocalWorker:
                     await self.retention.maybe_sweep(self.store)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stopping.wait(), self.scan_interval)
+            try:
+                await self._drain()
+            except Exception as exc:  # a store that fails now must not keep the runs going
+                log.warning("draining failed (%s); stopping every run now", exc)
         finally:
             tasks = list(self._tasks.values())
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _drain(self) -> None:
+        """Let each run's steps in flight end, within ``drain``; cancel each run once its
+        own have (a run that goes on to its next step meanwhile is cancelled in it, and
+        that step runs again on the next worker, as after a crash)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.drain
+        awaited: dict[str, set[tuple[str, int]]] = {}
+        for run_id in list(self._tasks):
+            awaited[run_id] = await self._steps_in_flight(run_id) if self.drain else set()
+        while awaited:
+            for run_id, steps in list(awaited.items()):
+                task = self._tasks.get(run_id)
+                if task is None:  # ended on its own meanwhile
+                    del awaited[run_id]
+                    continue
+                if steps:
+                    steps &= await self._steps_in_flight(run_id)
+                if not steps:
+                    task.cancel()
+                    del awaited[run_id]
+            if not awaited:
+                break
+            left = deadline - loop.time()
+            if left <= 0:
+                log.warning(
+                    "stopping with steps still in flight after %g s (drain): %s; they run "
+                    "again on the next worker",
+                    self.drain,
+                    ", ".join(f"{r} step {i}" for s in awaited.values() for r, i in sorted(s)),
+                )
+                return
+            await asyncio.sleep(min(_DRAIN_POLL, left))
+
+    async def _steps_in_flight(self, run_id: str) -> set[tuple[str, int]]:
+        """The user-code steps now running in ``run_id`` and in its child runs (which run
+        inside the parent's task)."""
+        found: set[tuple[str, int]] = set()
+        pending = [run_id]
+        while pending:
+            current = pending.pop()
+            for record in await self.store.load_steps(current):
+                if record.status == "running" and record.kind not in _WAITS:
+                    found.add((current, record.step_index))
+            children = await self.store.list_children(current)
+            pending.extend(c.run_id for c in children if c.status in ACTIVE_STATUSES)
+        return found
+
+    @property
+    def stopping(self) -> bool:
+        """``stop()`` was called: no more runs are picked up."""
+        return self._stopping.is_set()
 
     def stop(self) -> None:
         self._stopping.set()

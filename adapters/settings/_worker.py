@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Annotated, Any
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 from pydantic_settings import NoDecode
 
 from adapters.local import parse_duration
@@ -13,6 +13,8 @@ from adapters.local import parse_duration
 from ._env import EnvGroup
 
 __all__ = ["WorkerSettings"]
+
+_DRAIN = "DURABLE_WORKER_DRAIN_SECONDS"
 
 
 class WorkerSettings(EnvGroup):
@@ -28,6 +30,11 @@ class WorkerSettings(EnvGroup):
         default=timedelta(seconds=30), validation_alias="DURABLE_LEASE_SECONDS"
     )
     """Local leases: how long a run stays its worker's without a renewal (seconds)."""
+    drain: timedelta = Field(
+        default=timedelta(seconds=30), validation_alias="DURABLE_WORKER_DRAIN_SECONDS"
+    )
+    """On SIGTERM or SIGINT, how long a worker lets the steps in flight finish before it
+    cancels them and exits (seconds); 0 cancels them at once."""
     max_concurrent_runs: int = Field(default=100, validation_alias="DURABLE_MAX_CONCURRENT_RUNS")
     """Local runs a local worker executes at once."""
     max_recovery_attempts: int = Field(default=5, validation_alias="DURABLE_MAX_RECOVERY_ATTEMPTS")
@@ -56,16 +63,15 @@ class WorkerSettings(EnvGroup):
             )
         return value
 
-    @field_validator("lease", mode="before")
+    @field_validator("lease", "drain", mode="before")
     @classmethod
-    def _seconds(cls, value: Any) -> Any:
+    def _seconds(cls, value: Any, info: ValidationInfo) -> Any:
         if isinstance(value, str):
+            name = "DURABLE_LEASE_SECONDS" if info.field_name == "lease" else _DRAIN
             try:
                 value = timedelta(seconds=float(value))
-            except ValueError:
-                raise ValueError(
-                    f"DURABLE_LEASE_SECONDS must be a number of seconds, got {value!r}"
-                ) from None
+            except (ValueError, OverflowError):
+                raise ValueError(f"{name} must be a number of seconds, got {value!r}") from None
         return value
 
     @field_validator("retention", mode="before")
@@ -79,6 +85,11 @@ class WorkerSettings(EnvGroup):
     def _limits(self) -> WorkerSettings:
         if self.lease <= timedelta(0):
             raise ValueError("DURABLE_LEASE_SECONDS must be a positive number of seconds")
+        if self.drain < timedelta(0):
+            raise ValueError(
+                f"{_DRAIN} must be 0 or more seconds, got {self.drain.total_seconds():g}; "
+                "0 stops a worker at once, cancelling the steps in flight"
+            )
         if self.retention is not None and self.retention <= timedelta(0):
             raise ValueError("DURABLE_RETENTION must be a positive duration, such as 30d")
         if not self.task_queue.strip():
