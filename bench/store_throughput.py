@@ -1,12 +1,20 @@
-"""Durable steps per second for each local store, against raw SQLite in the same run.
+"""Durable steps per second for each local store, against raw database code in the same run.
 
-    python -m bench.store_throughput [--steps N] [--resume 1000 10000]
+    python -m bench.store_throughput [--steps N] [--runs R] [--run-steps K]
+        [--processes P] [--resume 1000 10000] [--no-postgres]
 
-The baseline does what one durable step minimally costs: one INSERT and one
-UPDATE, each committed on its own, in WAL mode at the same ``synchronous``
-setting. Ratios above 1 mean faster than the baseline. Resume times load and
-replay runs with many completed steps; their ratio shows whether resuming grows
-linearly.
+The baselines do what one durable step minimally costs: one INSERT and one
+UPDATE, each committed on its own (raw ``sqlite3`` in WAL mode at the same
+``synchronous`` setting; raw psycopg on the same PostgreSQL server, with fsync
+on and off). Ratios above 1 mean faster than the baseline. The sequential
+SQLite figure is split into what the store's writes cost alone and what the
+runner adds per step.
+
+Under concurrency, R runs of K steps at once in one process, then the same
+spread over P processes on one database, are compared with the sequential rate
+of the same store: group commit lets the runs share commits, so the goal is at
+least 5 times that rate. Resume times load and replay runs with many completed
+steps; their ratio shows whether resuming grows linearly.
 """
 
 from __future__ import annotations
@@ -14,11 +22,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import sqlite3
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from pathlib import Path
 
 from pydantic import BaseModel
@@ -32,7 +44,7 @@ from adapters.local import (
     Synchronous,
     run_durable,
 )
-from durable import DurableContext, agent, step
+from durable import DurableContext, DurableRunManifest, agent, agent_definition, step
 
 
 class Plan(BaseModel):
@@ -125,35 +137,159 @@ async def resume_seconds(
     return [statistics.median(times[steps]) for steps in sizes]
 
 
-def report(name: str, rate: float, baseline: float) -> None:
-    print(f"  {name:<28} {rate:9.0f} steps/s   ratio {rate / baseline:5.2f}")
+def report(name: str, rate: float, baseline: float, goal: float | None = None) -> None:
+    ratio = rate / baseline
+    verdict = "" if goal is None else f"   goal >= {goal:g}: {'met' if ratio >= goal else 'MISSED'}"
+    print(f"  {name:<34} {rate:9.0f} steps/s   ratio {ratio:5.2f}{verdict}")
+
+
+async def store_writes_rate(store: DurableRunStore, steps: int) -> float:
+    """Steps per second of the store's own writes for a step (begin, complete), no runner."""
+    resumed = await store.start_or_resume(
+        run_id="writes-alone",
+        agent=sequential.__name__,
+        manifest=sequential_manifest(steps),
+        worker_id="bench",
+        lease_for=timedelta(seconds=60),
+    )
+    lease = resumed.lease
+    assert lease is not None
+    started = time.perf_counter()
+    for i in range(steps):
+        await store.begin_step(lease, step_index=i, intent="noop", kind="logic", input_hash="")
+        await store.complete_step(lease, step_index=i, result=i)
+    elapsed = time.perf_counter() - started
+    await store.close()
+    return steps / elapsed
+
+
+def sequential_manifest(steps: int) -> DurableRunManifest:
+    return agent_definition("bench.sequential").manifest(
+        Plan(steps=steps), project_id="bench", scenario_id=None
+    )
+
+
+async def concurrent_rate(store: DurableRunStore, runs: int, steps: int, prefix: str) -> float:
+    """Steps per second of ``runs`` runs of ``steps`` steps at once, in this process."""
+    started = time.perf_counter()
+    await asyncio.gather(
+        *(
+            run_durable(sequential, Plan(steps=steps), store=store, run_id=f"{prefix}-{i}")
+            for i in range(runs)
+        )
+    )
+    elapsed = time.perf_counter() - started
+    await store.close()
+    return runs * steps / elapsed
+
+
+def processes_rate(
+    kind: str, location: str, processes: int, runs: int, steps: int, prefix: str
+) -> float:
+    """Steps per second of ``runs`` runs spread over ``processes`` processes on one database."""
+    start = time.time() + 3.0  # time for every process to import and open the store
+    each = runs // processes
+    children = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "bench._store_processes",
+                kind,
+                location,
+                str(start),
+                str(each),
+                str(steps),
+                f"{prefix}-{n}",
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for n in range(processes)
+    ]
+    ends = []
+    for child in children:
+        out, _ = child.communicate(timeout=600)
+        if child.returncode:
+            raise RuntimeError(f"a bench process failed with exit status {child.returncode}")
+        ends.append(float(json.loads(out)["ended"]))
+    return each * processes * steps / (max(ends) - start)
+
+
+def raw_postgres(dsn: str, steps: int) -> float:
+    """Steps per second of one INSERT plus one UPDATE per step, each committed (psycopg)."""
+    import psycopg
+
+    with psycopg.connect(dsn, autocommit=True) as db:
+        db.execute(
+            "CREATE TABLE raw_steps (run_id TEXT, step_index INTEGER, status TEXT, "
+            "result TEXT, PRIMARY KEY (run_id, step_index))"
+        )
+        started = time.perf_counter()
+        for i in range(steps):
+            db.execute("INSERT INTO raw_steps VALUES ('r', %s, 'running', NULL)", (i,))
+            db.execute(
+                "UPDATE raw_steps SET status = 'completed', result = %s WHERE run_id = 'r' "
+                "AND step_index = %s",
+                (str(i), i),
+            )
+        elapsed = time.perf_counter() - started
+        db.execute("DROP TABLE raw_steps")
+    return steps / elapsed
 
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=400, help="steps per throughput run")
+    parser.add_argument("--steps", type=int, default=400, help="steps per sequential run")
+    parser.add_argument("--runs", type=int, default=100, help="runs at once")
+    parser.add_argument("--run-steps", type=int, default=20, help="steps of each of those runs")
+    parser.add_argument("--processes", type=int, default=4, help="processes on one database")
     parser.add_argument("--resume", type=int, nargs=2, default=(1_000, 10_000))
     parser.add_argument("--no-postgres", action="store_true", help="skip PostgreSQL")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="durable-bench-"))
+    runs, run_steps, processes = args.runs, args.run_steps, args.processes
 
+    sequential_full = 0.0
     for sync in ("FULL", "NORMAL"):
         baseline = raw_sqlite(tmp / f"raw-{sync}.db", args.steps, sync)
         print(f"synchronous={sync}: raw SQLite baseline {baseline:.0f} steps/s")
-        report(
-            f"SqliteStore ({sync})",
-            await durable_rate(SqliteStore(tmp / f"store-{sync}.db", synchronous=sync), args.steps),
-            baseline,
+        rate = await durable_rate(
+            SqliteStore(tmp / f"store-{sync}.db", synchronous=sync), args.steps
         )
+        report(f"SqliteStore ({sync})", rate, baseline, 0.9 if sync == "FULL" else None)
         if sync == "FULL":
+            sequential_full = rate
+            alone = await store_writes_rate(SqliteStore(tmp / "writes.db"), args.steps)
+            report("  its writes alone (no runner)", alone, baseline)
+            print(f"  {'  the runner per step':<34} {1e6 * (1 / rate - 1 / alone):9.0f} µs")
             report(
                 "FileStore (fsync)",
                 await durable_rate(FileStore(tmp / "files"), args.steps),
                 baseline,
             )
             report("InMemoryStore", await durable_rate(InMemoryStore(), args.steps), baseline)
-            if not args.no_postgres:
-                await _postgres(args.steps, baseline)
+
+    print(
+        f"concurrency on SQLite (FULL): {runs} runs of {run_steps} steps, against the "
+        f"sequential rate {sequential_full:.0f} steps/s"
+    )
+    report(
+        f"{runs} runs in one process",
+        await concurrent_rate(SqliteStore(tmp / "concurrent.db"), runs, run_steps, "c"),
+        sequential_full,
+        5,
+    )
+    report(
+        f"{runs} runs over {processes} processes",
+        processes_rate("sqlite", str(tmp / "processes.db"), processes, runs, run_steps, "p"),
+        sequential_full,
+        5,
+    )
+
+    if not args.no_postgres:
+        for fsync in (True, False):
+            await _postgres(args.steps, fsync, runs, run_steps, processes)
 
     small, large = args.resume
     print(f"resume: a fresh worker loads and replays a run of {small} and of {large} steps")
@@ -180,12 +316,27 @@ async def _async(value: DurableRunStore) -> DurableRunStore:
     return value
 
 
-async def _postgres(steps: int, baseline: float) -> None:
+async def _postgres(steps: int, fsync: bool, runs: int, run_steps: int, processes: int) -> None:
     from tests.support.postgres import postgres_server
 
-    with postgres_server() as dsn:
-        store = await PostgresStore.connect(dsn)
-        report("PostgresStore (fsync off)", await durable_rate(store, steps), baseline)
+    setting = "on" if fsync else "off"
+    with postgres_server(fsync=fsync) as dsn:
+        baseline = raw_postgres(dsn, steps)
+        print(f"PostgreSQL, fsync {setting}: raw psycopg baseline {baseline:.0f} steps/s")
+        rate = await durable_rate(await PostgresStore.connect(dsn), steps)
+        report(f"PostgresStore (fsync {setting})", rate, baseline, 0.5)
+        report(
+            f"{runs} runs in one process",
+            await concurrent_rate(await PostgresStore.connect(dsn), runs, run_steps, "c"),
+            rate,
+            5,
+        )
+        report(
+            f"{runs} runs over {processes} processes",
+            processes_rate("postgres", dsn, processes, runs, run_steps, "p"),
+            rate,
+            5,
+        )
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import threading
 from collections.abc import Sequence
@@ -12,6 +13,7 @@ import psycopg
 
 from durable import DurableStoreError
 
+from ._group_commit import Outcome, Write
 from ._lease_keeper import LeaseKeeper
 from ._schema import Dialect, Row, migrate
 from ._sql import SqlStore
@@ -99,12 +101,49 @@ class PostgresStore(SqlStore):
             cursor = await self._conn.execute(_pg(sql), params)
             return cursor.rowcount
 
-    async def _execute_unsynced(self, sql: str, params: Sequence[Any]) -> int:
-        async with self._lock, self._conn.transaction():
-            # Returns before the commit is flushed; a server crash may lose it, never corrupt.
-            await self._conn.execute("SET LOCAL synchronous_commit = off")
-            cursor = await self._conn.execute(_pg(sql), params)
-            return cursor.rowcount
+    async def _run_batch(self, writes: Sequence[Write]) -> list[Outcome]:
+        async with self._lock:
+            if len(writes) == 1:
+                # Its own transaction, in one round trip. Committing it synced costs what
+                # the round trips of a transaction to skip the flush would.
+                return [await self._one(writes[0])]
+            try:
+                return await self._pipelined(writes)
+            except psycopg.Error:
+                pass  # a write failed, and the batch with it: learn which, one at a time
+            outcomes: list[Outcome] = []
+            try:
+                async with self._conn.transaction():
+                    for write in writes:
+                        outcomes.append(await self._one(write, savepoint=True))
+            except psycopg.Error as exc:  # the commit failed: no write of the batch holds
+                failed = DurableStoreError(f"a write to PostgreSQL failed ({exc})")
+                return [failed] * len(writes)
+            return outcomes
+
+    async def _pipelined(self, writes: Sequence[Write]) -> list[Outcome]:
+        """The batch in one transaction, sent in one round trip (psycopg's pipeline mode)."""
+        conn = self._conn
+        async with conn.pipeline(), conn.transaction():
+            if not any(write.synced for write in writes):
+                # Returns before the commit is flushed: the next synced commit, a step's
+                # outcome, is flushed with it.
+                await conn.execute("SET LOCAL synchronous_commit = off")
+            cursors = [await conn.execute(_pg(write.sql), write.params) for write in writes]
+        return [
+            list(await cursor.fetchall()) if write.returning else cursor.rowcount
+            for write, cursor in zip(writes, cursors, strict=True)
+        ]
+
+    async def _one(self, write: Write, *, savepoint: bool = False) -> Outcome:
+        """One write's rows or count, or its error; in a savepoint inside a transaction,
+        which the error then leaves usable for the writes after it."""
+        try:
+            async with self._conn.transaction() if savepoint else contextlib.nullcontext():
+                cursor = await self._conn.execute(_pg(write.sql), write.params)
+                return list(await cursor.fetchall()) if write.returning else cursor.rowcount
+        except psycopg.Error as exc:
+            return DurableStoreError(f"a write to PostgreSQL failed ({exc})")
 
     def _execute_blocking(self, sql: str, params: Sequence[Any], *, timeout: float) -> int:
         with self._renewals_lock:

@@ -42,6 +42,7 @@ from durable._codec import dumps
 from durable._live import live_position_error
 
 from . import _ledger as ledger
+from ._group_commit import GroupCommit, Outcome, Write
 from ._lease_keeper import LeaseKeeper, renewal_timeout
 from ._ledger import lease_held_error, lease_lost_error
 from ._schema import Row
@@ -219,12 +220,29 @@ class SqlStore(SqlCheckpoints, SqlPurge, ABC):
     lease_keeper: LeaseKeeper
     """Renews leases through ``renew_lease_blocking``; a dialect creates it."""
 
-    async def _execute_unsynced(self, sql: str, params: Sequence[Any]) -> int:
-        """``_execute`` for writes a crash may lose, such as the live stream.
+    @abstractmethod
+    async def _run_batch(self, writes: Sequence[Write]) -> list[Outcome]:
+        """Run ``writes`` in one transaction, in order, and commit once; an outcome each.
 
-        A dialect may skip waiting for the disk here; by default it does not.
+        A write that fails gives its error as its outcome and the others go on; a
+        batch that cannot commit gives its error to every write. The commit waits
+        for the disk unless no write is ``synced``.
         """
-        return await self._execute(sql, params)
+
+    _group: GroupCommit | None = None
+
+    async def _write(self, write: Write) -> list[Row] | int:
+        """A write committed with the other writes of this store made at the same time."""
+        if self._group is None:
+            self._group = GroupCommit(self._run_batch)
+        return await self._group.submit(write)
+
+    async def _execute_unsynced(self, sql: str, params: Sequence[Any]) -> int:
+        """``_execute`` for writes a crash may lose, such as the live stream: grouped with
+        the step writes made at the same time, and not waiting for the disk alone."""
+        changed = await self._write(Write(sql, params, synced=False))
+        assert isinstance(changed, int)
+        return changed
 
     async def _explain(self, lease: Lease, *, step_index: int | None = None) -> Exception:
         """Why a fenced write changed no row: no run, a lost lease, or a step never begun."""
@@ -444,26 +462,34 @@ class SqlStore(SqlCheckpoints, SqlPurge, ABC):
         deadline: datetime | None = None,
     ) -> StepRecord:
         now = _ms(utc_now())
-        rows = await self._fetch(
-            f"INSERT INTO durable_steps (run_id, step_index, intent, kind, input_hash, status, "
-            f"attempts, started_at, deadline) SELECT CAST(? AS TEXT), CAST(? AS INTEGER), "
-            f"CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS TEXT), 'running', 1, "
-            f"CAST(? AS BIGINT), CAST(? AS BIGINT) "
-            f"WHERE {_FENCE} ON CONFLICT (run_id, step_index) DO UPDATE SET "
-            f"attempts = durable_steps.attempts + 1, status = 'running', "
-            f"deadline = COALESCE(durable_steps.deadline, excluded.deadline) "
-            f"RETURNING {_STEP_COLUMNS}",
-            (
-                lease.run_id,
-                step_index,
-                intent,
-                kind,
-                input_hash,
-                now,
-                None if deadline is None else _ms(deadline),
-                *_fence(lease),
-            ),
+        # Committed without waiting for the disk (the step's outcome waits for it, and
+        # syncs this with it): a power cut before then loses only that the step began,
+        # which runs it again as a crash would. Waits keep their deadline durable.
+        rows = await self._write(
+            Write(
+                f"INSERT INTO durable_steps (run_id, step_index, intent, kind, input_hash, status, "
+                f"attempts, started_at, deadline) SELECT CAST(? AS TEXT), CAST(? AS INTEGER), "
+                f"CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS TEXT), 'running', 1, "
+                f"CAST(? AS BIGINT), CAST(? AS BIGINT) "
+                f"WHERE {_FENCE} ON CONFLICT (run_id, step_index) DO UPDATE SET "
+                f"attempts = durable_steps.attempts + 1, status = 'running', "
+                f"deadline = COALESCE(durable_steps.deadline, excluded.deadline) "
+                f"RETURNING {_STEP_COLUMNS}",
+                (
+                    lease.run_id,
+                    step_index,
+                    intent,
+                    kind,
+                    input_hash,
+                    now,
+                    None if deadline is None else _ms(deadline),
+                    *_fence(lease),
+                ),
+                returning=True,
+                synced=deadline is not None,
+            )
         )
+        assert isinstance(rows, list)
         if not rows:
             raise await self._explain(lease)
         return _step_record(rows[0])
@@ -471,10 +497,12 @@ class SqlStore(SqlCheckpoints, SqlPurge, ABC):
     async def _finish_step(
         self, lease: Lease, step_index: int, assignments: str, params: Sequence[Any]
     ) -> None:
-        changed = await self._execute(
-            f"UPDATE durable_steps SET {assignments} WHERE run_id = ? AND step_index = ? "
-            f"AND {_FENCE}",
-            (*params, lease.run_id, step_index, *_fence(lease)),
+        changed = await self._write(
+            Write(
+                f"UPDATE durable_steps SET {assignments} WHERE run_id = ? AND step_index = ? "
+                f"AND {_FENCE}",
+                (*params, lease.run_id, step_index, *_fence(lease)),
+            )
         )
         if not changed:
             raise await self._explain(lease, step_index=step_index)

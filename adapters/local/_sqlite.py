@@ -12,6 +12,7 @@ from urllib.parse import quote
 
 from durable import DurableStoreError
 
+from ._group_commit import Outcome, Write
 from ._lease_keeper import LeaseKeeper
 from ._offload import Offloader, WouldBlock
 from ._schema import Dialect, Row, check_readable, migrate_blocking
@@ -163,17 +164,43 @@ class SqliteStore(SqlStore):
     async def _execute(self, sql: str, params: Sequence[Any]) -> int:
         return await self._offload.call(lambda wait: self._run(sql, params, wait).rowcount)
 
-    async def _execute_unsynced(self, sql: str, params: Sequence[Any]) -> int:
-        def op(wait: bool) -> int:
-            # In WAL mode NORMAL commits without syncing the log: the write survives a
-            # crash of this process, not of the machine, and costs no fsync.
-            self._db.execute("PRAGMA synchronous = NORMAL")
-            try:
-                return self._run(sql, params, wait).rowcount
-            finally:
-                self._db.execute(f"PRAGMA synchronous = {self._synchronous}")
+    async def _run_batch(self, writes: Sequence[Write]) -> list[Outcome]:
+        synced = any(write.synced for write in writes)
+        return await self._offload.call(lambda wait: self._batch(writes, synced, wait))
 
-        return await self._offload.call(op)
+    def _batch(self, writes: Sequence[Write], synced: bool, wait: bool) -> list[Outcome]:
+        db = self._db
+        if not synced:
+            # In WAL mode NORMAL commits without syncing the log: the next synced
+            # commit, a step's outcome, makes these durable with it.
+            db.execute("PRAGMA synchronous = NORMAL")
+        try:
+            if len(writes) == 1:  # a statement is its own transaction
+                return [self._one(writes[0], wait)]
+            self._run("BEGIN IMMEDIATE", (), wait)
+            try:
+                outcomes = [self._one(write, wait, alone=False) for write in writes]
+                if not db.in_transaction:  # an error rolled the whole batch back
+                    failed = next(o for o in outcomes if isinstance(o, BaseException))
+                    return [failed] * len(writes)
+                self._run("COMMIT", (), wait)
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+            return outcomes
+        finally:
+            if not synced:
+                db.execute(f"PRAGMA synchronous = {self._synchronous}")
+
+    def _one(self, write: Write, wait: bool, *, alone: bool = True) -> Outcome:
+        """One write's rows or count, or its error; busy only when ``alone``: a batch
+        holds the write lock from its ``BEGIN IMMEDIATE``."""
+        try:
+            cursor = self._run(write.sql, write.params, wait)
+            return cursor.fetchall() if write.returning else cursor.rowcount
+        except DurableStoreError as exc:
+            return exc
 
     def _execute_blocking(self, sql: str, params: Sequence[Any], *, timeout: float) -> int:
         with self._renewals_lock:

@@ -44,8 +44,11 @@ def _free_port() -> int:
 
 
 @contextmanager
-def postgres_server() -> Iterator[str]:
-    """Yield the DSN of a fresh server; stop it and delete its data afterwards."""
+def postgres_server(*, fsync: bool = False) -> Iterator[str]:
+    """Yield the DSN of a fresh server; stop it and delete its data afterwards.
+
+    ``fsync`` off by default: tests need no durability across a power cut, and the
+    benchmark measures both settings."""
     user: pwd.struct_passwd | None = pwd.getpwnam("nobody") if os.geteuid() == 0 else None
     run_as: dict[str, Any] = {} if user is None else {"user": user.pw_uid, "group": user.pw_gid}
     problems: list[str] = []
@@ -100,7 +103,7 @@ def postgres_server() -> Iterator[str]:
                 str(data / "server.log"),
                 "-w",
                 "-o",
-                f"-p {port} -h 127.0.0.1 -k {data} -c fsync=off",
+                f"-p {port} -h 127.0.0.1 -k {data} -c fsync={'on' if fsync else 'off'}",
                 "start",
             ],
             check=True,
