@@ -45,6 +45,8 @@ _NOTHING = NonRecordingSpan(trace.INVALID_SPAN_CONTEXT)
 
 def _tracer() -> trace.Tracer | None:
     provider = trace.get_tracer_provider()
+    if isinstance(provider, trace.ProxyTracerProvider):
+        return None  # none configured: its spans would record nothing, at a cost per step
     if workflow.in_workflow() and not isinstance(provider, ReplaySafeTracerProvider):
         return None  # a plain provider would duplicate every span on replay
     return provider.get_tracer(names.TRACER)
@@ -83,6 +85,9 @@ def finish(span: Span, error: BaseException | None = None) -> None:
 def span(name: str, attributes: Attributes, *, parent: Context | None = None) -> Iterator[Span]:
     """A span current for the block, ended by how the block ends (see ``finish``)."""
     opened = open_span(name, attributes, parent=parent)
+    if opened is _NOTHING:
+        yield opened  # no tracing: nothing to make current, nor to end
+        return
     with _made_current(opened):
         try:
             yield opened
