@@ -1,16 +1,26 @@
-"""The LLM benchmark's measurements, on a small scale: they must keep measuring what they say."""
+"""The benchmarks' measurements, on a small scale: they must keep measuring what they say."""
 
 from __future__ import annotations
 
+import argparse
+import ast
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import httpx
 import pytest
 
+import bench._plain_temporal
 from adapters.local import SqliteStore
+from adapters.temporal import DevServer
+from bench import temporal_overhead
 from bench._model_server import Timing, model_server
 from bench.llm_overhead import direct, local_calls
+from bench.temporal_overhead import Level, measure, report, sides
+
+PROJECT_PACKAGES = ("activities", "adapters", "agents", "durable", "durable_agents", "workflows")
 
 
 async def test_the_llm_bench_times_both_paths_against_one_server(
@@ -31,3 +41,65 @@ async def test_the_llm_bench_times_both_paths_against_one_server(
         # The server holds the first token 20 ms and the rest 8 ms more.
         assert 0.02 <= sample.first_token < sample.total
         assert sample.total >= 0.028
+
+
+@pytest.mark.slow
+async def test_the_temporal_bench_times_both_sides_on_one_server(
+    temporal_server: DevServer,
+) -> None:
+    for local in (False, True):
+        async with sides(temporal_server.address, local=local) as both:
+            # Each side checks its runs' results: a run that did not run its steps fails here.
+            timing = await measure(both, Level(runs=3, steps=2), repeats=2)
+        assert timing.project > 0
+        assert timing.plain > 0
+        line = report(timing, throughput=True)
+        assert f"ratio {timing.ratio:5.2f} (goal <= 1.05: " in line
+        assert f"throughput {timing.throughput:5.2f} (goal >= 0.95: " in line
+        assert timing.throughput == pytest.approx(1 / timing.ratio)
+
+
+def test_the_temporal_bench_baseline_imports_no_project_code() -> None:
+    """The baseline is Temporal written by hand: temporalio and the standard library only."""
+    source = Path(bench._plain_temporal.__file__).read_text()
+    imported = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            imported |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            assert node.level == 0, "the baseline imports nothing relative to the bench"
+            imported.add((node.module or "").split(".")[0])
+    foreign = {name for name in imported if name not in sys.stdlib_module_names}
+    assert foreign == {"temporalio"}
+    # And nothing of the project comes in through temporalio's own imports.
+    code = (
+        "import sys, bench._plain_temporal; "
+        f"print(sorted(m for m in sys.modules if m.split('.')[0] in {PROJECT_PACKAGES!r}))"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert loaded.stdout.strip() == "[]"
+
+
+def test_the_temporal_bench_refuses_a_side_that_skipped_its_steps() -> None:
+    with pytest.raises(RuntimeError, match=r"returned 0 where its 3 steps sum to 3"):
+        temporal_overhead._check("the plain workflow", [3, 0], Level(runs=2, steps=3))
+
+
+@pytest.mark.parametrize("given", ["", "20,x", "0,20", "-5"])
+def test_the_temporal_bench_refuses_bad_concurrency_levels(given: str) -> None:
+    with pytest.raises(argparse.ArgumentTypeError, match=r"--concurrency takes run counts"):
+        temporal_overhead._counts(given)
+
+
+def test_the_temporal_bench_levels_start_sequential() -> None:
+    assert temporal_overhead.levels(20, [20, 200], 5) == [
+        Level(1, 20),
+        Level(20, 5),
+        Level(200, 5),
+    ]
+    assert [level.label for level in temporal_overhead.levels(3, [2], 1)] == [
+        "sequential",
+        "2 concurrent",
+    ]
