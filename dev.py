@@ -4,6 +4,8 @@
     python3 dev.py demo    run the example agent on the embedded Temporal server
     python3 dev.py test    lint, type-check and run the whole test suite
     python3 dev.py bench   run the benchmarks
+    python3 dev.py faults  run the fault suite, short form (``--long``: the README's figures;
+                           ``--only NAME``: one scenario)
 
 Each task creates ``.venv`` on first use and installs the project into it,
 reinstalling only when ``pyproject.toml`` changes.
@@ -45,7 +47,7 @@ def _run(*args: str) -> int:
 
 
 def main(argv: list[str]) -> int:
-    tasks = {"demo", "test", "bench"}
+    tasks = {"demo", "test", "bench", "faults"}
     if len(argv) < 1 or argv[0] not in tasks:
         print(__doc__)
         return 2
@@ -54,6 +56,8 @@ def main(argv: list[str]) -> int:
     os.environ.setdefault("PYTHONDONTWRITEBYTECODE", "1")
     if task == "demo":
         return _run("-m", "examples.demo", *rest)
+    if task == "faults":
+        return _run("-m", "bench.faults", *rest)
     if task == "bench":
         for bench in (
             "bench.store_throughput",
