@@ -6,10 +6,15 @@ activity publishes its model's token deltas with ``ActivityTokens``. Entries
 share one topic, ``live``; a watcher reads it with ``watch_stream``, by query, so
 watching adds nothing to the run's history.
 
-Deduplication across attempts: a retried activity first reads how much of its
+Deduplication across attempts: a retried activity reads how much of its
 step's text earlier attempts published, and ``TokenDeltas`` publishes only
 what lies beyond it. Its ``step_retry`` entry says why, from the server's
-pending activity, which keeps the previous attempt's failure.
+pending activity, which keeps the previous attempt's failure. Both reads run
+beside the step, never before it: the text is read by query, which the worker
+holding the run answers, and after a worker is killed that is often the dead
+one, so the query waits ``ANSWER_WITHIN`` for nobody. What the step publishes
+meanwhile waits for the reads; a step that ends first with no text to trim
+does not wait for the query.
 """
 
 from __future__ import annotations
@@ -88,6 +93,10 @@ class ActivityTokens:
         """Token text waiting for the next send, fragments joined: one entry per batch."""
         self._sends: set[asyncio.Task[None]] = set()
         self._timer: asyncio.Task[None] | None = None
+        self._waiting: list[LiveEvent] | None = None
+        """What the step published while a retry's reads were still under way."""
+        self._retry: asyncio.Task[None] | None = None
+        self._announced = asyncio.Event()
 
     async def __aenter__(self) -> TokenDeltas | None:
         info = activity.info()
@@ -97,22 +106,47 @@ class ActivityTokens:
             return None  # no workflow, or no client to reach it
         self._stream = stream
         self._topic = stream.topic(LIVE_TOPIC, type=LiveEvent)
-        shown = 0
+        deltas = TokenDeltas(self._step, self._offer, turn=self._turn)
         if info.attempt > 1:
-            assert info.workflow_id is not None  # from_within_activity refuses otherwise
-            shown = await _published_text(
-                activity.client(), info.workflow_id, self._step, self._turn
-            )
-            error_type, message, delay = await _previous_failure(activity.client(), info)
-            self._publish(
-                retry_entry(
-                    self._step, info.attempt, turn=self._turn,
-                    error_type=error_type, message=message, delay=delay,
-                    intent=self._intent if self._on_retry is None else None,
-                    detail=None if self._on_retry is None else self._on_retry(info.attempt),
-                )
-            )  # fmt: skip
-        return TokenDeltas(self._step, self._publish, shown=shown, turn=self._turn)
+            self._waiting = []
+            self._retry = asyncio.get_running_loop().create_task(self._prepare(info, deltas))
+        return deltas
+
+    async def _prepare(self, info: activity.Info, deltas: TokenDeltas) -> None:
+        """Announce the retry, read how far earlier attempts' text reached, then let
+        through what the step published meanwhile, trimmed to what lies beyond."""
+        assert info.workflow_id is not None  # from_within_activity refuses otherwise
+        client = activity.client()
+        shown = 0
+        try:
+            try:
+                # The server answers this one, at once.
+                error_type, message, delay = await _previous_failure(client, info)
+                self._publish(
+                    retry_entry(
+                        self._step, info.attempt, turn=self._turn,
+                        error_type=error_type, message=message, delay=delay,
+                        intent=self._intent if self._on_retry is None else None,
+                        detail=None if self._on_retry is None else self._on_retry(info.attempt),
+                    )
+                )  # fmt: skip
+            finally:
+                self._announced.set()
+            shown = await _published_text(client, info.workflow_id, self._step, self._turn)
+        finally:
+            waiting, self._waiting = self._waiting or [], None
+            for event in waiting:
+                beyond = _beyond(event, shown)
+                if beyond is not None:
+                    self._publish(beyond)
+            deltas.shown = max(deltas.shown, shown)
+
+    def _offer(self, event: LiveEvent) -> None:
+        """Publish ``event``, or keep it until the retry's reads are done."""
+        if self._waiting is not None:
+            self._waiting.append(event)
+        else:
+            self._publish(event)
 
     def _publish(self, event: LiveEvent) -> None:
         event = event.model_copy(update={"at": datetime.now(UTC)})
@@ -162,12 +196,30 @@ class ActivityTokens:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
+        if self._retry is not None:
+            await self._announced.wait()
+            if not any(e.kind == "token" for e in self._waiting or ()):
+                # No text to trim: the step does not wait for the query.
+                self._retry.cancel()
+            await asyncio.gather(self._retry, return_exceptions=True)
         if self._timer is not None:
             self._timer.cancel()
         await asyncio.gather(*self._sends, return_exceptions=True)
         if self._stream is not None:
             # A send cut short keeps its batch pending; this resends it under the same number.
             await self._send()
+
+
+def _beyond(event: LiveEvent, shown: int) -> LiveEvent | None:
+    """``event`` without the text before ``shown``; ``None`` when nothing is left."""
+    if event.kind != "token" or event.offset is None or event.text is None:
+        return event
+    end = event.offset + len(event.text)
+    if end <= shown:
+        return None
+    if event.offset >= shown:
+        return event
+    return event.model_copy(update={"offset": shown, "text": event.text[shown - event.offset :]})
 
 
 async def _previous_failure(
