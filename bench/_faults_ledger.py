@@ -130,12 +130,13 @@ def check(
     runs: Iterable[str],
     steps: int,
     kills: Sequence[Kill] = (),
-    outages: Sequence[float] = (),
+    outages: Sequence[tuple[float, float]] = (),
 ) -> Report:
     """The figures of ``ledger`` for ``runs`` of ``steps`` steps, and every broken invariant.
 
-    ``outages`` are times the server went down: every attempt in flight then may run
-    again, whichever process ran it (its outcome had nowhere to go)."""
+    ``outages`` are the times the server was told to stop and was serving again: an
+    attempt in flight then may run again, whichever process ran it (its outcome had
+    nowhere to go), and so may one that started while the server was stopping."""
     wanted = list(runs)
     report = Report(runs=len(wanted), steps=len(wanted) * steps)
     killed = {kill.pid: kill.at for kill in kills}
@@ -158,7 +159,7 @@ def _check_step(
     index: int,
     entries: list[Entry],
     killed: dict[int, float],
-    outages: Sequence[float],
+    outages: Sequence[tuple[float, float]],
 ) -> None:
     starts = [e for e in entries if e.kind == "start"]
     if not starts:
@@ -174,7 +175,7 @@ def _check_step(
     finished_before_kill = False
     for earlier, later in itertools.pairwise(starts):
         at = killed.get(earlier.pid)
-        if any(earlier.at < down <= later.at for down in outages):
+        if any(earlier.at < up and down <= later.at for down, up in outages):
             pass  # in flight when the server went down
         elif at is None or at < earlier.at:
             report.problems.append(

@@ -138,7 +138,7 @@ async def server_restart(plan: RestartPlan, work: Path, say: Say, *, timeout: fl
     port = server.port
     started = time.monotonic()
     notes: list[str] = []
-    outages: list[float] = []
+    outages: list[tuple[float, float]] = []
     try:
         env = _env(server, f"faults-{uuid.uuid4().hex[:8]}", work)
         client = await Client.connect(server.address, data_converter=pydantic_data_converter)
@@ -149,12 +149,12 @@ async def server_restart(plan: RestartPlan, work: Path, say: Say, *, timeout: fl
             await _progress(ledger, after=time.time(), started=started, timeout=timeout)
             for how in (signal.SIGTERM, signal.SIGKILL):
                 down_at = time.time()
-                outages.append(down_at)
                 await asyncio.to_thread(_stop, server, how)
                 await asyncio.sleep(plan.down)
                 server = DevServer(port=port, db_file=db, log_file=work / "temporal.log")
                 await asyncio.to_thread(server.start)
                 up_at = time.time()
+                outages.append((down_at, up_at))
                 moved = await _progress(
                     ledger, after=up_at, started=started, timeout=timeout, worker=worker
                 )

@@ -81,8 +81,11 @@ def test_a_kill_before_the_attempt_started_does_not_explain_a_rerun() -> None:
 
 def test_a_server_outage_explains_a_rerun_of_any_attempt_in_flight() -> None:
     ledger = _ledger(*_step("r", 0, 1, 1.0, 1.5), *_step("r", 0, 1, 5.0, 5.5))
-    assert check(ledger, ["r"], 1, outages=[2.0]).problems == []
-    assert check(ledger, ["r"], 1, outages=[6.0]).problems != []
+    assert check(ledger, ["r"], 1, outages=[(2.0, 4.0)]).problems == []
+    # Started while the server was stopping: its outcome may be lost too.
+    assert check(ledger, ["r"], 1, outages=[(0.5, 4.0)]).problems == []
+    assert check(ledger, ["r"], 1, outages=[(6.0, 8.0)]).problems != []
+    assert check(ledger, ["r"], 1, outages=[(0.1, 0.5)]).problems != []
 
 
 def test_a_kill_of_a_process_holding_nothing_is_counted_idle() -> None:
