@@ -26,6 +26,8 @@ import asyncio
 import importlib.util
 import sys
 from collections.abc import Sequence
+from importlib.machinery import ModuleSpec
+from types import CodeType
 from typing import Any
 
 from pydantic import ValidationError
@@ -70,6 +72,9 @@ with workflow.unsafe.imports_passed_through():
     from durable._registry import registering_copies
 
 __all__ = ["AgentWorkflow"]
+
+_compiled: dict[str, tuple[ModuleSpec, CodeType | None]] = {}
+"""Each agent module's spec and code, found and read once per worker (see ``_import_copy``)."""
 
 
 @workflow.defn(dynamic=True)
@@ -305,25 +310,45 @@ def _import_copy(module_name: str) -> None:
     its steps use (an HTTP client, say) load once in the worker, not for every
     run, and need not be importable inside a sandbox. The copy registers nothing
     (``registering_copies``): the worker's registries stay as they are.
+
+    The module is found and its code read once per worker, at its first run
+    (``_compiled``), not for every run: finding and reading it cost more than
+    the rest of a short run's workflow side. Every run still executes that code
+    afresh in its own sandbox; a changed file takes effect, as a changed step
+    already did, when the worker restarts.
     """
     parent = module_name.rpartition(".")[0]
     with workflow.unsafe.imports_passed_through():
         if parent:
             __import__(parent)
-        spec = importlib.util.find_spec(module_name)
+        found = _compiled.get(module_name) or _compile(module_name)
+    spec, code = found
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module  # this sandbox's modules, not the worker's
+    try:
+        with registering_copies(), workflow.unsafe.imports_passed_through():
+            if code is not None:
+                exec(code, module.__dict__)  # what the loader's exec_module does
+            elif spec.loader is not None:
+                spec.loader.exec_module(module)  # a loader that gives no code object
+    except BaseException:
+        del sys.modules[module_name]
+        raise
+
+
+def _compile(module_name: str) -> tuple[ModuleSpec, CodeType | None]:
+    """Find agent module ``module_name`` and read its code, as its loader would run it
+    (``None`` from a loader that only executes modules)."""
+    spec = importlib.util.find_spec(module_name)
     if spec is None or spec.loader is None:
         raise DurableRegistrationError(
             f"the workflow sandbox cannot find agent module {module_name!r}, which the worker "
             "imported; make it importable by name (not a file run as a script)"
         )
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[module_name] = module  # this sandbox's modules, not the worker's
-    try:
-        with registering_copies(), workflow.unsafe.imports_passed_through():
-            spec.loader.exec_module(module)
-    except BaseException:
-        del sys.modules[module_name]
-        raise
+    get_code = getattr(spec.loader, "get_code", None)
+    code = get_code(module_name) if callable(get_code) else None
+    found = _compiled[module_name] = spec, code
+    return found
 
 
 def _restricted(agent: str, exc: RestrictedWorkflowAccessError) -> str:

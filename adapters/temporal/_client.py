@@ -113,12 +113,14 @@ class AgentClient:
         self.task_queue = task_queue
         self.search_attributes = search_attributes
         # Handles of runs this client started wait on the exact run; the time-skipping
-        # test server answers result() only through such a handle. Bounded: a long-lived
-        # client keeps only the most recent ones.
-        self._started: OrderedDict[str, WorkflowHandle[Any, Any]] = OrderedDict()
+        # test server answers result() only through such a handle. With each, the run's
+        # agent: result() then needs no describe to type the result. Bounded: a
+        # long-lived client keeps only the most recent ones.
+        self._started: OrderedDict[str, tuple[WorkflowHandle[Any, Any], str]] = OrderedDict()
 
     def _handle(self, run_id: str) -> WorkflowHandle[Any, Any]:
-        return self._started.get(run_id) or self.client.get_workflow_handle(run_id)
+        started = self._started.get(run_id)
+        return started[0] if started else self.client.get_workflow_handle(run_id)
 
     async def start(
         self,
@@ -180,7 +182,7 @@ class AgentClient:
                 static_summary=f"{definition.name}: {definition.description}"[:200],
                 static_details=f"project `{project_id}`, manifest {digest[:12]}",
             )
-            self._started[run_id] = handle
+            self._started[run_id] = handle, definition.name
             if len(self._started) > _RECENT_HANDLES:
                 self._started.popitem(last=False)
             return Started(run_id=run_id, created=True)
@@ -222,7 +224,8 @@ class AgentClient:
     async def result(self, run_id: str) -> Any:
         """Wait for the run and return its result, typed by the agent's return annotation
         (plain JSON when the agent is not registered here); raise its failure."""
-        handle = self._handle(check_name(run_id, what="run_id"))
+        started = self._started.get(check_name(run_id, what="run_id"))
+        handle = started[0] if started else self.client.get_workflow_handle(run_id)
         try:
             data = await handle.result()
         except RPCError as failure:
@@ -238,11 +241,17 @@ class AgentClient:
             raise DurableRunFailedError(
                 f"run {run_id!r} failed: {failure.cause}; see the run in the Temporal UI"
             ) from None
-        described = await handle.describe()
-        if described.parent_id is not None and isinstance(data, dict) and "result" in data:
+        if started is not None:
+            # This client started the run: a run of its agent with no parent, and the
+            # handle follows that execution only, so there is nothing to describe.
+            parent_id, agent = None, started[1]
+        else:
+            described = await handle.describe()
+            parent_id, agent = described.parent_id, described.workflow_type
+        if parent_id is not None and isinstance(data, dict) and "result" in data:
             data = data["result"]  # a child run's envelope: its result, with its usage
         try:
-            definition = agent_definition(described.workflow_type)
+            definition = agent_definition(agent)
         except DurableRegistrationError:
             return data  # the agent is not importable here: its result as plain JSON
         return definition.output.decode(data, what=f"the result of run {run_id!r}")
