@@ -1,9 +1,10 @@
 """The live stream of a local run: publishing with group commit, and watching.
 
-A run's publisher hands entries to the store in the background: the first
-entry is written at once, and entries published while a write is in flight go
-together in the next one, so a fast token stream costs a write per store round
-trip rather than per token. Watchers in the same process are woken as soon as
+A run's publisher hands entries to the store in the background: an entry
+waits at most ``COALESCE`` seconds for the entries published after it, and
+entries published while a write is in flight go together in the next one, so a
+fast token stream, or a run of quick steps, costs a write per window rather
+than per entry. Watchers in the same process are woken as soon as
 a write lands; watchers elsewhere poll the store.
 """
 
@@ -24,6 +25,8 @@ __all__ = ["LivePublisher", "watch_run"]
 log = logging.getLogger("durable.local")
 
 _BATCH = 500
+COALESCE = 0.01
+"""Seconds an entry waits for others to share its write: no watcher sees the difference."""
 _listeners: dict[str, set[tuple[asyncio.AbstractEventLoop, asyncio.Event]]] = {}
 
 
@@ -45,6 +48,8 @@ class LivePublisher:
         self._run_id = run_id
         self._pending: list[LiveEvent] = []
         self._writer: asyncio.Task[None] | None = None
+        self._now = asyncio.Event()
+        """Set by ``flush``: write what is pending without waiting for more."""
         self._warned = False
 
     def publish(self, event: LiveEvent) -> None:
@@ -59,6 +64,8 @@ class LivePublisher:
     async def _write(self) -> None:
         try:
             while self._pending:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._now.wait(), COALESCE)
                 batch, self._pending = self._pending[:_BATCH], self._pending[_BATCH:]
                 try:
                     await self._store.append_live(self._run_id, batch)
@@ -73,9 +80,11 @@ class LivePublisher:
                 _ring(self._run_id)
         finally:
             self._writer = None
+            self._now.clear()
 
     async def flush(self) -> None:
         """Wait until everything published so far is in the store."""
+        self._now.set()
         while self._writer is not None:
             await asyncio.shield(self._writer)
 

@@ -41,9 +41,12 @@ Attributes = Mapping[str, AttributeValue]
 
 _PROPAGATOR = TraceContextTextMapPropagator()
 _NOTHING = NonRecordingSpan(trace.INVALID_SPAN_CONTEXT)
+_UNKNOWN = object()
 
 
 def _tracer() -> trace.Tracer | None:
+    if getattr(trace, "_TRACER_PROVIDER", _UNKNOWN) is None:
+        return None  # none set: asking for it reads the environment, once per step
     provider = trace.get_tracer_provider()
     if isinstance(provider, trace.ProxyTracerProvider):
         return None  # none configured: its spans would record nothing, at a cost per step
