@@ -84,6 +84,9 @@ class Report:
     duplicates: list[tuple[str, int, bool]] = field(default_factory=list)
     """Each step that started more than once: run, step, and whether the earlier attempt
     had finished (its ``done`` written) before its process was killed, its outcome lost."""
+    unrecorded: list[float] = field(default_factory=list)
+    """For each attempt that finished but was run again: seconds from its end to the kill,
+    the time its outcome was not yet recorded."""
     recoveries: list[float] = field(default_factory=list)
     """Per kill that held runs: seconds from the kill until each of those runs moved on."""
     idle_kills: int = 0
@@ -100,6 +103,10 @@ class Report:
         ]
         if self.duplicates:
             out.append(f"  of which {finished} had finished but were not yet recorded when killed")
+        if self.unrecorded:
+            out.append(
+                f"  they had finished this long before the kill (s): {spread(self.unrecorded)}"
+            )
         if self.recoveries:
             out.append(f"recovery after a kill (s): {spread(self.recoveries)}")
         if kills:
@@ -189,9 +196,12 @@ def _check_step(
                 f"{later.at:.3f} while its attempt in process {earlier.pid} still ran "
                 f"(killed only at {at:.3f}): two attempts at once"
             )
-        finished_before_kill |= any(
-            e.kind == "done" and e.pid == earlier.pid and e.at >= earlier.at for e in entries
-        )
+        done = [e for e in entries if e.kind == "done" and e.pid == earlier.pid]
+        done = [e for e in done if e.at >= earlier.at]
+        if done:
+            finished_before_kill = True
+            if at is not None:
+                report.unrecorded.append(at - done[0].at)
     report.duplicates.append((run, index, finished_before_kill))
 
 

@@ -57,6 +57,7 @@ def test_a_step_that_finished_but_was_not_recorded_before_the_kill_is_counted_ap
     report = check(ledger, ["r"], 1, [Kill(pid=1, at=2.0)])
     assert report.problems == []
     assert report.duplicates == [("r", 0, True)]
+    assert report.unrecorded == [0.5]  # it ended 0.5 s before the kill
 
 
 def test_a_step_run_twice_by_a_process_never_killed_breaks_the_invariant() -> None:
