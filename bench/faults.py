@@ -31,6 +31,7 @@ import shutil
 import sys
 import tempfile
 import time
+import traceback
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -155,6 +156,10 @@ async def run_one(name: str, sizes: Sizes) -> bool:
         return False
     except TimeoutError:
         print(f"  FAILED: over {sizes.timeout + 60:g} s; logs in {work}", flush=True)
+        return False
+    except Exception:  # a scenario that could not run (no server binary...) fails alone
+        print(f"  FAILED, the scenario could not run; logs in {work}:", flush=True)
+        traceback.print_exc(file=sys.stdout)
         return False
     print(f"  ok in {time.monotonic() - started:.1f} s", flush=True)
     shutil.rmtree(work, ignore_errors=True)

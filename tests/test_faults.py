@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -126,7 +127,7 @@ def test_processes_left_running_are_killed_on_leaving(tmp_path: Path) -> None:
 
 
 async def test_the_suite_exits_1_naming_a_failed_scenario(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     async def broken(sizes: faults.Sizes, work: Path, say: faults.Say) -> None:
         say("ran")
@@ -135,10 +136,17 @@ async def test_the_suite_exits_1_naming_a_failed_scenario(
     async def fine(sizes: faults.Sizes, work: Path, say: faults.Say) -> None:
         say("ran")
 
-    monkeypatch.setattr(faults, "SCENARIOS", {"broken": broken, "fine": fine})
-    assert await faults.main(["--only", "broken", "fine"]) == 1
+    async def unable(sizes: faults.Sizes, work: Path, say: faults.Say) -> None:
+        raise RuntimeError("no usable PostgreSQL binaries: install the Debian package")
+
+    scenarios = {"broken": broken, "unable": unable, "fine": fine}
+    monkeypatch.setattr(faults, "SCENARIOS", scenarios)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # failed scenarios keep their logs
+    assert await faults.main(["--only", "broken", "unable", "fine"]) == 1
     out = capsys.readouterr().out
     assert "FAILED after" in out
     assert "run x step 0 never started" in out
-    assert "fault suite: 1 of 2 scenarios failed: broken" in out
+    assert "FAILED, the scenario could not run" in out
+    assert "RuntimeError: no usable PostgreSQL binaries" in out
+    assert "fault suite: 2 of 3 scenarios failed: broken, unable" in out
     assert await faults.main(["--only", "fine"]) == 0
