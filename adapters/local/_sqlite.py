@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import sqlite3
 import threading
+import time
 from collections.abc import Sequence
 from typing import Any, Literal
 from urllib.parse import quote
@@ -22,6 +24,11 @@ from ._store import gc_paused
 __all__ = ["SqliteStore", "Synchronous", "store_error"]
 
 Synchronous = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
+
+_FIRST_PAUSE = 0.0005
+_LAST_PAUSE = 0.01
+"""Seconds between tries at a database another connection holds: from about a commit's
+time, doubling to this."""
 
 SQLITE = Dialect(
     bigint="INTEGER",
@@ -56,7 +63,6 @@ class SqliteStore(SqlStore):
         self.path = os.fspath(path)
         self._synchronous = synchronous
         self._busy = busy_timeout
-        self._busy_ms = int(busy_timeout * 1000)
         self._offload = Offloader("durable-sqlite")
         # The lease keeper's connection, opened on its first renewal: renewals must not
         # wait for the event loop, nor share its connection with another thread.
@@ -143,12 +149,20 @@ class SqliteStore(SqlStore):
                 if exc.sqlite_errorcode & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
                     raise WouldBlock from exc
                 raise
-        # Autocommit: the busy statement left no transaction behind, so rerun it waiting.
-        self._db.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
-        try:
-            return self._db.execute(sql, params)
-        finally:
-            self._db.execute("PRAGMA busy_timeout = 0")
+        # Autocommit: the busy statement left no transaction behind, so rerun it, waiting.
+        # Not with SQLite's busy handler, which sleeps up to 100 ms between tries: with
+        # several processes writing, the lock is free again within a commit's time.
+        deadline = time.monotonic() + self._busy
+        pause = _FIRST_PAUSE
+        while True:
+            try:
+                return self._db.execute(sql, params)
+            except sqlite3.OperationalError as exc:
+                busy = exc.sqlite_errorcode & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+                if not busy or time.monotonic() + pause > deadline:
+                    raise
+            time.sleep(pause * random.uniform(0.5, 1.5))  # apart from the other waiters
+            pause = min(pause * 2, _LAST_PAUSE)
 
     async def _fetch(self, sql: str, params: Sequence[Any]) -> list[Row]:
         return await self._offload.call(lambda wait: self._run(sql, params, wait).fetchall())
