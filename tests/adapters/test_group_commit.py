@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -89,3 +90,30 @@ async def test_writes_given_up_by_their_caller_still_commit_for_the_others(
         await first
     rows = await store._fetch("SELECT k FROM kept ORDER BY k", ())
     assert [row[0] for row in rows] == ["a", "b"]  # the batch ran as one
+
+
+async def test_a_sqlite_write_waits_for_another_process_holding_the_file(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "held.db", busy_timeout=5)
+    await store._execute("CREATE TABLE waited (k TEXT)", ())
+    other = sqlite3.connect(tmp_path / "held.db", isolation_level=None)
+    other.execute("BEGIN EXCLUSIVE")
+    asyncio.get_running_loop().call_later(0.3, other.execute, "COMMIT")
+    try:
+        assert await store._write(Write("INSERT INTO waited VALUES ('a')", ())) == 1
+    finally:
+        other.close()
+        await store.close()
+
+
+async def test_a_sqlite_write_gives_up_past_the_busy_timeout_saying_why(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "held.db", busy_timeout=0.2)
+    await store._execute("CREATE TABLE waited (k TEXT)", ())
+    other = sqlite3.connect(tmp_path / "held.db", isolation_level=None)
+    other.execute("BEGIN EXCLUSIVE")
+    try:
+        with pytest.raises(DurableStoreError, match="locked"):
+            await store._write(Write("INSERT INTO waited VALUES ('a')", ()))
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+        await store.close()
