@@ -13,14 +13,15 @@ pending activity, which keeps the previous attempt's failure. Both reads run
 beside the step, never before it: the text is read by query, which the worker
 holding the run answers, and after a worker is killed that is often the dead
 one, so the query waits ``ANSWER_WITHIN`` for nobody. What the step publishes
-meanwhile waits for the reads; a step that ends first with no text to trim
-does not wait for the query.
+meanwhile waits for the reads; a step that ends first waits for them at most
+``ANSWER_WITHIN`` each, and not at all for the query when it has no text to trim.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
@@ -120,7 +121,7 @@ class ActivityTokens:
         shown = 0
         try:
             try:
-                # The server answers this one, at once.
+                # The server answers this one, not a worker.
                 error_type, message, delay = await _previous_failure(client, info)
                 self._publish(
                     retry_entry(
@@ -140,6 +141,17 @@ class ActivityTokens:
                 if beyond is not None:
                     self._publish(beyond)
             deltas.shown = max(deltas.shown, shown)
+
+    async def _settle_retry(self) -> None:
+        """Wait, ``ANSWER_WITHIN`` at most each, for the retry entry and, when the step
+        published text, for how far earlier attempts' text reached; with no text, the
+        step that ended does not wait for the query."""
+        assert self._retry is not None
+        limit = ANSWER_WITHIN.total_seconds()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._announced.wait(), limit)
+        if any(e.kind == "token" for e in self._waiting or ()):
+            await asyncio.wait({self._retry}, timeout=limit)
 
     def _offer(self, event: LiveEvent) -> None:
         """Publish ``event``, or keep it until the retry's reads are done."""
@@ -197,11 +209,12 @@ class ActivityTokens:
         traceback: TracebackType | None,
     ) -> None:
         if self._retry is not None:
-            await self._announced.wait()
-            if not any(e.kind == "token" for e in self._waiting or ()):
-                # No text to trim: the step does not wait for the query.
+            try:
+                await self._settle_retry()
+            finally:
+                # Whatever is still unread is left unread: what waited goes out untrimmed.
                 self._retry.cancel()
-            await asyncio.gather(self._retry, return_exceptions=True)
+                await asyncio.gather(self._retry, return_exceptions=True)
         if self._timer is not None:
             self._timer.cancel()
         await asyncio.gather(*self._sends, return_exceptions=True)

@@ -10,18 +10,22 @@ a 3 s heartbeat became 8.7 s).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import signal
 import sys
 import time
+import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from temporalio.client import Client
+from temporalio.testing import ActivityEnvironment
 from temporalio.worker import Worker
 
 from adapters.temporal import AgentClient, DevServer
-from adapters.temporal._live import _beyond
+from adapters.temporal._live import ANSWER_WITHIN, ActivityTokens, _beyond
 from bench._faults_agents import MODULE, Job, ledger_run
 from bench._faults_ledger import Entry, read_ledger
 from durable import LiveEvent
@@ -44,6 +48,60 @@ def test_text_a_retry_already_showed_is_trimmed_from_what_waited() -> None:
     assert _beyond(token(6, "world"), 5) == token(6, "world")
     entry = LiveEvent(kind="step_started", step=0)
     assert _beyond(entry, 5) is entry
+
+
+@pytest.fixture
+async def unattended(client: Client, run_id: str) -> AsyncIterator[ActivityEnvironment]:
+    """An activity environment for attempt 2 of step 0 of a run no worker serves: a query
+    to it waits ``ANSWER_WITHIN`` for nobody, as one to a killed worker's run does."""
+    handle = await client.start_workflow(
+        "faults.ledger", {}, id=run_id, task_queue=f"nobody-{uuid.uuid4().hex[:8]}"
+    )
+    env = ActivityEnvironment(client)
+    env.info = dataclasses.replace(
+        env.info,
+        attempt=2,
+        activity_id="0:step 0",
+        workflow_id=run_id,
+        workflow_run_id=handle.result_run_id,
+        workflow_type="faults.ledger",
+    )
+    try:
+        yield env
+    finally:
+        await handle.terminate()
+
+
+async def _timed(push: str | None) -> tuple[float, float]:
+    """Seconds until a retried step's body began, and until its block was left."""
+    began = time.monotonic()
+    async with ActivityTokens(0, "step 0") as deltas:
+        entered = time.monotonic() - began
+        if push is not None:
+            assert deltas is not None
+            deltas.push(push)
+    return entered, time.monotonic() - began
+
+
+async def test_a_retried_step_starts_without_waiting_for_its_runs_worker(
+    unattended: ActivityEnvironment,
+) -> None:
+    entered, left = await unattended.run(_timed, None)
+    assert entered < 1.0, f"the step began {entered:.1f} s late"
+    assert left < 2.0, f"a step with no text waited {left:.1f} s for the query"
+
+
+async def test_a_retried_step_with_text_waits_for_the_query_only_so_long(
+    unattended: ActivityEnvironment, client: Client, run_id: str
+) -> None:
+    entered, left = await unattended.run(_timed, "hello")
+    assert entered < 1.0
+    assert left < ANSWER_WITHIN.total_seconds() + 3.0
+    history = await client.get_workflow_handle(run_id).fetch_history()
+    signals = [
+        e for e in history.events if e.HasField("workflow_execution_signaled_event_attributes")
+    ]
+    assert signals, "the retry entry and the text went out"
 
 
 async def _first(ledger: Path, step: int, *, within: float, besides: int = 0) -> Entry:
