@@ -48,8 +48,17 @@ class GroupCommit:
     """Batches committed so far (how well writes were grouped: writes / batches)."""
     writes: int = 0
 
-    async def submit(self, write: Write) -> list[Row] | int:
-        """Run ``write`` in the next batch; its rows or count once the batch committed."""
+    async def submit(self, write: Write, *, alone: bool = False) -> list[Row] | int:
+        """Run ``write`` in the next batch; its rows or count once the batch committed.
+
+        ``alone``: the caller knows no other run writes now (one run in the process),
+        so with no batch under way the write goes at once, without waiting a turn.
+        """
+        if alone and not self._pending and (self._flusher is None or self._flusher.done()):
+            (outcome,) = await self.run_batch([write])
+            if isinstance(outcome, BaseException):
+                raise outcome
+            return outcome
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Outcome] = loop.create_future()
         self._pending.append((write, future))

@@ -91,6 +91,11 @@ class LeaseKeeper:
         self._changed = threading.Condition()
         self._thread: threading.Thread | None = None
 
+    @property
+    def holding(self) -> int:
+        """How many leases it keeps: the runs this process executes on its store now."""
+        return len(self._kept)
+
     def keep(
         self,
         lease: Lease,

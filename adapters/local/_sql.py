@@ -235,7 +235,8 @@ class SqlStore(SqlCheckpoints, SqlPurge, ABC):
         """A write committed with the other writes of this store made at the same time."""
         if self._group is None:
             self._group = GroupCommit(self._run_batch)
-        return await self._group.submit(write)
+        # One run in this process (or none: a caller outside runs) has no one to share with.
+        return await self._group.submit(write, alone=self.lease_keeper.holding <= 1)
 
     async def _execute_unsynced(self, sql: str, params: Sequence[Any]) -> int:
         """``_execute`` for writes a crash may lose, such as the live stream: grouped with

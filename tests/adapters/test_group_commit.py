@@ -11,7 +11,7 @@ import pytest
 from pydantic import BaseModel
 
 from adapters.local import PostgresStore, SqliteStore, run_durable
-from adapters.local._group_commit import Write
+from adapters.local._group_commit import GroupCommit, Write
 from adapters.local._sql import SqlStore
 from durable import DurableContext, DurableStoreError, agent, step
 from tests.support.postgres import fresh_database
@@ -80,8 +80,9 @@ async def test_writes_given_up_by_their_caller_still_commit_for_the_others(
     store: SqlStore,
 ) -> None:
     await store._execute("CREATE TABLE kept (k TEXT PRIMARY KEY)", ())
-    first = asyncio.ensure_future(store._write(Write("INSERT INTO kept VALUES ('a')", ())))
-    second = asyncio.ensure_future(store._write(Write("INSERT INTO kept VALUES ('b')", ())))
+    group = GroupCommit(store._run_batch)  # as for runs sharing the store
+    first = asyncio.ensure_future(group.submit(Write("INSERT INTO kept VALUES ('a')", ())))
+    second = asyncio.ensure_future(group.submit(Write("INSERT INTO kept VALUES ('b')", ())))
     await asyncio.sleep(0)  # both are in the batch, which waits a turn for more
     first.cancel()
 
