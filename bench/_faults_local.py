@@ -184,7 +184,7 @@ async def race_local(
     ids = [f"race-{kind}-{i:03d}" for i in range(plan.runs)]
     started = time.monotonic()
     with Processes(work) as processes:
-        start_at = time.time() + 3.0  # every racer has imported everything by then
+        go = work / "go"
         racers = [
             processes.start(
                 "racer",
@@ -196,13 +196,19 @@ async def race_local(
                     str(ledger),
                     str(plan.steps),
                     str(plan.nap),
-                    str(start_at),
+                    str(go),
                     *ids,
                 ),
                 {},
             )
             for _ in range(plan.racers)
         ]
+        names = [name for name, _ in processes.alive.values()]
+        while not all("ready" in processes.log_tail(name, 5) for name in names):
+            no_exits(processes)
+            in_time(started, timeout, "racers still starting")
+            await asyncio.sleep(0.05)
+        go.touch()
         while any(r.poll() is None for r in racers):
             in_time(started, timeout, "racers still running")
             await asyncio.sleep(0.1)

@@ -1,8 +1,9 @@
 """One of the processes racing for the same runs: ``run_durable`` on every id at once.
 
-    python -m bench._faults_race sqlite|postgres LOCATION LEDGER STEPS NAP START_AT RUN...
+    python -m bench._faults_race sqlite|postgres LOCATION LEDGER STEPS NAP GO RUN...
 
-At ``START_AT`` (unix time, so every racer starts together) it calls
+Once its store is open it prints ``ready``; when the file ``GO`` exists (every racer
+is ready, so they start together) it calls
 ``run_durable`` for each run id concurrently, each after a random pause of up to
 1 s; a run another racer holds is asked again until it has ended, and its
 recorded result must be the right one.
@@ -12,6 +13,7 @@ Prints how many runs this process found held by another; exits 1 on a wrong resu
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import sys
 import time
@@ -52,11 +54,17 @@ async def drive(store: DurableRunStore, job: Job) -> int:
         return held
 
 
+def _wait_for(path: str) -> None:
+    while not os.path.exists(path):
+        time.sleep(0.005)
+
+
 async def main(argv: list[str]) -> None:
-    kind, location, ledger, steps, nap, start_at, *runs = argv
+    kind, location, ledger, steps, nap, go, *runs = argv
     store = await open_store(kind, location)
     try:
-        await asyncio.sleep(max(0.0, float(start_at) - time.time()))
+        print("ready", flush=True)
+        await asyncio.to_thread(_wait_for, go)
         jobs = [Job(run=run, ledger=ledger, steps=int(steps), nap=float(nap)) for run in runs]
         held = await asyncio.gather(*(drive(store, job) for job in jobs))
     finally:
