@@ -41,6 +41,13 @@ class Kill:
     pid: int
     at: float
     """Unix time, taken just before the signal was sent."""
+    dead_at: float | None = None
+    """Unix time once the process was reaped: it wrote nothing after. On a loaded
+    machine a process may write a line between ``at`` and the signal landing."""
+
+    @property
+    def dead(self) -> float:
+        return self.at if self.dead_at is None else self.dead_at
 
 
 @dataclass
@@ -146,7 +153,7 @@ def check(
     nowhere to go), and so may one that started while the server was stopping."""
     wanted = list(runs)
     report = Report(runs=len(wanted), steps=len(wanted) * steps)
-    killed = {kill.pid: kill.at for kill in kills}
+    killed = {kill.pid: kill for kill in kills}
     attempts = ledger.by_step()
     report.attempts = sum(1 for e in ledger.entries if e.kind == "start")
     strangers = sorted({run for run, _ in attempts} - set(wanted))
@@ -165,7 +172,7 @@ def _check_step(
     run: str,
     index: int,
     entries: list[Entry],
-    killed: dict[int, float],
+    killed: dict[int, Kill],
     outages: Sequence[tuple[float, float]],
 ) -> None:
     starts = [e for e in entries if e.kind == "start"]
@@ -181,16 +188,17 @@ def _check_step(
         return
     finished_before_kill = False
     for earlier, later in itertools.pairwise(starts):
-        at = killed.get(earlier.pid)
+        kill = killed.get(earlier.pid)
+        at = None if kill is None else kill.at
         if any(earlier.at < up and down <= later.at for down, up in outages):
             pass  # in flight when the server went down
-        elif at is None or at < earlier.at:
+        elif kill is None or kill.dead < earlier.at:
             report.problems.append(
                 f"run {run} step {index} ran again although its attempt in process "
                 f"{earlier.pid} (started {earlier.at:.3f}) was not in flight at a kill "
-                f"({'never killed' if at is None else f'killed at {at:.3f}, before it'})"
+                f"({'never killed' if kill is None else f'dead at {kill.dead:.3f}, before it'})"
             )
-        elif later.at < at:
+        elif at is not None and later.at < at:
             report.problems.append(
                 f"run {run} step {index} started again in process {later.pid} at "
                 f"{later.at:.3f} while its attempt in process {earlier.pid} still ran "
@@ -210,7 +218,7 @@ def _recovery(report: Report, ledger: Ledger, steps: int, kills: Sequence[Kill])
     for kill in kills:
         waits: list[float] = []
         for entries in runs.values():
-            before = [e for e in entries if e.at <= kill.at]
+            before = [e for e in entries if e.at <= kill.dead]
             if not before or before[-1].pid != kill.pid:
                 continue
             latest = before[-1]

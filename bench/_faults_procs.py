@@ -53,7 +53,7 @@ class Processes:
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=10)
         self._reap(process)
-        return Kill(pid=process.pid, at=at)
+        return Kill(pid=process.pid, at=at, dead_at=time.time())
 
     def exited(self) -> list[tuple[str, int]]:
         """Processes that ended on their own since the last call: name and exit code."""
