@@ -1,10 +1,10 @@
 """The live stream of a local run: publishing with group commit, and watching.
 
 A run's publisher hands entries to the store in the background: an entry
-waits at most ``COALESCE`` seconds for the entries published after it, and
-entries published while a write is in flight go together in the next one, so a
-fast token stream, or a run of quick steps, costs a write per window rather
-than per entry. Watchers in the same process are woken as soon as
+waits at most ``COALESCE`` seconds for the entries published after it (a
+model's tokens go at once), and entries published while a write is in flight go
+together in the next one, so a fast token stream costs a write per store round
+trip, and a run of quick steps a write per window, rather than one per entry. Watchers in the same process are woken as soon as
 a write lands; watchers elsewhere poll the store.
 """
 
@@ -64,8 +64,10 @@ class LivePublisher:
     async def _write(self) -> None:
         try:
             while self._pending:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._now.wait(), COALESCE)
+                if not any(event.kind == "token" for event in self._pending):
+                    # Tokens go at once: a watcher reads them as the model writes them.
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._now.wait(), COALESCE)
                 batch, self._pending = self._pending[:_BATCH], self._pending[_BATCH:]
                 try:
                     await self._store.append_live(self._run_id, batch)

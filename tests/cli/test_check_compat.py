@@ -127,7 +127,10 @@ async def test_temporal_runs_in_flight(
             await asyncio.sleep(0.05)
     env = _env(tmp_path, modules, TEMPORAL_ADDRESS=temporal_server.address, TASK_QUEUE=task_queue)
 
-    done = await asyncio.to_thread(checked, "check-compat", env=env)
+    try:
+        done = await asyncio.to_thread(checked, "check-compat", env=env)
+    finally:  # not left waiting on the shared server
+        await client.get_workflow_handle(f"order-{task_queue}").terminate("the test ended")
 
     assert done.returncode == status, done.stdout + done.stderr
     assert "checked 1 run in flight on Temporal" in done.stdout

@@ -19,6 +19,7 @@ from datetime import timedelta
 from typing import Any
 
 from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.service import RPCError
 from temporalio.worker import Worker
 
 from adapters.local import DurableRunStore, LocalClient, check_runs, run_durable
@@ -334,4 +335,10 @@ class TemporalSubstrate(Substrate):
 
     async def close(self) -> None:
         await self.stop_worker()
+        # Runs a scenario left waiting would crowd the shared server's run listings.
+        client = self.client.client
+        running = f"TaskQueue = '{self.task_queue}' AND ExecutionStatus = 'Running'"
+        async for execution in client.list_workflows(running):
+            with contextlib.suppress(RPCError):
+                await client.get_workflow_handle(execution.id).terminate("the scenario ended")
         await self.client.close()

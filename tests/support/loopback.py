@@ -51,6 +51,10 @@ async def loopback_server(handler: Handler) -> AsyncIterator[int]:
         yield listener.sockets[0].getsockname()[1]
     finally:
         listener.close()
+        # A connection accepted just before the close starts its handler a turn or two
+        # later: let it, so that it is cancelled and closed with the others.
+        for _ in range(3):
+            await asyncio.sleep(0)
         for task in list(tasks):
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
