@@ -4,8 +4,9 @@ A run's publisher hands entries to the store in the background: an entry
 waits at most ``COALESCE`` seconds for the entries published after it (a
 model's tokens go at once), and entries published while a write is in flight go
 together in the next one, so a fast token stream costs a write per store round
-trip, and a run of quick steps a write per window, rather than one per entry. Watchers in the same process are woken as soon as
-a write lands; watchers elsewhere poll the store.
+trip, and a run of quick steps a write per window, rather than one per entry.
+Watchers in the same process are woken as soon as a write lands; watchers
+elsewhere poll the store.
 """
 
 from __future__ import annotations
