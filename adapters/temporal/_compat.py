@@ -72,6 +72,8 @@ async def check_workflows(
         histories[history.run_id] = history
         agent_of[history.run_id] = execution.workflow_type
 
+    if not histories:
+        return CompatReport(skipped=skipped)
     taken = _TakenSteps()
     replayer = Replayer(workflows=[], plugins=plugins, interceptors=[taken])
 
