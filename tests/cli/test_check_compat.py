@@ -138,3 +138,14 @@ async def test_temporal_runs_in_flight(
         row = next(line for line in done.stdout.splitlines() if line.startswith("order-"))
         assert row.split()[1:3] == ["compat.order", "1"]
         assert "'check fraud'" in row
+
+
+async def test_temporal_with_no_run_in_flight(
+    temporal_server: DevServer, task_queue: str, tmp_path: Path
+) -> None:
+    env = _env(tmp_path, BEFORE, TEMPORAL_ADDRESS=temporal_server.address, TASK_QUEUE=task_queue)
+
+    done = await asyncio.to_thread(checked, "check-compat", env=env)
+
+    assert done.returncode == 0, done.stderr
+    assert "checked 0 runs in flight on Temporal" in done.stdout
