@@ -55,7 +55,7 @@ def main(argv: list[str]) -> int:
     _ensure_venv()
     os.environ.setdefault("PYTHONDONTWRITEBYTECODE", "1")
     if task == "demo":
-        return _run("-m", "examples.demo", *rest)
+        return _run("-m", "durable_agents.examples.demo", *rest)
     if task == "faults":
         return _run("-m", "bench.faults", *rest)
     if task == "bench":

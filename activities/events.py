@@ -9,8 +9,13 @@ from __future__ import annotations
 
 from temporalio import activity
 
-from adapters.temporal import SEND_EVENT_ACTIVITY, RunEvent, deliver_event, to_application_error
 from durable import DurableError
+from durable_agents.adapters.temporal import (
+    SEND_EVENT_ACTIVITY,
+    RunEvent,
+    deliver_event,
+    to_application_error,
+)
 
 __all__ = ["send_event"]
 

@@ -20,7 +20,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from adapters.llm import (
+from durable import DurableContext, RetryPolicy, publish_token, step
+from durable_agents.adapters.llm import (
     ChatClient,
     ChatResult,
     Messages,
@@ -30,8 +31,7 @@ from adapters.llm import (
     as_messages,
     traced_call,
 )
-from adapters.settings import SCRIPTED, ModelsSettings, current
-from durable import DurableContext, RetryPolicy, publish_token, step
+from durable_agents.adapters.settings import SCRIPTED, ModelsSettings, current
 
 __all__ = [
     "DEFAULT_MODEL",

@@ -5,7 +5,7 @@ activity type, rebuilds the arguments from the step's annotations, and returns
 the result as JSON. Failures keep the original class name as the error type, so
 a ``RetryPolicy``'s non-retryable types match exactly as they do locally.
 Temporal owns retries; nothing here retries. While a step runs, its activity
-heartbeats from a thread (``activities._heartbeat``), so a lost worker is
+heartbeats from a thread (``durable_agents.activities._heartbeat``), so a lost worker is
 noticed within the step's heartbeat timeout, not its whole timeout.
 """
 
@@ -19,9 +19,6 @@ from temporalio import activity
 from temporalio.common import RawValue
 from temporalio.exceptions import ApplicationError
 
-from activities._heartbeat import heartbeating
-from adapters.telemetry import step_attempt
-from adapters.temporal import ActivityTokens, StepOutcome, step_of_activity
 from durable import (
     UNRECORDABLE_ERRORS,
     DurableError,
@@ -30,6 +27,9 @@ from durable import (
     registered_steps,
     retry_hints,
 )
+from durable_agents.activities._heartbeat import heartbeating
+from durable_agents.adapters.telemetry import step_attempt
+from durable_agents.adapters.temporal import ActivityTokens, StepOutcome, step_of_activity
 
 __all__ = ["run_step"]
 

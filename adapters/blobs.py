@@ -13,8 +13,8 @@ import hashlib
 import os
 from pathlib import Path
 
-from adapters.settings import StorageSettings, current
 from durable import DurableStoreError
+from durable_agents.adapters.settings import StorageSettings, current
 
 __all__ = ["BLOBS_ENV", "BlobStore", "default_blob_store"]
 

@@ -14,8 +14,6 @@ import contextlib
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
-from adapters.local import DurableRunStore, RunResult, cancel_run, run_durable, watch_run
-from agents.chat import chat_turn
 from durable import (
     DurableClient,
     DurableError,
@@ -36,6 +34,14 @@ from durable.chat import (
     TurnText,
     turn_in_flight,
 )
+from durable_agents.adapters.local import (
+    DurableRunStore,
+    RunResult,
+    cancel_run,
+    run_durable,
+    watch_run,
+)
+from durable_agents.agents.chat import chat_turn
 
 __all__ = ["StoreTurns", "run_durable_turn"]
 

@@ -1,5 +1,5 @@
 """Agents this library provides, written against ``DurableContext`` like any other.
 
-``agents.conversation`` runs multi-agent conversations as child runs; a worker
+``durable_agents.agents.conversation`` runs multi-agent conversations as child runs; a worker
 that hosts conversations imports it (``worker.py`` does).
 """

@@ -12,10 +12,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from activities.llm import ChatRequest, llm_chat
-from adapters.llm import Messages, as_messages
 from durable import DurableContext, RetryPolicy, agent, step_definition
 from durable.chat import CHAT_TURN_AGENT, ChatTurn, TurnProducer, TurnText, answer_turn
+from durable_agents.activities.llm import ChatRequest, llm_chat
+from durable_agents.adapters.llm import Messages, as_messages
 
 __all__ = ["chat_turn", "model_reply"]
 

@@ -19,9 +19,6 @@ import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from activities.conversation import TurnRequest, conversation_turn
-from adapters.telemetry import names as span_names
-from adapters.telemetry import spans, turn_attributes
 from durable import (
     UNRECORDABLE_ERRORS,
     DurableChildRunFailedError,
@@ -51,10 +48,13 @@ from durable.conversation import (
     nested_failure,
     nested_text,
 )
+from durable_agents.activities.conversation import TurnRequest, conversation_turn
+from durable_agents.adapters.telemetry import names as span_names
+from durable_agents.adapters.telemetry import spans, turn_attributes
 
 if TYPE_CHECKING:
-    from adapters.local import DurableRunStore
-    from adapters.temporal import AgentClient
+    from durable_agents.adapters.local import DurableRunStore
+    from durable_agents.adapters.temporal import AgentClient
 
 __all__ = ["OnEvent", "conversation", "run_conversation"]
 
@@ -273,7 +273,7 @@ async def run_conversation(
         result: ConversationResult = await client.result(run_id)
         return result
     assert store is not None
-    from adapters.local import run_durable, watch_run
+    from durable_agents.adapters.local import run_durable, watch_run
 
     task = asyncio.create_task(run_durable(conversation, run, store=store, run_id=run_id))
     try:

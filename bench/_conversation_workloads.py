@@ -11,7 +11,7 @@ from datetime import timedelta
 from pydantic import BaseModel
 from temporalio import workflow
 
-import agents.conversation  # noqa: F401  (registers the conversation agent and its turn step)
+import durable_agents.agents.conversation  # noqa: F401  (registers the conversation agent and its turn step)
 from durable import DurableContext, agent
 from durable.conversation import (
     ConversationPolicy,
@@ -22,7 +22,7 @@ from durable.conversation import (
 )
 
 with workflow.unsafe.imports_passed_through():
-    from activities.llm import ChatRequest
+    from durable_agents.activities.llm import ChatRequest
 
 LENGTHS = (50, 100, 200)
 SEED = "Debate whether durable execution belongs in every agent framework. " * 8

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
-from adapters.local import DurableRunStore, FileStore, PostgresStore, SqliteStore
 from durable import RunRecord, agent_definition
+from durable_agents.adapters.local import DurableRunStore, FileStore, PostgresStore, SqliteStore
 
 from ._faults_agents import MODULE, Job, ledger_run
 from ._faults_ledger import Kill, check, holders, read_ledger

@@ -18,8 +18,8 @@ import random
 import sys
 import time
 
-from adapters.local import DurableRunStore, PostgresStore, SqliteStore, run_durable
 from durable import DurableRunLeaseHeldError
+from durable_agents.adapters.local import DurableRunStore, PostgresStore, SqliteStore, run_durable
 
 from ._faults_agents import Job, ledger_run
 

@@ -19,7 +19,7 @@ from typing import Any
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
-from adapters.temporal import AgentClient, DevServer
+from durable_agents.adapters.temporal import AgentClient, DevServer
 
 from ._faults_agents import MODULE, Job, ledger_run
 from ._faults_ledger import Kill, check, read_ledger

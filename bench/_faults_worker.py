@@ -15,8 +15,8 @@ import signal
 import sys
 from datetime import timedelta
 
-from adapters.local import DurableRunStore, FileStore, LocalWorker, PostgresStore
 from bench import _faults_agents  # noqa: F401  (registers the agent this worker hosts)
+from durable_agents.adapters.local import DurableRunStore, FileStore, LocalWorker, PostgresStore
 
 
 async def open_store(kind: str, location: str) -> DurableRunStore:

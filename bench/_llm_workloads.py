@@ -7,8 +7,8 @@ import time
 from pydantic import BaseModel
 from temporalio import workflow
 
-from activities.llm import chat
 from durable import DurableContext, agent
+from durable_agents.activities.llm import chat
 
 MARKS: dict[str, list[tuple[float, float]]] = {}
 """Per local run: when each call started and returned (``perf_counter``), in process."""

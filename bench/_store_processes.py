@@ -14,8 +14,8 @@ import json
 import sys
 import time
 
-from adapters.local import DurableRunStore, PostgresStore, SqliteStore, run_durable
 from bench.store_throughput import Plan, sequential
+from durable_agents.adapters.local import DurableRunStore, PostgresStore, SqliteStore, run_durable
 
 
 async def _open(kind: str, location: str) -> DurableRunStore:

@@ -26,11 +26,11 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
 
-from activities.steps import run_step
-from adapters.temporal import AgentClient, DevServer, workflow_runner
 from bench._conversation_workloads import LENGTHS, Debate, RawDebate, debate
 from bench._model_server import Timing, model_server
 from durable_agents import DurableAgentsPlugin
+from durable_agents.activities.steps import run_step
+from durable_agents.adapters.temporal import AgentClient, DevServer, workflow_runner
 
 QUEUE = "bench-conversations"
 RAW_QUEUE = "bench-conversations-raw"

@@ -38,11 +38,11 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
 
-from adapters.local import SqliteStore, run_durable, watch_run
-from adapters.temporal import AgentClient, DevServer
 from bench._llm_workloads import MARKS, Calls, llm_calls
 from bench._model_server import Timing, model_server
 from durable_agents import DurableAgentsPlugin
+from durable_agents.adapters.local import SqliteStore, run_durable, watch_run
+from durable_agents.adapters.temporal import AgentClient, DevServer
 
 QUEUE = "bench-llm"
 

@@ -35,7 +35,8 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from adapters.local import (
+from durable import DurableContext, DurableRunManifest, agent, agent_definition, step
+from durable_agents.adapters.local import (
     DurableRunStore,
     FileStore,
     InMemoryStore,
@@ -44,7 +45,6 @@ from adapters.local import (
     Synchronous,
     run_durable,
 )
-from durable import DurableContext, DurableRunManifest, agent, agent_definition, step
 
 
 class Plan(BaseModel):

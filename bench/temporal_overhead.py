@@ -40,10 +40,10 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
 
-from adapters.temporal import AgentClient, DevServer
 from bench._plain_temporal import PlainPlan, PlainSequential, plain_noop, plain_noop_local
 from bench._temporal_workloads import Plan, sequential
 from durable_agents import DurableAgentsPlugin
+from durable_agents.adapters.temporal import AgentClient, DevServer
 
 MODULES = ("bench._temporal_workloads",)
 

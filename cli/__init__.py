@@ -33,16 +33,16 @@ from collections.abc import Sequence
 
 from temporalio.service import RPCError
 
-import worker
-from adapters.settings import Settings, in_use
-from adapters.telemetry import TelemetrySettings, command_span, configure_telemetry
-from adapters.temporal import exit_without_teardown
 from durable import (
     DurableApprovalNotFoundError,
     DurableCheckpointNotFoundError,
     DurableError,
     DurableRunNotFoundError,
 )
+from durable_agents import worker
+from durable_agents.adapters.settings import Settings, in_use
+from durable_agents.adapters.telemetry import TelemetrySettings, command_span, configure_telemetry
+from durable_agents.adapters.temporal import exit_without_teardown
 
 from ._approvals import cmd_approvals, cmd_decide
 from ._common import (

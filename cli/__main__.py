@@ -1,5 +1,5 @@
-"""``python -m cli``: the ``durable`` command without the installed script."""
+"""``python -m durable_agents.cli``: the ``durable`` command without the installed script."""
 
-from cli import main
+from durable_agents.cli import main
 
 main()

@@ -9,8 +9,8 @@ from typing import Any
 
 from temporalio.service import RPCError
 
-from adapters.settings import Settings
 from durable import DecisionOutcome, DurableError
+from durable_agents.adapters.settings import Settings
 
 from ._clients import open_target
 from ._common import EXIT_OK, UsageError, decider, json_argument

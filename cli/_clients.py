@@ -15,11 +15,11 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Protocol, runtime_checkable
 
-from adapters.local import LocalClient, PurgeReport, RunSlots, SqliteStore
-from adapters.local._retention import BlobDeleter
-from adapters.settings import Settings
-from adapters.temporal import AgentClient, TemporalConnectError, connect
 from durable import Checkpoint, CheckpointInfo, DurableClient
+from durable_agents.adapters.local import LocalClient, PurgeReport, RunSlots, SqliteStore
+from durable_agents.adapters.local._retention import BlobDeleter
+from durable_agents.adapters.settings import Settings
+from durable_agents.adapters.temporal import AgentClient, TemporalConnectError, connect
 
 from ._common import UsageError
 

@@ -12,13 +12,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-import worker
-from adapters.local import SqliteStore, check_runs
-from adapters.settings import Settings
-from adapters.temporal import TemporalConnectError, check_workflows, connect
 from durable import DurableRegistrationError, agent_definition, table
 from durable._compat import CompatReport
-from durable_agents import DurableAgentsPlugin
+from durable_agents import DurableAgentsPlugin, worker
+from durable_agents.adapters.local import SqliteStore, check_runs
+from durable_agents.adapters.settings import Settings
+from durable_agents.adapters.temporal import TemporalConnectError, check_workflows, connect
 
 from ._common import EXIT_FAILED, EXIT_OK, UsageError
 

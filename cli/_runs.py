@@ -9,9 +9,9 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 
-import worker
-from adapters.settings import Settings
 from durable import ACTIVE_STATUSES, DurableRunNotFoundError, LiveEvent, LiveView, check_name
+from durable_agents import worker
+from durable_agents.adapters.settings import Settings
 
 from ._clients import open_target
 from ._common import EXIT_FAILED, EXIT_OK, UsageError, agent, json_argument, policy, show

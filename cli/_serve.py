@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-import agents.chat  # noqa: F401  (registers the chat-turn agent the chat route starts)
-import worker
-from adapters.http import ChatTurnRequest, ServerSettings
-from adapters.http._serve import bind, http_server, serving_message
-from adapters.settings import Settings
-from agents.chat import model_reply
+import durable_agents.agents.chat  # noqa: F401  (registers the chat-turn agent the chat route starts)
 from durable import DurableClient
 from durable.chat import ChatTurnEngine
+from durable_agents import worker
+from durable_agents.adapters.http import ChatTurnRequest, ServerSettings
+from durable_agents.adapters.http._serve import bind, http_server, serving_message
+from durable_agents.adapters.settings import Settings
+from durable_agents.agents.chat import model_reply
 
 from ._clients import open_target
 from ._common import EXIT_OK, UsageError

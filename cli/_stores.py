@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 
-from adapters.blobs import BlobStore
-from adapters.local import parse_duration
-from adapters.local._retention import purge_summary
-from adapters.settings import Settings
 from durable import ENDED_STATUSES, check_name, table
+from durable_agents.adapters.blobs import BlobStore
+from durable_agents.adapters.local import parse_duration
+from durable_agents.adapters.local._retention import purge_summary
+from durable_agents.adapters.settings import Settings
 
 from ._clients import open_purging, open_target
 from ._common import EXIT_OK, show

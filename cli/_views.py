@@ -6,7 +6,6 @@ import argparse
 import json
 from collections.abc import Sequence
 
-from adapters.settings import Settings
 from durable import (
     ACTIVE_STATUSES,
     StepRecord,
@@ -15,6 +14,7 @@ from durable import (
     table,
     usage_line,
 )
+from durable_agents.adapters.settings import Settings
 
 from ._approvals import decision_words
 from ._clients import open_target

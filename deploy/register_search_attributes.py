@@ -23,8 +23,8 @@ from temporalio.api.operatorservice.v1 import (
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from adapters.settings import SettingsError, TemporalSettings
-from adapters.temporal import (
+from durable_agents.adapters.settings import SettingsError, TemporalSettings
+from durable_agents.adapters.temporal import (
     SEARCH_ATTRIBUTES,
     TemporalConnectError,
     connect,

@@ -1,7 +1,7 @@
 """The durable-agent contract, independent of any substrate.
 
 An agent is a plain async function written against ``DurableContext``; the
-same function runs on the local store (``adapters.local.run_durable``) and on
+same function runs on the local store (``durable_agents.adapters.local.run_durable``) and on
 Temporal. This package imports only the standard library and pydantic.
 """
 

@@ -19,7 +19,7 @@ the answer. ``DurableTurn`` wraps the run for the caller:
 
 A caller that stops reading a fresh turn cancels it, so asking again starts it
 again at once. ``TurnRuns`` is what a substrate provides: ``ClientTurns`` over
-any ``DurableClient`` here, ``adapters.chat.StoreTurns`` over a local store.
+any ``DurableClient`` here, ``durable_agents.adapters.chat.StoreTurns`` over a local store.
 """
 
 from __future__ import annotations
@@ -111,7 +111,7 @@ class TurnProducer(BaseModel):
     ``publish_token`` and returns the answer: its text, or an object with a
     ``text`` field (``llm.chat`` returns a ``ChatResult``, whose usage then
     counts toward the run's). By reference, never a closure, because on Temporal
-    the step runs as an activity on a worker. ``agents.chat.model_reply``
+    the step runs as an activity on a worker. ``durable_agents.agents.chat.model_reply``
     describes a model call.
     """
 
@@ -296,7 +296,7 @@ class ClientTurns:
     """``TurnRuns`` over any ``DurableClient``: a worker (local or Temporal) runs the turn.
 
     The agent ``chat.turn`` must be registered in this process (import
-    ``agents.chat``), to build the run's manifest, and hosted by the workers.
+    ``durable_agents.agents.chat``), to build the run's manifest, and hosted by the workers.
     """
 
     def __init__(self, client: DurableClient, *, settle_within: float = 30.0) -> None:
@@ -304,7 +304,8 @@ class ClientTurns:
         if CHAT_TURN_AGENT not in registered_agents():
             raise DurableRegistrationError(
                 f"chat turns are runs of the agent {CHAT_TURN_AGENT!r}, which is not registered "
-                "in this process; import agents.chat here (the workers import it too)"
+                "in this process; import durable_agents.agents.chat here "
+                "(the workers import it too)"
             )
         self.client = client
         self.settle_within = settle_within

@@ -84,9 +84,9 @@ class ChatTurnEngine(Generic[RequestT]):
     """Runs chat turns as NDJSON streams; one instance serves every request.
 
     ``runs`` is a ``DurableClient`` (a worker runs each turn: ``LocalClient``,
-    ``AgentClient``) or any ``TurnRuns`` (``adapters.chat.StoreTurns``: the turn
+    ``AgentClient``) or any ``TurnRuns`` (``durable_agents.adapters.chat.StoreTurns``: the turn
     runs in this process on a local store). ``produce`` describes a turn's
-    producer from the request (``agents.chat.model_reply``); it does no I/O, and
+    producer from the request (``durable_agents.agents.chat.model_reply``); it does no I/O, and
     the producer it describes runs only on a fresh turn. Without ``produce`` the
     request must be the ``TurnProducer`` itself.
     """

@@ -1,8 +1,8 @@
 """``DurableClient``: the one protocol callers speak, whatever runs the agents.
 
 The CLI, the HTTP API and the tests drive runs only through it. Two
-implementations keep it: ``adapters.local.LocalClient`` over a local store and
-``adapters.temporal.AgentClient`` on Temporal. What differs between substrates
+implementations keep it: ``durable_agents.adapters.local.LocalClient`` over a local store and
+``durable_agents.adapters.temporal.AgentClient`` on Temporal. What differs between substrates
 stays behind it; where an answer can differ (an event delivered while no
 worker runs, on Temporal), the answer says so instead of the caller branching.
 """

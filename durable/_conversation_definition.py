@@ -166,7 +166,7 @@ def define_conversation(
     Participant names must be unique, ``alternate`` needs exactly two
     participants, and ``max_turns`` must be positive. Call it at import time in
     the module that defines the agents, so every worker registers it; the
-    worker also imports ``agents.conversation``, which runs conversations.
+    worker also imports ``durable_agents.agents.conversation``, which runs conversations.
     """
     check_name(name, what="conversation name")
     people = tuple(p if isinstance(p, Participant) else Participant(**p) for p in participants)

@@ -6,8 +6,8 @@ the whole surface a chat route needs: it returns the turn's NDJSON byte stream
 answer without running its producer again; a turn another attempt is answering
 gets ``lease_held``; a failed or interrupted turn runs again under the same id.
 The turn's run is the agent ``CHAT_TURN_AGENT`` (``agents/chat.py``), whose one
-step of kind ``llm`` is the producer. ``adapters.chat.run_durable_turn`` runs one
-turn on a local store or through a client; ``adapters.chat.StoreTurns`` lets the
+step of kind ``llm`` is the producer. ``durable_agents.adapters.chat.run_durable_turn`` runs one
+turn on a local store or through a client; ``durable_agents.adapters.chat.StoreTurns`` lets the
 engine run turns in this process on a local store. This module does no I/O of
 its own.
 """

@@ -4,7 +4,7 @@ A ``Conversation`` is defined once, in code, with ``define_conversation`` and
 registered by name, like an agent, so every worker and every replay finds the
 same participants, turn order and halt predicate. Any agent runs one with
 ``await ctx.conversation(conversation, seed=...)``; callers outside an agent
-use ``agents.conversation.run_conversation``. Either way it is a child run of
+use ``durable_agents.agents.conversation.run_conversation``. Either way it is a child run of
 the agent ``CONVERSATION_AGENT`` (``agents/conversation.py``), whose turns are
 steps of kind ``llm``. ``ConversationDriver`` holds every rule: who speaks
 next, when to halt, how a participant's circuit breaker counts failures. This

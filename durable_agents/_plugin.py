@@ -13,14 +13,14 @@ from temporalio.worker import ReplayerConfig, WorkerConfig, WorkflowRunner
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 from temporalio.workflow import NondeterminismError
 
-import agents.chat
-import agents.conversation  # noqa: F401  (the conversation agent and its turn step)
-from activities.checkpoints import get_checkpoint, put_checkpoint
-from activities.events import send_event
-from activities.steps import run_step
-from adapters.telemetry import tracing_interceptors
-from adapters.temporal import workflow_runner
-from workflows.agent import AgentWorkflow
+import durable_agents.agents.chat
+import durable_agents.agents.conversation  # noqa: F401  (the conversation agent and its turn step)
+from durable_agents.activities.checkpoints import get_checkpoint, put_checkpoint
+from durable_agents.activities.events import send_event
+from durable_agents.activities.steps import run_step
+from durable_agents.adapters.telemetry import tracing_interceptors
+from durable_agents.adapters.temporal import workflow_runner
+from durable_agents.workflows.agent import AgentWorkflow
 
 __all__ = ["DurableAgentsPlugin", "import_agent_modules"]
 
@@ -35,7 +35,7 @@ class DurableAgentsPlugin(SimplePlugin):
     ``Worker(..., plugins=[...])`` alone the client must already convert with
     pydantic. The worker gets the agent workflow, the step, event and checkpoint
     activities, a sandbox that passes this project's workflow-side modules
-    through, the tracing interceptor (``adapters.telemetry``), and
+    through, the tracing interceptor (``durable_agents.adapters.telemetry``), and
     ``NondeterminismError`` as a workflow failure (the caller sees it as a
     divergence instead of a task retried forever).
 

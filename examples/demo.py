@@ -1,6 +1,6 @@
 """The demo: refund-review agents run as Temporal workflows and ask a person to approve.
 
-    python -m examples.demo [--approve-after SECONDS] [--keep-running]
+    python -m durable_agents.examples.demo [--approve-after SECONDS] [--keep-running]
 
 It starts the Temporal dev server and a worker, and three runs of
 ``refund_review``. It prints the first run's live stream (steps, the model's
@@ -27,12 +27,12 @@ from pathlib import Path
 
 from temporalio.worker import Worker
 
-from adapters.settings import Settings
-from adapters.temporal import AgentClient, find_temporal_binary
 from durable import LiveView, PendingApproval, table, usage_line
 from durable_agents import DurableAgentsPlugin
-from examples.refund import RefundOutcome, RefundRequest, refund_review
-from worker import temporal_client
+from durable_agents.adapters.settings import Settings
+from durable_agents.adapters.temporal import AgentClient, find_temporal_binary
+from durable_agents.examples.refund import RefundOutcome, RefundRequest, refund_review
+from durable_agents.worker import temporal_client
 
 BIN = Path(sys.executable).parent
 
@@ -137,7 +137,7 @@ async def demo(approve_after: float, keep_running: bool) -> None:
         Worker(
             client,
             task_queue=settings.worker.task_queue,
-            plugins=[DurableAgentsPlugin(("examples.refund",))],
+            plugins=[DurableAgentsPlugin(("durable_agents.examples.refund",))],
         ),
     ):
         agents = AgentClient(client, task_queue=settings.worker.task_queue)

@@ -1,6 +1,6 @@
 """The local demo: refund runs wait for a reviewer, survive their worker, and finish.
 
-    python -m examples.local_demo
+    python -m durable_agents.examples.local_demo
 
 1. worker A starts three ``refund_review`` runs on the SQLite store; each stops
    at its approval, asking a reviewer to approve its payout;
@@ -23,9 +23,9 @@ import time
 import uuid
 from pathlib import Path
 
-from adapters.local import SqliteStore, pending_approvals, run_durable
 from durable import RunRecord, steps_table, table
-from examples.refund import LEDGER_ENV, RefundRequest, refund_review
+from durable_agents.adapters.local import SqliteStore, pending_approvals, run_durable
+from durable_agents.examples.refund import LEDGER_ENV, RefundRequest, refund_review
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("DURABLE_DEMO_DATA", ROOT / "data"))
@@ -44,7 +44,7 @@ def _env() -> dict[str, str]:
     return {
         **os.environ,
         "DURABLE_STORE": str(STORE),
-        "DURABLE_AGENT_MODULES": "examples.refund",
+        "DURABLE_AGENT_MODULES": "durable_agents.examples.refund",
         "DURABLE_LEASE_SECONDS": str(LEASE_SECONDS),
         LEDGER_ENV: str(DATA / "refunds.jsonl"),
         "PYTHONPATH": str(ROOT),
@@ -76,7 +76,7 @@ async def durable(*args: str) -> None:
     command = [*args, *(("--local",) if args[0] == "approvals" else ("--by", "dana", "--local"))]
     print(f"   $ {shlex.join(['durable', *command])}")
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "cli", *command, cwd=ROOT, env=_env(),
+        sys.executable, "-m", "durable_agents.cli", *command, cwd=ROOT, env=_env(),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
     )  # fmt: skip
     output, _ = await process.communicate()
@@ -94,7 +94,13 @@ async def demo() -> None:
 
     print("1. Worker A starts the runs:", ", ".join(runs.values()))
     worker_a = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "examples.local_demo", "start", *runs.values(), cwd=ROOT, env=_env()
+        sys.executable,
+        "-m",
+        "durable_agents.examples.local_demo",
+        "start",
+        *runs.values(),
+        cwd=ROOT,
+        env=_env(),
     )
     deadline = time.monotonic() + 60
     while len(await pending_approvals(store)) < len(runs):

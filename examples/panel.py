@@ -1,6 +1,6 @@
 """A review panel: two model participants weigh a refund request, as a conversation.
 
-``python -m examples.panel_demo`` runs it. With no models configured the
+``python -m durable_agents.examples.panel_demo`` runs it. With no models configured the
 participants are the offline scripted model.
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
-import agents.conversation  # noqa: F401  (registers the conversation agent and its turn step)
+import durable_agents.agents.conversation  # noqa: F401  (registers the conversation agent and its turn step)
 from durable import DurableContext, agent
 from durable.conversation import (
     CallPolicy,

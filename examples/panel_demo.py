@@ -1,6 +1,6 @@
 """The review panel demo: a conversation inside an agent run, streamed live.
 
-    python -m examples.panel_demo [--temporal]
+    python -m durable_agents.examples.panel_demo [--temporal]
 
 The ``refund.review_panel`` conversation runs as a child run of the
 ``panel_review`` agent, on the local SQLite store by default (a run in the same
@@ -18,13 +18,13 @@ from pathlib import Path
 
 from durable import LiveView
 from durable.conversation import ConversationResult
-from examples.panel import Case, panel_review
+from durable_agents.examples.panel import Case, panel_review
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 async def _local(case: Case) -> None:
-    from adapters.local import SqliteStore, run_durable, watch_run
+    from durable_agents.adapters.local import SqliteStore, run_durable, watch_run
 
     (ROOT / "data").mkdir(exist_ok=True)
     store = SqliteStore(ROOT / "data" / "panel.db")
@@ -48,10 +48,10 @@ async def _local(case: Case) -> None:
 async def _temporal(case: Case) -> None:
     from temporalio.worker import Worker
 
-    from adapters.settings import Settings
-    from adapters.temporal import AgentClient
     from durable_agents import DurableAgentsPlugin
-    from worker import temporal_client
+    from durable_agents.adapters.settings import Settings
+    from durable_agents.adapters.temporal import AgentClient
+    from durable_agents.worker import temporal_client
 
     settings = Settings.from_env()
     run_id = f"panel-{uuid.uuid4().hex[:8]}"
@@ -60,7 +60,7 @@ async def _temporal(case: Case) -> None:
         Worker(
             client,
             task_queue=settings.worker.task_queue,
-            plugins=[DurableAgentsPlugin(("examples.panel",))],
+            plugins=[DurableAgentsPlugin(("durable_agents.examples.panel",))],
         ),
     ):
         agents = AgentClient(client, task_queue=settings.worker.task_queue)

@@ -19,7 +19,6 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from activities.llm import DEFAULT_MODEL, chat
 from durable import (
     ApprovalRequest,
     DurableAwaitEventTimeoutError,
@@ -28,6 +27,7 @@ from durable import (
     agent,
     step,
 )
+from durable_agents.activities.llm import DEFAULT_MODEL, chat
 
 LEDGER_ENV = "REFUND_LEDGER"
 """Environment variable naming the JSONL file payouts are appended to."""

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 from temporalio.client import Client
 
-from adapters.temporal import DevServer
+from durable_agents.adapters.temporal import DevServer
 from tests.support.histories import histories_containing
 from tests.support.postgres import postgres_server
 

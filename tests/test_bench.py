@@ -13,12 +13,13 @@ import httpx
 import pytest
 
 import bench._plain_temporal
-from adapters.local import SqliteStore
-from adapters.temporal import DevServer
 from bench import temporal_overhead
 from bench._model_server import Timing, model_server
 from bench.llm_overhead import direct, local_calls
 from bench.temporal_overhead import Level, measure, report, sides
+from durable_agents.adapters.local import SqliteStore
+from durable_agents.adapters.temporal import DevServer
+from tests.support.sources import parse
 
 PROJECT_PACKAGES = ("activities", "adapters", "agents", "durable", "durable_agents", "workflows")
 
@@ -61,9 +62,8 @@ async def test_the_temporal_bench_times_both_sides_on_one_server(
 
 def test_the_temporal_bench_baseline_imports_no_project_code() -> None:
     """The baseline is Temporal written by hand: temporalio and the standard library only."""
-    source = Path(bench._plain_temporal.__file__).read_text()
     imported = set()
-    for node in ast.walk(ast.parse(source)):
+    for node in ast.walk(parse(Path(bench._plain_temporal.__file__))):
         if isinstance(node, ast.Import):
             imported |= {alias.name.split(".")[0] for alias in node.names}
         elif isinstance(node, ast.ImportFrom):

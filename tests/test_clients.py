@@ -19,15 +19,6 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
 
-from adapters.local import (
-    FileStore,
-    InMemoryStore,
-    LocalClient,
-    PostgresStore,
-    RunSlots,
-    SqliteStore,
-)
-from adapters.temporal import AgentClient, DevServer
 from durable import (
     DurableClient,
     DurableRunCancelledError,
@@ -40,6 +31,15 @@ from durable import (
     usage_totals,
 )
 from durable_agents import DurableAgentsPlugin
+from durable_agents.adapters.local import (
+    FileStore,
+    InMemoryStore,
+    LocalClient,
+    PostgresStore,
+    RunSlots,
+    SqliteStore,
+)
+from durable_agents.adapters.temporal import AgentClient, DevServer
 from tests import client_agents
 from tests.conformance import agents
 from tests.conformance.agents import Job

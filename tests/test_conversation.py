@@ -9,8 +9,6 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from pydantic import ValidationError
 
-from activities.conversation import TurnRequest, _judge
-from adapters.llm import ModelRequestError, ModelUnavailableError
 from durable import (
     DurableRegistrationError,
     DurableStoreError,
@@ -48,6 +46,8 @@ from durable.conversation import (
     transient_errors,
     turn_id,
 )
+from durable_agents.activities.conversation import TurnRequest, _judge
+from durable_agents.adapters.llm import ModelRequestError, ModelUnavailableError
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 A = Participant(name="a", model="m")

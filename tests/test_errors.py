@@ -18,15 +18,6 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
-from adapters.local import (
-    FileStore,
-    InMemoryStore,
-    SqliteStore,
-    cancel_run,
-    decide_approval,
-    resume_run,
-    run_durable,
-)
 from durable import (
     MAX_PAYLOAD_BYTES,
     DelegationPolicy,
@@ -42,6 +33,15 @@ from durable import (
     canonical_json,
     step,
     step_definition,
+)
+from durable_agents.adapters.local import (
+    FileStore,
+    InMemoryStore,
+    SqliteStore,
+    cancel_run,
+    decide_approval,
+    resume_run,
+    run_durable,
 )
 
 

@@ -10,11 +10,16 @@ from typing import Any
 
 import pytest
 
-from adapters.local import InMemoryStore, decide_approval, pending_approvals, run_durable
-from adapters.local import _context as local_context
-from adapters.local._store import utc_now
 from durable import DurableContext, DurableEventPayloadError, StepRecord, agent
-from examples.refund import LEDGER_ENV, RefundOutcome, RefundRequest, refund_review
+from durable_agents.adapters.local import (
+    InMemoryStore,
+    decide_approval,
+    pending_approvals,
+    run_durable,
+)
+from durable_agents.adapters.local import _context as local_context
+from durable_agents.adapters.local._store import utc_now
+from durable_agents.examples.refund import LEDGER_ENV, RefundOutcome, RefundRequest, refund_review
 
 
 async def _review(
@@ -131,8 +136,8 @@ async def _context_type(ctx: DurableContext, _: dict[str, object]) -> str:
 async def test_the_review_panel_converses_with_the_scripted_model(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from activities import llm
-    from examples.panel import Case, panel_review
+    from durable_agents.activities import llm
+    from durable_agents.examples.panel import Case, panel_review
 
     monkeypatch.setattr(llm, "SCRIPTED_PACE", 0.0)
     monkeypatch.delenv("DURABLE_DEFAULT_MODEL", raising=False)

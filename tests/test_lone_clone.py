@@ -6,6 +6,8 @@ import ast
 import subprocess
 from pathlib import Path
 
+from tests.support.sources import parse
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -24,7 +26,7 @@ def _escapes(path: Path) -> list[str]:
     """``Path(__file__)...parents[k]`` reaching above the repository's root."""
     depth = len(path.relative_to(ROOT).parts) - 1  # parents[depth - 1] is the root's child
     found = []
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+    for node in ast.walk(parse(path)):
         if (
             isinstance(node, ast.Subscript)
             and isinstance(node.value, ast.Attribute)

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from adapters.local import InMemoryStore, resume_run, run_durable
 from durable import MAX_NAME_LENGTH, DurableContext, agent, as_timedelta, check_name
+from durable_agents.adapters.local import InMemoryStore, resume_run, run_durable
 
 
 @pytest.mark.parametrize(

@@ -11,11 +11,11 @@ import pytest
 
 PACKAGES = [
     "durable",
-    "adapters.local",
-    "adapters.temporal",
-    "adapters.llm",
-    "adapters.http",
-    "adapters.settings",
+    "durable_agents.adapters.local",
+    "durable_agents.adapters.temporal",
+    "durable_agents.adapters.llm",
+    "durable_agents.adapters.http",
+    "durable_agents.adapters.settings",
 ]
 
 
@@ -53,7 +53,7 @@ def test_durable_imports_only_stdlib_and_pydantic() -> None:
     code = (
         "import sys, durable; "
         "bad = [m for m in sys.modules if m.split('.')[0] in "
-        "('temporalio', 'httpx', 'psycopg', 'adapters', 'opentelemetry')]; "
+        "('temporalio', 'httpx', 'psycopg', 'durable_agents', 'adapters', 'opentelemetry')]; "
         "print(bad)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

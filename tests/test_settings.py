@@ -15,7 +15,7 @@ import pytest
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from adapters.settings import (
+from durable_agents.adapters.settings import (
     EnvGroup,
     ModelsSettings,
     ServerSettings,
@@ -59,7 +59,7 @@ def test_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert not settings.temporal.uses_tls
     assert settings.temporal.ui_link("r") == "http://localhost:8233/namespaces/default/workflows/r"
     assert settings.worker.task_queue == "durable-agents"
-    assert settings.worker.agent_modules == ("examples.refund",)
+    assert settings.worker.agent_modules == ("durable_agents.examples.refund",)
     assert settings.worker.lease == timedelta(seconds=30)
     assert settings.worker.worker_limits() == {}
     assert settings.worker.retention is None
@@ -408,7 +408,11 @@ def test_the_worker_stops_at_start_on_a_bad_setting(
 ) -> None:
     (tmp_path / "file").write_text("")
     env = {k: v.replace("{file}", str(tmp_path / "file")) for k, v in env.items()}
-    args = (str(ROOT / "worker.py"),) if command == "worker.py" else ("-m", "cli", "worker")
+    args = (
+        (str(ROOT / "worker.py"),)
+        if command == "worker.py"
+        else ("-m", "durable_agents.cli", "worker")
+    )
     out = _worker(*args, env=env, cwd=tmp_path)
     assert out.returncode != 0
     assert said in out.stderr

@@ -11,9 +11,9 @@ import pytest
 from temporalio import activity
 from temporalio.testing import ActivityEnvironment
 
-from activities._heartbeat import BEATS_PER_TIMEOUT, heartbeating
 from durable import StepOptions, step, step_definition
 from durable._retry import DEFAULT_HEARTBEAT_TIMEOUT
+from durable_agents.activities._heartbeat import BEATS_PER_TIMEOUT, heartbeating
 
 
 @step

@@ -15,7 +15,7 @@ the copy registers nothing (``registering_copies``), and its steps run as the
 worker's activities by name.
 
 A long run continues as new by itself when Temporal suggests it, at a safe
-point (see ``adapters.temporal._replay``): the manifest is passed on unchanged
+point (see ``durable_agents.adapters.temporal._replay``): the manifest is passed on unchanged
 (the run's identity), and a second argument, ``RunCarry``, carries the run's
 steps, events, usage and live stream to the next execution, which replays them.
 """
@@ -39,21 +39,6 @@ from temporalio.worker.workflow_sandbox import RestrictedWorkflowAccessError
 
 with workflow.unsafe.imports_passed_through():
     # Passed through: the registries must be the worker's own, not sandbox copies.
-    from adapters.temporal import (
-        EVENT_SIGNAL,
-        EVENT_UPDATE,
-        EVENTS_MEMO,
-        EVENTS_MEMO_PATCH,
-        LIVE_TOPIC,
-        SEARCH_ATTRIBUTES_MEMO,
-        STATUS_QUERY,
-        STEPS_QUERY,
-        EventMessage,
-        TemporalContext,
-        run_on_workflow_step,
-        to_application_error,
-    )
-    from adapters.temporal._carry import CarriedState, RunCarry, live_tail, unpack
     from durable import (
         USAGE_FIELDS,
         AgentDefinition,
@@ -70,6 +55,21 @@ with workflow.unsafe.imports_passed_through():
     from durable._failures import cancelled_error, parent_cancelled_reason
     from durable._patches import check_event_key
     from durable._registry import registering_copies
+    from durable_agents.adapters.temporal import (
+        EVENT_SIGNAL,
+        EVENT_UPDATE,
+        EVENTS_MEMO,
+        EVENTS_MEMO_PATCH,
+        LIVE_TOPIC,
+        SEARCH_ATTRIBUTES_MEMO,
+        STATUS_QUERY,
+        STEPS_QUERY,
+        EventMessage,
+        TemporalContext,
+        run_on_workflow_step,
+        to_application_error,
+    )
+    from durable_agents.adapters.temporal._carry import CarriedState, RunCarry, live_tail, unpack
 
 __all__ = ["AgentWorkflow"]
 

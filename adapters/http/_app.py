@@ -47,7 +47,7 @@ def create_app(
 
     With ``chat`` (a ``ChatTurnEngine`` whose requests are ``ChatTurnRequest``s), it
     serves chat turns at ``POST /v1/chat/{session}/turns`` too; the engine says how
-    a turn is answered (``agents.chat.model_reply``: a model call).
+    a turn is answered (``durable_agents.agents.chat.model_reply``: a model call).
     """
     settings = settings or ServerSettings()
     app = FastAPI(

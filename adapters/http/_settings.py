@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from adapters.settings import DEFAULT_MAX_BODY_BYTES, ServerSettings, is_loopback
+from durable_agents.adapters.settings import DEFAULT_MAX_BODY_BYTES, ServerSettings, is_loopback
 
 __all__ = ["DEFAULT_MAX_BODY_BYTES", "ServerSettings", "is_loopback"]

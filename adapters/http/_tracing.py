@@ -6,7 +6,7 @@ from __future__ import annotations
 from opentelemetry import context as otel_context
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from adapters.telemetry import spans
+from durable_agents.adapters.telemetry import spans
 
 __all__ = ["TraceContext"]
 

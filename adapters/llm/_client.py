@@ -23,7 +23,7 @@ import httpx
 from httpx_sse import EventSource
 from pydantic import ValidationError
 
-from adapters.telemetry import model_call, spans
+from durable_agents.adapters.telemetry import model_call, spans
 
 from ._errors import ModelCallError, ModelRequestError, ModelStreamError, ModelUnavailableError
 from ._types import ChatMessage, ChatResult, ModelSettings, ToolCall, Usage

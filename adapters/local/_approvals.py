@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from adapters.approvals import decision_for, pending_in
 from durable import DurableApprovalNotFoundError, check_name
 from durable._approvals import (
     DecisionOutcome,
@@ -15,6 +14,7 @@ from durable._approvals import (
     pick_for_run,
     timeout_decision,
 )
+from durable_agents.adapters.approvals import decision_for, pending_in
 
 from ._store import DurableRunStore, run_ended
 

@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any
 
 from opentelemetry.trace import Span
 
-from adapters.telemetry import child_attributes, names, spans
 from durable import (
     ChildCalls,
     ChildSpec,
@@ -41,6 +40,7 @@ from durable._failures import (
     parent_cancelled_reason,
     step_error_from,
 )
+from durable_agents.adapters.telemetry import child_attributes, names, spans
 
 from ._store import DurableRunStore, utc_now
 

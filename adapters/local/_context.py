@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar, TypeVarTuple, Unpack, 
 from opentelemetry.trace import Span
 from pydantic import ValidationError
 
-from adapters.telemetry import RunGauge, names, spans, step_attempt, wait_attributes
 from durable import (
     UNSET,
     DelegationPolicy,
@@ -65,6 +64,7 @@ from durable._failures import (
 )
 from durable._live import retry_entry
 from durable._patches import Patches, check_event_key, patch_key
+from durable_agents.adapters.telemetry import RunGauge, names, spans, step_attempt, wait_attributes
 
 from ._checkpoints import LocalCheckpoints
 from ._children import LocalChildren, RunChild

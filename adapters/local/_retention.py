@@ -87,7 +87,7 @@ def purge_root(
 
 
 class BlobDeleter(Protocol):
-    """What a purge needs of a blob store (``adapters.blobs.BlobStore``)."""
+    """What a purge needs of a blob store (``durable_agents.adapters.blobs.BlobStore``)."""
 
     def delete(self, ref: str) -> bool:
         """Remove the blob ``ref``; ``False`` if it was not there."""

@@ -12,7 +12,6 @@ from typing import Any, Generic, TypeVar
 
 from opentelemetry.trace import Span
 
-from adapters.telemetry import names, run_attributes, spans
 from durable import (
     AgentDefinition,
     ChildSpec,
@@ -45,6 +44,7 @@ from durable._failures import (
     run_failed_error,
     step_error_from,
 )
+from durable_agents.adapters.telemetry import names, run_attributes, spans
 
 from ._children import ChildControl, ChildOutcome
 from ._context import LocalContext

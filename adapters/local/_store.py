@@ -369,7 +369,7 @@ class DurableRunStore(Protocol):
 
         A run qualifies when its status is one of ``statuses`` (ended ones only),
         it ended before ``ended_before``, and it has no parent in the store: a
-        child run goes with its parent (``adapters.local._retention``).
+        child run goes with its parent (``durable_agents.adapters.local._retention``).
         """
         ...
 

@@ -15,7 +15,7 @@ from pydantic import (
 )
 from pydantic_settings import NoDecode
 
-from adapters.llm import ModelSettings
+from durable_agents.adapters.llm import ModelSettings
 
 from ._env import EnvGroup
 

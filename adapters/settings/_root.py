@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import BaseSettings
 
-from adapters.telemetry._settings import TelemetrySettings
+from durable_agents.adapters.telemetry._settings import TelemetrySettings
 
 from ._env import SettingsError, read
 from ._models import ForwardingSettings, ModelsSettings

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 from pydantic_settings import NoDecode
 
-from adapters.local import parse_duration
+from durable_agents.adapters.local import parse_duration
 
 from ._env import EnvGroup
 
@@ -23,7 +23,7 @@ class WorkerSettings(EnvGroup):
     task_queue: str = Field(default="durable-agents", validation_alias="TASK_QUEUE")
     """The Temporal task queue agent runs are scheduled on."""
     agent_modules: Annotated[tuple[str, ...], NoDecode] = Field(
-        default=("examples.refund",), validation_alias="DURABLE_AGENT_MODULES"
+        default=("durable_agents.examples.refund",), validation_alias="DURABLE_AGENT_MODULES"
     )
     """Comma-separated modules whose agents and steps are hosted."""
     lease: timedelta = Field(

@@ -19,7 +19,6 @@ from temporalio.client import (
 )
 from temporalio.service import RPCError, RPCStatusCode
 
-from adapters.approvals import decision_for, pending_from
 from durable import DurableApprovalNotFoundError, RunStatus, check_name
 from durable._approvals import (
     DecisionOutcome,
@@ -30,6 +29,7 @@ from durable._approvals import (
     pick_for_run,
 )
 from durable._failures import run_ended_error
+from durable_agents.adapters.approvals import decision_for, pending_from
 
 from ._delivery import deliver_event
 from ._messages import APPROVAL_MEMO_PREFIX

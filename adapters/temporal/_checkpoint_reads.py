@@ -12,9 +12,9 @@ from typing import Any
 from temporalio.client import WorkflowHandle
 from temporalio.service import RPCError, RPCStatusCode
 
-from adapters.blobs import BlobStore
 from durable import Checkpoint, CheckpointInfo, check_name
 from durable._checkpoints import checkpoint_not_found
+from durable_agents.adapters.blobs import BlobStore
 
 from ._checkpoints import CHECKPOINTS_MEMO
 from ._delivery import unreachable_run

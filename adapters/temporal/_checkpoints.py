@@ -30,7 +30,6 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
-from adapters.blobs import BLOBS_ENV
 from durable import (
     CheckpointCalls,
     CheckpointInfo,
@@ -41,6 +40,7 @@ from durable import (
 )
 from durable._checkpoints import delete_intent, write_intent
 from durable._failures import step_error_from
+from durable_agents.adapters.blobs import BLOBS_ENV
 
 from ._convert import activity_id, durable_error_from
 

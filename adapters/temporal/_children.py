@@ -30,7 +30,6 @@ from temporalio.workflow import (
     ParentClosePolicy,
 )
 
-from adapters.telemetry import child_attributes, names, spans
 from durable import (
     USAGE_KINDS,
     ChildCalls,
@@ -44,6 +43,7 @@ from durable import (
 )
 from durable._children import cancelled_here
 from durable._failures import child_failed_error, child_id_taken_error, step_error_from
+from durable_agents.adapters.telemetry import child_attributes, names, spans
 
 from ._convert import temporal_retry_policy
 from ._messages import (

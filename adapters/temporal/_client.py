@@ -30,8 +30,6 @@ from temporalio.exceptions import (
 )
 from temporalio.service import RPCError, RPCStatusCode
 
-from adapters.blobs import BlobStore, default_blob_store
-from adapters.telemetry import traced_client
 from durable import (
     ACTIVE_STATUSES,
     USAGE_FIELDS,
@@ -58,6 +56,8 @@ from durable import (
 )
 from durable._failures import cancelled_error, manifest_mismatch_error
 from durable._patches import check_event_key
+from durable_agents.adapters.blobs import BlobStore, default_blob_store
+from durable_agents.adapters.telemetry import traced_client
 
 from . import _approvals
 from ._checkpoint_reads import read_checkpoint, read_checkpoints
@@ -295,8 +295,8 @@ class AgentClient:
         reason: str | None = None,
     ) -> DecisionOutcome:
         """Approve, edit or reject the approval ``target`` (its id, or a run waiting for
-        one): the rules of ``adapters.local.decide_approval``, plus ``delivered`` when no
-        worker answers in time (kept, applied when one runs the run)."""
+        one): the rules of the local store's ``decide_approval``, plus ``delivered``
+        when no worker answers in time (kept, applied when one runs the run)."""
         return await _approvals.decide(
             self.client, target, decision, decided_by=decided_by, input=input, reason=reason
         )

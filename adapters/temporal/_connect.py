@@ -13,7 +13,7 @@ from typing import Any
 from temporalio.client import Client, Plugin
 from temporalio.contrib.pydantic import pydantic_data_converter
 
-from adapters.settings import TemporalSettings
+from durable_agents.adapters.settings import TemporalSettings
 
 __all__ = ["TemporalConnectError", "connect"]
 

@@ -27,7 +27,6 @@ from temporalio.exceptions import (
 )
 from temporalio.exceptions import TimeoutError as TemporalTimeoutError
 
-from adapters.telemetry import RunGauge, names, run_attributes, spans, wait_attributes
 from durable import (
     UNSET,
     USAGE_KINDS,
@@ -65,6 +64,13 @@ from durable._failures import (
     unrecordable,
 )
 from durable._patches import Patches, check_event_key
+from durable_agents.adapters.telemetry import (
+    RunGauge,
+    names,
+    run_attributes,
+    spans,
+    wait_attributes,
+)
 
 from ._carry import CarriedState
 from ._checkpoints import TemporalCheckpoints

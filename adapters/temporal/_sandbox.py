@@ -7,7 +7,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 __all__ = ["PASSTHROUGH_MODULES", "WORKFLOW_SIDE_MODULES", "workflow_runner"]
 
 WORKFLOW_SIDE_MODULES = tuple(
-    f"adapters.temporal.{name}"
+    f"durable_agents.adapters.temporal.{name}"
     for name in (
         "_carry",
         "_checkpoints",
@@ -21,21 +21,22 @@ WORKFLOW_SIDE_MODULES = tuple(
 )
 """The safe face of ``adapters.temporal``: what workflow code runs, deterministic code only.
 
-Importing ``adapters.temporal`` loads these and nothing else of the package; the
+Importing ``durable_agents.adapters.temporal`` loads these and nothing else of the package; the
 client, the dev server and the process helpers stay out of workflows.
 """
 
 PASSTHROUGH_MODULES = (
     "durable",
-    "workflows",
-    "activities",
-    "adapters.blobs",
-    "adapters.llm",
-    "adapters.telemetry",
+    "durable_agents.workflows",
+    "durable_agents.activities",
+    "durable_agents.adapters.blobs",
+    "durable_agents.adapters.llm",
+    "durable_agents.adapters.telemetry",
     "opentelemetry",
     *WORKFLOW_SIDE_MODULES,
 )
-"""Imported once and shared with workflows instead of re-imported for every run:
+"""Imported once and shared with workflows instead of re-imported for every run
+(each name below but ``durable`` and ``opentelemetry`` is under ``durable_agents``):
 
 - ``durable``: the ``@agent`` / ``@step`` registries must be the worker's own;
 - ``workflows``: the workflow module defines classes and nothing else at import;
@@ -45,11 +46,11 @@ PASSTHROUGH_MODULES = (
   an activity, outside the sandbox);
 - ``adapters.telemetry`` and ``opentelemetry``: the run's spans are made in the
   workflow by the process's one replay-safe tracer provider;
-- the workflow-side modules of ``adapters.temporal`` (``WORKFLOW_SIDE_MODULES``).
+- the workflow-side modules of ``durable_agents.adapters.temporal`` (``WORKFLOW_SIDE_MODULES``).
 
 Agent modules are not passed through: each run imports its agent's module inside
 the sandbox, so what the agent does at run time, such as reading the clock with
-``datetime.now()`` or touching files, is checked there (see ``workflows.agent``).
+``datetime.now()`` or touching files, is checked there (see ``durable_agents.workflows.agent``).
 """
 
 

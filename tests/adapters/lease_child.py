@@ -15,8 +15,8 @@ import sys
 import time
 from datetime import timedelta
 
-from adapters.local import LocalWorker, run_durable
 from durable import DurableContext, DurableError, agent, step
+from durable_agents.adapters.local import LocalWorker, run_durable
 from tests.conformance.agents import Job
 from tests.conformance.conftest import open_store
 

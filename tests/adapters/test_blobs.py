@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from adapters.blobs import BlobStore
 from durable import DurableStoreError
+from durable_agents.adapters.blobs import BlobStore
 
 
 def test_a_blob_is_stored_once_under_its_hash(tmp_path: Path) -> None:

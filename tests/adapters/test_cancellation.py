@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 
-from adapters.local import DurableRunStore, FileStore, InMemoryStore, PostgresStore, SqliteStore
 from durable import (
     DurableRunLeaseLostError,
     DurableRunManifest,
@@ -23,6 +22,13 @@ from durable import (
     TaskSpec,
 )
 from durable._failures import cancelled_error
+from durable_agents.adapters.local import (
+    DurableRunStore,
+    FileStore,
+    InMemoryStore,
+    PostgresStore,
+    SqliteStore,
+)
 
 MANIFEST = DurableRunManifest(
     project_id="p", task=TaskSpec(id="t", intent="i", domain="d"), input={}

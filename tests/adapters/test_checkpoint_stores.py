@@ -10,14 +10,6 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
-from adapters.local import (
-    DurableRunStore,
-    FileStore,
-    InMemoryStore,
-    PostgresStore,
-    SqliteStore,
-    run_durable,
-)
 from durable import (
     MAX_CHECKPOINT_NAME,
     CheckpointInfo,
@@ -28,6 +20,14 @@ from durable import (
     TaskSpec,
     agent,
     canonical_hash,
+)
+from durable_agents.adapters.local import (
+    DurableRunStore,
+    FileStore,
+    InMemoryStore,
+    PostgresStore,
+    SqliteStore,
+    run_durable,
 )
 from tests.support.postgres import fresh_database
 

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
-from adapters.local import PostgresStore, SqliteStore, run_durable
-from adapters.local._group_commit import GroupCommit, Write
-from adapters.local._sql import SqlStore
 from durable import DurableContext, DurableStoreError, agent, step
+from durable_agents.adapters.local import PostgresStore, SqliteStore, run_durable
+from durable_agents.adapters.local._group_commit import GroupCommit, Write
+from durable_agents.adapters.local._sql import SqlStore
 from tests.support.postgres import fresh_database
 
 

@@ -19,8 +19,6 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from adapters.local import InMemoryStore, LeaseKeeper, SqliteStore
-from adapters.local._lease_keeper import renewal_timeout
 from durable import (
     DurableRunLeaseLostError,
     DurableRunManifest,
@@ -29,6 +27,8 @@ from durable import (
     RunRecord,
     TaskSpec,
 )
+from durable_agents.adapters.local import InMemoryStore, LeaseKeeper, SqliteStore
+from durable_agents.adapters.local._lease_keeper import renewal_timeout
 from tests.conformance.conftest import open_store
 from tests.support.postgres import fresh_database
 

@@ -9,8 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from adapters.local import DurableRunStore, FileStore, InMemoryStore, PostgresStore, SqliteStore
 from durable import DurableRunManifest, DurableRunNotFoundError, StepError, TaskSpec
+from durable_agents.adapters.local import (
+    DurableRunStore,
+    FileStore,
+    InMemoryStore,
+    PostgresStore,
+    SqliteStore,
+)
 
 MANIFEST = DurableRunManifest(
     project_id="p", task=TaskSpec(id="t", intent="i", domain="d"), input={}

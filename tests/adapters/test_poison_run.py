@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from adapters.local import SqliteStore
 from durable import agent_definition
+from durable_agents.adapters.local import SqliteStore
 from tests.adapters import poison
 from tests.support.cli import ROOT, command, durable
 

@@ -11,14 +11,6 @@ from typing import Any
 
 import pytest
 
-from adapters.local import (
-    DurableRunStore,
-    InMemoryStore,
-    LocalWorker,
-    resume_run,
-    run_durable,
-)
-from adapters.local._recovery import UnhostedRuns
 from durable import (
     DurableContext,
     DurableRunFailedError,
@@ -30,6 +22,14 @@ from durable import (
     agent_definition,
     step,
 )
+from durable_agents.adapters.local import (
+    DurableRunStore,
+    InMemoryStore,
+    LocalWorker,
+    resume_run,
+    run_durable,
+)
+from durable_agents.adapters.local._recovery import UnhostedRuns
 from tests.conformance import agents, family
 from tests.conformance.agents import Job
 from tests.conformance.conftest import LOCAL_SUBSTRATES, open_store

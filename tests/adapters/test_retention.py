@@ -12,8 +12,16 @@ from typing import Any
 
 import pytest
 
-from adapters.blobs import BlobStore
-from adapters.local import (
+from durable import (
+    CheckpointInfo,
+    DurableRunManifest,
+    Lease,
+    LiveEvent,
+    StepRecord,
+    TaskSpec,
+)
+from durable_agents.adapters.blobs import BlobStore
+from durable_agents.adapters.local import (
     DurableRunStore,
     FileStore,
     InMemoryStore,
@@ -24,16 +32,8 @@ from adapters.local import (
     parse_duration,
     purge,
 )
-from adapters.local._retention import blob_refs, purge_summary
-from adapters.local._store import EndStatus
-from durable import (
-    CheckpointInfo,
-    DurableRunManifest,
-    Lease,
-    LiveEvent,
-    StepRecord,
-    TaskSpec,
-)
+from durable_agents.adapters.local._retention import blob_refs, purge_summary
+from durable_agents.adapters.local._store import EndStatus
 from tests.support.postgres import fresh_database
 
 MANIFEST = DurableRunManifest(
@@ -316,7 +316,7 @@ async def test_a_local_worker_purges_what_its_retention_lets_go(tmp_path: Path) 
 async def test_a_failed_sweep_is_logged_and_the_worker_goes_on(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from adapters.local import RetentionSweep
+    from durable_agents.adapters.local import RetentionSweep
 
     store = SqliteStore(tmp_path / "db")
     await store.close()  # every statement now fails
@@ -329,7 +329,7 @@ async def test_a_failed_sweep_is_logged_and_the_worker_goes_on(
 
 
 def test_the_retention_setting_is_a_duration_and_off_by_default() -> None:
-    from adapters.settings import WorkerSettings
+    from durable_agents.adapters.settings import WorkerSettings
 
     assert WorkerSettings.from_env({}).retention is None
     assert WorkerSettings.from_env({"DURABLE_RETENTION": "30d"}).retention == timedelta(days=30)

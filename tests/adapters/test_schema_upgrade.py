@@ -18,9 +18,9 @@ from typing import Any
 import psycopg
 import pytest
 
-from adapters.local import DurableRunStore, PostgresStore, SqliteStore
-from adapters.local._schema import ADDED_RUN_COLUMNS, SCHEMA_VERSION
 from durable import CheckpointInfo, DurableRunManifest, DurableStoreError, TaskSpec
+from durable_agents.adapters.local import DurableRunStore, PostgresStore, SqliteStore
+from durable_agents.adapters.local._schema import ADDED_RUN_COLUMNS, SCHEMA_VERSION
 from tests.adapters import old_schemas
 from tests.cli.test_stores import _as_plain_user, _seal
 from tests.support.postgres import fresh_database
@@ -283,7 +283,7 @@ def test_sqlite_store_refuses_to_read_an_older_schema_it_may_not_upgrade(
                 sys.executable,
                 "-c",
                 "import sys\n"
-                "from adapters.local import SqliteStore\n"
+                "from durable_agents.adapters.local import SqliteStore\n"
                 "from durable import DurableStoreError\n"
                 "try:\n"
                 "    SqliteStore(sys.argv[1])\n"

@@ -8,8 +8,14 @@ from datetime import timedelta
 import pytest
 from pydantic import BaseModel
 
-from adapters.local import InMemoryStore, LocalWorker, RunSlots, run_durable, send_event
 from durable import DurableContext, DurableRunManifest, TaskSpec, agent
+from durable_agents.adapters.local import (
+    InMemoryStore,
+    LocalWorker,
+    RunSlots,
+    run_durable,
+    send_event,
+)
 
 
 class Wait(BaseModel):

@@ -12,7 +12,6 @@ from urllib.parse import quote
 import psycopg
 import pytest
 
-from adapters.local import FileStore, PostgresStore, SqliteStore
 from durable import (
     MAX_NAME_LENGTH,
     DurableRunManifest,
@@ -22,6 +21,7 @@ from durable import (
     LiveEvent,
     TaskSpec,
 )
+from durable_agents.adapters.local import FileStore, PostgresStore, SqliteStore
 
 MANIFEST = DurableRunManifest(
     project_id="p", task=TaskSpec(id="t", intent="i", domain="d"), input={}

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from adapters.local import (
+from durable import DurableRunInputInvalidError, DurableRunManifest, RunRecord, TaskSpec
+from durable_agents.adapters.local import (
     DurableRunStore,
     FileStore,
     InMemoryStore,
@@ -23,7 +24,6 @@ from adapters.local import (
     SqliteStore,
     run_durable,
 )
-from durable import DurableRunInputInvalidError, DurableRunManifest, RunRecord, TaskSpec
 from tests.conformance import agents
 from tests.conformance.agents import Job
 from tests.conformance.conftest import LOCAL_SUBSTRATES, open_store
@@ -203,7 +203,7 @@ def test_worker_reports_an_agent_module_it_cannot_import(tmp_path: Path) -> None
 def test_the_demo_survives_a_killed_worker(tmp_path: Path) -> None:
     env = {**os.environ, "DURABLE_DEMO_DATA": str(tmp_path)}
     out = subprocess.run(
-        [sys.executable, "-m", "examples.local_demo"],
+        [sys.executable, "-m", "durable_agents.examples.local_demo"],
         cwd=ROOT,
         env=env,
         capture_output=True,

@@ -24,12 +24,12 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
 
-from adapters.chat import StoreTurns
-from adapters.local import DurableRunStore, LocalClient, run_durable
-from adapters.temporal import AgentClient, DevServer
 from durable import DurableClient, DurableContext, StepRecord
 from durable.chat import ChatTurnEngine, ChatTurnHooks, ChatTurnIdentity, ClientTurns, TurnRuns
 from durable_agents import DurableAgentsPlugin
+from durable_agents.adapters.chat import StoreTurns
+from durable_agents.adapters.local import DurableRunStore, LocalClient, run_durable
+from durable_agents.adapters.temporal import AgentClient, DevServer
 from tests.conformance.conftest import LOCAL_SUBSTRATES, open_store, store_location
 from tests.support.llm_server import ModelServer, model_server
 from tests.support.llm_server import catalog as models_on
@@ -134,7 +134,7 @@ async def substrate(
     worker = Worker(
         client,
         task_queue=queue,
-        plugins=[DurableAgentsPlugin(("agents.chat", "tests.chat.agents"))],
+        plugins=[DurableAgentsPlugin(("durable_agents.agents.chat", "tests.chat.agents"))],
         max_cached_workflows=0,
     )
     running = asyncio.create_task(worker.run())

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import json
 
-from agents.chat import model_reply
 from durable.chat import NDJSON, ChatTurnIdentity, TurnProducer
+from durable_agents.agents.chat import model_reply
 from tests.chat.conftest import ChatSubstrate
 
 ANSWER = "[scripted model] You said: héllo ☃"

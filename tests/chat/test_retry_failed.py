@@ -13,8 +13,6 @@ from pathlib import Path
 
 import pytest
 
-from adapters.local import DurableRunStore, Resumed
-from adapters.local._sql import SqlStore
 from durable import (
     CheckpointInfo,
     DurableRunInputMismatchError,
@@ -26,6 +24,8 @@ from durable import (
     StepError,
     TaskSpec,
 )
+from durable_agents.adapters.local import DurableRunStore, Resumed
+from durable_agents.adapters.local._sql import SqlStore
 from tests.chat.conftest import OpenStore
 from tests.conformance.conftest import open_store, store_location
 

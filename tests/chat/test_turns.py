@@ -16,8 +16,6 @@ from typing import Any
 
 import pytest
 
-from adapters.chat import StoreTurns, run_durable_turn
-from agents.chat import model_reply
 from durable import DurableRunLeaseHeldError, RetryPolicy
 from durable.chat import (
     AssistantMessage,
@@ -27,6 +25,8 @@ from durable.chat import (
     ChatTurnIdentity,
     TurnProducer,
 )
+from durable_agents.adapters.chat import StoreTurns, run_durable_turn
+from durable_agents.agents.chat import model_reply
 from tests.chat.conftest import ChatSubstrate
 from tests.support.llm_server import ModelServer
 

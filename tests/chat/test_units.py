@@ -16,9 +16,6 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from adapters.chat import StoreTurns, run_durable_turn
-from adapters.local import InMemoryStore
-from agents.chat import model_reply
 from durable import (
     MAX_NAME_LENGTH,
     DurableRunFailedError,
@@ -34,6 +31,9 @@ from durable.chat import (
     TurnProducer,
     chat_run_id,
 )
+from durable_agents.adapters.chat import StoreTurns, run_durable_turn
+from durable_agents.adapters.local import InMemoryStore
+from durable_agents.agents.chat import model_reply
 
 
 @pytest.fixture
@@ -188,4 +188,4 @@ def test_a_client_caller_needs_the_chat_turn_agent_registered() -> None:
     ran = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
 
     assert ran.returncode != 0
-    assert "import agents.chat here" in ran.stderr
+    assert "import durable_agents.agents.chat here" in ran.stderr

@@ -23,17 +23,16 @@ import pytest
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-import cli
-from adapters.local import (
+from durable import PendingApproval
+from durable_agents import DurableAgentsPlugin, cli
+from durable_agents.adapters.local import (
     RunResult,
     SqliteStore,
     decide_approval,
     pending_approvals,
     run_durable,
 )
-from adapters.temporal import AgentClient, DevServer
-from durable import PendingApproval
-from durable_agents import DurableAgentsPlugin
+from durable_agents.adapters.temporal import AgentClient, DevServer
 from tests.conformance import approval_agents as agents
 from tests.conformance.approval_agents import Ask
 from tests.support.cli import ROOT, checked, command

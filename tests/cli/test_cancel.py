@@ -19,9 +19,9 @@ import pytest
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from adapters.local import SqliteStore
-from adapters.temporal import AgentClient, DevServer
 from durable_agents import DurableAgentsPlugin
+from durable_agents.adapters.local import SqliteStore
+from durable_agents.adapters.temporal import AgentClient, DevServer
 from tests.conformance.family import Ask
 from tests.support.cli import ROOT, checked, command, no_traceback
 

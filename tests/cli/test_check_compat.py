@@ -18,9 +18,9 @@ import pytest
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from adapters.local import SqliteStore, run_durable
-from adapters.temporal import AgentClient, DevServer
 from durable_agents import DurableAgentsPlugin
+from durable_agents.adapters.local import SqliteStore, run_durable
+from durable_agents.adapters.temporal import AgentClient, DevServer
 from tests.cli.compat import before
 from tests.support.cli import checked
 

@@ -18,11 +18,11 @@ import pytest
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from adapters.blobs import BLOBS_ENV
-from adapters.local import SqliteStore, run_durable
-from adapters.temporal import AgentClient, DevServer
 from durable import DurableRunManifest, TaskSpec
 from durable_agents import DurableAgentsPlugin
+from durable_agents.adapters.blobs import BLOBS_ENV
+from durable_agents.adapters.local import SqliteStore, run_durable
+from durable_agents.adapters.temporal import AgentClient, DevServer
 from tests.conformance import checkpoint_agents
 from tests.conformance.checkpoint_agents import Task
 from tests.support.cli import checked

@@ -20,17 +20,17 @@ from pathlib import Path
 import pytest
 from temporalio.client import Client
 
-import cli
-from adapters.llm import ModelSettings
-from adapters.local import SqliteStore, run_durable
-from adapters.temporal import AgentClient, DevServer
 from durable import ELLIPSIS, steps_table, table
+from durable_agents import cli
+from durable_agents.adapters.llm import ModelSettings
+from durable_agents.adapters.local import SqliteStore, run_durable
+from durable_agents.adapters.temporal import AgentClient, DevServer
 from tests.cli.wide_agents import LONG_INTENT, long_intent
 from tests.conformance.agents import Job, pipeline
 from tests.support.cli import command, durable, no_traceback
 
 ROOT = Path(__file__).resolve().parents[2]
-MODULES = "examples.refund,tests.conformance.agents,tests.cli.wide_agents"
+MODULES = "durable_agents.examples.refund,tests.conformance.agents,tests.cli.wide_agents"
 BIG = 200 * 1024
 """Over the 128 KiB a single command-line argument may hold."""
 

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from adapters.local import SqliteStore, run_durable, send_event
-from adapters.temporal import DevServer
 from durable import agent_definition
+from durable_agents.adapters.local import SqliteStore, run_durable, send_event
+from durable_agents.adapters.temporal import DevServer
 from tests.conformance.agents import Job, ask, waiter
 from tests.support.cli import durable, no_traceback
 from tests.support.llm_server import catalog as models_on

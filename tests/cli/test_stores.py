@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from adapters.local import SqliteStore
 from durable import DurableRunManifest, TaskSpec
+from durable_agents.adapters.local import SqliteStore
 from tests.support.cli import command as durable_command
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -70,7 +70,11 @@ def clean(result: subprocess.CompletedProcess[str], code: int) -> str:
 
 @pytest.fixture
 def env(tmp_path: Path) -> dict[str, str]:
-    return {**os.environ, "DURABLE_DATA": str(tmp_path), "DURABLE_AGENT_MODULES": "examples.refund"}
+    return {
+        **os.environ,
+        "DURABLE_DATA": str(tmp_path),
+        "DURABLE_AGENT_MODULES": "durable_agents.examples.refund",
+    }
 
 
 async def _store_with_runs(path: Path, count: int) -> None:
@@ -165,7 +169,7 @@ _FILE_STORE_CHILD = textwrap.dedent(
     """
     import asyncio, sys
     from datetime import timedelta
-    from adapters.local import FileStore
+    from durable_agents.adapters.local import FileStore
     from durable import DurableError, DurableRunManifest, TaskSpec
 
     async def main() -> None:
@@ -190,7 +194,7 @@ _FILE_STORE_CHILD = textwrap.dedent(
 
 
 async def _file_store_with_runs(root: Path) -> None:
-    from adapters.local import FileStore
+    from durable_agents.adapters.local import FileStore
 
     store = FileStore(root)
     for run_id in ("run-0", "run-1"):

@@ -20,11 +20,11 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
 
-from adapters.llm._client import classify_status
-from adapters.local import SqliteStore, run_durable
-from adapters.temporal import EVENT_SIGNAL, AgentClient, DevServer
 from durable import DurableRegistrationError, DurableRunEndedError
 from durable_agents import DurableAgentsPlugin
+from durable_agents.adapters.llm._client import classify_status
+from durable_agents.adapters.local import SqliteStore, run_durable
+from durable_agents.adapters.temporal import EVENT_SIGNAL, AgentClient, DevServer
 from tests.cli import answer_agents
 from tests.support.cli import checked
 

@@ -15,8 +15,8 @@ import pytest
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from adapters.temporal import AgentClient, DevServer
 from durable_agents import DurableAgentsPlugin
+from durable_agents.adapters.temporal import AgentClient, DevServer
 from tests.cli import answer_agents
 from tests.support.cli import checked
 

@@ -17,8 +17,7 @@ from typing import Any
 from pydantic import BaseModel
 from temporalio import workflow
 
-import agents.conversation  # noqa: F401  (registers the conversation agent and its turn step)
-from activities.llm import chat, model_defaults
+import durable_agents.agents.conversation  # noqa: F401  (registers the conversation agent and its turn step)
 from durable import (
     DurableAwaitEventTimeoutError,
     DurableContext,
@@ -42,6 +41,7 @@ from durable.conversation import (
     define_conversation,
     transient_errors,
 )
+from durable_agents.activities.llm import chat, model_defaults
 
 with workflow.unsafe.imports_passed_through():
     # Shared with this module's copies inside the workflow sandbox (see tests.shared_state).

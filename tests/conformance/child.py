@@ -14,8 +14,8 @@ import asyncio
 import sys
 from datetime import timedelta
 
-from adapters.local import run_durable
 from durable import DurableError, DurableRunManifest, TaskSpec
+from durable_agents.adapters.local import run_durable
 from tests.conformance import agents
 from tests.conformance.conftest import open_store
 

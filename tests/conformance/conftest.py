@@ -8,14 +8,14 @@ import pytest
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
-from adapters.local import (
+from durable_agents.adapters.local import (
     DurableRunStore,
     FileStore,
     InMemoryStore,
     PostgresStore,
     SqliteStore,
 )
-from adapters.temporal import DevServer
+from durable_agents.adapters.temporal import DevServer
 from tests.conformance import agents
 from tests.conformance.substrates import LocalSubstrate, Substrate, TemporalSubstrate
 

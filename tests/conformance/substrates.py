@@ -22,8 +22,6 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError
 from temporalio.worker import Worker
 
-from adapters.local import DurableRunStore, LocalClient, check_runs, run_durable
-from adapters.temporal import EVENT_SIGNAL, AgentClient, check_workflows
 from durable import (
     CancelOutcome,
     Checkpoint,
@@ -41,6 +39,8 @@ from durable import (
 from durable._compat import CompatReport
 from durable._failures import run_failed_error
 from durable_agents import DurableAgentsPlugin
+from durable_agents.adapters.local import DurableRunStore, LocalClient, check_runs, run_durable
+from durable_agents.adapters.temporal import EVENT_SIGNAL, AgentClient, check_workflows
 
 Agent = Callable[[DurableContext, Any], Awaitable[Any]]
 

@@ -16,7 +16,6 @@ from typing import Any
 
 import pytest
 
-from agents.conversation import conversation, run_conversation
 from durable import DurableError, Lease, LiveEvent, agent_definition, usage_totals
 from durable.conversation import (
     ConversationEvent,
@@ -28,6 +27,7 @@ from durable.conversation import (
     conversation_definition,
     turn_id,
 )
+from durable_agents.agents.conversation import conversation, run_conversation
 from tests.conformance import agents
 from tests.conformance.agents import Job
 from tests.conformance.substrates import LocalSubstrate, Substrate, TemporalSubstrate

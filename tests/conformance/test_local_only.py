@@ -17,7 +17,6 @@ from typing import Any
 
 import pytest
 
-from adapters.local import DurableRunStore, LeaseKeeper, resume_run, run_durable
 from durable import (
     DurableEventPayloadError,
     DurableRunLeaseHeldError,
@@ -29,6 +28,7 @@ from durable import (
     StepError,
     TaskSpec,
 )
+from durable_agents.adapters.local import DurableRunStore, LeaseKeeper, resume_run, run_durable
 from tests.conformance import agents
 from tests.conformance.agents import Job
 from tests.conformance.substrates import LocalSubstrate

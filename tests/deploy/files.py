@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 from pydantic_settings import BaseSettings
 
-from adapters.settings import Settings, env_name
+from durable_agents.adapters.settings import Settings, env_name
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -63,9 +63,17 @@ def console_scripts() -> dict[str, str]:
 
 
 def wheel_contents() -> list[str]:
-    """What the wheel holds: the top-level packages and modules of ``only-include``."""
+    """What the wheel holds: the top-level packages of ``only-include``."""
     only: list[str] = pyproject()["tool"]["hatch"]["build"]["targets"]["wheel"]["only-include"]
     return only
+
+
+def wheel_sources() -> list[str]:
+    """What the wheel is built from: ``only-include`` and the folders and files
+    ``durable_agents`` links to (the wheel holds them under it)."""
+    package = ROOT / "durable_agents"
+    linked = sorted(p.name for p in package.iterdir() if p.is_symlink())
+    return [*wheel_contents(), *linked]
 
 
 def longest_step_timeout(modules: str) -> float:
@@ -73,7 +81,7 @@ def longest_step_timeout(modules: str) -> float:
     as ``DURABLE_AGENT_MODULES``) and the worker's own activities are imported, read in a
     process of its own (this one's registry holds every test's steps)."""
     code = (
-        "import durable_agents, activities.llm, worker;"
+        "import durable_agents.activities.llm; from durable_agents import worker;"
         f"worker.import_agents(tuple({modules!r}.split(',')));"
         "from durable import registered_steps;"
         "print(max(s.options.timeout.total_seconds() for s in registered_steps().values()))"

@@ -22,10 +22,16 @@ import pytest
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from adapters.local import DurableRunStore, InMemoryStore, LocalWorker, SqliteStore, run_durable
-from adapters.temporal import AgentClient, DevServer
 from durable import StepRecord
 from durable_agents import DurableAgentsPlugin
+from durable_agents.adapters.local import (
+    DurableRunStore,
+    InMemoryStore,
+    LocalWorker,
+    SqliteStore,
+    run_durable,
+)
+from durable_agents.adapters.temporal import AgentClient, DevServer
 from tests.deploy import agents
 from tests.deploy.agents import Nap
 

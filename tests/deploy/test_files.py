@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from adapters.settings import Settings, WorkerSettings
-from cli._parser import parser
+from durable_agents.adapters.settings import Settings, WorkerSettings
+from durable_agents.cli._parser import parser
 from tests.deploy.files import (
     COMPOSE,
     DEPLOY,
@@ -42,6 +42,7 @@ from tests.deploy.files import (
     pod_spec,
     settings_variables,
     wheel_contents,
+    wheel_sources,
     workloads,
 )
 
@@ -68,7 +69,7 @@ def check_command(argv: list[str]) -> None:
     assert argv, "an empty command"
     program, *args = argv
     if program in console_scripts():
-        assert console_scripts()[program] == "cli:main"
+        assert console_scripts()[program] == "durable_agents.cli:main"
         parser().parse_args(args)  # exits (status 2) on arguments `durable` does not take
         return
     assert program == "python", f"{argv}: not a console script of pyproject nor python"
@@ -125,8 +126,8 @@ def _python_version(steps: list[Any]) -> str:
 def test_the_dockerfile_copies_what_the_wheel_includes_and_nothing_ignored() -> None:
     steps = dockerfile()
     copied = {source for _, sources, _ in copies(steps) for source in sources}
-    for part in wheel_contents():
-        assert part in copied, f"the build stage must copy {part} (the wheel's only-include)"
+    for part in wheel_sources():
+        assert part in copied, f"the build stage must copy {part} (the wheel is built from it)"
     assert {"pyproject.toml", "README.md"} <= copied  # hatchling reads both
     ignored = [
         line.strip()

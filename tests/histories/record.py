@@ -21,17 +21,17 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
 
-from adapters.temporal import AgentClient, DevServer
 from durable import DurableRunCancelledError
 from durable_agents import DurableAgentsPlugin
-from examples.refund import RefundRequest, refund_review
+from durable_agents.adapters.temporal import AgentClient, DevServer
+from durable_agents.examples.refund import RefundRequest, refund_review
 from tests.conformance import agents, family
 from tests.conformance.agents import Job
 from tests.conformance.family import Ask
 from tests.support.llm_server import catalog, model_server
 
 HERE = Path(__file__).resolve().parent
-MODULES = ("examples.refund", "tests.conformance.agents", "tests.conformance.family")
+MODULES = ("durable_agents.examples.refund", "tests.conformance.agents", "tests.conformance.family")
 
 
 _MACHINE_FIELDS = {"stackTrace": "", "identity": "recorder"}

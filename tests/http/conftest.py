@@ -14,15 +14,15 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
 
 import tests.http.agents  # noqa: F401  (registers the agents the tests start, in every server)
-from adapters.http import ServerSettings
-from adapters.local import LocalClient, SqliteStore
-from adapters.temporal import AgentClient, DevServer
 from durable import DurableClient
 from durable_agents import DurableAgentsPlugin
+from durable_agents.adapters.http import ServerSettings
+from durable_agents.adapters.local import LocalClient, SqliteStore
+from durable_agents.adapters.temporal import AgentClient, DevServer
 from tests.http.server import ClientFactory, ServerThread
 
 TOKEN = f"test-token-{uuid.uuid4().hex}"
-AGENTS = ("tests.http.agents", "agents.chat")
+AGENTS = ("tests.http.agents", "durable_agents.agents.chat")
 
 
 def local_client(path: Path) -> ClientFactory:

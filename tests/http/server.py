@@ -15,10 +15,10 @@ from collections.abc import Awaitable, Callable
 
 import uvicorn
 
-from adapters.http import ServerSettings
-from adapters.http._serve import http_server
-from cli._serve import chat_engine
 from durable import DurableClient
+from durable_agents.adapters.http import ServerSettings
+from durable_agents.adapters.http._serve import http_server
+from durable_agents.cli._serve import chat_engine
 
 ClientFactory = Callable[[contextlib.AsyncExitStack], Awaitable[DurableClient]]
 """Makes the served client inside the server's loop; closes what it opened on the stack."""

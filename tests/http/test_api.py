@@ -11,9 +11,9 @@ import pytest
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
-from adapters.http import ServerSettings
-from adapters.temporal import AgentClient, DevServer
 from durable import DurableClient
+from durable_agents.adapters.http import ServerSettings
+from durable_agents.adapters.temporal import AgentClient, DevServer
 from tests.http.conftest import TOKEN
 from tests.http.server import ServerThread
 from tests.http.support import (

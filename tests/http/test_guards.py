@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from adapters.http import DEPTH_HEADER, ServerSettings
+from durable_agents.adapters.http import DEPTH_HEADER, ServerSettings
 from tests.http.conftest import TOKEN
 from tests.http.server import ServerThread
 from tests.http.support import assert_problem, new_run_id

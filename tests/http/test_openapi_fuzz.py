@@ -15,9 +15,9 @@ from schemathesis.specs.openapi.checks import (
     positive_data_acceptance,
 )
 
-from adapters.http import ServerSettings, create_app
-from cli._serve import chat_engine
 from durable import DurableClient
+from durable_agents.adapters.http import ServerSettings, create_app
+from durable_agents.cli._serve import chat_engine
 from tests.http.conftest import TOKEN, local_client
 from tests.http.server import ServerThread
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from adapters.http import ServerSettings
+from durable_agents.adapters.http import ServerSettings
 from tests.http.browser import browser_page, browser_tests_skipped
 from tests.http.conftest import TOKEN, client_for
 from tests.http.server import ServerThread

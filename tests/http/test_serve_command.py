@@ -17,8 +17,8 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
 
-from adapters.temporal import DevServer
 from durable_agents import DurableAgentsPlugin
+from durable_agents.adapters.temporal import DevServer
 from tests.http.conftest import AGENTS, TOKEN
 from tests.support.cli import ROOT, command, durable, no_traceback
 

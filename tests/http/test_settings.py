@@ -8,7 +8,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from adapters.http import (
+from durable import ErrorCode
+from durable.conversation import DEFAULT_MAX_DEPTH
+from durable_agents.adapters.http import (
     DEFAULT_MAX_BODY_BYTES,
     STATUS_BY_CODE,
     ServerSettings,
@@ -16,9 +18,7 @@ from adapters.http import (
     is_loopback,
     parse_traceparent,
 )
-from adapters.http._serve import http_server, serving_message
-from durable import ErrorCode
-from durable.conversation import DEFAULT_MAX_DEPTH
+from durable_agents.adapters.http._serve import http_server, serving_message
 from tests.http.conftest import TOKEN, local_client
 from tests.http.server import ServerThread
 from tests.http.support import assert_problem

@@ -6,8 +6,8 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 
-from adapters.http._stream import live_lines
 from durable import LiveEvent
+from durable_agents.adapters.http._stream import live_lines
 
 
 class Quiet:

@@ -7,8 +7,8 @@ import asyncio
 import httpx
 import pytest
 
-from adapters.http import ServerSettings
-from adapters.temporal import DevServer
+from durable_agents.adapters.http import ServerSettings
+from durable_agents.adapters.temporal import DevServer
 from tests.http.conftest import TOKEN, temporal_client
 from tests.http.server import ServerThread
 from tests.http.support import assert_problem

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from activities.llm import MODELS_ENV, ChatRequest, llm_chat, model_catalog
-from adapters.llm import ModelRequestError
+from durable_agents.activities.llm import MODELS_ENV, ChatRequest, llm_chat, model_catalog
+from durable_agents.adapters.llm import ModelRequestError
 
 
 def test_models_come_from_the_workers_settings() -> None:

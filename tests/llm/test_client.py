@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from adapters.llm import (
+from durable_agents.adapters.llm import (
     ChatClient,
     ChatMessage,
     ModelRequestError,
@@ -253,7 +253,7 @@ async def test_a_message_that_is_not_a_chat_message_is_named() -> None:
 
 
 def test_messages_name_the_endpoint_without_its_credentials() -> None:
-    from adapters.llm._client import shown_url
+    from durable_agents.adapters.llm._client import shown_url
 
     assert shown_url("https://user:sk-secret@models.example/v1/chat/completions?key=sk-2") == (
         "https://models.example/v1/chat/completions"

@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def command() -> list[str]:
     """The installed ``durable`` script, or the module when it is not installed."""
     script = Path(sys.executable).parent / "durable"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "cli"]
+    return [str(script)] if script.exists() else [sys.executable, "-m", "durable_agents.cli"]
 
 
 def durable(

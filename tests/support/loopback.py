@@ -18,13 +18,19 @@ Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter, "Connections"], 
 
 
 class Connections:
-    """The streams a server's handlers hold; a handler adds any it opens itself."""
+    """The connections a server's handlers hold; a handler adds any it opens itself.
+
+    Each is kept as the socket transport it was opened with. A stream that starts
+    TLS later gets an SSL transport over it, which can no longer abort it once it
+    was closed twice (``_SSLProtocolTransport.close`` forgets its protocol, and a
+    graceful TLS shutdown waits for the peer): the socket transport always can.
+    """
 
     def __init__(self) -> None:
-        self.writers: set[asyncio.StreamWriter] = set()
+        self.transports: set[asyncio.WriteTransport] = set()
 
     def add(self, writer: asyncio.StreamWriter) -> None:
-        self.writers.add(writer)
+        self.transports.add(writer.transport)
 
 
 @contextlib.asynccontextmanager
@@ -58,6 +64,6 @@ async def loopback_server(handler: Handler) -> AsyncIterator[int]:
         for task in list(tasks):
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        for writer in connections.writers:
-            writer.transport.abort()
+        for transport in connections.transports:
+            transport.abort()
         await asyncio.sleep(0)  # an abort closes its socket on the loop's next pass

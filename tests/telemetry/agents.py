@@ -6,8 +6,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from activities.llm import chat
 from durable import ApprovalRequest, DelegationPolicy, DurableContext, agent, step
+from durable_agents.activities.llm import chat
 
 
 class Order(BaseModel):

@@ -18,7 +18,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from adapters.telemetry import Telemetry, TelemetrySettings, configure_telemetry
+from durable_agents.adapters.telemetry import Telemetry, TelemetrySettings, configure_telemetry
 
 _seen: list[ReadableSpan] = []
 

@@ -12,8 +12,13 @@ import pytest
 from opentelemetry import trace
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from adapters.local import LocalClient, SqliteStore
-from adapters.telemetry import Telemetry, TelemetrySettings, configure_telemetry, names
+from durable_agents.adapters.local import LocalClient, SqliteStore
+from durable_agents.adapters.telemetry import (
+    Telemetry,
+    TelemetrySettings,
+    configure_telemetry,
+    names,
+)
 from tests.support.llm_server import ModelServer, model_server
 from tests.support.llm_server import catalog as models_on
 from tests.telemetry.agents import Order, traced
@@ -119,7 +124,7 @@ async def test_an_unreachable_collector_never_holds_up_a_run(
     try:
         result = await _run(tmp_path, run_id)
         assert result["decision"] == "approve"
-        with caplog.at_level(logging.WARNING, logger="adapters.telemetry._setup"):
+        with caplog.at_level(logging.WARNING, logger="durable_agents.adapters.telemetry._setup"):
             telemetry.flush(5_000)
     finally:
         telemetry.close()

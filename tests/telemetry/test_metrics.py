@@ -13,10 +13,10 @@ import pytest
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from adapters.local import LocalClient, SqliteStore
-from adapters.telemetry import Telemetry, TelemetrySettings, configure_telemetry
-from adapters.temporal import AgentClient, DevServer
 from durable_agents import DurableAgentsPlugin
+from durable_agents.adapters.local import LocalClient, SqliteStore
+from durable_agents.adapters.telemetry import Telemetry, TelemetrySettings, configure_telemetry
+from durable_agents.adapters.temporal import AgentClient, DevServer
 from tests.support.llm_server import ModelServer, model_server
 from tests.support.llm_server import catalog as models_on
 from tests.telemetry.agents import Order, leaf, traced

@@ -16,7 +16,7 @@ import httpx
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
-from adapters.temporal import AgentClient, DevServer
+from durable_agents.adapters.temporal import AgentClient, DevServer
 from tests.conformance.agents import Job, pipeline
 from tests.support.cli import ROOT, command, durable, no_traceback
 from tests.telemetry.receiver import otlp_receiver

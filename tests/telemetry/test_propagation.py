@@ -20,11 +20,11 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
 
-from adapters.http import ServerSettings
-from adapters.local import LocalClient, SqliteStore, resume_run
-from adapters.telemetry import names
-from adapters.temporal import AgentClient, DevServer
 from durable_agents import DurableAgentsPlugin
+from durable_agents.adapters.http import ServerSettings
+from durable_agents.adapters.local import LocalClient, SqliteStore, resume_run
+from durable_agents.adapters.telemetry import names
+from durable_agents.adapters.temporal import AgentClient, DevServer
 from tests.http.conftest import local_client
 from tests.http.server import ServerThread
 from tests.support.llm_server import ModelServer, model_server

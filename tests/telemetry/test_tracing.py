@@ -19,11 +19,11 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from temporalio.client import Client
 from temporalio.worker import Replayer, Worker
 
-from adapters.local import LocalClient, SqliteStore
-from adapters.telemetry import names
-from adapters.telemetry import spans as made_spans
-from adapters.temporal import AgentClient, DevServer
 from durable_agents import DurableAgentsPlugin
+from durable_agents.adapters.local import LocalClient, SqliteStore
+from durable_agents.adapters.telemetry import names
+from durable_agents.adapters.telemetry import spans as made_spans
+from durable_agents.adapters.temporal import AgentClient, DevServer
 from tests.conformance.agents import Job, talk
 from tests.support.llm_server import ModelServer, model_server
 from tests.support.llm_server import catalog as models_on

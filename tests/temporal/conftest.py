@@ -8,8 +8,8 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
 
-from adapters.temporal import AgentClient, DevServer
 from durable_agents import DurableAgentsPlugin
+from durable_agents.adapters.temporal import AgentClient, DevServer
 
 
 @pytest.fixture
@@ -25,6 +25,10 @@ async def client(temporal_server: DevServer) -> Client:
 @pytest.fixture
 async def agents_client(client: Client, task_queue: str) -> AsyncIterator[AgentClient]:
     """An ``AgentClient`` whose task queue a worker hosting every test agent serves."""
-    modules = ("examples.refund", "tests.conformance.agents", "tests.temporal.agents")
+    modules = (
+        "durable_agents.examples.refund",
+        "tests.conformance.agents",
+        "tests.temporal.agents",
+    )
     async with Worker(client, task_queue=task_queue, plugins=[DurableAgentsPlugin(modules)]):
         yield AgentClient(client, task_queue=task_queue)

@@ -12,8 +12,8 @@ from typing import Any
 from pydantic import BaseModel
 from temporalio import activity
 
-from activities._heartbeat import thread_heartbeats
 from durable import DurableContext, RetryPolicy, agent, step
+from durable_agents.activities._heartbeat import thread_heartbeats
 
 QUICK_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=100), maximum_attempts=2)
 

@@ -19,8 +19,8 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
 
-from adapters.temporal import AgentClient, DevServer
 from durable_agents import DurableAgentsPlugin
+from durable_agents.adapters.temporal import AgentClient, DevServer
 from tests.histories.record import _without_machine_details
 from tests.temporal.long_agents import LongJob, long_run
 

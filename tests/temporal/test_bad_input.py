@@ -7,7 +7,6 @@ import asyncio
 import pytest
 from temporalio.client import Client, WorkflowUpdateFailedError
 
-from adapters.temporal import EVENT_SIGNAL, EVENT_UPDATE, AgentClient
 from durable import (
     DurableError,
     DurableRegistrationError,
@@ -17,6 +16,7 @@ from durable import (
     ErrorCode,
     TaskSpec,
 )
+from durable_agents.adapters.temporal import EVENT_SIGNAL, EVENT_UPDATE, AgentClient
 from tests.conformance import agents
 from tests.conformance.agents import Job
 from tests.temporal.agents import Nothing, file_misuse, misuse

@@ -7,8 +7,14 @@ from datetime import UTC, datetime
 from temporalio.contrib.workflow_streams import WorkflowStreamState
 from temporalio.contrib.workflow_streams._types import _WorkflowStreamWireItem
 
-from adapters.temporal._carry import CarriedState, RaisedError, live_tail, pack, unpack
 from durable import StepError, StepRecord
+from durable_agents.adapters.temporal._carry import (
+    CarriedState,
+    RaisedError,
+    live_tail,
+    pack,
+    unpack,
+)
 
 AT = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 

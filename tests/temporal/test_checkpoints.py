@@ -17,10 +17,10 @@ from temporalio.client import Client, WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer, Worker
 
-from adapters.blobs import BLOBS_ENV, BlobStore
-from adapters.temporal import CHECKPOINTS_MEMO, AgentClient, DevServer
 from durable import DurableCheckpointNotFoundError, DurableStoreError
 from durable_agents import DurableAgentsPlugin
+from durable_agents.adapters.blobs import BLOBS_ENV, BlobStore
+from durable_agents.adapters.temporal import CHECKPOINTS_MEMO, AgentClient, DevServer
 from tests.temporal.checkpoint_agents import MARKER, Phase, continues, large
 
 pytestmark = pytest.mark.timeout(240)

@@ -8,8 +8,8 @@ import uuid
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from adapters.temporal import AgentClient
 from durable_agents import DurableAgentsPlugin
+from durable_agents.adapters.temporal import AgentClient
 from tests.conformance.family import Ask
 
 MODULES = ("tests.conformance.family",)

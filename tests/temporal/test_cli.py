@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from adapters.temporal import AgentClient, DevServer, find_temporal_binary
+from durable_agents.adapters.temporal import AgentClient, DevServer, find_temporal_binary
 from tests.support.cli import durable
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -25,7 +25,7 @@ def env(temporal_server: DevServer, task_queue: str, tmp_path: Path) -> dict[str
         **os.environ,
         "TEMPORAL_ADDRESS": temporal_server.address,
         "TASK_QUEUE": task_queue,
-        "DURABLE_AGENT_MODULES": "examples.refund",
+        "DURABLE_AGENT_MODULES": "durable_agents.examples.refund",
         "DURABLE_DATA": str(tmp_path),
         "REFUND_LEDGER": str(tmp_path / "ledger.jsonl"),
     }
@@ -134,7 +134,7 @@ def test_bad_input_is_refused_with_the_fix(
 
 async def _watch(*args: str, env: dict[str, str]) -> asyncio.subprocess.Process:
     script = Path(sys.executable).parent / "durable"
-    command = [str(script)] if script.exists() else [sys.executable, "-m", "cli"]
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "durable_agents.cli"]
     return await asyncio.create_subprocess_exec(
         *command, "watch", *args, cwd=ROOT, env=env,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
@@ -178,8 +178,8 @@ async def test_durable_watch_streams_a_runs_steps_tokens_and_waits(
 
 
 async def test_durable_event_local_after_the_end(env: dict[str, str], tmp_path: Path) -> None:
-    from adapters.local import SqliteStore, run_durable
-    from examples.refund import RefundRequest, refund_review
+    from durable_agents.adapters.local import SqliteStore, run_durable
+    from durable_agents.examples.refund import RefundRequest, refund_review
 
     store = SqliteStore(tmp_path / "durable.db")  # where DURABLE_DATA puts the local store
     request = RefundRequest(order_id="A-1001", amount_cents=2500, reason="damaged")
@@ -208,8 +208,8 @@ async def test_durable_event_local_after_the_end(env: dict[str, str], tmp_path: 
 async def test_durable_watch_local_follows_a_run_in_the_sqlite_store(
     env: dict[str, str], tmp_path: Path
 ) -> None:
-    from adapters.local import SqliteStore, run_durable, send_event
-    from examples.refund import RefundRequest, refund_review
+    from durable_agents.adapters.local import SqliteStore, run_durable, send_event
+    from durable_agents.examples.refund import RefundRequest, refund_review
 
     store = SqliteStore(tmp_path / "durable.db")  # where DURABLE_DATA puts the local store
     request = RefundRequest(order_id="A-1001", amount_cents=2500, reason="damaged")

@@ -24,10 +24,10 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer, Worker
 from temporalio.workflow import NondeterminismError
 
-from adapters.temporal import AgentClient, DevServer, _replay
-from adapters.temporal._carry import RunCarry, unpack
 from durable import DurableError, DurableRunInputMismatchError, ErrorCode, LiveEvent
 from durable_agents import DurableAgentsPlugin
+from durable_agents.adapters.temporal import AgentClient, DevServer, _replay
+from durable_agents.adapters.temporal._carry import RunCarry, unpack
 from tests.support.cli import durable, no_traceback
 from tests.temporal import long_agents
 from tests.temporal.long_agents import (

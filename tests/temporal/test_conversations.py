@@ -11,9 +11,9 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
 
-from adapters.temporal import AgentClient, DevServer
 from durable.conversation import ConversationEvent
 from durable_agents import DurableAgentsPlugin
+from durable_agents.adapters.temporal import AgentClient, DevServer
 from tests.conformance import agents
 from tests.conformance.agents import Job
 from tests.support.llm_server import ModelServer, catalog, model_server

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from temporalio.api.failure.v1 import ApplicationFailureInfo, Failure, TimeoutFailureInfo
 
-from adapters.temporal import failure_error
+from durable_agents.adapters.temporal import failure_error
 
 
 def test_a_timed_out_attempt_reads_as_the_local_step_timeout() -> None:

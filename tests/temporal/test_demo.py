@@ -44,7 +44,7 @@ def _row(output: str, run_kind: str) -> list[str]:
 def test_the_demo_is_decided_from_a_second_shell(tmp_path: Path) -> None:
     env = _demo_env(tmp_path)
     demo = subprocess.Popen(
-        [sys.executable, "-m", "examples.demo", "--approve-after", "90"],
+        [sys.executable, "-m", "durable_agents.examples.demo", "--approve-after", "90"],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,
@@ -66,7 +66,7 @@ def test_the_demo_is_decided_from_a_second_shell(tmp_path: Path) -> None:
         for command in commands:
             assert command[0].endswith("durable")
             if not Path(command[0]).exists():  # outside the project's venv: the same CLI module
-                command = [sys.executable, "-m", "cli", *command[1:]]
+                command = [sys.executable, "-m", "durable_agents.cli", *command[1:]]
             sent = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
             assert sent.returncode == 0, sent.stderr
             said.append(sent.stdout)
@@ -97,7 +97,7 @@ def test_the_demo_is_decided_from_a_second_shell(tmp_path: Path) -> None:
 
 def test_the_demo_decides_itself_with_the_temporal_cli_and_python(tmp_path: Path) -> None:
     out = subprocess.run(
-        [sys.executable, "-m", "examples.demo", "--approve-after", "0.5"],
+        [sys.executable, "-m", "durable_agents.examples.demo", "--approve-after", "0.5"],
         cwd=ROOT,
         env=_demo_env(tmp_path),
         capture_output=True,

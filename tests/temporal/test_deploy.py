@@ -8,7 +8,7 @@ from pathlib import Path
 from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
 from temporalio.client import Client
 
-from adapters.temporal import SEARCH_ATTRIBUTES, DevServer
+from durable_agents.adapters.temporal import SEARCH_ATTRIBUTES, DevServer
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from adapters.temporal import DevServer
+from durable_agents.adapters.temporal import DevServer
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -44,14 +44,14 @@ def _port_is_free(port: int) -> bool:
 
 def _durable() -> list[str]:
     script = Path(sys.executable).parent / "durable"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "cli"]
+    return [str(script)] if script.exists() else [sys.executable, "-m", "durable_agents.cli"]
 
 
 def _worker_env(tmp_path: Path, *, port: int, ui_port: int) -> dict[str, str]:
     env = {
         **os.environ,
         "DURABLE_DATA": str(tmp_path),
-        "DURABLE_AGENT_MODULES": "examples.refund",
+        "DURABLE_AGENT_MODULES": "durable_agents.examples.refund",
         "REFUND_LEDGER": str(tmp_path / "ledger.jsonl"),
         "TEMPORAL_DEV_PORT": str(port),
         "TEMPORAL_UI_PORT": str(ui_port),

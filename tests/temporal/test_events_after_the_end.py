@@ -7,8 +7,8 @@ import asyncio
 import pytest
 from temporalio.client import Client, WorkflowFailureError
 
-from adapters.temporal import AgentClient
 from durable import DurableError, ErrorCode
+from durable_agents.adapters.temporal import AgentClient
 from tests.conformance import agents
 from tests.conformance.agents import Job
 

@@ -20,9 +20,9 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from adapters.temporal import AgentClient, DevServer
 from durable import DEFAULT_HEARTBEAT_TIMEOUT
 from durable_agents import DurableAgentsPlugin
+from durable_agents.adapters.temporal import AgentClient, DevServer
 from tests.temporal import heartbeat_agents
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -13,8 +13,8 @@ from temporalio.contrib.pydantic import PydanticPayloadConverter, pydantic_data_
 from temporalio.converter import DataConverter, DefaultPayloadConverter, PayloadCodec
 from temporalio.worker import Replayer, Worker
 
-from adapters.temporal import AgentClient, DevServer
 from durable_agents import DurableAgentsPlugin
+from durable_agents.adapters.temporal import AgentClient, DevServer
 from tests.conformance.agents import Job, pipeline
 from tests.temporal.plain_workflows import Greeter, shout
 
@@ -94,7 +94,9 @@ def test_an_agent_module_that_cannot_be_imported_is_named() -> None:
 
 
 async def test_a_replayer_with_the_plugin_replays_a_recorded_run() -> None:
-    replayer = Replayer(workflows=[], plugins=[DurableAgentsPlugin(["examples.refund"])])
+    replayer = Replayer(
+        workflows=[], plugins=[DurableAgentsPlugin(["durable_agents.examples.refund"])]
+    )
     text = (HISTORIES / "refund-review.json").read_text()
     result = await replayer.replay_workflow(WorkflowHistory.from_json("refund-review", text))
     assert result.replay_failure is None

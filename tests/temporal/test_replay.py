@@ -16,14 +16,14 @@ from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
 from temporalio.workflow import NondeterminismError
 
-import examples.refund  # noqa: F401  (registers the agents the histories ran)
+import durable_agents.examples.refund  # noqa: F401  (registers the agents the histories ran)
 import tests.conformance.family  # noqa: F401  (registers the child-run agents)
-from agents import conversation as _conversation  # noqa: F401  (the conversation agent)
 from durable_agents import DurableAgentsPlugin
+from durable_agents.agents import conversation as _conversation  # noqa: F401  (the conversation agent)
 from tests.conformance import agents
 
 HISTORIES = Path(__file__).resolve().parents[1] / "histories"
-MODULES = ("examples.refund", "tests.conformance.agents", "tests.conformance.family")
+MODULES = ("durable_agents.examples.refund", "tests.conformance.agents", "tests.conformance.family")
 
 
 def replayer() -> Replayer:

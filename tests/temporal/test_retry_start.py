@@ -24,12 +24,12 @@ from temporalio.client import Client
 from temporalio.testing import ActivityEnvironment
 from temporalio.worker import Worker
 
-from adapters.temporal import AgentClient, DevServer
-from adapters.temporal._live import ANSWER_WITHIN, ActivityTokens, _beyond
 from bench._faults_agents import MODULE, Job, ledger_run
 from bench._faults_ledger import Entry, read_ledger
 from durable import LiveEvent
 from durable_agents import DurableAgentsPlugin
+from durable_agents.adapters.temporal import AgentClient, DevServer
+from durable_agents.adapters.temporal._live import ANSWER_WITHIN, ActivityTokens, _beyond
 
 ROOT = Path(__file__).resolve().parents[2]
 HEARTBEAT = 3.0

@@ -17,7 +17,6 @@ import pytest
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from adapters.temporal import WORKFLOW_SIDE_MODULES, AgentClient
 from durable import (
     DurableContext,
     DurableRegistrationError,
@@ -29,21 +28,22 @@ from durable import (
 )
 from durable._registry import registering_copies
 from durable_agents import DurableAgentsPlugin
+from durable_agents.adapters.temporal import WORKFLOW_SIDE_MODULES, AgentClient
 from tests.temporal import sandbox_agents
 from tests.temporal.sandbox_agents import Label
 
 MODULES = ("tests.temporal.sandbox_agents",)
 
 OUTSIDE_WORKFLOWS = (
-    "adapters.temporal._approvals",
-    "adapters.temporal._checkpoint_reads",
-    "adapters.temporal._client",
-    "adapters.temporal._delivery",
-    "adapters.temporal._devserver",
-    "adapters.temporal._live",
-    "adapters.temporal._process",
-    "adapters.temporal._sandbox",
-    "adapters.temporal._status",
+    "durable_agents.adapters.temporal._approvals",
+    "durable_agents.adapters.temporal._checkpoint_reads",
+    "durable_agents.adapters.temporal._client",
+    "durable_agents.adapters.temporal._delivery",
+    "durable_agents.adapters.temporal._devserver",
+    "durable_agents.adapters.temporal._live",
+    "durable_agents.adapters.temporal._process",
+    "durable_agents.adapters.temporal._sandbox",
+    "durable_agents.adapters.temporal._status",
 )
 
 _BLOCKED = textwrap.dedent(
@@ -76,10 +76,10 @@ def _run_blocked(code: str) -> subprocess.CompletedProcess[str]:
 def test_workflow_code_imports_only_the_safe_face() -> None:
     done = _run_blocked(
         """
-        import workflows, workflows.agent
-        import adapters.temporal
-        from adapters.temporal import TemporalContext, run_on_workflow_step
-        loaded = sorted(m for m in sys.modules if m.startswith("adapters.temporal."))
+        import durable_agents.workflows.agent
+        import durable_agents.adapters.temporal
+        from durable_agents.adapters.temporal import TemporalContext, run_on_workflow_step
+        loaded = sorted(m for m in sys.modules if m.startswith("durable_agents.adapters.temporal."))
         print(",".join(loaded))
         """
     )
@@ -89,7 +89,7 @@ def test_workflow_code_imports_only_the_safe_face() -> None:
 
 @pytest.mark.parametrize("name", ["AgentClient", "DevServer", "exit_without_teardown"])
 def test_the_block_bites_on_client_side_names(name: str) -> None:
-    done = _run_blocked(f"from adapters.temporal import {name}")
+    done = _run_blocked(f"from durable_agents.adapters.temporal import {name}")
     assert done.returncode != 0
     assert "is made unimportable for this test" in done.stderr
 
@@ -99,8 +99,9 @@ def test_client_side_names_are_loaded_on_first_use() -> None:
         [
             sys.executable,
             "-c",
-            "import sys; from adapters.temporal import AgentClient, DevServer; "
-            "print('adapters.temporal._client' in sys.modules, AgentClient.__name__)",
+            "import sys; from durable_agents.adapters.temporal import AgentClient, DevServer; "
+            "print('durable_agents.adapters.temporal._client' in sys.modules, "
+            "AgentClient.__name__)",
         ],
         capture_output=True,
         text=True,

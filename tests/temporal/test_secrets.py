@@ -12,7 +12,7 @@ import hmac
 
 from temporalio.client import Client
 
-from adapters.temporal import AgentClient
+from durable_agents.adapters.temporal import AgentClient
 from tests.conftest import SECRET
 from tests.support.histories import histories_containing
 from tests.temporal.agents import Order, signed

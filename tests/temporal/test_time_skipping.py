@@ -13,8 +13,8 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from adapters.temporal import AgentClient
 from durable_agents import DurableAgentsPlugin
+from durable_agents.adapters.temporal import AgentClient
 from tests.temporal.agents import Wait, long_sleep, long_wait
 
 

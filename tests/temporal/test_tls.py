@@ -19,9 +19,9 @@ import pytest
 from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
 from temporalio.worker import Worker
 
-from adapters.settings import TemporalSettings
-from adapters.temporal import AgentClient, DevServer, TemporalConnectError, connect
 from durable_agents import DurableAgentsPlugin
+from durable_agents.adapters.settings import TemporalSettings
+from durable_agents.adapters.temporal import AgentClient, DevServer, TemporalConnectError, connect
 from tests.conformance.agents import Job, pipeline
 from tests.support.tls_proxy import Certificates, make_certificates, tls_proxy
 

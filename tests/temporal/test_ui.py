@@ -6,7 +6,7 @@ import asyncio
 
 from temporalio.client import Client
 
-from adapters.temporal import AGENT_NAME, PROJECT_ID, WAITING_FOR, AgentClient
+from durable_agents.adapters.temporal import AGENT_NAME, PROJECT_ID, WAITING_FOR, AgentClient
 from tests.conformance import agents
 from tests.conformance.agents import Job
 

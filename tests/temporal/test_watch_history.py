@@ -11,9 +11,9 @@ from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from adapters.temporal import AgentClient, watch_stream
 from durable import DurableRunEndedError, LiveEvent
 from durable_agents import DurableAgentsPlugin
+from durable_agents.adapters.temporal import AgentClient, watch_stream
 from tests.conformance import agents
 from tests.conformance.agents import Job
 

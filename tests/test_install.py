@@ -1,0 +1,155 @@
+"""What the wheel installs: two names, ``durable`` and ``durable_agents``, and a working command.
+
+The repository keeps the design's top-level layout (``adapters/``, ``workflows/``,
+``cli/``...); ``durable_agents/`` links them, and the wheel holds them under it, so
+that an installed project does not claim names such as ``agents``, ``cli`` or
+``worker`` in a user's environment. The wheel is built from this checkout and
+unpacked into a virtual environment of its own, which takes the dependencies
+from the test environment but not this checkout, and the ``durable`` command
+is run there as a process.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import site
+import subprocess
+import time
+import venv
+import zipfile
+from pathlib import Path
+
+import pytest
+from hatchling.builders.wheel import WheelBuilder
+
+from durable_agents.examples.refund import RefundRequest
+from tests.support.sources import parse
+
+ROOT = Path(__file__).resolve().parents[1]
+LINKED = ("activities", "adapters", "agents", "cli", "examples", "worker", "workflows")
+"""The design's top-level folders and ``worker.py``, installed under ``durable_agents``."""
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("wheel")
+    (built,) = WheelBuilder(str(ROOT)).build(directory=str(out), versions=["standard"])
+    return Path(built)
+
+
+def test_the_wheel_installs_two_names_and_the_command_under_them(wheel: Path) -> None:
+    with zipfile.ZipFile(wheel) as archive:
+        names = archive.namelist()
+        entry_points = archive.read("durable_agents-0.1.0.dist-info/entry_points.txt").decode()
+    top = {name.split("/")[0] for name in names if ".dist-info/" not in name}
+    assert top == {"durable", "durable_agents"}
+    for linked in LINKED:
+        inside = "durable_agents/worker.py" if linked == "worker" else f"durable_agents/{linked}/"
+        assert any(name.startswith(inside) for name in names), f"{inside} is not in the wheel"
+    assert "durable_agents/adapters/http/static/index.html" in names  # the web view's files
+    assert "durable = durable_agents.cli:main" in entry_points
+
+
+def test_every_link_points_at_the_top_level_folder_it_names() -> None:
+    for linked in LINKED:
+        name = f"{linked}.py" if linked == "worker" else linked
+        link = ROOT / "durable_agents" / name
+        assert link.is_symlink(), f"durable_agents/{name} must link to ../{name}"
+        assert link.resolve() == (ROOT / name).resolve()
+
+
+def test_no_module_imports_a_linked_folder_by_its_bare_name() -> None:
+    """A bare ``import adapters`` works in a checkout but not once installed, and in a
+    checkout it would load a second copy of every module (and register every step twice)."""
+    listed = subprocess.run(
+        ["git", "ls-files", "*.py"], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    bare = []
+    for line in listed.stdout.splitlines():
+        path = ROOT / line
+        if path.is_symlink() or not path.exists():
+            continue
+        for node in ast.walk(parse(path)):
+            if isinstance(node, ast.Import):
+                modules = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                modules = [node.module]
+            else:
+                continue
+            bare += [f"{line}:{node.lineno}: {m}" for m in modules if m.split(".")[0] in LINKED]
+    assert bare == [], "import these as durable_agents.<name>"
+
+
+def test_the_installed_command_runs_an_agent_with_no_checkout_on_the_path(
+    wheel: Path, tmp_path: Path
+) -> None:
+    env_dir = tmp_path / "venv"
+    venv.EnvBuilder(with_pip=False).create(env_dir)
+    python = env_dir / "bin" / "python"
+    purelib = Path(
+        subprocess.run(
+            [python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+            capture_output=True, text=True, check=True,
+        ).stdout.strip()
+    )  # fmt: skip
+    with zipfile.ZipFile(wheel) as archive:
+        archive.extractall(purelib)
+    # The dependencies come from the test environment; its editable install of this
+    # checkout does not: only what the wheel holds is importable as the project.
+    dependencies = [p for p in site.getsitepackages() if Path(p).is_dir()]
+    (purelib / "test_dependencies.pth").write_text("\n".join(dependencies) + "\n")
+    data = tmp_path / "data"
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("DURABLE_", "PYTHON"))},
+        "DURABLE_DATA": str(data),
+        "DURABLE_AGENT_MODULES": "durable_agents.examples.refund",
+    }
+    script = (
+        "import sys; from durable_agents.cli import main; "
+        "sys.argv[0] = 'durable'; sys.exit(main())"
+    )  # what the installed console script does
+
+    def durable(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [python, "-I", "-c", script, *args],
+            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+
+    where = subprocess.run(
+        [python, "-I", "-c", "import durable_agents.adapters as a, durable as d; "
+         "print(a.__file__); print(d.__file__)"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert all(line.startswith(str(purelib)) for line in where.stdout.split()), where.stdout
+    bare = subprocess.run(
+        [python, "-I", "-c", "import adapters"], cwd=tmp_path, env=env, capture_output=True
+    )
+    assert bare.returncode != 0, "the wheel must not install a top-level 'adapters'"
+
+    # A local run executes in the command that starts it, up to the reviewer's decision.
+    request = RefundRequest(order_id="A-1001", amount_cents=1200, reason="arrived broken")
+    runner = subprocess.Popen(
+        [python, "-I", "-c", script, "run", "refund_review", "--input",
+         request.model_dump_json(), "--run-id", "r-1", "--local"],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while "r-1" not in (listed := durable("approvals", "--local")).stdout:
+            assert runner.poll() is None, runner.communicate()
+            assert time.monotonic() < deadline, listed
+            time.sleep(0.2)
+        approved = durable("approve", "r-1", "--by", "ana", "--local")
+        assert approved.returncode == 0, approved.stderr
+        out, err = runner.communicate(timeout=60)
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+            runner.communicate()
+    assert runner.returncode == 0, err
+    assert "refunded" in out, out
+    status = durable("status", "r-1", "--local")
+    assert "completed" in status.stdout, status.stdout
