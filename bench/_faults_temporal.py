@@ -1,6 +1,7 @@
 """Temporal fault scenarios: workers killed under load, and the server restarted mid-run.
 
-Workers are ``worker.py`` processes on a dev server from ``adapters.temporal.DevServer``;
+Workers are ``worker.py`` processes on a dev server from
+``durable_agents.adapters.temporal.DevServer``;
 runs are started with ``AgentClient``. A step's ledger lines carry the pid of the
 worker that ran its activity.
 """

@@ -81,8 +81,8 @@ class DurableClient(Protocol):
         finds the existing run (``created=False``); with other input it raises
         ``DurableRunInputMismatchError``. With ``retry_failed``, an existing run that
         failed or was cancelled, and has no child runs, starts again fresh under the
-        same id (``created=True``); a completed run never does (the run-id rule:
-        ``adapters.local.RETRIED_STATUSES``, on Temporal ``ALLOW_DUPLICATE_FAILED_ONLY``).
+        same id (``created=True``); a completed run never does (the run-id rule: the
+        local store's ``RETRIED_STATUSES``, on Temporal ``ALLOW_DUPLICATE_FAILED_ONLY``).
         """
         ...
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import importlib.util
+import os
 from collections.abc import Iterable
 
 from temporalio.contrib.pydantic import PydanticPayloadConverter
@@ -101,6 +103,13 @@ class DurableAgentsPlugin(SimplePlugin):
 def import_agent_modules(modules: Iterable[str]) -> None:
     """Import the modules that define agents, so their agents and steps are registered."""
     for name in modules:
+        ours = _ours_by_a_bare_name(name)
+        if ours is not None:
+            raise ImportError(
+                f"agent module {name!r} is this project's {ours!r}: name it {ours!r} "
+                "(under a bare name it would be a second copy, registering its agents twice, "
+                "and an installed project has no such module)"
+            )
         try:
             importlib.import_module(name)
         except ImportError as exc:
@@ -108,6 +117,28 @@ def import_agent_modules(modules: Iterable[str]) -> None:
                 f"cannot import agent module {name!r} ({exc}); check the module path "
                 "and that it is installed where the worker runs"
             ) from exc
+
+
+def _ours_by_a_bare_name(name: str) -> str | None:
+    """``durable_agents.<name>`` when ``name`` is one of this package's modules named
+    without it (``examples.refund``): a checkout imports it as a second copy, an
+    installed project not at all. ``None`` for any other name, such as a module of
+    the user's own that shares a first part with ours (``agents``)."""
+    ours = f"{__package__}.{name}"
+    try:
+        mine = importlib.util.find_spec(ours)
+    except ImportError:  # no such package of ours
+        return None
+    if mine is None or mine.origin is None:
+        return None
+    try:
+        found = importlib.util.find_spec(name)
+    except ImportError:  # not importable under that name: installed, ours is meant
+        return ours
+    if found is None:
+        return ours
+    same = found.origin is not None and os.path.samefile(found.origin, mine.origin)
+    return ours if same else None
 
 
 def _pydantic_converter(existing: DataConverter | None) -> DataConverter:

@@ -7,9 +7,9 @@
 2. worker A is killed with SIGKILL;
 3. while no worker runs, a reviewer lists the pending approvals and decides
    them from the command line: one approved, one edited, one rejected;
-4. ``worker.py`` finds the abandoned runs once their lease expires and finishes
-   them with the decisions, replaying the completed steps instead of running
-   them again.
+4. a worker (``durable worker --local``) finds the abandoned runs once their
+   lease expires and finishes them with the decisions, replaying the completed
+   steps instead of running them again.
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ from durable import RunRecord, steps_table, table
 from durable_agents.adapters.local import SqliteStore, pending_approvals, run_durable
 from durable_agents.examples.refund import LEDGER_ENV, RefundRequest, refund_review
 
-ROOT = Path(__file__).resolve().parents[1]
-DATA = Path(os.environ.get("DURABLE_DEMO_DATA", ROOT / "data"))
+DATA = Path(os.environ.get("DURABLE_DEMO_DATA", "data")).resolve()
+"""Where the demo keeps its store and ledger: ``data/`` under the working directory."""
 STORE = DATA / "demo.db"
 LEASE_SECONDS = 2.0
 
@@ -47,7 +47,6 @@ def _env() -> dict[str, str]:
         "DURABLE_AGENT_MODULES": "durable_agents.examples.refund",
         "DURABLE_LEASE_SECONDS": str(LEASE_SECONDS),
         LEDGER_ENV: str(DATA / "refunds.jsonl"),
-        "PYTHONPATH": str(ROOT),
     }
 
 
@@ -76,7 +75,7 @@ async def durable(*args: str) -> None:
     command = [*args, *(("--local",) if args[0] == "approvals" else ("--by", "dana", "--local"))]
     print(f"   $ {shlex.join(['durable', *command])}")
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "durable_agents.cli", *command, cwd=ROOT, env=_env(),
+        sys.executable, "-m", "durable_agents.cli", *command, env=_env(),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
     )  # fmt: skip
     output, _ = await process.communicate()
@@ -99,7 +98,6 @@ async def demo() -> None:
         "durable_agents.examples.local_demo",
         "start",
         *runs.values(),
-        cwd=ROOT,
         env=_env(),
     )
     deadline = time.monotonic() + 60
@@ -121,18 +119,18 @@ async def demo() -> None:
         await durable(*command)
 
     print(
-        f"\n4. worker.py --local starts; once worker A's {LEASE_SECONDS:g}s lease expires, "
-        "it resumes the runs."
+        f"\n4. A worker (durable worker --local) starts; once worker A's "
+        f"{LEASE_SECONDS:g}s lease expires, it resumes the runs."
     )
     worker_b = await asyncio.create_subprocess_exec(
-        sys.executable, "worker.py", "--local", cwd=ROOT, env=_env()
+        sys.executable, "-m", "durable_agents.worker", "--local", env=_env()
     )
     ended: dict[str, RunRecord] = {}
     try:
         deadline = time.monotonic() + 60
         while len(ended) < len(runs):
             if time.monotonic() > deadline:
-                raise SystemExit("worker.py did not finish the runs within a minute")
+                raise SystemExit("the worker did not finish the runs within a minute")
             for run_id in runs.values():
                 run = await store.load_run(run_id)
                 if run is not None and not run.active:

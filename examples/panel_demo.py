@@ -20,14 +20,15 @@ from durable import LiveView
 from durable.conversation import ConversationResult
 from durable_agents.examples.panel import Case, panel_review
 
-ROOT = Path(__file__).resolve().parents[1]
+DATA = Path("data").resolve()
+"""Where the local store goes: ``data/`` under the working directory."""
 
 
 async def _local(case: Case) -> None:
     from durable_agents.adapters.local import SqliteStore, run_durable, watch_run
 
-    (ROOT / "data").mkdir(exist_ok=True)
-    store = SqliteStore(ROOT / "data" / "panel.db")
+    DATA.mkdir(exist_ok=True)
+    store = SqliteStore(DATA / "panel.db")
     run_id = f"panel-{uuid.uuid4().hex[:8]}"
     run = asyncio.create_task(run_durable(panel_review, case, store=store, run_id=run_id))
     view = LiveView()

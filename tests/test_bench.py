@@ -21,7 +21,7 @@ from durable_agents.adapters.local import SqliteStore
 from durable_agents.adapters.temporal import DevServer
 from tests.support.sources import parse
 
-PROJECT_PACKAGES = ("activities", "adapters", "agents", "durable", "durable_agents", "workflows")
+PROJECT_PACKAGES = ("durable", "durable_agents")
 
 
 async def test_the_llm_bench_times_both_paths_against_one_server(

@@ -13,14 +13,17 @@ from __future__ import annotations
 
 import ast
 import os
+import re
 import site
 import subprocess
+import tarfile
 import time
 import venv
 import zipfile
 from pathlib import Path
 
 import pytest
+from hatchling.builders.sdist import SdistBuilder
 from hatchling.builders.wheel import WheelBuilder
 
 from durable_agents.examples.refund import RefundRequest
@@ -33,11 +36,33 @@ LINKED = ("activities", "adapters", "agents", "cli", "examples", "worker", "work
 pytestmark = pytest.mark.slow
 
 
+def _build_wheel(source: Path, out: Path) -> Path:
+    (built,) = WheelBuilder(str(source)).build(directory=str(out), versions=["standard"])
+    return Path(built)
+
+
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("wheel")
-    (built,) = WheelBuilder(str(ROOT)).build(directory=str(out), versions=["standard"])
-    return Path(built)
+    """The wheel as installers build it: from the sdist (which holds no links)."""
+    out = tmp_path_factory.mktemp("dist")
+    (sdist,) = SdistBuilder(str(ROOT)).build(directory=str(out), versions=["standard"])
+    with tarfile.open(sdist) as archive:
+        members = archive.getmembers()
+        assert not [m.name for m in members if m.issym()], "the sdist holds no links"
+        archive.extractall(out, filter="data")
+    unpacked = out / Path(sdist).name.removesuffix(".tar.gz")
+    return _build_wheel(unpacked, out)
+
+
+def _files(wheel: Path) -> set[str]:
+    with zipfile.ZipFile(wheel) as archive:
+        return {name for name in archive.namelist() if ".dist-info/" not in name}
+
+
+def test_a_wheel_from_the_checkout_holds_what_one_from_the_sdist_does(
+    wheel: Path, tmp_path: Path
+) -> None:
+    assert _files(_build_wheel(ROOT, tmp_path)) == _files(wheel)
 
 
 def test_the_wheel_installs_two_names_and_the_command_under_them(wheel: Path) -> None:
@@ -81,6 +106,31 @@ def test_no_module_imports_a_linked_folder_by_its_bare_name() -> None:
                 continue
             bare += [f"{line}:{node.lineno}: {m}" for m in modules if m.split(".")[0] in LINKED]
     assert bare == [], "import these as durable_agents.<name>"
+
+
+def test_no_string_names_a_module_of_a_linked_folder_by_its_bare_name() -> None:
+    """Module names in strings (``DURABLE_AGENT_MODULES``, ``python -m``, plugin
+    arguments, logger names) are imported too, so they follow the same rule; a line
+    saying ``bare on purpose`` tests the refusal of such a name."""
+    listed = subprocess.run(
+        ["git", "ls-files", "*.py"], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    module = re.compile(r"(activities|adapters|agents|examples|workflows)(\.[a-z_]+)+")
+    bare = []
+    for line in listed.stdout.splitlines():
+        path = ROOT / line
+        if path.is_symlink() or not path.exists():
+            continue
+        lines = path.read_text(encoding="utf-8").splitlines()
+        bare += [
+            f"{line}:{node.lineno}: {node.value}"
+            for node in ast.walk(parse(path))
+            if isinstance(node, ast.Constant)
+            and isinstance(node.value, str)
+            and any(module.fullmatch(word) for word in re.split(r"[\s,]+", node.value))
+            and "bare on purpose" not in lines[node.lineno - 1]
+        ]
+    assert bare == [], "name these modules durable_agents.<name>"
 
 
 def test_the_installed_command_runs_an_agent_with_no_checkout_on_the_path(
@@ -153,3 +203,8 @@ def test_the_installed_command_runs_an_agent_with_no_checkout_on_the_path(
     assert "refunded" in out, out
     status = durable("status", "r-1", "--local")
     assert "completed" in status.stdout, status.stdout
+
+    env["DURABLE_AGENT_MODULES"] = "examples.refund"  # bare on purpose: the name before
+    renamed = durable("run", "refund_review", "--input", request.model_dump_json(), "--local")
+    assert renamed.returncode != 0
+    assert "name it 'durable_agents.examples.refund'" in renamed.stderr

@@ -19,10 +19,11 @@ WORKFLOW_SIDE_MODULES = tuple(
         "_search",
     )
 )
-"""The safe face of ``adapters.temporal``: what workflow code runs, deterministic code only.
+"""The safe face of ``durable_agents.adapters.temporal``: what workflow code runs,
+deterministic code only.
 
-Importing ``durable_agents.adapters.temporal`` loads these and nothing else of the package; the
-client, the dev server and the process helpers stay out of workflows.
+Importing the package loads these and nothing else of it; the client, the dev
+server and the process helpers stay out of workflows.
 """
 
 PASSTHROUGH_MODULES = (
@@ -35,18 +36,23 @@ PASSTHROUGH_MODULES = (
     "opentelemetry",
     *WORKFLOW_SIDE_MODULES,
 )
-"""Imported once and shared with workflows instead of re-imported for every run
-(each name below but ``durable`` and ``opentelemetry`` is under ``durable_agents``):
+"""Imported once and shared with workflows instead of re-imported for every run:
 
 - ``durable``: the ``@agent`` / ``@step`` registries must be the worker's own;
-- ``workflows``: the workflow module defines classes and nothing else at import;
-  re-importing it for every run cost more than a step's whole workflow-side work;
-- ``activities``, ``adapters.blobs`` and ``adapters.llm``: steps and the types
-  they take, which agents name but never run inside a workflow (a step runs as
-  an activity, outside the sandbox);
-- ``adapters.telemetry`` and ``opentelemetry``: the run's spans are made in the
-  workflow by the process's one replay-safe tracer provider;
-- the workflow-side modules of ``durable_agents.adapters.temporal`` (``WORKFLOW_SIDE_MODULES``).
+- ``durable_agents.workflows``: the workflow module defines classes and nothing
+  else at import; re-importing it for every run cost more than a step's whole
+  workflow-side work;
+- ``durable_agents.activities``, ``durable_agents.adapters.blobs`` and
+  ``durable_agents.adapters.llm``: steps and the types they take, which agents
+  name but never run inside a workflow (a step runs as an activity, outside the
+  sandbox);
+- ``durable_agents.adapters.telemetry`` and ``opentelemetry``: the run's spans
+  are made in the workflow by the process's one replay-safe tracer provider;
+- the workflow-side modules of ``durable_agents.adapters.temporal``
+  (``WORKFLOW_SIDE_MODULES``).
+
+Not ``durable_agents`` itself: that would pass the agent modules under it
+(``durable_agents.examples``) through too.
 
 Agent modules are not passed through: each run imports its agent's module inside
 the sandbox, so what the agent does at run time, such as reading the clock with

@@ -62,18 +62,18 @@ def console_scripts() -> dict[str, str]:
     return scripts
 
 
-def wheel_contents() -> list[str]:
-    """What the wheel holds: the top-level packages of ``only-include``."""
-    only: list[str] = pyproject()["tool"]["hatch"]["build"]["targets"]["wheel"]["only-include"]
-    return only
-
-
 def wheel_sources() -> list[str]:
-    """What the wheel is built from: ``only-include`` and the folders and files
-    ``durable_agents`` links to (the wheel holds them under it)."""
-    package = ROOT / "durable_agents"
-    linked = sorted(p.name for p in package.iterdir() if p.is_symlink())
-    return [*wheel_contents(), *linked]
+    """What the wheel is built from: ``only-include`` and ``force-include``'s sources."""
+    wheel: dict[str, Any] = pyproject()["tool"]["hatch"]["build"]["targets"]["wheel"]
+    return [*wheel["only-include"], *wheel.get("force-include", {})]
+
+
+def wheel_contents() -> set[str]:
+    """The top-level names the wheel installs: its sources where ``sources`` and
+    ``force-include`` put them."""
+    wheel: dict[str, Any] = pyproject()["tool"]["hatch"]["build"]["targets"]["wheel"]
+    moved: dict[str, str] = {**wheel.get("sources", {}), **wheel.get("force-include", {})}
+    return {moved.get(path, path).split("/")[0].removesuffix(".py") for path in wheel_sources()}
 
 
 def longest_step_timeout(modules: str) -> float:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import sys
 import uuid
 from pathlib import Path
 
@@ -91,6 +92,15 @@ async def test_the_plugin_keeps_a_codec_and_refuses_a_foreign_payload_converter(
 def test_an_agent_module_that_cannot_be_imported_is_named() -> None:
     with pytest.raises(ImportError, match=r"cannot import agent module 'no_such\.agents'"):
         DurableAgentsPlugin(["no_such.agents"])
+
+
+@pytest.mark.parametrize("name", ["examples.refund", "agents.chat"])  # bare on purpose
+def test_a_module_of_ours_named_without_durable_agents_is_refused_with_its_name(
+    name: str,
+) -> None:
+    with pytest.raises(ImportError, match=rf"name it 'durable_agents\.{name}'"):
+        DurableAgentsPlugin([name])
+    assert name not in sys.modules  # refused before a second copy was imported
 
 
 async def test_a_replayer_with_the_plugin_replays_a_recorded_run() -> None:

@@ -44,6 +44,7 @@ OUTSIDE_WORKFLOWS = (
     "durable_agents.adapters.temporal._process",
     "durable_agents.adapters.temporal._sandbox",
     "durable_agents.adapters.temporal._status",
+    "durable_agents._plugin",
 )
 
 _BLOCKED = textwrap.dedent(
