@@ -56,6 +56,8 @@ class _Beater:
         self._beats: set[_Beat] = set()
         self._changed = threading.Condition()
         self._thread: threading.Thread | None = None
+        self._wakes_at = 0.0
+        """When the thread looks at the beats next (``time.monotonic()``)."""
 
     def add(self, beat: _Beat) -> None:
         with self._changed:
@@ -65,7 +67,11 @@ class _Beater:
                     target=self._run, name="durable-step-heartbeats", daemon=True
                 )
                 self._thread.start()
-            self._changed.notify()
+            elif beat.due < self._wakes_at:
+                # Only a beat due before the thread's next look wakes it: with many
+                # steps starting at once, waking it for each (to scan every beat)
+                # cost the worker more than the steps' own bookkeeping.
+                self._changed.notify()
 
     def remove(self, beat: _Beat) -> None:
         # Records happen under the same lock: once this returns, none follows for
@@ -84,8 +90,8 @@ class _Beater:
                     except BaseException:  # a core panic too: the other steps must keep beating
                         self._beats.discard(beat)
                         activity.logger.exception("recording a step heartbeat failed")
-                wait = min((b.due for b in self._beats), default=now + 3600) - now
-                self._changed.wait(max(wait, 0.0))
+                self._wakes_at = min((b.due for b in self._beats), default=now + 3600)
+                self._changed.wait(max(self._wakes_at - now, 0.0))
 
 
 _beater = _Beater()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import threading
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -13,7 +15,7 @@ from temporalio.testing import ActivityEnvironment
 
 from durable import StepOptions, step, step_definition
 from durable._retry import DEFAULT_HEARTBEAT_TIMEOUT
-from durable_agents.activities._heartbeat import BEATS_PER_TIMEOUT, heartbeating
+from durable_agents.activities._heartbeat import BEATS_PER_TIMEOUT, _Beat, _Beater, heartbeating
 
 
 @step
@@ -98,3 +100,17 @@ async def test_a_step_that_heartbeats_details_owns_its_heartbeat() -> None:
 
     # The background stopped at the checkpoint, so nothing overwrote it.
     assert beats == [(), ("checkpoint",)]
+
+
+def test_a_beat_due_before_the_threads_next_look_wakes_it() -> None:
+    """The thread sleeps until its earliest beat; a new, sooner one wakes it, and
+    one due later than that leaves it asleep (it is seen at the next look)."""
+    beater = _Beater()
+    slow, fast, later = threading.Event(), threading.Event(), threading.Event()
+    beater.add(_Beat(record=slow.set, every=30))
+    time.sleep(0.1)  # the thread now sleeps until the slow beat, 30 s away
+    beater.add(_Beat(record=fast.set, every=0.05))
+    assert fast.wait(2), "a beat due sooner must wake the thread"
+    beater.add(_Beat(record=later.set, every=0.2))
+    assert later.wait(2), "a beat due later is recorded at a later look"
+    assert not slow.is_set()

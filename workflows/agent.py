@@ -60,6 +60,7 @@ with workflow.unsafe.imports_passed_through():
         EVENT_UPDATE,
         EVENTS_MEMO,
         EVENTS_MEMO_PATCH,
+        EVENTS_MEMO_WHEN_ANY_PATCH,
         LIVE_TOPIC,
         SEARCH_ATTRIBUTES_MEMO,
         STATUS_QUERY,
@@ -219,6 +220,8 @@ class AgentWorkflow:
 
     def _remember_events(self) -> None:
         """Keep the accepted keys in the memo, where senders read them after the end."""
+        if not self._events and workflow.patched(EVENTS_MEMO_WHEN_ANY_PATCH):
+            return
         if workflow.patched(EVENTS_MEMO_PATCH):
             workflow.upsert_memo({EVENTS_MEMO: sorted(self._events)})
 

@@ -10,6 +10,7 @@ __all__ = [
     "APPROVAL_MEMO_PREFIX",
     "EVENTS_MEMO",
     "EVENTS_MEMO_PATCH",
+    "EVENTS_MEMO_WHEN_ANY_PATCH",
     "EVENT_SIGNAL",
     "EVENT_UPDATE",
     "LIVE_TOPIC",
@@ -37,6 +38,10 @@ EVENTS_MEMO = "events"
 learns its key was taken (not accepted) without a worker replaying the run."""
 EVENTS_MEMO_PATCH = "durable.events-memo"
 """Patch id under which ended runs record ``EVENTS_MEMO``; older histories replay without it."""
+EVENTS_MEMO_WHEN_ANY_PATCH = "durable.events-memo-when-any"
+"""Patch id under which an ended run that accepted no event writes no ``EVENTS_MEMO``
+(absent reads as none): a memo update is a write of the server's visibility record,
+paid by every run. Histories from before it replay the update they recorded."""
 MANIFEST_MEMO = "manifest_hash"
 """Memo key of the run's manifest hash: starting its id again with other input is refused."""
 SEARCH_ATTRIBUTES_MEMO = "search_attributes"
