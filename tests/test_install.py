@@ -90,17 +90,20 @@ def test_every_link_points_at_the_top_level_folder_it_names() -> None:
         assert link.resolve() == (ROOT / name).resolve()
 
 
-def test_no_module_imports_a_linked_folder_by_its_bare_name() -> None:
-    """A bare ``import adapters`` works in a checkout but not once installed, and in a
-    checkout it would load a second copy of every module (and register every step twice)."""
+def _sources() -> list[tuple[str, Path]]:
+    """The tracked Python files, each once: not through the links in ``durable_agents``."""
     listed = subprocess.run(
         ["git", "ls-files", "*.py"], cwd=ROOT, capture_output=True, text=True, check=True
     )
+    paths = [(line, ROOT / line) for line in listed.stdout.splitlines()]
+    return [(line, path) for line, path in paths if path.exists() and not path.is_symlink()]
+
+
+def test_no_module_imports_a_linked_folder_by_its_bare_name() -> None:
+    """A bare ``import adapters`` works in a checkout but not once installed, and in a
+    checkout it would load a second copy of every module (and register every step twice)."""
     bare = []
-    for line in listed.stdout.splitlines():
-        path = ROOT / line
-        if path.is_symlink() or not path.exists():
-            continue
+    for line, path in _sources():
         for node in ast.walk(parse(path)):
             if isinstance(node, ast.Import):
                 modules = [alias.name for alias in node.names]
@@ -116,15 +119,9 @@ def test_no_string_names_a_module_of_a_linked_folder_by_its_bare_name() -> None:
     """Module names in strings (``DURABLE_AGENT_MODULES``, ``python -m``, plugin
     arguments, logger names) are imported too, so they follow the same rule; a line
     saying ``bare on purpose`` tests the refusal of such a name."""
-    listed = subprocess.run(
-        ["git", "ls-files", "*.py"], cwd=ROOT, capture_output=True, text=True, check=True
-    )
     module = re.compile(r"(activities|adapters|agents|examples|workflows)(\.[a-z_]+)+")
     bare = []
-    for line in listed.stdout.splitlines():
-        path = ROOT / line
-        if path.is_symlink() or not path.exists():
-            continue
+    for line, path in _sources():
         lines = path.read_text(encoding="utf-8").splitlines()
         bare += [
             f"{line}:{node.lineno}: {node.value}"

@@ -62,18 +62,21 @@ def console_scripts() -> dict[str, str]:
     return scripts
 
 
-def wheel_sources() -> list[str]:
-    """What the wheel is built from: ``only-include`` and ``force-include``'s sources."""
+def _wheel() -> dict[str, Any]:
     wheel: dict[str, Any] = pyproject()["tool"]["hatch"]["build"]["targets"]["wheel"]
-    return [*wheel["only-include"], *wheel.get("force-include", {})]
+    return wheel
+
+
+def wheel_sources() -> list[str]:
+    """What the wheel is built from: ``only-include``."""
+    sources: list[str] = _wheel()["only-include"]
+    return sources
 
 
 def wheel_contents() -> set[str]:
-    """The top-level names the wheel installs: its sources where ``sources`` and
-    ``force-include`` put them."""
-    wheel: dict[str, Any] = pyproject()["tool"]["hatch"]["build"]["targets"]["wheel"]
-    moved: dict[str, str] = {**wheel.get("sources", {}), **wheel.get("force-include", {})}
-    return {moved.get(path, path).split("/")[0].removesuffix(".py") for path in wheel_sources()}
+    """The top-level names the wheel installs: its sources where ``sources`` puts them."""
+    moved: dict[str, str] = _wheel().get("sources", {})
+    return {moved.get(path, path).split("/")[0] for path in wheel_sources()}
 
 
 def longest_step_timeout(modules: str) -> float:
