@@ -112,7 +112,7 @@ class LocalChildren(ChildCalls):
         if self._run_child is None:
             raise RuntimeError("this context was made without a way to run child runs")
         deadline = None if spec.timeout is None else utc_now() + spec.timeout
-        begun = await ctx._begin(index, spec.intent, spec.kind, spec.input_hash, deadline)
+        deadline = await ctx._begin(index, spec.intent, spec.kind, spec.input_hash, deadline)
         taken = None if record is not None else await self._taken(spec)
         if taken is not None:
             await ctx._failed(index, step_error_from(taken), final=True)
@@ -126,7 +126,7 @@ class LocalChildren(ChildCalls):
             ),
         )
         task = asyncio.create_task(
-            self._traced_child(span, self._child(ctx, index, spec, control, begun.deadline)),
+            self._traced_child(span, self._child(ctx, index, spec, control, deadline)),
             name=f"durable:{spec.run_id}",
             context=spans.task_context(span),  # the child run's span is this one's child
         )

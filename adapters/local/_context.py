@@ -255,7 +255,7 @@ class LocalContext(LocalChildren, Approvals, Patches, LocalCheckpoints):
         kind: StepKind,
         input_hash: str = "",
         deadline: datetime | None = None,
-    ) -> StepRecord:
+    ) -> datetime | None:
         return await self._fenced(
             self._store.begin_step(
                 self.lease,
@@ -465,12 +465,12 @@ class LocalContext(LocalChildren, Approvals, Patches, LocalCheckpoints):
         index, record = self._position("sleep", "timer", "")
         if record is not None and record.status == "completed":
             return
-        record = await self._begin(index, "sleep", "timer", deadline=utc_now() + delta)
-        assert record.deadline is not None  # the store keeps the first deadline it was given
+        deadline = await self._begin(index, "sleep", "timer", deadline=utc_now() + delta)
+        assert deadline is not None  # the store keeps the first deadline it was given
         await asyncio.sleep(0)  # whatever runs beside this sleep starts first
         await self._proven(waiting=True)
-        self.live.publish(LiveEvent(kind="sleeping", step=index, until=record.deadline))
-        remaining = (record.deadline - utc_now()).total_seconds()
+        self.live.publish(LiveEvent(kind="sleeping", step=index, until=deadline))
+        remaining = (deadline - utc_now()).total_seconds()
         if remaining > 0:
             await asyncio.sleep(remaining)
         await self._complete(index, None)
@@ -492,11 +492,10 @@ class LocalContext(LocalChildren, Approvals, Patches, LocalCheckpoints):
             return record.result if codec is None else codec.decode(record.result, what=label)
         if record is not None and record.status == "failed":
             raise replayed_failure(record)
-        record = await self._begin(
+        # The deadline is the one recorded at the first wait: a resume continues it.
+        deadline = await self._begin(
             index, intent, "event", deadline=None if wait is None else utc_now() + wait
         )
-        # The deadline is the one recorded at the first wait: a resume continues it.
-        deadline = record.deadline
         self.live.publish(LiveEvent(kind="waiting", step=index, key=key, until=deadline))
         waited = spans.open_span(
             names.WAIT, wait_attributes("local", self.run_id, index, key, waiting_as)

@@ -313,8 +313,8 @@ class FileStore(FileCheckpoints, FilePurge):
         kind: StepKind,
         input_hash: str,
         deadline: datetime | None = None,
-    ) -> StepRecord:
-        return await self._step_op(
+    ) -> datetime | None:
+        record = await self._step_op(
             lease,
             lambda state: ledger.begin_step(
                 state,
@@ -327,6 +327,7 @@ class FileStore(FileCheckpoints, FilePurge):
                 now=utc_now(),
             ),
         )
+        return None if deadline is None else record.deadline
 
     async def complete_step(self, lease: Lease, *, step_index: int, result: Any) -> None:
         await self._step_op(

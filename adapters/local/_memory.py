@@ -124,8 +124,8 @@ class InMemoryStore:
         kind: StepKind,
         input_hash: str,
         deadline: datetime | None = None,
-    ) -> StepRecord:
-        return ledger.begin_step(
+    ) -> datetime | None:
+        record = ledger.begin_step(
             self._state(lease.run_id),
             lease,
             step_index=step_index,
@@ -135,6 +135,7 @@ class InMemoryStore:
             deadline=deadline,
             now=utc_now(),
         )
+        return None if deadline is None else record.deadline
 
     async def complete_step(self, lease: Lease, *, step_index: int, result: Any) -> None:
         ledger.finish_step(

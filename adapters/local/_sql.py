@@ -461,7 +461,7 @@ class SqlStore(SqlCheckpoints, SqlPurge, ABC):
         kind: StepKind,
         input_hash: str,
         deadline: datetime | None = None,
-    ) -> StepRecord:
+    ) -> datetime | None:
         now = _ms(utc_now())
         # Committed without waiting for the disk (the step's outcome waits for it, and
         # syncs this with it): a power cut before then loses only that the step began,
@@ -474,8 +474,9 @@ class SqlStore(SqlCheckpoints, SqlPurge, ABC):
                 f"CAST(? AS BIGINT), CAST(? AS BIGINT) "
                 f"WHERE {_FENCE} ON CONFLICT (run_id, step_index) DO UPDATE SET "
                 f"attempts = durable_steps.attempts + 1, status = 'running', "
-                f"deadline = COALESCE(durable_steps.deadline, excluded.deadline) "
-                f"RETURNING {_STEP_COLUMNS}",
+                f"deadline = COALESCE(durable_steps.deadline, excluded.deadline)"
+                # Only a wait asks for its deadline back; a step needs only the row count.
+                + ("" if deadline is None else " RETURNING deadline"),
                 (
                     lease.run_id,
                     step_index,
@@ -486,14 +487,13 @@ class SqlStore(SqlCheckpoints, SqlPurge, ABC):
                     None if deadline is None else _ms(deadline),
                     *_fence(lease),
                 ),
-                returning=True,
+                returning=deadline is not None,
                 synced=deadline is not None,
             )
         )
-        assert isinstance(rows, list)
-        if not rows:
+        if not rows:  # no row, or a count of 0
             raise await self._explain(lease)
-        return _step_record(rows[0])
+        return None if isinstance(rows, int) else _time(rows[0][0])
 
     async def _finish_step(
         self, lease: Lease, step_index: int, assignments: str, params: Sequence[Any]

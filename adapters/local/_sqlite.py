@@ -179,12 +179,13 @@ class SqliteStore(SqlStore):
         return await self._offload.call(lambda wait: self._run(sql, params, wait).rowcount)
 
     async def _run_batch(self, writes: Sequence[Write]) -> list[Outcome]:
-        synced = any(write.synced for write in writes)
-        return await self._offload.call(lambda wait: self._batch(writes, synced, wait))
+        # Under NORMAL or OFF no commit waits for the disk: there is nothing to skip.
+        relaxed = self._synchronous in _SYNCING and not any(write.synced for write in writes)
+        return await self._offload.call(lambda wait: self._batch(writes, relaxed, wait))
 
-    def _batch(self, writes: Sequence[Write], synced: bool, wait: bool) -> list[Outcome]:
+    def _batch(self, writes: Sequence[Write], relaxed: bool, wait: bool) -> list[Outcome]:
         db = self._db
-        if not synced:
+        if relaxed:
             # In WAL mode NORMAL commits without syncing the log: the next synced
             # commit, a step's outcome, makes these durable with it.
             db.execute("PRAGMA synchronous = NORMAL")
@@ -204,7 +205,7 @@ class SqliteStore(SqlStore):
                 raise
             return outcomes
         finally:
-            if not synced:
+            if relaxed:
                 db.execute(f"PRAGMA synchronous = {self._synchronous}")
 
     def _one(self, write: Write, wait: bool, *, alone: bool = True) -> Outcome:
@@ -245,6 +246,9 @@ class SqliteStore(SqlStore):
         if self._offload.close():
             self._db.close()
 
+
+_SYNCING = ("FULL", "EXTRA")
+"""The settings under which every commit in WAL mode waits for the disk."""
 
 _READ_ONLY = (sqlite3.SQLITE_READONLY, sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_PERM)
 

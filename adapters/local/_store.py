@@ -216,8 +216,9 @@ class DurableRunStore(Protocol):
         kind: StepKind,
         input_hash: str,
         deadline: datetime | None = None,
-    ) -> StepRecord:
-        """Record an attempt; the first recorded ``deadline`` of a step is kept."""
+    ) -> datetime | None:
+        """Record an attempt. Given a ``deadline``, return the step's: the first one
+        recorded for it, kept across attempts and resumes; else return ``None``."""
         ...
 
     async def complete_step(self, lease: Lease, *, step_index: int, result: Any) -> None: ...

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,6 @@ from durable_agents.adapters.local import (
     DurableRunStore,
     FileStore,
     InMemoryStore,
-    PostgresStore,
     SqliteStore,
 )
 
@@ -35,22 +33,6 @@ MANIFEST = DurableRunManifest(
 )
 LATER = timedelta(minutes=5)
 """Past every lease these tests take: ``request_cancel(now=...)`` then finds no live lease."""
-
-
-@pytest.fixture(params=["memory", "file", "sqlite", "postgres"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[DurableRunStore]:
-    kind = request.param
-    opened: DurableRunStore
-    if kind == "memory":
-        opened = InMemoryStore()
-    elif kind == "file":
-        opened = FileStore(tmp_path / "runs")
-    elif kind == "sqlite":
-        opened = SqliteStore(tmp_path / "db")
-    else:
-        opened = await PostgresStore.connect(request.getfixturevalue("postgres_dsn"))
-    yield opened
-    await opened.close()
 
 
 async def _start(

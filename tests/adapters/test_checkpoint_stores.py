@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from pydantic import BaseModel
@@ -23,34 +20,12 @@ from durable import (
 )
 from durable_agents.adapters.local import (
     DurableRunStore,
-    FileStore,
-    InMemoryStore,
-    PostgresStore,
-    SqliteStore,
     run_durable,
 )
-from tests.support.postgres import fresh_database
 
 MANIFEST = DurableRunManifest(
     project_id="p", task=TaskSpec(id="t", intent="i", domain="d"), input={}
 )
-
-
-@pytest.fixture(params=["memory", "file", "sqlite", "postgres"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[DurableRunStore]:
-    kind: str = request.param
-    opened: DurableRunStore
-    if kind == "memory":
-        opened = InMemoryStore()
-    elif kind == "file":
-        opened = FileStore(tmp_path / "runs")
-    elif kind == "sqlite":
-        opened = SqliteStore(tmp_path / "durable.db")
-    else:
-        dsn = fresh_database(request.getfixturevalue("postgres_dsn"), f"ck_{uuid.uuid4().hex}")
-        opened = await PostgresStore.connect(dsn)
-    yield opened
-    await opened.close()
 
 
 async def _hold(store: DurableRunStore, worker: str = "w", lease_for: float = 30) -> Lease:

@@ -3,41 +3,19 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 
 from durable import DurableRunManifest, DurableRunNotFoundError, StepError, TaskSpec
 from durable_agents.adapters.local import (
     DurableRunStore,
-    FileStore,
-    InMemoryStore,
-    PostgresStore,
-    SqliteStore,
 )
 
 MANIFEST = DurableRunManifest(
     project_id="p", task=TaskSpec(id="t", intent="i", domain="d"), input={}
 )
 _LEASE = timedelta(seconds=30)
-
-
-@pytest.fixture(params=["memory", "file", "sqlite", "postgres"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[DurableRunStore]:
-    kind = request.param
-    opened: DurableRunStore
-    if kind == "memory":
-        opened = InMemoryStore()
-    elif kind == "file":
-        opened = FileStore(tmp_path / "runs")
-    elif kind == "sqlite":
-        opened = SqliteStore(tmp_path / "db")
-    else:
-        opened = await PostgresStore.connect(request.getfixturevalue("postgres_dsn"))
-    yield opened
-    await opened.close()
 
 
 @pytest.fixture

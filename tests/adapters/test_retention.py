@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -26,7 +24,6 @@ from durable_agents.adapters.local import (
     FileStore,
     InMemoryStore,
     LocalWorker,
-    PostgresStore,
     PurgeCounts,
     SqliteStore,
     parse_duration,
@@ -34,30 +31,11 @@ from durable_agents.adapters.local import (
 )
 from durable_agents.adapters.local._retention import blob_refs, purge_summary
 from durable_agents.adapters.local._store import EndStatus
-from tests.support.postgres import fresh_database
 
 MANIFEST = DurableRunManifest(
     project_id="p", task=TaskSpec(id="t", intent="i", domain="d"), input={}
 )
 HOUR = timedelta(hours=1)
-
-
-@pytest.fixture(params=["memory", "file", "sqlite", "postgres"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[DurableRunStore]:
-    kind: str = request.param
-    opened: DurableRunStore
-    if kind == "memory":
-        opened = InMemoryStore()
-    elif kind == "file":
-        opened = FileStore(tmp_path / "runs")
-    elif kind == "sqlite":
-        opened = SqliteStore(tmp_path / "durable.db")
-    else:
-        # A database of its own: a purge would delete other tests' ended runs.
-        dsn = fresh_database(request.getfixturevalue("postgres_dsn"), f"purge_{uuid.uuid4().hex}")
-        opened = await PostgresStore.connect(dsn)
-    yield opened
-    await opened.close()
 
 
 async def _run(

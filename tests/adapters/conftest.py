@@ -1,0 +1,37 @@
+"""The fixture giving each test one local store of every kind."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from durable_agents.adapters.local import (
+    DurableRunStore,
+    FileStore,
+    InMemoryStore,
+    PostgresStore,
+    SqliteStore,
+)
+from tests.support.postgres import fresh_database
+
+
+@pytest.fixture(params=["memory", "file", "sqlite", "postgres"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[DurableRunStore]:
+    """A store of each kind; on PostgreSQL a database of its own, which no other
+    test's runs share (a purge would delete them, a listing would count them)."""
+    kind: str = request.param
+    opened: DurableRunStore
+    if kind == "memory":
+        opened = InMemoryStore()
+    elif kind == "file":
+        opened = FileStore(tmp_path / "runs")
+    elif kind == "sqlite":
+        opened = SqliteStore(tmp_path / "durable.db")
+    else:
+        dsn = fresh_database(request.getfixturevalue("postgres_dsn"), f"t_{uuid.uuid4().hex}")
+        opened = await PostgresStore.connect(dsn)
+    yield opened
+    await opened.close()
