@@ -12,8 +12,6 @@ from durable import (
     CheckpointInfo,
     DurableContext,
     DurableRunLeaseLostError,
-    DurableRunManifest,
-    Lease,
     TaskSpec,
     agent,
     canonical_hash,
@@ -22,19 +20,7 @@ from durable_agents.adapters.local import (
     DurableRunStore,
     run_durable,
 )
-
-MANIFEST = DurableRunManifest(
-    project_id="p", task=TaskSpec(id="t", intent="i", domain="d"), input={}
-)
-
-
-async def _hold(store: DurableRunStore, worker: str = "w", lease_for: float = 30) -> Lease:
-    resumed = await store.start_or_resume(
-        run_id="r", agent="a", manifest=MANIFEST, worker_id=worker,
-        lease_for=timedelta(seconds=lease_for),
-    )  # fmt: skip
-    assert resumed.lease is not None
-    return resumed.lease
+from tests.support.leases import MANIFEST, hold
 
 
 def _info(name: str, text: str, step: int = 0) -> CheckpointInfo:
@@ -48,7 +34,7 @@ def _info(name: str, text: str, step: int = 0) -> CheckpointInfo:
 
 
 async def test_checkpoints_are_kept_by_name_and_replaced_whole(store: DurableRunStore) -> None:
-    lease = await _hold(store)
+    lease = await hold(store)
     names = ["context", "a/b", "..", "ü 😀", "x" * MAX_CHECKPOINT_NAME]
     for name in names:
         await store.write_checkpoint(lease, _info(name, '{"v":1}'), '{"v":1}')
@@ -75,8 +61,8 @@ async def test_checkpoints_are_kept_by_name_and_replaced_whole(store: DurableRun
 async def test_a_worker_that_lost_its_lease_writes_and_deletes_nothing(
     store: DurableRunStore,
 ) -> None:
-    old = await _hold(store, "old", lease_for=0)
-    new = await _hold(store, "new")
+    old = await hold(store, "old", lease_for=0)
+    new = await hold(store, "new")
     await store.write_checkpoint(new, _info("context", "1"), "1")
 
     with pytest.raises(DurableRunLeaseLostError, match="worker 'old' lost the lease"):

@@ -9,30 +9,16 @@ import pytest
 
 from durable import (
     DurableRunLeaseLostError,
-    DurableRunManifest,
     DurableRunNotFoundError,
-    Lease,
-    TaskSpec,
 )
 from durable_agents.adapters.local import DurableRunStore
+from tests.support.leases import hold
 
-MANIFEST = DurableRunManifest(
-    project_id="p", task=TaskSpec(id="t", intent="i", domain="d"), input={}
-)
 FIRST = datetime(2030, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
 
 
-async def _hold(store: DurableRunStore, worker: str = "w", lease_for: float = 30.0) -> Lease:
-    resumed = await store.start_or_resume(
-        run_id="r", agent="a", manifest=MANIFEST, worker_id=worker,
-        lease_for=timedelta(seconds=lease_for),
-    )  # fmt: skip
-    assert resumed.lease is not None
-    return resumed.lease
-
-
 async def test_a_step_without_a_deadline_records_each_attempt(store: DurableRunStore) -> None:
-    lease = await _hold(store)
+    lease = await hold(store)
     for _ in range(3):
         begun = await store.begin_step(
             lease, step_index=0, intent="s", kind="logic", input_hash="h"
@@ -43,7 +29,7 @@ async def test_a_step_without_a_deadline_records_each_attempt(store: DurableRunS
 
 
 async def test_a_wait_keeps_the_first_deadline_it_was_given(store: DurableRunStore) -> None:
-    lease = await _hold(store)
+    lease = await hold(store)
     first = await store.begin_step(
         lease, step_index=0, intent="sleep", kind="timer", input_hash="", deadline=FIRST
     )
@@ -57,9 +43,9 @@ async def test_a_wait_keeps_the_first_deadline_it_was_given(store: DurableRunSto
 
 
 async def test_a_begin_under_a_lost_lease_changes_nothing(store: DurableRunStore) -> None:
-    stale = await _hold(store, "old", lease_for=0.05)
+    stale = await hold(store, "old", lease_for=0.05)
     await asyncio.sleep(0.1)
-    await _hold(store, "new")  # takes the lapsed lease over
+    await hold(store, "new")  # takes the lapsed lease over
     for deadline in (None, FIRST):
         with pytest.raises(DurableRunLeaseLostError):
             await store.begin_step(
@@ -69,7 +55,7 @@ async def test_a_begin_under_a_lost_lease_changes_nothing(store: DurableRunStore
 
 
 async def test_a_begin_for_a_run_never_started_names_the_run(store: DurableRunStore) -> None:
-    lease = await _hold(store)
+    lease = await hold(store)
     ghost = lease.model_copy(update={"run_id": "ghost"})
     with pytest.raises(DurableRunNotFoundError, match="ghost"):
         await store.begin_step(ghost, step_index=0, intent="s", kind="logic", input_hash="")
