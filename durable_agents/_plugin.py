@@ -21,7 +21,7 @@ from durable_agents.activities.checkpoints import get_checkpoint, put_checkpoint
 from durable_agents.activities.events import send_event
 from durable_agents.activities.steps import run_step
 from durable_agents.adapters.telemetry import tracing_interceptors
-from durable_agents.adapters.temporal import SharedPydanticConverter, workflow_runner
+from durable_agents.adapters.temporal import workflow_runner
 from durable_agents.workflows.agent import AgentWorkflow
 
 __all__ = ["DurableAgentsPlugin", "import_agent_modules"]
@@ -142,17 +142,13 @@ def _ours_by_a_bare_name(name: str) -> str | None:
 
 
 def _pydantic_converter(existing: DataConverter | None) -> DataConverter:
-    """The pydantic converter, keeping any codec or failure converter already set.
-
-    temporalio's own pydantic converter becomes ``SharedPydanticConverter``, which
-    converts alike but is cheap to make; a subclass of it the caller wrote is kept.
-    """
+    """The pydantic converter, keeping any codec or failure converter already set."""
     if existing is None:
-        return DataConverter(payload_converter_class=SharedPydanticConverter)
-    if existing.payload_converter_class in (DefaultPayloadConverter, PydanticPayloadConverter):
-        return dataclasses.replace(existing, payload_converter_class=SharedPydanticConverter)
+        return DataConverter(payload_converter_class=PydanticPayloadConverter)
     if _converts_with_pydantic(existing):
         return existing
+    if existing.payload_converter_class is DefaultPayloadConverter:
+        return dataclasses.replace(existing, payload_converter_class=PydanticPayloadConverter)
     raise ValueError(
         "DurableAgentsPlugin needs the pydantic payload converter, but the client sets "
         f"{existing.payload_converter_class.__name__}; subclass "

@@ -54,7 +54,6 @@ if typing.TYPE_CHECKING:
     from ._delivery import deliver_event, unreachable_run
     from ._devserver import DevServer, PortInUseError, find_temporal_binary
     from ._live import ActivityTokens, watch_stream
-    from ._payloads import SharedPydanticConverter
     from ._process import exit_without_teardown
     from ._sandbox import PASSTHROUGH_MODULES, WORKFLOW_SIDE_MODULES, workflow_runner
     from ._status import RunSnapshot, state_of
@@ -72,7 +71,6 @@ _OUTSIDE_WORKFLOWS = {
     "ActivityTokens": "_live",
     "watch_stream": "_live",
     "exit_without_teardown": "_process",
-    "SharedPydanticConverter": "_payloads",
     "PASSTHROUGH_MODULES": "_sandbox",
     "WORKFLOW_SIDE_MODULES": "_sandbox",
     "workflow_runner": "_sandbox",
@@ -121,7 +119,6 @@ __all__ = [
     "PortInUseError",
     "RunEvent",
     "RunSnapshot",
-    "SharedPydanticConverter",
     "StepOutcome",
     "TemporalConnectError",
     "TemporalContext",
