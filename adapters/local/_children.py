@@ -111,8 +111,8 @@ class LocalChildren(ChildCalls):
             return failed
         if self._run_child is None:
             raise RuntimeError("this context was made without a way to run child runs")
-        deadline = None if spec.timeout is None else utc_now() + spec.timeout
-        deadline = await ctx._begin(index, spec.intent, spec.kind, spec.input_hash, deadline)
+        asked = None if spec.timeout is None else utc_now() + spec.timeout
+        deadline = await ctx._begin(index, spec.intent, spec.kind, spec.input_hash, asked)
         taken = None if record is not None else await self._taken(spec)
         if taken is not None:
             await ctx._failed(index, step_error_from(taken), final=True)

@@ -256,7 +256,8 @@ class LocalContext(LocalChildren, Approvals, Patches, LocalCheckpoints):
         input_hash: str = "",
         deadline: datetime | None = None,
     ) -> datetime | None:
-        return await self._fenced(
+        """Record an attempt at ``index``; the step's deadline, the first one recorded."""
+        recorded = await self._fenced(
             self._store.begin_step(
                 self.lease,
                 step_index=index,
@@ -266,6 +267,12 @@ class LocalContext(LocalChildren, Approvals, Patches, LocalCheckpoints):
                 deadline=deadline,
             )
         )
+        if deadline is None:
+            # A resumed wait keeps its first deadline even if the code now gives none;
+            # the store hands a deadline back only when given one.
+            earlier = self._recorded.get(index)
+            return None if earlier is None else earlier.deadline
+        return recorded
 
     async def _complete(self, index: int, result: Any) -> None:
         await self._fenced(self._store.complete_step(self.lease, step_index=index, result=result))

@@ -20,7 +20,7 @@ _LEASE = timedelta(seconds=30)
 
 @pytest.fixture
 def agent() -> str:
-    """An agent name no other test's runs have: a shared database holds theirs too."""
+    """An agent name no other test's runs have, so a listing by agent counts only these."""
     return f"lister-{uuid.uuid4().hex[:8]}"
 
 

@@ -21,7 +21,7 @@ from durable import (
     LiveEvent,
     TaskSpec,
 )
-from durable_agents.adapters.local import FileStore, PostgresStore, SqliteStore
+from durable_agents.adapters.local import FileStore, PostgresStore, SqliteStore, Synchronous
 
 MANIFEST = DurableRunManifest(
     project_id="p", task=TaskSpec(id="t", intent="i", domain="d"), input={}
@@ -176,6 +176,34 @@ async def test_sqlite_resume_loads_steps_in_one_query(tmp_path: Path) -> None:
     assert len(resumed.steps) == 50
     step_reads = [s for s in statements if "FROM durable_steps" in s and "COUNT" not in s]
     assert len(step_reads) == 1
+    await store.close()
+
+
+@pytest.mark.parametrize("synchronous", ["OFF", "NORMAL", "FULL", "EXTRA"])
+async def test_sqlite_skips_the_disk_wait_only_for_a_step_begin_under_full(
+    tmp_path: Path, synchronous: Synchronous
+) -> None:
+    store = SqliteStore(tmp_path / "db", synchronous=synchronous)
+    lease = await _hold(store)
+    statements: list[str] = []
+    store._db.set_trace_callback(statements.append)
+
+    await store.begin_step(lease, step_index=0, intent="s", kind="logic", input_hash="")
+    begin = [s for s in statements if s.startswith("PRAGMA")]
+    statements.clear()
+    await store.complete_step(lease, step_index=0, result=None)
+    await store.begin_step(
+        lease, step_index=1, intent="sleep", kind="timer", input_hash="",
+        deadline=datetime.now(UTC) + timedelta(hours=1),
+    )  # fmt: skip
+    store._db.set_trace_callback(None)
+
+    # Under FULL and EXTRA every commit waits for the disk, except a step's begin:
+    # the outcome's commit syncs it. A wait's begin keeps its deadline durable.
+    # Under NORMAL and OFF no commit waits, so there is nothing to skip.
+    relaxed = ["PRAGMA synchronous = NORMAL", f"PRAGMA synchronous = {synchronous}"]
+    assert begin == (relaxed if synchronous in ("FULL", "EXTRA") else [])
+    assert [s for s in statements if s.startswith("PRAGMA")] == []
     await store.close()
 
 

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,8 @@ from typing import Any
 import pytest
 
 from durable import (
+    DurableContext,
+    DurableError,
     DurableEventPayloadError,
     DurableRunLeaseHeldError,
     DurableRunLeaseLostError,
@@ -27,6 +30,7 @@ from durable import (
     ErrorCode,
     StepError,
     TaskSpec,
+    agent,
 )
 from durable_agents.adapters.local import DurableRunStore, LeaseKeeper, resume_run, run_durable
 from tests.conformance import agents
@@ -319,3 +323,37 @@ async def test_emit_refuses_a_bad_key(substrate: LocalSubstrate, run_id: str) ->
         await substrate.store.emit_event(run_id, "", {})
     with pytest.raises(ValueError, match="control character"):
         await substrate.store.emit_event(run_id, "approval\x00", {})
+
+
+WAIT_TIMEOUT: dict[str, float | None] = {"seconds": None}
+"""The wait's timeout as the code of ``wait_as_coded`` has it: a test edits it between
+a crash and the resume, as a deploy between the two would."""
+
+
+@agent(name="conformance.wait_as_coded")
+async def wait_as_coded(ctx: DurableContext, job: Job) -> Any:
+    return await ctx.await_event(job.key, timeout=WAIT_TIMEOUT["seconds"])
+
+
+@pytest.mark.local_only(reason="on Temporal, code dropping a wait's timer fails its replay")
+async def test_a_resumed_wait_keeps_its_deadline_when_the_code_drops_it(
+    substrate: LocalSubstrate, run_id: str
+) -> None:
+    WAIT_TIMEOUT["seconds"] = 2.0
+    try:
+        started = time.monotonic()
+        await substrate.start(wait_as_coded, Job(key="approval"), run_id=run_id)
+        first = await substrate.wait_for_step(run_id, "await_event:approval")
+        assert first.deadline is not None
+        await substrate.crash(run_id)
+        WAIT_TIMEOUT["seconds"] = None  # the new code waits with no timeout
+
+        await substrate.resume(wait_as_coded, Job(key="approval"), run_id=run_id)
+        with pytest.raises(DurableError) as caught:
+            await substrate.result(run_id)
+    finally:
+        WAIT_TIMEOUT["seconds"] = None
+    assert caught.value.code == ErrorCode.AWAIT_EVENT_TIMEOUT
+    assert time.monotonic() - started < 2.0 + 2.0
+    wait = (await substrate.steps(run_id))[0]
+    assert (wait.deadline, wait.attempts) == (first.deadline, 2)
