@@ -19,21 +19,9 @@ from durable import (
     ErrorCode,
     Lease,
     LiveEvent,
-    TaskSpec,
 )
 from durable_agents.adapters.local import FileStore, PostgresStore, SqliteStore, Synchronous
-
-MANIFEST = DurableRunManifest(
-    project_id="p", task=TaskSpec(id="t", intent="i", domain="d"), input={}
-)
-
-
-async def _hold(store: Any, run_id: str = "r") -> Lease:
-    resumed = await store.start_or_resume(
-        run_id=run_id, agent="a", manifest=MANIFEST, worker_id="w", lease_for=timedelta(30)
-    )
-    assert resumed.lease is not None
-    return resumed.lease
+from tests.support.leases import MANIFEST, hold
 
 
 async def _steps(store: Any, lease: Lease, count: int) -> None:
@@ -47,7 +35,7 @@ async def _steps(store: Any, lease: Lease, count: int) -> None:
 
 async def test_file_store_cuts_off_a_line_torn_by_a_crash(tmp_path: Path) -> None:
     store = FileStore(tmp_path)
-    lease = await _hold(store)
+    lease = await hold(store)
     await _steps(store, lease, 2)
     await store.close()
     log = next(tmp_path.glob("r_*")) / "steps.jsonl"
@@ -59,14 +47,14 @@ async def test_file_store_cuts_off_a_line_torn_by_a_crash(tmp_path: Path) -> Non
 
     assert [s.result for s in steps] == [{"i": 0}, {"i": 1}]
     assert log.read_bytes() == intact
-    lease = await _hold(reopened)
+    lease = await hold(reopened)
     await _steps(reopened, lease, 3)  # appends after the cut land on a clean line
     assert len(await FileStore(tmp_path).load_steps("r")) == 3
 
 
 async def test_file_store_reports_a_corrupt_record(tmp_path: Path) -> None:
     store = FileStore(tmp_path)
-    lease = await _hold(store)
+    lease = await hold(store)
     await _steps(store, lease, 1)
     log = next(tmp_path.glob("r_*")) / "steps.jsonl"
     log.write_bytes(log.read_bytes() + b'{"not": "a step"}\n')
@@ -81,7 +69,7 @@ async def test_file_store_reports_a_corrupt_record(tmp_path: Path) -> None:
 
 async def test_file_store_detects_a_log_rewritten_under_it(tmp_path: Path) -> None:
     store = FileStore(tmp_path)
-    lease = await _hold(store)
+    lease = await hold(store)
     await _steps(store, lease, 2)
     log = next(tmp_path.glob("r_*")) / "steps.jsonl"
     log.write_bytes(b"")
@@ -93,7 +81,7 @@ async def test_file_store_detects_a_log_rewritten_under_it(tmp_path: Path) -> No
 async def test_file_store_keeps_odd_run_ids_inside_its_root(tmp_path: Path) -> None:
     store = FileStore(tmp_path / "root")
     for run_id in ("..", "a/b", "../escape", "ü 😀"):
-        await _hold(store, run_id)
+        await hold(store, run_id=run_id)
     runs = [p.parent.parent for p in (tmp_path / "root").rglob("run.json")]
     assert runs == [tmp_path / "root"] * 4
     assert not (tmp_path / "escape").exists()
@@ -103,7 +91,7 @@ async def test_file_store_hashes_only_the_ids_too_long_to_quote(tmp_path: Path) 
     store = FileStore(tmp_path)
     short, long = "order ü-1", "😀" * MAX_NAME_LENGTH
     for run_id in (short, long):
-        await _hold(store, run_id)
+        await hold(store, run_id=run_id)
 
     # A short id keeps the directory every earlier version made, so those stay readable.
     assert (tmp_path / ("r_" + quote(short, safe="")) / "run.json").exists()
@@ -164,7 +152,7 @@ async def test_sqlite_store_uses_wal_and_the_chosen_synchronous_level(tmp_path: 
 
 async def test_sqlite_resume_loads_steps_in_one_query(tmp_path: Path) -> None:
     store = SqliteStore(tmp_path / "db")
-    lease = await _hold(store)
+    lease = await hold(store)
     await _steps(store, lease, 50)
     statements: list[str] = []
     store._db.set_trace_callback(statements.append)
@@ -184,7 +172,7 @@ async def test_sqlite_skips_the_disk_wait_only_for_a_step_begin_under_full(
     tmp_path: Path, synchronous: Synchronous
 ) -> None:
     store = SqliteStore(tmp_path / "db", synchronous=synchronous)
-    lease = await _hold(store)
+    lease = await hold(store)
     statements: list[str] = []
     store._db.set_trace_callback(statements.append)
 

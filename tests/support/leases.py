@@ -12,10 +12,12 @@ MANIFEST = DurableRunManifest(
 )
 
 
-async def hold(store: DurableRunStore, worker: str = "w", lease_for: float = 30) -> Lease:
-    """Start run ``r`` (or take it over) as ``worker``, and return its lease."""
+async def hold(
+    store: DurableRunStore, worker: str = "w", lease_for: float = 30, *, run_id: str = "r"
+) -> Lease:
+    """Start run ``run_id`` (or take it over) as ``worker``, and return its lease."""
     resumed = await store.start_or_resume(
-        run_id="r", agent="a", manifest=MANIFEST, worker_id=worker,
+        run_id=run_id, agent="a", manifest=MANIFEST, worker_id=worker,
         lease_for=timedelta(seconds=lease_for),
     )  # fmt: skip
     assert resumed.lease is not None
