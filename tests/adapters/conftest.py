@@ -15,7 +15,7 @@ from durable_agents.adapters.local import (
     PostgresStore,
     SqliteStore,
 )
-from tests.support.postgres import fresh_database
+from tests.support.postgres import drop_database, fresh_database
 
 
 @pytest.fixture(params=["memory", "file", "sqlite", "postgres"])
@@ -24,6 +24,7 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
     test's runs share (a purge would delete them, a listing would count them)."""
     kind: str = request.param
     opened: DurableRunStore
+    dsn: str | None = None
     if kind == "memory":
         opened = InMemoryStore()
     elif kind == "file":
@@ -33,5 +34,9 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
     else:
         dsn = fresh_database(request.getfixturevalue("postgres_dsn"), f"t_{uuid.uuid4().hex}")
         opened = await PostgresStore.connect(dsn)
-    yield opened
-    await opened.close()
+    try:
+        yield opened
+    finally:
+        await opened.close()
+        if dsn is not None:
+            drop_database(dsn)  # the server keeps no database of a test that ended
