@@ -49,8 +49,10 @@ class LivePublisher:
         self._run_id = run_id
         self._pending: list[LiveEvent] = []
         self._writer: asyncio.Task[None] | None = None
-        self._now = asyncio.Event()
+        self._hurry = False
         """Set by ``flush``: write what is pending without waiting for more."""
+        self._window: asyncio.Future[None] | None = None
+        """The writer's wait for entries to share its write; ``flush`` cuts it short."""
         self._warned = False
 
     def publish(self, event: LiveEvent) -> None:
@@ -65,10 +67,9 @@ class LivePublisher:
     async def _write(self) -> None:
         try:
             while self._pending:
-                if not any(event.kind == "token" for event in self._pending):
+                if not self._hurry and not any(e.kind == "token" for e in self._pending):
                     # Tokens go at once: a watcher reads them as the model writes them.
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._now.wait(), COALESCE)
+                    await self._coalesce()
                 batch, self._pending = self._pending[:_BATCH], self._pending[_BATCH:]
                 try:
                     await self._store.append_live(self._run_id, batch)
@@ -83,13 +84,35 @@ class LivePublisher:
                 _ring(self._run_id)
         finally:
             self._writer = None
-            self._now.clear()
+            self._hurry = False
+
+    async def _coalesce(self) -> None:
+        """Wait ``COALESCE`` seconds, or until ``flush``: a future and a timer, where
+        ``wait_for`` would make a task and, on timing out, an exception, for every write
+        of every run."""
+        loop = asyncio.get_running_loop()
+        window = self._window = loop.create_future()
+        timer = loop.call_later(COALESCE, _close, window)
+        try:
+            await window
+        finally:
+            timer.cancel()
+            self._window = None
 
     async def flush(self) -> None:
         """Wait until everything published so far is in the store."""
-        self._now.set()
+        if self._writer is None:
+            return  # nothing pending: the next entries wait for their window as usual
+        self._hurry = True
+        if self._window is not None:
+            _close(self._window)
         while self._writer is not None:
             await asyncio.shield(self._writer)
+
+
+def _close(window: asyncio.Future[None]) -> None:
+    if not window.done():
+        window.set_result(None)
 
 
 async def watch_run(

@@ -1,0 +1,103 @@
+"""A local run's live publisher: entries share writes, tokens and ``flush`` go at once."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+
+import pytest
+
+from durable import LiveEvent
+from durable_agents.adapters.local import DurableRunStore, InMemoryStore, LivePublisher
+from durable_agents.adapters.local import _live as live_module
+from tests.support.leases import hold
+
+A_LONG_WINDOW = 3600.0
+"""A coalescing window no test waits out: anything written meanwhile was not held by it."""
+
+
+def _started(step: int) -> LiveEvent:
+    return LiveEvent(kind="step_started", step=step, intent="work", attempt=1)
+
+
+async def _eventually(store: DurableRunStore, count: int) -> list[LiveEvent]:
+    """The run's entries once there are ``count``; fails after 5 s without them."""
+    async with asyncio.timeout(5):
+        while len(entries := await store.read_live("r")) < count:
+            await asyncio.sleep(0.01)
+    return entries
+
+
+async def test_entries_published_together_reach_the_store_in_order(
+    store: DurableRunStore,
+) -> None:
+    await hold(store)
+    publisher = LivePublisher(store, "r")
+    for step in range(3):
+        publisher.publish(_started(step))
+    entries = await _eventually(store, 3)
+    assert [e.step for e in entries] == [0, 1, 2]
+    assert all(e.at is not None for e in entries)  # stamped when published
+
+
+async def test_flush_writes_at_once_instead_of_waiting_out_the_window(
+    store: DurableRunStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await hold(store)
+    monkeypatch.setattr(live_module, "COALESCE", A_LONG_WINDOW)
+    publisher = LivePublisher(store, "r")
+    publisher.publish(_started(0))
+    await asyncio.sleep(0)  # the writer is waiting in its window
+    async with asyncio.timeout(5):
+        await publisher.flush()
+    assert [e.step for e in await store.read_live("r")] == [0]
+
+
+async def test_a_token_is_written_without_waiting_for_the_window(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    store = InMemoryStore()
+    await hold(store)
+    monkeypatch.setattr(live_module, "COALESCE", A_LONG_WINDOW)
+    publisher = LivePublisher(store, "r")
+    publisher.publish(LiveEvent(kind="token", step=0, offset=0, text="Hel"))
+    entries = await _eventually(store, 1)
+    assert entries[0].text == "Hel"
+
+
+async def test_entries_after_a_flush_wait_for_their_window_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    store = InMemoryStore()
+    await hold(store)
+    publisher = LivePublisher(store, "r")
+    publisher.publish(_started(0))
+    await publisher.flush()
+    await publisher.flush()  # with nothing pending, it leaves no hurry behind
+    monkeypatch.setattr(live_module, "COALESCE", A_LONG_WINDOW)
+    publisher.publish(_started(1))
+    await asyncio.sleep(0.05)
+    assert len(await store.read_live("r")) == 1  # the second entry is still in its window
+    async with asyncio.timeout(5):
+        await publisher.flush()
+    assert len(await store.read_live("r")) == 2
+
+
+class _Refusing(InMemoryStore):
+    async def append_live(self, run_id: str, events: Sequence[LiveEvent]) -> None:
+        raise OSError("disk full")
+
+
+async def test_a_failed_write_is_logged_once_and_never_reaches_the_run(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    store = _Refusing()
+    await hold(store)
+    publisher = LivePublisher(store, "r")
+    with caplog.at_level(logging.WARNING, logger="durable.local"):
+        for step in range(2):
+            publisher.publish(_started(step))
+            await publisher.flush()
+    warnings = [r.getMessage() for r in caplog.records]
+    assert warnings == ["run 'r': writing its live stream failed; watchers miss entries"]
