@@ -1,7 +1,7 @@
 """Durable steps per second for each local store, against raw database code in the same run.
 
     python -m bench.store_throughput [--steps N] [--runs R] [--run-steps K]
-        [--processes P] [--resume 1000 10000] [--no-postgres]
+        [--processes P] [--rounds M] [--resume 1000 10000] [--no-postgres]
 
 The baselines do what one durable step minimally costs: one INSERT and one
 UPDATE, each committed on its own (raw ``sqlite3`` in WAL mode at the same
@@ -15,6 +15,11 @@ spread over P processes on one database, are compared with the sequential rate
 of the same store: group commit lets the runs share commits, so the goal is at
 least 5 times that rate. Resume times load and replay runs with many completed
 steps; their ratio shows whether resuming grows linearly.
+
+Every figure is the median of M rounds (``--rounds``, 3 by default), each on a
+fresh database file or fresh run ids, with a baseline timed in the same round
+as what it is compared with: on a shared machine a single round of the
+concurrent figures moved by half between runs of the same code.
 """
 
 from __future__ import annotations
@@ -97,9 +102,9 @@ def raw_sqlite(path: Path, steps: int, synchronous: Synchronous) -> float:
     return steps / elapsed
 
 
-async def durable_rate(store: DurableRunStore, steps: int) -> float:
+async def durable_rate(store: DurableRunStore, steps: int, run_id: str = "seq") -> float:
     started = time.perf_counter()
-    await run_durable(sequential, Plan(steps=steps), store=store, run_id=f"seq-{steps}")
+    await run_durable(sequential, Plan(steps=steps), store=store, run_id=run_id)
     elapsed = time.perf_counter() - started
     await store.close()
     return steps / elapsed
@@ -135,6 +140,16 @@ async def resume_seconds(
         for steps in sizes:
             times[steps].append(await resume(steps))
     return [statistics.median(times[steps]) for steps in sizes]
+
+
+async def medians(rounds: int, *measures: Callable[[int], Awaitable[float]]) -> list[float]:
+    """The median of each measure over ``rounds`` rounds; every round runs them all, in
+    order, so a noisy moment of the machine hits a figure and its baseline alike."""
+    values: list[list[float]] = [[] for _ in measures]
+    for round_ in range(rounds):
+        for taken, measure in zip(values, measures, strict=True):
+            taken.append(await measure(round_))
+    return [statistics.median(taken) for taken in values]
 
 
 def report(name: str, rate: float, baseline: float, goal: float | None = None) -> None:
@@ -244,52 +259,69 @@ async def main() -> None:
     parser.add_argument("--runs", type=int, default=100, help="runs at once")
     parser.add_argument("--run-steps", type=int, default=20, help="steps of each of those runs")
     parser.add_argument("--processes", type=int, default=4, help="processes on one database")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds each figure's median takes")
     parser.add_argument("--resume", type=int, nargs=2, default=(1_000, 10_000))
     parser.add_argument("--no-postgres", action="store_true", help="skip PostgreSQL")
     args = parser.parse_args()
+    if args.rounds < 1:
+        parser.error(f"--rounds must be at least 1, not {args.rounds}")
     tmp = Path(tempfile.mkdtemp(prefix="durable-bench-"))
-    runs, run_steps, processes = args.runs, args.run_steps, args.processes
+    runs, run_steps, processes, rounds = args.runs, args.run_steps, args.processes, args.rounds
+    steps = args.steps
+    print(f"medians of {rounds} rounds, each figure timed in the same round as its baseline")
 
-    sequential_full = 0.0
-    for sync in ("FULL", "NORMAL"):
-        baseline = raw_sqlite(tmp / f"raw-{sync}.db", args.steps, sync)
-        print(f"synchronous={sync}: raw SQLite baseline {baseline:.0f} steps/s")
-        rate = await durable_rate(
-            SqliteStore(tmp / f"store-{sync}.db", synchronous=sync), args.steps
+    def raw(sync: Synchronous) -> Callable[[int], Awaitable[float]]:
+        async def measure(r: int) -> float:
+            return raw_sqlite(tmp / f"raw-{sync}-{r}.db", steps, sync)
+
+        return measure
+
+    def ours(sync: Synchronous) -> Callable[[int], Awaitable[float]]:
+        async def measure(r: int) -> float:
+            store = SqliteStore(tmp / f"store-{sync}-{r}.db", synchronous=sync)
+            return await durable_rate(store, steps)
+
+        return measure
+
+    baseline, sequential_full, alone, files, in_memory = await medians(
+        rounds,
+        raw("FULL"),
+        ours("FULL"),
+        lambda r: store_writes_rate(SqliteStore(tmp / f"writes-{r}.db"), steps),
+        lambda r: durable_rate(FileStore(tmp / f"files-{r}"), steps),
+        lambda r: durable_rate(InMemoryStore(), steps),
+    )
+    print(f"synchronous=FULL: raw SQLite baseline {baseline:.0f} steps/s")
+    report("SqliteStore (FULL)", sequential_full, baseline, 0.9)
+    report("  its writes alone (no runner)", alone, baseline)
+    print(f"  {'  the runner per step':<34} {1e6 * (1 / sequential_full - 1 / alone):9.0f} µs")
+    report("FileStore (fsync)", files, baseline)
+    report("InMemoryStore", in_memory, baseline)
+    baseline, rate = await medians(rounds, raw("NORMAL"), ours("NORMAL"))
+    print(f"synchronous=NORMAL: raw SQLite baseline {baseline:.0f} steps/s")
+    report("SqliteStore (NORMAL)", rate, baseline)
+
+    async def in_one(r: int) -> float:
+        return await concurrent_rate(
+            SqliteStore(tmp / f"concurrent-{r}.db"), runs, run_steps, f"c{r}"
         )
-        report(f"SqliteStore ({sync})", rate, baseline, 0.9 if sync == "FULL" else None)
-        if sync == "FULL":
-            sequential_full = rate
-            alone = await store_writes_rate(SqliteStore(tmp / "writes.db"), args.steps)
-            report("  its writes alone (no runner)", alone, baseline)
-            print(f"  {'  the runner per step':<34} {1e6 * (1 / rate - 1 / alone):9.0f} µs")
-            report(
-                "FileStore (fsync)",
-                await durable_rate(FileStore(tmp / "files"), args.steps),
-                baseline,
-            )
-            report("InMemoryStore", await durable_rate(InMemoryStore(), args.steps), baseline)
 
+    async def spread(r: int) -> float:
+        return processes_rate(
+            "sqlite", str(tmp / f"processes-{r}.db"), processes, runs, run_steps, f"p{r}"
+        )
+
+    together, apart = await medians(rounds, in_one, spread)
     print(
         f"concurrency on SQLite (FULL): {runs} runs of {run_steps} steps, against the "
         f"sequential rate {sequential_full:.0f} steps/s"
     )
-    report(
-        f"{runs} runs in one process",
-        await concurrent_rate(SqliteStore(tmp / "concurrent.db"), runs, run_steps, "c"),
-        sequential_full,
-        5,
-    )
-    report(
-        f"{runs} runs over {processes} processes",
-        processes_rate("sqlite", str(tmp / "processes.db"), processes, runs, run_steps, "p"),
-        sequential_full,
-        5,
-    )
+    report(f"{runs} runs in one process", together, sequential_full, 5)
+    report(f"{runs} runs over {processes} processes", apart, sequential_full, 5)
 
     if not args.no_postgres:
         for fsync in (True, False):
-            await _postgres(args.steps, fsync, runs, run_steps, processes)
+            await _postgres(steps, fsync, runs, run_steps, processes, rounds)
 
     small, large = args.resume
     print(f"resume: a fresh worker loads and replays a run of {small} and of {large} steps")
@@ -316,27 +348,31 @@ async def _async(value: DurableRunStore) -> DurableRunStore:
     return value
 
 
-async def _postgres(steps: int, fsync: bool, runs: int, run_steps: int, processes: int) -> None:
+async def _postgres(
+    steps: int, fsync: bool, runs: int, run_steps: int, processes: int, rounds: int
+) -> None:
     from tests.support.postgres import postgres_server
 
     setting = "on" if fsync else "off"
     with postgres_server(fsync=fsync) as dsn:
-        baseline = raw_postgres(dsn, steps)
+
+        async def raw(r: int) -> float:
+            return raw_postgres(dsn, steps)
+
+        async def store(r: int) -> float:
+            return await durable_rate(await PostgresStore.connect(dsn), steps, f"seq-{r}")
+
+        async def in_one(r: int) -> float:
+            return await concurrent_rate(await PostgresStore.connect(dsn), runs, run_steps, f"c{r}")
+
+        async def spread(r: int) -> float:
+            return processes_rate("postgres", dsn, processes, runs, run_steps, f"p{r}")
+
+        baseline, rate, together, apart = await medians(rounds, raw, store, in_one, spread)
         print(f"PostgreSQL, fsync {setting}: raw psycopg baseline {baseline:.0f} steps/s")
-        rate = await durable_rate(await PostgresStore.connect(dsn), steps)
         report(f"PostgresStore (fsync {setting})", rate, baseline, 0.5)
-        report(
-            f"{runs} runs in one process",
-            await concurrent_rate(await PostgresStore.connect(dsn), runs, run_steps, "c"),
-            rate,
-            5,
-        )
-        report(
-            f"{runs} runs over {processes} processes",
-            processes_rate("postgres", dsn, processes, runs, run_steps, "p"),
-            rate,
-            5,
-        )
+        report(f"{runs} runs in one process", together, rate, 5)
+        report(f"{runs} runs over {processes} processes", apart, rate, 5)
 
 
 if __name__ == "__main__":

@@ -103,3 +103,40 @@ def test_the_temporal_bench_levels_start_sequential() -> None:
         "sequential",
         "2 concurrent",
     ]
+
+
+def _store_bench(*arguments: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bench.store_throughput", *arguments],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_the_store_bench_takes_each_figure_as_a_median_of_its_rounds() -> None:
+    bench = _store_bench(
+        *("--steps", "10", "--runs", "4", "--run-steps", "2", "--processes", "2"),
+        *("--rounds", "2", "--resume", "5", "10", "--no-postgres"),
+    )
+    assert bench.returncode == 0, bench.stderr
+    lines = bench.stdout.splitlines()
+    assert lines[0] == "medians of 2 rounds, each figure timed in the same round as its baseline"
+    figures = {line[2:36].strip(): line for line in lines if "steps/s   ratio" in line}
+    assert set(figures) >= {
+        "SqliteStore (FULL)",
+        "its writes alone (no runner)",
+        "FileStore (fsync)",
+        "InMemoryStore",
+        "SqliteStore (NORMAL)",
+        "4 runs in one process",
+        "4 runs over 2 processes",
+    }
+    assert "goal >= 0.9: " in figures["SqliteStore (FULL)"]
+    assert "goal >= 5: " in figures["4 runs over 2 processes"]
+
+
+def test_the_store_bench_refuses_no_rounds() -> None:
+    bench = _store_bench("--rounds", "0", "--no-postgres")
+    assert bench.returncode == 2
+    assert "--rounds must be at least 1, not 0" in bench.stderr
