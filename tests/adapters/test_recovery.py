@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -32,21 +30,8 @@ from durable_agents.adapters.local import (
 from durable_agents.adapters.local._recovery import UnhostedRuns
 from tests.conformance import agents, family
 from tests.conformance.agents import Job
-from tests.conformance.conftest import LOCAL_SUBSTRATES, open_store
-from tests.support.postgres import fresh_database
 
 MANIFEST = agent_definition(agents.two_phase).manifest(Job())
-
-
-@pytest.fixture(params=LOCAL_SUBSTRATES)
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[DurableRunStore]:
-    kind: str = request.param
-    location = {"file": str(tmp_path / "runs"), "sqlite": str(tmp_path / "durable.db")}.get(kind)
-    if kind == "postgres":
-        location = fresh_database(request.getfixturevalue("postgres_dsn"), "recovery")
-    opened = await open_store(kind, location or "")
-    yield opened
-    await opened.close()
 
 
 async def _held_by(store: DurableRunStore, run_id: str, *workers: str) -> None:

@@ -8,7 +8,6 @@ import os
 import re
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -26,22 +25,8 @@ from durable_agents.adapters.local import (
 )
 from tests.conformance import agents
 from tests.conformance.agents import Job
-from tests.conformance.conftest import LOCAL_SUBSTRATES, open_store
-from tests.support.postgres import fresh_database
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(params=LOCAL_SUBSTRATES)
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[DurableRunStore]:
-    """A fresh, empty store of each local kind; PostgreSQL gets a database of its own."""
-    kind: str = request.param
-    location = {"file": str(tmp_path / "runs"), "sqlite": str(tmp_path / "durable.db")}.get(kind)
-    if kind == "postgres":
-        location = fresh_database(request.getfixturevalue("postgres_dsn"), "worker_scan")
-    opened = await open_store(kind, location or "")
-    yield opened
-    await opened.close()
 
 
 async def _abandon(store: DurableRunStore, run_id: str, lease: float) -> None:
