@@ -16,10 +16,11 @@ of the same store: group commit lets the runs share commits, so the goal is at
 least 5 times that rate. Resume times load and replay runs with many completed
 steps; their ratio shows whether resuming grows linearly.
 
-Every figure is the median of M rounds (``--rounds``, 3 by default), each on a
-fresh database file or fresh run ids, with a baseline timed in the same round
-as what it is compared with: on a shared machine a single round of the
-concurrent figures moved by half between runs of the same code.
+Every throughput figure is the median of M rounds (``--rounds``, 3 by default),
+each on a fresh database file or fresh run ids, and every ratio the median of
+each round's own ratio to a baseline timed in the same round: on a shared
+machine a single round of the concurrent figures moved by half between runs of
+the same code. (Resume times are medians of their own repeats.)
 """
 
 from __future__ import annotations
@@ -34,12 +35,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
 from pathlib import Path
 
 from pydantic import BaseModel
 
+from bench._rounds import ratio, rounds_of
 from durable import DurableContext, DurableRunManifest, agent, agent_definition, step
 from durable_agents.adapters.local import (
     DurableRunStore,
@@ -102,7 +104,7 @@ def raw_sqlite(path: Path, steps: int, synchronous: Synchronous) -> float:
     return steps / elapsed
 
 
-async def durable_rate(store: DurableRunStore, steps: int, run_id: str = "seq") -> float:
+async def durable_rate(store: DurableRunStore, steps: int, *, run_id: str = "seq") -> float:
     started = time.perf_counter()
     await run_durable(sequential, Plan(steps=steps), store=store, run_id=run_id)
     elapsed = time.perf_counter() - started
@@ -142,20 +144,15 @@ async def resume_seconds(
     return [statistics.median(times[steps]) for steps in sizes]
 
 
-async def medians(rounds: int, *measures: Callable[[int], Awaitable[float]]) -> list[float]:
-    """The median of each measure over ``rounds`` rounds; every round runs them all, in
-    order, so a noisy moment of the machine hits a figure and its baseline alike."""
-    values: list[list[float]] = [[] for _ in measures]
-    for round_ in range(rounds):
-        for taken, measure in zip(values, measures, strict=True):
-            taken.append(await measure(round_))
-    return [statistics.median(taken) for taken in values]
-
-
-def report(name: str, rate: float, baseline: float, goal: float | None = None) -> None:
-    ratio = rate / baseline
-    verdict = "" if goal is None else f"   goal >= {goal:g}: {'met' if ratio >= goal else 'MISSED'}"
-    print(f"  {name:<34} {rate:9.0f} steps/s   ratio {ratio:5.2f}{verdict}")
+def report(
+    name: str, rates: Sequence[float], baselines: Sequence[float], goal: float | None = None
+) -> None:
+    """A figure's median rate, and its median ratio to the baseline of its round."""
+    figure = ratio(rates, baselines)
+    verdict = (
+        "" if goal is None else f"   goal >= {goal:g}: {'met' if figure >= goal else 'MISSED'}"
+    )
+    print(f"  {name:<34} {statistics.median(rates):9.0f} steps/s   ratio {figure:5.2f}{verdict}")
 
 
 async def store_writes_rate(store: DurableRunStore, steps: int) -> float:
@@ -265,10 +262,14 @@ async def main() -> None:
     args = parser.parse_args()
     if args.rounds < 1:
         parser.error(f"--rounds must be at least 1, not {args.rounds}")
-    tmp = Path(tempfile.mkdtemp(prefix="durable-bench-"))
+    with tempfile.TemporaryDirectory(prefix="durable-bench-") as tmp:
+        await _measure(args, Path(tmp))
+
+
+async def _measure(args: argparse.Namespace, tmp: Path) -> None:
     runs, run_steps, processes, rounds = args.runs, args.run_steps, args.processes, args.rounds
     steps = args.steps
-    print(f"medians of {rounds} rounds, each figure timed in the same round as its baseline")
+    print(f"medians of {rounds} rounds; a ratio is the median of each round's own ratio")
 
     def raw(sync: Synchronous) -> Callable[[int], Awaitable[float]]:
         async def measure(r: int) -> float:
@@ -276,14 +277,14 @@ async def main() -> None:
 
         return measure
 
-    def ours(sync: Synchronous) -> Callable[[int], Awaitable[float]]:
+    def ours(sync: Synchronous, name: str = "store") -> Callable[[int], Awaitable[float]]:
         async def measure(r: int) -> float:
-            store = SqliteStore(tmp / f"store-{sync}-{r}.db", synchronous=sync)
+            store = SqliteStore(tmp / f"{name}-{sync}-{r}.db", synchronous=sync)
             return await durable_rate(store, steps)
 
         return measure
 
-    baseline, sequential_full, alone, files, in_memory = await medians(
+    baseline, full, alone, files, in_memory = await rounds_of(
         rounds,
         raw("FULL"),
         ours("FULL"),
@@ -291,15 +292,16 @@ async def main() -> None:
         lambda r: durable_rate(FileStore(tmp / f"files-{r}"), steps),
         lambda r: durable_rate(InMemoryStore(), steps),
     )
-    print(f"synchronous=FULL: raw SQLite baseline {baseline:.0f} steps/s")
-    report("SqliteStore (FULL)", sequential_full, baseline, 0.9)
+    print(f"synchronous=FULL: raw SQLite baseline {statistics.median(baseline):.0f} steps/s")
+    report("SqliteStore (FULL)", full, baseline, 0.9)
     report("  its writes alone (no runner)", alone, baseline)
-    print(f"  {'  the runner per step':<34} {1e6 * (1 / sequential_full - 1 / alone):9.0f} µs")
+    runner = statistics.median([1e6 * (1 / f - 1 / a) for f, a in zip(full, alone, strict=True)])
+    print(f"  {'  the runner per step':<34} {runner:9.0f} µs")
     report("FileStore (fsync)", files, baseline)
     report("InMemoryStore", in_memory, baseline)
-    baseline, rate = await medians(rounds, raw("NORMAL"), ours("NORMAL"))
-    print(f"synchronous=NORMAL: raw SQLite baseline {baseline:.0f} steps/s")
-    report("SqliteStore (NORMAL)", rate, baseline)
+    baseline, normal = await rounds_of(rounds, raw("NORMAL"), ours("NORMAL"))
+    print(f"synchronous=NORMAL: raw SQLite baseline {statistics.median(baseline):.0f} steps/s")
+    report("SqliteStore (NORMAL)", normal, baseline)
 
     async def in_one(r: int) -> float:
         return await concurrent_rate(
@@ -311,13 +313,16 @@ async def main() -> None:
             "sqlite", str(tmp / f"processes-{r}.db"), processes, runs, run_steps, f"p{r}"
         )
 
-    together, apart = await medians(rounds, in_one, spread)
+    # Each round's concurrent figures against a sequential run of the same round.
+    sequential_rate, together, apart = await rounds_of(
+        rounds, ours("FULL", "sequential"), in_one, spread
+    )
     print(
         f"concurrency on SQLite (FULL): {runs} runs of {run_steps} steps, against the "
-        f"sequential rate {sequential_full:.0f} steps/s"
+        f"sequential rate {statistics.median(sequential_rate):.0f} steps/s"
     )
-    report(f"{runs} runs in one process", together, sequential_full, 5)
-    report(f"{runs} runs over {processes} processes", apart, sequential_full, 5)
+    report(f"{runs} runs in one process", together, sequential_rate, 5)
+    report(f"{runs} runs over {processes} processes", apart, sequential_rate, 5)
 
     if not args.no_postgres:
         for fsync in (True, False):
@@ -360,7 +365,7 @@ async def _postgres(
             return raw_postgres(dsn, steps)
 
         async def store(r: int) -> float:
-            return await durable_rate(await PostgresStore.connect(dsn), steps, f"seq-{r}")
+            return await durable_rate(await PostgresStore.connect(dsn), steps, run_id=f"seq-{r}")
 
         async def in_one(r: int) -> float:
             return await concurrent_rate(await PostgresStore.connect(dsn), runs, run_steps, f"c{r}")
@@ -368,8 +373,11 @@ async def _postgres(
         async def spread(r: int) -> float:
             return processes_rate("postgres", dsn, processes, runs, run_steps, f"p{r}")
 
-        baseline, rate, together, apart = await medians(rounds, raw, store, in_one, spread)
-        print(f"PostgreSQL, fsync {setting}: raw psycopg baseline {baseline:.0f} steps/s")
+        baseline, rate, together, apart = await rounds_of(rounds, raw, store, in_one, spread)
+        print(
+            f"PostgreSQL, fsync {setting}: raw psycopg baseline "
+            f"{statistics.median(baseline):.0f} steps/s"
+        )
         report(f"PostgresStore (fsync {setting})", rate, baseline, 0.5)
         report(f"{runs} runs in one process", together, rate, 5)
         report(f"{runs} runs over {processes} processes", apart, rate, 5)

@@ -7,13 +7,14 @@ import ast
 import json
 import subprocess
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import httpx
 import pytest
 
 import bench._plain_temporal
-from bench import temporal_overhead
+from bench import _rounds, temporal_overhead
 from bench._model_server import Timing, model_server
 from bench.llm_overhead import direct, local_calls
 from bench.temporal_overhead import Level, measure, report, sides
@@ -111,6 +112,7 @@ def _store_bench(*arguments: str) -> subprocess.CompletedProcess[str]:
         capture_output=True,
         text=True,
         timeout=300,
+        cwd=Path(__file__).resolve().parents[1],
     )
 
 
@@ -121,7 +123,7 @@ def test_the_store_bench_takes_each_figure_as_a_median_of_its_rounds() -> None:
     )
     assert bench.returncode == 0, bench.stderr
     lines = bench.stdout.splitlines()
-    assert lines[0] == "medians of 2 rounds, each figure timed in the same round as its baseline"
+    assert lines[0] == "medians of 2 rounds; a ratio is the median of each round's own ratio"
     figures = {line[2:36].strip(): line for line in lines if "steps/s   ratio" in line}
     assert set(figures) >= {
         "SqliteStore (FULL)",
@@ -140,3 +142,22 @@ def test_the_store_bench_refuses_no_rounds() -> None:
     bench = _store_bench("--rounds", "0", "--no-postgres")
     assert bench.returncode == 2
     assert "--rounds must be at least 1, not 0" in bench.stderr
+
+
+async def test_the_store_bench_runs_every_measure_in_every_round_in_order() -> None:
+    calls: list[tuple[str, int]] = []
+
+    def measure(name: str, values: list[float]) -> Callable[[int], Awaitable[float]]:
+        async def taken(round_: int) -> float:
+            calls.append((name, round_))
+            return values[round_]
+
+        return taken
+
+    rates, baselines = await _rounds.rounds_of(
+        3, measure("rate", [30.0, 10.0, 20.0]), measure("baseline", [10.0, 10.0, 40.0])
+    )
+    assert calls == [(name, r) for r in range(3) for name in ("rate", "baseline")]
+    assert (rates, baselines) == ([30.0, 10.0, 20.0], [10.0, 10.0, 40.0])
+    # Each round's own ratio (3, 1, 0.5), not the ratio of the medians (20 / 10).
+    assert _rounds.ratio(rates, baselines) == 1.0

@@ -59,7 +59,11 @@ class LivePublisher:
         if event.at is None:
             event = event.model_copy(update={"at": utc_now()})
         self._pending.append(event)
-        if self._writer is None:
+        self._start_writer()
+
+    def _start_writer(self) -> None:
+        # A writer cancelled before it began never cleared itself: start another.
+        if self._writer is None or self._writer.done():
             self._writer = asyncio.get_running_loop().create_task(
                 self._write(), name=f"durable-live:{self._run_id}"
             )
@@ -67,7 +71,7 @@ class LivePublisher:
     async def _write(self) -> None:
         try:
             while self._pending:
-                if not self._hurry and not any(e.kind == "token" for e in self._pending):
+                if not self._hurry and not any(event.kind == "token" for event in self._pending):
                     # Tokens go at once: a watcher reads them as the model writes them.
                     await self._coalesce()
                 batch, self._pending = self._pending[:_BATCH], self._pending[_BATCH:]
@@ -83,16 +87,17 @@ class LivePublisher:
                         )
                 _ring(self._run_id)
         finally:
-            self._writer = None
-            self._hurry = False
+            if self._writer is asyncio.current_task():
+                self._writer = None
+                self._hurry = False
 
     async def _coalesce(self) -> None:
-        """Wait ``COALESCE`` seconds, or until ``flush``: a future and a timer, where
-        ``wait_for`` would make a task and, on timing out, an exception, for every write
-        of every run."""
+        """Wait ``COALESCE`` seconds, or until ``flush``. A future and a timer: on Python
+        3.11 ``wait_for`` made a task, and on timing out an exception, for every write of
+        every run."""
         loop = asyncio.get_running_loop()
         window = self._window = loop.create_future()
-        timer = loop.call_later(COALESCE, _close, window)
+        timer = loop.call_later(COALESCE, _end_window, window)
         try:
             await window
         finally:
@@ -101,16 +106,17 @@ class LivePublisher:
 
     async def flush(self) -> None:
         """Wait until everything published so far is in the store."""
-        if self._writer is None:
-            return  # nothing pending: the next entries wait for their window as usual
+        if not self._pending and (self._writer is None or self._writer.done()):
+            return  # nothing to write: the next entries wait for their window as usual
         self._hurry = True
+        self._start_writer()  # entries a cancelled writer left behind go too
         if self._window is not None:
-            _close(self._window)
-        while self._writer is not None:
+            _end_window(self._window)
+        while self._writer is not None and not self._writer.done():
             await asyncio.shield(self._writer)
 
 
-def _close(window: asyncio.Future[None]) -> None:
+def _end_window(window: asyncio.Future[None]) -> None:
     if not window.done():
         window.set_result(None)
 

@@ -23,20 +23,23 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
     """A store of each kind; on PostgreSQL a database of its own, which no other
     test's runs share (a purge would delete them, a listing would count them)."""
     kind: str = request.param
-    opened: DurableRunStore
-    dsn: str | None = None
-    if kind == "memory":
-        opened = InMemoryStore()
-    elif kind == "file":
-        opened = FileStore(tmp_path / "runs")
-    elif kind == "sqlite":
-        opened = SqliteStore(tmp_path / "durable.db")
-    else:
-        dsn = fresh_database(request.getfixturevalue("postgres_dsn"), f"t_{uuid.uuid4().hex}")
-        opened = await PostgresStore.connect(dsn)
-    try:
+    if kind != "postgres":
+        opened: DurableRunStore
+        if kind == "memory":
+            opened = InMemoryStore()
+        elif kind == "file":
+            opened = FileStore(tmp_path / "runs")
+        else:
+            opened = SqliteStore(tmp_path / "durable.db")
         yield opened
-    finally:
         await opened.close()
-        if dsn is not None:
-            drop_database(dsn)  # the server keeps no database of a test that ended
+        return
+    dsn = fresh_database(request.getfixturevalue("postgres_dsn"), f"t_{uuid.uuid4().hex}")
+    try:
+        postgres = await PostgresStore.connect(dsn)
+        try:
+            yield postgres
+        finally:
+            await postgres.close()
+    finally:
+        drop_database(dsn)  # the server keeps no database of a test that ended

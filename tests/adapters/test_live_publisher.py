@@ -48,10 +48,63 @@ async def test_flush_writes_at_once_instead_of_waiting_out_the_window(
     monkeypatch.setattr(live_module, "COALESCE", A_LONG_WINDOW)
     publisher = LivePublisher(store, "r")
     publisher.publish(_started(0))
-    await asyncio.sleep(0)  # the writer is waiting in its window
+    await asyncio.sleep(0)
+    assert publisher._window is not None  # the writer is waiting in its window
     async with asyncio.timeout(5):
         await publisher.flush()
     assert [e.step for e in await store.read_live("r")] == [0]
+
+
+async def test_flush_before_the_writer_began_skips_the_window(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    store = InMemoryStore()
+    await hold(store)
+    monkeypatch.setattr(live_module, "COALESCE", A_LONG_WINDOW)
+    publisher = LivePublisher(store, "r")
+    publisher.publish(_started(0))  # its writer has not run yet: it has no window to cut
+    async with asyncio.timeout(5):
+        await publisher.flush()
+    assert len(await store.read_live("r")) == 1
+
+
+class _Counting(InMemoryStore):
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[int] = []
+
+    async def append_live(self, run_id: str, events: Sequence[LiveEvent]) -> None:
+        self.writes.append(len(events))
+        await super().append_live(run_id, events)
+
+
+async def test_entries_published_within_the_window_share_one_write() -> None:
+    store = _Counting()
+    await hold(store)
+    publisher = LivePublisher(store, "r")
+    for step in range(3):
+        publisher.publish(_started(step))
+        await asyncio.sleep(0)
+    await publisher.flush()
+    assert store.writes == [3]
+
+
+async def test_flush_writes_what_a_cancelled_writer_left(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    store = InMemoryStore()
+    await hold(store)
+    monkeypatch.setattr(live_module, "COALESCE", A_LONG_WINDOW)
+    publisher = LivePublisher(store, "r")
+    publisher.publish(_started(0))
+    await asyncio.sleep(0)
+    writer = publisher._writer
+    assert writer is not None
+    writer.cancel()  # as the loop's shutdown does
+    await asyncio.gather(writer, return_exceptions=True)
+    async with asyncio.timeout(5):
+        await publisher.flush()
+    assert len(await store.read_live("r")) == 1
 
 
 async def test_a_token_is_written_without_waiting_for_the_window(
