@@ -17,6 +17,18 @@ A_LONG_WINDOW = 3600.0
 """A coalescing window no test waits out: anything written meanwhile was not held by it."""
 
 
+@pytest.fixture
+def long_window(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Entries wait for others far longer than any test: a write that comes was not held."""
+    monkeypatch.setattr(live_module, "COALESCE", A_LONG_WINDOW)
+
+
+async def _publishing(store: DurableRunStore) -> LivePublisher:
+    """A publisher for run ``r``, which ``store`` then holds."""
+    await hold(store)
+    return LivePublisher(store, "r")
+
+
 def _started(step: int) -> LiveEvent:
     return LiveEvent(kind="step_started", step=step, intent="work", attempt=1)
 
@@ -32,8 +44,7 @@ async def _eventually(store: DurableRunStore, count: int) -> list[LiveEvent]:
 async def test_entries_published_together_reach_the_store_in_order(
     store: DurableRunStore,
 ) -> None:
-    await hold(store)
-    publisher = LivePublisher(store, "r")
+    publisher = await _publishing(store)
     for step in range(3):
         publisher.publish(_started(step))
     entries = await _eventually(store, 3)
@@ -41,12 +52,11 @@ async def test_entries_published_together_reach_the_store_in_order(
     assert all(e.at is not None for e in entries)  # stamped when published
 
 
+@pytest.mark.usefixtures("long_window")
 async def test_flush_writes_at_once_instead_of_waiting_out_the_window(
-    store: DurableRunStore, monkeypatch: pytest.MonkeyPatch
+    store: DurableRunStore,
 ) -> None:
-    await hold(store)
-    monkeypatch.setattr(live_module, "COALESCE", A_LONG_WINDOW)
-    publisher = LivePublisher(store, "r")
+    publisher = await _publishing(store)
     publisher.publish(_started(0))
     await asyncio.sleep(0)
     assert publisher._window is not None  # the writer is waiting in its window
@@ -55,13 +65,10 @@ async def test_flush_writes_at_once_instead_of_waiting_out_the_window(
     assert [e.step for e in await store.read_live("r")] == [0]
 
 
-async def test_flush_before_the_writer_began_skips_the_window(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+@pytest.mark.usefixtures("long_window")
+async def test_flush_before_the_writer_began_skips_the_window() -> None:
     store = InMemoryStore()
-    await hold(store)
-    monkeypatch.setattr(live_module, "COALESCE", A_LONG_WINDOW)
-    publisher = LivePublisher(store, "r")
+    publisher = await _publishing(store)
     publisher.publish(_started(0))  # its writer has not run yet: it has no window to cut
     async with asyncio.timeout(5):
         await publisher.flush()
@@ -78,10 +85,10 @@ class _Counting(InMemoryStore):
         await super().append_live(run_id, events)
 
 
+@pytest.mark.usefixtures("long_window")
 async def test_entries_published_within_the_window_share_one_write() -> None:
     store = _Counting()
-    await hold(store)
-    publisher = LivePublisher(store, "r")
+    publisher = await _publishing(store)
     for step in range(3):
         publisher.publish(_started(step))
         await asyncio.sleep(0)
@@ -89,13 +96,10 @@ async def test_entries_published_within_the_window_share_one_write() -> None:
     assert store.writes == [3]
 
 
-async def test_flush_writes_what_a_cancelled_writer_left(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+@pytest.mark.usefixtures("long_window")
+async def test_flush_writes_what_a_cancelled_writer_left() -> None:
     store = InMemoryStore()
-    await hold(store)
-    monkeypatch.setattr(live_module, "COALESCE", A_LONG_WINDOW)
-    publisher = LivePublisher(store, "r")
+    publisher = await _publishing(store)
     publisher.publish(_started(0))
     await asyncio.sleep(0)
     writer = publisher._writer
@@ -107,13 +111,10 @@ async def test_flush_writes_what_a_cancelled_writer_left(
     assert len(await store.read_live("r")) == 1
 
 
-async def test_a_token_is_written_without_waiting_for_the_window(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+@pytest.mark.usefixtures("long_window")
+async def test_a_token_is_written_without_waiting_for_the_window() -> None:
     store = InMemoryStore()
-    await hold(store)
-    monkeypatch.setattr(live_module, "COALESCE", A_LONG_WINDOW)
-    publisher = LivePublisher(store, "r")
+    publisher = await _publishing(store)
     publisher.publish(LiveEvent(kind="token", step=0, offset=0, text="Hel"))
     entries = await _eventually(store, 1)
     assert entries[0].text == "Hel"
@@ -123,8 +124,7 @@ async def test_entries_after_a_flush_wait_for_their_window_again(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     store = InMemoryStore()
-    await hold(store)
-    publisher = LivePublisher(store, "r")
+    publisher = await _publishing(store)
     publisher.publish(_started(0))
     await publisher.flush()
     await publisher.flush()  # with nothing pending, it leaves no hurry behind
@@ -146,8 +146,7 @@ async def test_a_failed_write_is_logged_once_and_never_reaches_the_run(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     store = _Refusing()
-    await hold(store)
-    publisher = LivePublisher(store, "r")
+    publisher = await _publishing(store)
     with caplog.at_level(logging.WARNING, logger="durable.local"):
         for step in range(2):
             publisher.publish(_started(step))
